@@ -1,0 +1,492 @@
+"""The component catalogue: one pydantic class per kind, a tagged union on ``kind``.
+
+Every class forbids unknown keys, carries its units in its field names and documents each
+field in the docstring right under it (the app shows those docstrings as help).
+
+Usage::
+
+    >>> from pydantic import TypeAdapter
+    >>> from components.catalogue import Component
+    >>> svc = TypeAdapter(Component).validate_python(
+    ...     {"id": "svc", "kind": "service", "replicas": 2, "concurrency": 8,
+    ...      "service_time": {"dist": "exponential", "mean_ms": 40}})
+    >>> svc.servers
+    16
+
+Adding a kind is one class here plus one ``KINDS`` entry; ``tests/test_catalogue.py`` checks
+that every kind also has a tier, a diagram shape, a simulation station and a cost rule.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
+
+__all__ = [
+    "ComponentBase",
+    "Service",
+    "LoadBalancer",
+    "ApiGateway",
+    "Cache",
+    "Queue",
+    "Database",
+    "ObjectStorage",
+    "LLMServer",
+    "LLMApi",
+    "Embedder",
+    "VectorDB",
+    "KeywordSearch",
+    "Reranker",
+    "Guardrail",
+    "Tool",
+    "Judge",
+    "BatchStage",
+    "TrainingJob",
+    "Monitoring",
+    "Component",
+    "KINDS",
+    "TIERS",
+    "Precision",
+]
+
+Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
+
+ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+# Display tiers, in diagram order. Each kind declares its tier as a class variable.
+TIERS: dict[str, str] = {
+    "edge": "Edge & API",
+    "retrieval": "Retrieval",
+    "model": "Model serving",
+    "data": "Data",
+    "offline": "Offline & pipeline",
+}
+
+
+class ComponentBase(BaseModel):
+    """Fields every component has."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = ""
+
+    id: str = Field(pattern=ID_PATTERN)
+    """Unique name used by the flow edges (letters, digits, `_` and `-`)."""
+    label: str | None = Field(default=None, max_length=200)
+    """Display name for diagrams and documents; the id when empty."""
+    notes: str | None = Field(default=None, max_length=5000)
+    """Free text: why this component, what it assumes."""
+    timeout_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    """Give up on a request that has waited longer than this here; it counts as dropped."""
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.id
+
+
+class _Pool(ComponentBase):
+    """A pool of identical servers: `replicas` × `concurrency` requests in service at once."""
+
+    replicas: int = Field(default=1, ge=1, le=100_000)
+    """Number of identical instances behind this component."""
+    concurrency: int = Field(default=1, ge=1, le=100_000)
+    """Requests one replica serves at the same time (worker threads, connections)."""
+    replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
+    """Price of one replica-hour in USD; empty takes the catalogue default for this kind."""
+
+    @property
+    def servers(self) -> int:
+        return self.replicas * self.concurrency
+
+
+class Service(_Pool):
+    """A generic application service: a multi-server FIFO queue."""
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = "Application service: replicas × concurrency servers, FIFO queue."
+    kind: Literal["service"] = "service"
+    service_time: Duration = Field(default_factory=lambda: fixed_ms(10))
+    """Time one request occupies one server, in milliseconds."""
+
+
+class LoadBalancer(_Pool):
+    """L4/L7 load balancer in front of replicas."""
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = "Load balancer: adds a small fixed latency, rarely a bottleneck."
+    kind: Literal["load_balancer"] = "load_balancer"
+    concurrency: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Connections one instance handles at the same time."""
+    latency: Duration = Field(default_factory=lambda: fixed_ms(1))
+    """Added latency per request, in milliseconds."""
+
+
+class ApiGateway(_Pool):
+    """API gateway: auth, routing, request-rate limiting."""
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = "API gateway: auth and routing, a few ms per request."
+    kind: Literal["api_gateway"] = "api_gateway"
+    concurrency: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Requests one instance handles at the same time."""
+    latency: Duration = Field(default_factory=lambda: fixed_ms(5))
+    """Added latency per request, in milliseconds."""
+
+
+class Cache(_Pool):
+    """A cache in front of the rest of the flow: a hit answers at once, a miss goes on."""
+
+    tier: ClassVar[str] = "data"
+    description: ClassVar[str] = "Cache: hits return immediately; misses follow the outgoing edges."
+    kind: Literal["cache"] = "cache"
+    concurrency: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Requests one cache node serves at the same time."""
+    hit_ratio: float = Field(default=0.3, ge=0, le=1)
+    """Fraction of requests answered by the cache (0–1); the rest continue downstream."""
+    hit_latency: Duration = Field(default_factory=lambda: fixed_ms(1))
+    """Lookup time on a hit, in milliseconds (a Redis GET is well under 1 ms on a LAN)."""
+    miss_latency: Duration = Field(default_factory=lambda: fixed_ms(1))
+    """Lookup time on a miss before the request moves on, in milliseconds."""
+
+
+class Queue(ComponentBase):
+    """Asynchronous hand-off (broker): the caller's latency ends at enqueue."""
+
+    tier: ClassVar[str] = "data"
+    description: ClassVar[str] = (
+        "Message queue / broker: the request is acknowledged at enqueue; consumers downstream "
+        "work through the backlog."
+    )
+    kind: Literal["queue"] = "queue"
+    enqueue_latency: Duration = Field(default_factory=lambda: fixed_ms(5))
+    """Time to enqueue and acknowledge, in milliseconds."""
+    max_depth: int | None = Field(default=None, ge=1, le=10**9)
+    """Messages the broker holds at most; enqueues beyond are dropped. Empty means unbounded."""
+    usd_per_million_requests: float | None = Field(default=None, ge=0, le=1_000)
+    """Price per million enqueue requests in USD; empty takes the catalogue default."""
+
+
+class Database(_Pool):
+    """Relational or document database."""
+
+    tier: ClassVar[str] = "data"
+    description: ClassVar[str] = "Database: replicas × connections servers with a query time."
+    kind: Literal["database"] = "database"
+    concurrency: int = Field(default=50, ge=1, le=100_000)
+    """Queries one instance runs at the same time (connection pool size)."""
+    query_time: Duration = Field(default_factory=lambda: fixed_ms(5))
+    """Time one query takes, in milliseconds."""
+    storage_gb: float = Field(default=100, ge=0, le=1e7)
+    """Data stored, in GB (sizing and documents)."""
+
+
+class ObjectStorage(ComponentBase):
+    """Object storage (S3-like): elastic, modelled as a pure delay."""
+
+    tier: ClassVar[str] = "data"
+    description: ClassVar[str] = "Object storage: elastic, a pure delay per GET; priced per GB-month."
+    kind: Literal["object_storage"] = "object_storage"
+    latency: Duration = Field(default_factory=lambda: fixed_ms(30))
+    """Time for one GET, in milliseconds."""
+    storage_gb: float = Field(default=1000, ge=0, le=1e9)
+    """Data stored, in GB."""
+    usd_per_gb_month: float | None = Field(default=None, ge=0, le=100)
+    """Storage price in USD per GB-month; empty takes the catalogue default."""
+
+
+class LLMServer(ComponentBase):
+    """Self-hosted LLM: replicas of a model on GPUs with continuous batching."""
+
+    tier: ClassVar[str] = "model"
+    description: ClassVar[str] = (
+        "Self-hosted LLM server (vLLM/TensorRT-LLM style): continuous batching, KV cache, "
+        "tensor parallelism."
+    )
+    kind: Literal["llm_server"] = "llm_server"
+    model: str = Field(min_length=1, max_length=100)
+    """Model name from the catalogue, e.g. `llama-3.1-8b` (see `sdw list --models`)."""
+    gpu: str = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    """GPU type from the catalogue, e.g. `H100-SXM-80GB`, `H200-SXM-141GB`."""
+    gpus_per_replica: int = Field(default=1, ge=1, le=64)
+    """GPUs per replica; the model is split across them by tensor parallelism."""
+    precision: Precision = "bf16"
+    """Weight precision: sets bytes per parameter and which peak FLOPs apply."""
+    kv_cache_precision: Literal["bf16", "fp16", "fp8"] = "bf16"
+    """KV-cache element type: bf16/fp16 = 2 bytes, fp8 = 1 byte per element."""
+    max_batch: int = Field(default=256, ge=1, le=4096)
+    """Sequences decoded together at most per iteration (vLLM `max_num_seqs`)."""
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    """Number of model replicas."""
+    chunked_prefill_tokens: int | None = Field(default=None, ge=16, le=1_000_000)
+    """Prefill at most this many prompt tokens per iteration (chunked prefill); empty: whole prompts."""
+    prefix_cache_hit_ratio: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of prompt tokens found in the prefix cache, which skip prefill."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
+    """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_replica * self.replicas
+
+
+class LLMApi(ComponentBase):
+    """External LLM provider behind an API, with rate limits and per-token prices."""
+
+    tier: ClassVar[str] = "model"
+    description: ClassVar[str] = (
+        "External LLM API: time to first token + output tokens at a provider's speed, "
+        "rate-limited in requests and tokens per minute, priced per 1M tokens."
+    )
+    kind: Literal["llm_api"] = "llm_api"
+    provider_model: str = Field(default="gpt-4o", max_length=100)
+    """Provider and model name, for documents only."""
+    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
+    """Time to first token, in milliseconds (Artificial Analysis median for GPT-4o: 0.45 s)."""
+    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
+    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131)."""
+    rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
+    """Requests per minute allowed by the provider; empty means no limit."""
+    tpm_limit: int | None = Field(default=None, ge=1, le=10**12)
+    """Input + output tokens per minute allowed by the provider; empty means no limit."""
+    on_limit: Literal["wait", "retry"] = "wait"
+    """Over the limit: `wait` for the token bucket, or `retry` with exponential backoff."""
+    max_retries: int = Field(default=5, ge=0, le=100)
+    """Retries before the request is dropped, with `on_limit: retry`."""
+    backoff_ms: float = Field(default=1000, gt=0, le=600_000)
+    """First retry delay in milliseconds; doubles on each retry."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
+    """Requests in flight at most from this design; empty means unbounded."""
+    usd_per_1m_input_tokens: float = Field(default=2.5, ge=0, le=10_000)
+    """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
+    usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
+    """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+
+
+class _TokenPool(ComponentBase):
+    """A pool of replicas that processes tokens (or pairs) in batches."""
+
+    replicas: int = Field(default=1, ge=1, le=100_000)
+    """Number of replicas (one GPU or CPU node each)."""
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    """Requests batched together at most per forward pass."""
+    gpu: str | None = Field(default="L4-24GB", max_length=100)
+    """GPU type of one replica for pricing; empty for a CPU replica priced per replica-hour."""
+    replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
+    """Price of one replica-hour in USD; empty takes the GPU or CPU catalogue price."""
+
+
+class Embedder(_TokenPool):
+    """Embedding model: tokens per second per replica, batched."""
+
+    tier: ClassVar[str] = "retrieval"
+    description: ClassVar[str] = "Embedding model: batched, service time from tokens per second."
+    kind: Literal["embedder"] = "embedder"
+    tokens_per_s_per_replica: float = Field(default=62_000, gt=0, le=1e9)
+    """Tokens embedded per second by one replica at full batch (bge-large on 1× L4: ~62k)."""
+    tokens_per_request: Count | None = None
+    """Tokens embedded per request; empty uses the request's prompt tokens."""
+    overhead_ms: float = Field(default=5, ge=0, le=60_000)
+    """Fixed time per batch (tokenisation, transfer), in milliseconds."""
+
+
+class Reranker(_TokenPool):
+    """Cross-encoder reranker scoring (query, document) pairs."""
+
+    tier: ClassVar[str] = "retrieval"
+    description: ClassVar[str] = "Cross-encoder reranker: batched, service time from pairs per second."
+    kind: Literal["reranker"] = "reranker"
+    pairs_per_request: Count = Field(default_factory=lambda: fixed_count(50))
+    """Candidate documents scored per query."""
+    pairs_per_s_per_replica: float = Field(default=1800, gt=0, le=1e9)
+    """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s)."""
+    overhead_ms: float = Field(default=5, ge=0, le=60_000)
+    """Fixed time per batch, in milliseconds."""
+
+
+class VectorDB(_Pool):
+    """Approximate-nearest-neighbour index (HNSW, IVF)."""
+
+    tier: ClassVar[str] = "retrieval"
+    description: ClassVar[str] = "Vector database: ANN search, replicas × concurrency servers."
+    kind: Literal["vector_db"] = "vector_db"
+    concurrency: int = Field(default=8, ge=1, le=100_000)
+    """Queries one node runs at once (about its vCPUs)."""
+    query_time: Duration = Field(
+        default_factory=lambda: LogNormal(mean_ms=6.5, p95_ms=9.1)
+    )
+    """Search time of one query on an idle node, in milliseconds (Qdrant 8 vCPU: 1238 QPS at 8 in flight ⇒ ~6.5 ms)."""
+    vectors: int = Field(default=1_000_000, ge=0, le=10**12)
+    """Vectors indexed (sizing and documents)."""
+    dimensions: int = Field(default=1536, ge=1, le=65536)
+    """Vector dimensions (sizing and documents)."""
+
+
+class KeywordSearch(_Pool):
+    """Keyword / BM25 index (Elasticsearch, OpenSearch)."""
+
+    tier: ClassVar[str] = "retrieval"
+    description: ClassVar[str] = "Keyword (BM25) search: replicas × concurrency servers."
+    kind: Literal["keyword_search"] = "keyword_search"
+    concurrency: int = Field(default=8, ge=1, le=100_000)
+    """Queries one node runs at once."""
+    query_time: Duration = Field(default_factory=lambda: fixed_ms(10))
+    """Time of one query, in milliseconds."""
+
+
+class Guardrail(_Pool):
+    """Input/output safety filter (classifier or rules)."""
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = "Guardrail: a safety classifier; blocked requests end here."
+    kind: Literal["guardrail"] = "guardrail"
+    concurrency: int = Field(default=16, ge=1, le=100_000)
+    """Requests one replica checks at once."""
+    service_time: Duration = Field(default_factory=lambda: fixed_ms(15))
+    """Check time per request, in milliseconds."""
+    block_ratio: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of requests blocked (they end here, answered with a refusal)."""
+
+
+class Tool(ComponentBase):
+    """An agent's tool call (search API, code runner, internal service)."""
+
+    tier: ClassVar[str] = "edge"
+    description: ClassVar[str] = "Agent tool call: a delay, optionally limited in concurrency, priced per call."
+    kind: Literal["tool"] = "tool"
+    latency: Duration = Field(default_factory=lambda: LogNormal(mean_ms=300, p95_ms=900))
+    """Time one call takes, in milliseconds."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
+    """Calls in flight at most; empty means unbounded (an external service)."""
+    usd_per_call: float = Field(default=0.0, ge=0, le=100)
+    """Price of one call in USD (a paid search API, say)."""
+
+
+class Judge(ComponentBase):
+    """LLM-as-judge for evaluations, behind an API."""
+
+    tier: ClassVar[str] = "model"
+    description: ClassVar[str] = (
+        "LLM-as-judge: scores one output per request through a provider API with rate limits."
+    )
+    kind: Literal["judge"] = "judge"
+    provider_model: str = Field(default="gpt-4o", max_length=100)
+    """Judge model, for documents only."""
+    prompt_tokens: Count = Field(default_factory=lambda: fixed_count(1500))
+    """Tokens in one judge prompt (rubric + question + answer)."""
+    output_tokens: Count = Field(default_factory=lambda: fixed_count(150))
+    """Tokens in one verdict (score + short rationale)."""
+    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
+    """Time to first token, in milliseconds."""
+    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
+    """Output speed after the first token, tokens per second."""
+    rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
+    """Requests per minute allowed by the provider; empty means no limit."""
+    tpm_limit: int | None = Field(default=None, ge=1, le=10**12)
+    """Tokens per minute allowed by the provider; empty means no limit."""
+    on_limit: Literal["wait", "retry"] = "wait"
+    """Over the limit: `wait` for the token bucket, or `retry` with exponential backoff."""
+    max_retries: int = Field(default=5, ge=0, le=100)
+    """Retries before the request is dropped, with `on_limit: retry`."""
+    backoff_ms: float = Field(default=1000, gt=0, le=600_000)
+    """First retry delay in milliseconds; doubles on each retry."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
+    """Judge calls in flight at most; empty means unbounded."""
+    usd_per_1m_input_tokens: float = Field(default=2.5, ge=0, le=10_000)
+    """Price per million input tokens in USD."""
+    usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
+    """Price per million output tokens in USD."""
+
+
+class BatchStage(ComponentBase):
+    """A data-pipeline step processing items with a pool of workers."""
+
+    tier: ClassVar[str] = "offline"
+    description: ClassVar[str] = "Pipeline step: items per second per worker × workers; priced per worker-hour."
+    kind: Literal["batch_stage"] = "batch_stage"
+    workers: int = Field(default=4, ge=1, le=1_000_000)
+    """Workers processing items in parallel."""
+    items_per_s_per_worker: float = Field(default=100, gt=0, le=1e9)
+    """Items one worker processes per second."""
+    output_ratio: float = Field(default=1.0, ge=0, le=1000)
+    """Items out per item in (0.8 after a dedup that drops 20 %; chunking can exceed 1)."""
+    startup_s: float = Field(default=0, ge=0, le=86_400)
+    """Fixed time before the first item (scheduling, loading), in seconds."""
+    worker_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
+    """Price of one worker-hour in USD; empty takes the CPU replica default."""
+    service_time: Duration | None = None
+    """Per-request time when this stage sits on an online request path; empty derives it from items/s."""
+
+
+class TrainingJob(ComponentBase):
+    """A fine-tuning run: duration from 6 × params × tokens over the cluster's useful FLOPs."""
+
+    tier: ClassVar[str] = "offline"
+    description: ClassVar[str] = "Fine-tuning job: full, LoRA or QLoRA; GPU-hours and cost per run."
+    kind: Literal["training_job"] = "training_job"
+    model: str = Field(min_length=1, max_length=100)
+    """Base model name from the catalogue."""
+    method: Literal["full", "lora", "qlora"] = "lora"
+    """Fine-tuning method: full weights, LoRA adapters, or LoRA on a 4-bit base (QLoRA)."""
+    tokens: float = Field(gt=0, le=1e15)
+    """Training tokens per run (dataset tokens × epochs)."""
+    gpu: str = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    """GPU type from the catalogue."""
+    gpus: int = Field(default=8, ge=1, le=100_000)
+    """GPUs used by the job."""
+    precision: Literal["bf16", "fp8"] = "bf16"
+    """Compute precision: sets which peak FLOPs apply."""
+    utilization: float | None = Field(default=None, gt=0, le=1)
+    """Model FLOPs utilisation (MFU); empty takes the catalogue default with its source."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
+    """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+
+
+class Monitoring(ComponentBase):
+    """Metrics, traces and eval logging: off the request path, priced per month."""
+
+    tier: ClassVar[str] = "offline"
+    description: ClassVar[str] = "Monitoring / observability: off the request path; a monthly cost."
+    kind: Literal["monitoring"] = "monitoring"
+    monthly_usd: float = Field(default=500, ge=0, le=10**7)
+    """Monthly price in USD (hosted metrics + logs for a small fleet)."""
+    latency: Duration = Field(default_factory=lambda: fixed_ms(0))
+    """Added latency when placed on a request path (usually 0: logging is asynchronous)."""
+
+
+Component = Annotated[
+    Union[
+        Service,
+        LoadBalancer,
+        ApiGateway,
+        Cache,
+        Queue,
+        Database,
+        ObjectStorage,
+        LLMServer,
+        LLMApi,
+        Embedder,
+        VectorDB,
+        KeywordSearch,
+        Reranker,
+        Guardrail,
+        Tool,
+        Judge,
+        BatchStage,
+        TrainingJob,
+        Monitoring,
+    ],
+    Field(discriminator="kind"),
+]
+"""Any component, chosen by its `kind`."""
+
+KINDS: dict[str, type[ComponentBase]] = {
+    cls.model_fields["kind"].default: cls
+    for cls in Component.__origin__.__args__  # type: ignore[attr-defined]
+}
+"""Kind name → class, in catalogue order."""

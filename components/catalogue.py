@@ -54,6 +54,24 @@ __all__ = [
 
 Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 
+# Where the defaults come from. Figures with a published source cite it (components/data/*.csv
+# holds the rows with full references); the rest are stated modelling assumptions that a design
+# should override with its own measurements — the docstrings say "assumption" for those.
+# - Redis GET ~0.62 ms (cache hit/miss 1 ms rounds it up): efficiency.csv cache_get_latency_ms.
+# - Qdrant 8 vCPU: 1238 QPS, mean 3.54 ms / p95 4.95 ms at 100 client threads
+#   (retrieval.csv, qdrant.tech single-node benchmark); at 8 queries in flight per node
+#   Little's law gives 8 / 1238 s = 6.5 ms per query, p95 scaled by the same 4.95/3.54 ratio.
+# - bge-large on 1x L4: ~62k tokens/s (efficiency.csv embedder_tokens_per_s_per_gpu_l4).
+# - MiniLM-L-6 cross-encoder: 1800 pairs/s on a V100 (efficiency.csv reranker_pairs_per_s_per_gpu).
+# - GPT-4o API: TTFT 0.45 s, 131 tokens/s (Artificial Analysis medians via retrieval.csv, 2026);
+#   $2.50 / $10.00 per 1M input / output tokens (OpenAI pricing page, as loaded into
+#   https://apis.io/providers/openai/#pricing, read 2026-11-05).
+# - Monitoring $500/month: assumption, ~25 hosts at Datadog's $18/host-month (prices.csv
+#   monitoring_host_month) plus log ingestion.
+# - Load balancer 1 ms, gateway 5 ms, queue enqueue 5 ms, database query 5 ms, object-storage GET
+#   30 ms, keyword query 10 ms, guardrail 15 ms, tool call lognormal 300/900 ms, generic service
+#   10 ms, batch stage 100 items/s per worker: assumptions (typical same-region figures).
+
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
 
 # Display tiers, in diagram order. Each kind declares its tier as a class variable.

@@ -41,6 +41,9 @@ __all__ = [
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_ALIASES = 100  # anchors are handy; thousands of them are a billion-laughs bomb
+# A few aliases nested ten deep still expand to 10^10 values (billion laughs); cap what the
+# aliases add when expanded, counted on the node graph before anything is constructed.
+MAX_ALIAS_EXPANSION = 100_000
 
 
 class DesignFileError(Exception):
@@ -86,6 +89,8 @@ def parse_yaml(text: str, source: str = "<text>") -> tuple[Any, yaml.Node | None
                 if aliases > MAX_ALIASES:
                     raise DesignFileError(source, [Problem("", f"more than {MAX_ALIASES} YAML aliases; refusing (possible alias bomb)", line=tok.start_mark.line + 1)])
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if aliases and _expanded_size(node) > MAX_ALIAS_EXPANSION:
+            raise DesignFileError(source, [Problem("", f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION:,} values or refer to themselves; refusing (alias bomb)")])
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -95,7 +100,38 @@ def parse_yaml(text: str, source: str = "<text>") -> tuple[Any, yaml.Node | None
         raise DesignFileError(source, [Problem("", msg, line=line)]) from None
     except yaml.YAMLError as e:
         raise DesignFileError(source, [Problem("", f"YAML error: {e}")]) from None
+    except RecursionError:  # PyYAML composes recursively: `[[[[…]]]]` thousands deep
+        raise DesignFileError(source, [Problem("", "YAML nested too deeply; a design file is a few levels deep")]) from None
     return data, node
+
+
+def _expanded_size(root: yaml.Node | None) -> float:
+    """Values the node graph holds once every alias is expanded (iterative, memoised).
+
+    A recursive alias (`a: &a [*a]`) expands forever: infinity.
+    """
+    if root is None:
+        return 0
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # on the current path: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        n, done = stack.pop()
+        kids = [] if isinstance(n, yaml.ScalarNode) else (
+            [x for kv in n.value for x in kv] if isinstance(n, yaml.MappingNode) else list(n.value)
+        )
+        if done:
+            size[id(n)] = 1 + sum(size[id(k)] for k in kids)
+            open_.discard(id(n))
+            continue
+        if id(n) in size:
+            continue
+        if id(n) in open_:
+            return float("inf")
+        open_.add(id(n))
+        stack.append((n, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
+    return size[id(root)]
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
@@ -243,6 +279,8 @@ def problems_from_validation(err: ValidationError, data: Any, node: yaml.Node | 
 
 
 def _expected(e: dict) -> str:
+    if e["type"] == "string_pattern_mismatch":  # only ids have a pattern
+        return f"letters, digits, '_' and '-', starting with a letter or '_' (pattern {e['ctx']['pattern']})"
     msg = e["msg"]
     # pydantic says "Input should be greater than 0" → "a value greater than 0"
     for prefix in ("Input should be ", "Value error, ", "Assertion failed, "):

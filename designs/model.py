@@ -266,7 +266,8 @@ def graph_problems(
             out.append(Problem(f"flow[{outs[0][0]}]", f"edges from '{src}' mix parallel and branch edges; a component either fans out (all parallel) or branches"))
         if par:
             for n, e in outs:
-                if float(e.get("p", 1.0)) != 1.0:
+                pv = e.get("p", 1.0)  # raw data: a non-number p is already a field error
+                if isinstance(pv, (int, float)) and float(pv) != 1.0:
                     out.append(Problem(f"flow[{n}].p", f"parallel edge from '{src}' has p={e.get('p')}; every branch of a fan-out runs, so p must be 1"))
         else:
             total = sum(float(e.get("p", 1.0)) for _, e in outs if isinstance(e.get("p", 1.0), (int, float)))

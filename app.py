@@ -1,0 +1,28 @@
+"""System Design Workbench — the Streamlit app (router only).
+
+Run::
+
+    uv run streamlit run app.py
+
+Each page is a thin file in `app_pages/`; shared Streamlit helpers are in
+`app_pages/_widgets.py`; everything else (workspace, forms, diff, engine) is plain Python.
+"""
+
+import streamlit as st
+
+from app_pages import _widgets
+
+st.set_page_config(page_title="System Design Workbench", page_icon="🧮", layout="wide")
+_widgets.init_state()
+
+page = st.navigation(
+    [
+        st.Page("app_pages/library.py", title="Library", icon="📚", default=True),
+        st.Page("app_pages/builder.py", title="Builder", icon="🛠️"),
+        st.Page("app_pages/capacity.py", title="Capacity", icon="📈"),
+        st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
+        st.Page("app_pages/export.py", title="Export", icon="📤"),
+        # st.Page("app_pages/practice.py", title="Practice", icon="🎯"),  # issue 6
+    ]
+)
+page.run()

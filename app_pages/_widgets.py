@@ -1,0 +1,377 @@
+"""Streamlit helpers shared by the pages: session state, the current design, guarded engine
+access, cached estimates and runs, diagrams and problem lists.
+
+Pages call these and stay thin::
+
+    from app_pages import _widgets as W
+    W.init_state()
+    design = W.require_design()
+    W.show_diagram(design)
+
+The leading underscore keeps this file out of any page discovery. Everything that is not
+about Streamlit lives in `designs/` (workspace, forms, diff) or `sim/`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import re
+import threading
+import uuid
+from types import ModuleType
+from typing import Any, Callable
+
+import streamlit as st
+
+from designs.io import DesignFileError, load_design
+from designs.model import Design, Problem
+from designs.workspace import Workspace, WorkspaceError, workspace_dir
+
+__all__ = [
+    "init_state",
+    "sidebar",
+    "workspace",
+    "current_design",
+    "set_design",
+    "require_design",
+    "optional_module",
+    "engine_missing",
+    "dot_of",
+    "show_diagram",
+    "show_problems",
+    "library_entries",
+    "estimate_cached",
+    "simulate_cached",
+    "compare_cached",
+    "verdict_line",
+    "remember_run",
+    "progress_updater",
+    "run_key",
+]
+
+_DRAFT_ID = re.compile(r"^[a-f0-9]{8,32}$")
+
+
+# --- session state -------------------------------------------------------------------------
+
+
+def init_state() -> None:
+    """Session defaults; idempotent, so pages also work when AppTest runs them directly."""
+    ss = st.session_state
+    ss.setdefault("design", None)
+    """The current `Design` (always valid)."""
+    ss.setdefault("design_origin", "")
+    ss.setdefault("design_epoch", 0)  # bumps when a different design is opened: widget keys reset
+    ss.setdefault("verdicts", {})  # design name → verdict line of its last run this session
+    ss.setdefault("runs", {})  # run key → RunResult, the session's own results (for Export)
+    ss.setdefault("last_run_key", None)
+    ss.setdefault("workspace_root", str(workspace_dir()))
+    if "draft_id" not in ss:
+        # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back.
+        # A new tab has no ?draft= and gets its own id, so tabs never share unsaved work.
+        qp = st.query_params.get("draft")
+        ss.draft_id = qp if isinstance(qp, str) and _DRAFT_ID.match(qp) else uuid.uuid4().hex[:16]
+        if ss.design is None:
+            restored = workspace().load_draft(ss.draft_id)
+            if restored is not None:
+                ss.design = restored
+                ss.design_origin = "draft (restored)"
+    if st.query_params.get("draft") != ss.draft_id:
+        st.query_params["draft"] = ss.draft_id
+
+
+def workspace() -> Workspace:
+    return Workspace(st.session_state.get("workspace_root") or None)
+
+
+def sidebar() -> None:
+    """The current design and the workspace folder, on every page."""
+    with st.sidebar:
+        d = current_design()
+        if d is not None:
+            st.caption(f"Current design: **{d.name}** — {st.session_state.design_origin}")
+        else:
+            st.caption("No design open — pick one in the Library.")
+        st.text_input(
+            "Workspace folder",
+            key="workspace_root",
+            help="Where your designs and autosaved drafts live (default ./workspace, or $SDW_WORKSPACE).",
+        )
+
+
+def current_design() -> Design | None:
+    return st.session_state.get("design")
+
+
+def set_design(design: Design, origin: str | None = None, *, new: bool = False) -> None:
+    """Make `design` current and autosave it as this session's draft.
+
+    `new=True` (a different design was opened) resets the Builder's widget keys.
+    """
+    ss = st.session_state
+    ss.design = design
+    if origin is not None:
+        ss.design_origin = origin
+    if new:
+        ss.design_epoch = ss.get("design_epoch", 0) + 1
+    try:
+        workspace().save_draft(ss.draft_id, design)
+    except (OSError, WorkspaceError) as e:  # never lose the edit because the disk said no
+        st.warning(f"Could not autosave the draft: {e}")
+
+
+def require_design() -> Design:
+    """The current design, or an explanation and a stop."""
+    d = current_design()
+    if d is None:
+        st.info("No design is open. Open one in the **Library** page first.")
+        st.page_link("app_pages/library.py", label="Go to the Library", icon="📚")
+        st.stop()
+    return d
+
+
+# --- colleagues' modules, guarded ----------------------------------------------------------
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """Import a module that may not be built yet; None (and a note in state) if missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        st.session_state.setdefault("_missing", {})[name] = str(e)
+        return None
+
+
+def engine_missing(*names: str) -> bool:
+    """Show a clear message and return True when any of `names` cannot be imported."""
+    missing = [n for n in names if optional_module(n) is None]
+    if missing:
+        detail = "; ".join(f"{n}: {st.session_state['_missing'][n]}" for n in missing)
+        st.warning(f"Engine not available: {', '.join(missing)} could not be imported ({detail}).")
+    return bool(missing)
+
+
+# --- diagrams and problems -----------------------------------------------------------------
+
+
+def dot_of(design: Design, annotate: Any = None) -> str | None:
+    diagram = optional_module("designs.diagram")
+    if diagram is None:
+        return None
+    return diagram.to_dot(design, annotate=annotate) if annotate is not None else diagram.to_dot(design)
+
+
+def show_diagram(design: Design, annotate: Any = None, *, height: int | None = None) -> str | None:
+    """Render the design's diagram; returns the DOT (None when the diagram module is missing)."""
+    try:
+        dot = dot_of(design, annotate)
+    except Exception as e:  # a diagram bug must not take the page down with it
+        st.warning(f"The diagram could not be drawn: {e}")
+        return None
+    if dot is None:
+        st.caption("Diagram not available (designs.diagram is not installed yet).")
+        return None
+    if height:
+        st.graphviz_chart(dot, height=height, width="stretch")
+    else:
+        st.graphviz_chart(dot, width="stretch")
+    return dot
+
+
+def show_problems(problems: list[Problem], *, title: str = "The design is not valid") -> None:
+    lines = []
+    for p in problems:
+        where = f"line {p.line} · " if p.line else ""
+        path = f"`{p.path}`: " if p.path else ""
+        hint = f" (did you mean `{p.suggestion}`?)" if p.suggestion else ""
+        lines.append(f"- {where}{path}{p.message}{hint}")
+    st.error(f"**{title}**\n\n" + "\n".join(lines))
+
+
+# --- the library of canonical designs ------------------------------------------------------
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _library_cached(stamp: tuple) -> list[tuple[str, str, str, str | None, str | None]]:
+    lib = importlib.import_module("designs.library")
+    out = []
+    for name, path, problem in lib.list_library():
+        try:
+            out.append((name, str(path), problem, load_design(path).model_dump_json(by_alias=True), None))
+        except DesignFileError as e:
+            out.append((name, str(path), problem, None, str(e)))
+    return out
+
+
+def library_entries() -> list[tuple[str, str, str, Design | None, str | None]]:
+    """(name, path, problem, design or None, error) for each canonical design."""
+    lib = optional_module("designs.library")
+    if lib is None:
+        return []
+    folder = lib.library_dir()
+    # Files are read again when any of them changes (mtime in the cache key).
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml")))
+    return [
+        (n, p, prob, Design.model_validate_json(j) if j else None, err)
+        for n, p, prob, j, err in _library_cached(stamp)
+    ]
+
+
+# --- estimates and runs, cached on plain values --------------------------------------------
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def estimate_cached(design_json: str):
+    """The analytic estimate of a design given as JSON (the cache key)."""
+    analytic = importlib.import_module("sim.analytic")
+    return analytic.estimate(Design.model_validate_json(design_json))
+
+
+class _Unfinished(Exception):
+    """Carries a cancelled (partial) result out of the cached function, so it is not cached."""
+
+    def __init__(self, result):
+        self.result = result
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _simulate(design_json: str, seed: int, precision: float, max_requests: int, max_seconds: float, _progress=None, _cancel=None):
+    engine = importlib.import_module("sim.engine")
+    result = engine.simulate(
+        Design.model_validate_json(design_json),
+        seed=seed,
+        precision=precision,
+        max_requests=max_requests,
+        max_seconds=max_seconds,
+        progress=_progress,
+        cancel=_cancel,
+    )
+    if getattr(result, "partial", False):
+        raise _Unfinished(result)
+    return result
+
+
+def simulate_cached(design: Design, settings: dict, progress: Callable[[float, str], None] | None = None, cancel: threading.Event | None = None):
+    """Run (or fetch) a simulation; a cancelled run is returned but never cached."""
+    try:
+        return _simulate(
+            design.model_dump_json(by_alias=True),
+            int(settings["seed"]),
+            float(settings["precision"]),
+            int(settings["max_requests"]),
+            float(settings["max_seconds"]),
+            _progress=progress,
+            _cancel=cancel,
+        )
+    except _Unfinished as u:
+        return u.result
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _compare(design_jsons: tuple[str, ...], seed: int, precision: float, max_requests: int, max_seconds: float):
+    engine = importlib.import_module("sim.engine")
+    designs = [Design.model_validate_json(j) for j in design_jsons]
+    return engine.compare(designs, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
+
+
+def compare_cached(designs: list[Design], settings: dict):
+    return _compare(
+        tuple(d.model_dump_json(by_alias=True) for d in designs),
+        int(settings["seed"]),
+        float(settings["precision"]),
+        int(settings["max_requests"]),
+        float(settings["max_seconds"]),
+    )
+
+
+def progress_updater(bar) -> Callable[[float, str], None]:
+    """A progress callback for the engine that moves `bar`.
+
+    The run happens inside a cached function; Streamlit records elements touched there for
+    replay, and replaying an update of a bar made outside the function fails. Updating the
+    bar in a fresh `contextvars.Context` keeps the update out of that recording.
+    """
+
+    def update(fraction: float, message: str = "") -> None:
+        f = min(1.0, max(0.0, float(fraction)))
+        contextvars.Context().run(bar.progress, f, text=message or f"{f:.0%}")
+
+    return update
+
+
+def verdict_line(result) -> tuple[bool | None, str]:
+    """(all met?, 'Verdict: PASS — 3 of 3 SLOs met') from a run's SLO checks."""
+    checks = list(getattr(result, "slo", []) or [])
+    if not checks:
+        return None, "Verdict: no SLOs set — nothing to check"
+    failed = [c.metric for c in checks if c.met is False]
+    unknown = [c.metric for c in checks if c.met is None]
+    met = len(checks) - len(failed) - len(unknown)
+    if failed:
+        return False, f"Verdict: FAIL — {', '.join(failed)} not met ({met} of {len(checks)} SLOs met)"
+    if unknown:
+        return None, f"Verdict: PASS on {met} of {len(checks)} SLOs; unknown: {', '.join(unknown)}"
+    return True, f"Verdict: PASS — {met} of {len(checks)} SLOs met"
+
+
+def remember_run(design: Design, key: str, result) -> None:
+    ss = st.session_state
+    ss.runs[key] = result
+    ss.last_run_key = key
+    ss.verdicts[design.name] = verdict_line(result)[1]
+
+
+def run_key(design: Design, settings: dict) -> str:
+    return f"{uuid.uuid5(uuid.NAMESPACE_URL, design.model_dump_json(by_alias=True))}:{sorted(settings.items())}"
+
+
+
+# (label, getter, lower is better) for the comparison table; None values are left blank.
+_METRICS = (
+    ("latency p50 (ms)", lambda r: r.latency_ms.p50),
+    ("latency p95 (ms)", lambda r: r.latency_ms.p95),
+    ("latency p99 (ms)", lambda r: r.latency_ms.p99),
+    ("TTFT p95 (ms)", lambda r: r.ttft_ms.p95 if r.ttft_ms else None),
+    ("TPOT p95 (ms)", lambda r: r.tpot_ms.p95 if r.tpot_ms else None),
+    ("cost (USD/day)", lambda r: r.cost_per_day_usd),
+    ("cost per 1k requests (USD)", lambda r: r.cost_per_1k_requests_usd),
+    ("dropped requests", lambda r: r.dropped_requests),
+)
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:,.4g}" if isinstance(v, float) else f"{v:,}"
+
+
+def _delta(base, v) -> str:
+    if v is None or base is None:
+        return "—"
+    rel = f" ({(v - base) / base:+.0%})" if base else ""
+    return f"{v - base:+,.4g}{rel}"
+
+
+def metrics_table(labels: list[str], results: list) -> list[dict]:
+    """One row per metric: each design's value, its change against the first, the winner."""
+    rows = []
+    for metric, get in _METRICS:
+        values = [get(r) for r in results]
+        if all(v is None for v in values):
+            continue
+        row: dict = {"metric": metric}
+        base = values[0]
+        for label, v in zip(labels, values):
+            row[label] = _fmt(v)
+        for label, v in zip(labels[1:], values[1:]):
+            row[f"Δ {label}"] = _delta(base, v)
+        known = [(v, label) for label, v in zip(labels, values) if v is not None]
+        best = min(v for v, _ in known)
+        winners = [label for v, label in known if v == best]
+        row["winner"] = "tie" if len(winners) == len(known) > 1 else ", ".join(winners)
+        rows.append(row)
+    verdicts = {"metric": "verdict"} | {label: verdict_line(r)[1].removeprefix("Verdict: ") for label, r in zip(labels, results)}
+    bottlenecks = {"metric": "bottleneck"} | {label: r.bottleneck or "—" for label, r in zip(labels, results)}
+    return rows + [verdicts, bottlenecks]
+
+
+__all__.append("metrics_table")

@@ -1,0 +1,304 @@
+"""Practice: a timed 45-minute design round against the simulator, then a review.
+
+Flow: pick or draw a prompt → Start (the timer runs; pause any time) → write your estimates
+(locked before any figure is shown) → build the design from the skeleton → Submit → review
+(SLOs and budget, graded estimates with the arithmetic, lint findings with fixes, rubric,
+the reference for the Compare page) → the attempt is stored in the workspace's
+attempts.sqlite and listed below with a progress chart.
+"""
+
+import random
+import time
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app_pages import _widgets as W
+from designs.forms import add_component, add_edge, remove_edge
+from designs.io import DesignFileError, dump_design, parse_design
+from designs.workspace import WorkspaceError
+from components.catalogue import KINDS
+from review.grading import ESTIMATE_FIELDS, review_attempt
+from review.history import list_attempts, progress_series, save_attempt
+from review.prompts import get_prompt, load_prompts, reference_design, skeleton_design
+
+W.init_state()
+W.sidebar()
+ss = st.session_state
+
+# Phases of a 45-minute round (minutes), from the system-design round's usual shape.
+PHASES = (("Requirements", 5), ("Estimates", 10), ("High-level design", 15), ("Deep dive", 10), ("Wrap-up", 5))
+ROUND_S = sum(m for _, m in PHASES) * 60
+SIM = {"precision": 0.05, "max_requests": 20_000, "max_seconds": 10.0}  # a short run: the review is interactive
+
+for key, default in (("px_prompt_id", None), ("px_started_at", None), ("px_paused_at", None), ("px_paused_s", 0.0),
+                     ("px_estimates", None), ("px_design", None), ("px_yaml_error", None), ("px_review", None),
+                     ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0)):
+    ss.setdefault(key, default)
+
+
+def _active_s(now: float) -> float:
+    if ss.px_started_at is None:
+        return 0.0
+    end = ss.px_finished_at or (ss.px_paused_at if ss.px_paused_at is not None else now)
+    return max(0.0, end - ss.px_started_at - ss.px_paused_s)
+
+
+def _phase(active_s: float) -> tuple[str, float]:
+    t = 0.0
+    for name, minutes in PHASES:
+        t += minutes * 60
+        if active_s < t:
+            return name, t - active_s
+    return "Over time", 0.0
+
+
+def _mmss(s: float) -> str:
+    s = int(round(max(0.0, s)))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _start(prompt_id: str) -> None:
+    ss.px_prompt_id = prompt_id
+    ss.px_started_at = time.time()
+    ss.px_paused_at = None
+    ss.px_paused_s = 0.0
+    ss.px_estimates = None
+    ss.px_design = skeleton_design(get_prompt(prompt_id))
+    ss.px_yaml_error = None
+    ss.px_review = None
+    ss.px_attempt_id = None
+    ss.px_finished_at = None
+    ss.pop("px_yaml", None)
+
+
+st.title("Practice a design round")
+prompts = load_prompts()
+by_id = {p.id: p for p in prompts}
+
+# --- 1. pick or draw ------------------------------------------------------------------------
+c1, c2, c3 = st.columns([3, 1, 1])
+choice = c1.selectbox("Prompt", [p.id for p in prompts], format_func=lambda i: f"{by_id[i].title} ({i})", key="px_choice")
+if c2.button("Draw at random", key="px_draw"):
+    ss.px_draws += 1
+    # An explicit generator per draw (never the global RNG); time-seeded so each draw differs.
+    pick = random.Random(time.time_ns() + ss.px_draws).choice(prompts)
+    _start(pick.id)
+if c3.button("Start this prompt", key="px_start", type="primary"):
+    _start(choice)
+
+if ss.px_prompt_id is None:
+    st.info("Pick a prompt and press **Start this prompt** (or draw one). The 45-minute timer starts then.")
+    prompt = None
+else:
+    prompt = by_id[ss.px_prompt_id]
+
+if prompt is not None:
+    # --- 2. timer ----------------------------------------------------------------------------
+    now = time.time()
+    active = _active_s(now)
+    phase, left_in_phase = _phase(active)
+    t1, t2, t3, t4 = st.columns([2, 1, 1, 1])
+    paused = ss.px_paused_at is not None
+    state = "finished" if ss.px_finished_at else ("paused" if paused else "running")
+    t1.markdown(f"**Phase: {phase}** — {_mmss(left_in_phase)} left in this phase ({state})")
+    t2.metric("Elapsed", _mmss(active))
+    t3.metric("Round left", _mmss(ROUND_S - active))
+    if ss.px_finished_at is None:
+        if paused:
+            if t4.button("Resume", key="px_resume"):
+                ss.px_paused_s += time.time() - ss.px_paused_at
+                ss.px_paused_at = None
+                st.rerun()
+        elif t4.button("Pause", key="px_pause"):
+            ss.px_paused_at = time.time()
+            st.rerun()
+    st.progress(min(1.0, active / ROUND_S), text=" · ".join(f"{n} {m} min" for n, m in PHASES))
+
+    # --- 3. the prompt -----------------------------------------------------------------------
+    st.subheader(prompt.title)
+    st.markdown(prompt.statement)
+    req = {k: v for k, v in prompt.requirements.model_dump().items() if v is not None}
+    st.dataframe(pd.DataFrame([{"requirement": k, "value": str(v)} for k, v in req.items()]), hide_index=True)
+    with st.expander("Hints"):
+        for h in prompt.hints:
+            st.markdown(f"- {h}")
+
+    # --- 4. estimates, before any figure -------------------------------------------------------
+    st.subheader("Your back-of-envelope estimates")
+    if ss.px_estimates is None:
+        with st.form("px_estimates_form"):
+            cols = st.columns(len(ESTIMATE_FIELDS))
+            vals = {}
+            for col, (key, (label, unit)) in zip(cols, ESTIMATE_FIELDS.items()):
+                vals[key] = col.number_input(f"{label} ({unit})", min_value=0.0, value=0.0, step=1.0, key=f"px_est_{key}")
+            if st.form_submit_button("Lock in estimates"):
+                ss.px_estimates = {k: (float(v) if v else None) for k, v in vals.items()}
+                st.rerun()
+        st.caption("The design and its simulation open once your estimates are locked in.")
+        st.stop()
+    st.write(", ".join(f"{ESTIMATE_FIELDS[k][0]}: {v:,g}" if v is not None else f"{ESTIMATE_FIELDS[k][0]}: —"
+                       for k, v in ss.px_estimates.items()))
+
+    # --- 5. build from the skeleton -------------------------------------------------------------
+    st.subheader("Your design")
+    design = ss.px_design
+    W.show_diagram(design)
+    if ss.px_review is None:
+        ids = [c.id for c in design.components]
+        e1, e2, e3, e4 = st.columns([2, 2, 1, 1])
+        src = e1.selectbox("Edge from", ids, key="px_edge_from")
+        dst = e2.selectbox("to", ids, index=min(1, len(ids) - 1), key="px_edge_to")
+        prob = e3.number_input("p", min_value=0.0, max_value=1.0, value=1.0, step=0.05, key="px_edge_p")
+        if e4.button("Add edge", key="px_add_edge"):
+            try:
+                ss.px_design = add_edge(design, src, dst, float(prob))
+                ss.pop("px_yaml", None)
+                st.rerun()
+            except DesignFileError as e:
+                W.show_problems(e.problems, title="Edge not added")
+        k1, k2, k3 = st.columns([2, 2, 1])
+        kind = k1.selectbox("Add a component", list(KINDS), key="px_kind", format_func=lambda k: f"{k} — {KINDS[k].description[:60]}")
+        if k3.button("Add component", key="px_add_comp"):
+            try:
+                ss.px_design = add_component(design, kind)
+                ss.pop("px_yaml", None)
+                st.rerun()
+            except DesignFileError as e:
+                W.show_problems(e.problems, title="Component not added")
+        if design.flow:
+            drop = k2.selectbox("Remove edge", range(len(design.flow)), key="px_edge_drop",
+                                format_func=lambda i: f"{design.flow[i].from_} → {design.flow[i].to}")
+            if k2.button("Remove edge", key="px_remove_edge"):
+                ss.px_design = remove_edge(design, int(drop))
+                ss.pop("px_yaml", None)
+                st.rerun()
+        with st.expander("Edit as YAML (replicas, models, SLOs, everything)", expanded=False):
+            ss.setdefault("px_yaml", dump_design(design))
+            st.text_area("Design YAML", key="px_yaml", height=360)
+            if st.button("Apply YAML", key="px_apply_yaml"):
+                try:
+                    ss.px_design = parse_design(ss.px_yaml, "practice.yaml")
+                    ss.px_yaml_error = None
+                    st.rerun()
+                except DesignFileError as e:
+                    ss.px_yaml_error = e.problems
+            if ss.px_yaml_error:
+                W.show_problems(ss.px_yaml_error, title="YAML not applied (the previous design is kept)")
+        b1, b2 = st.columns(2)
+        if b1.button("Open in the Builder", key="px_to_builder", help="Edit with the full builder; come back and take it over."):
+            W.set_design(design, "practice attempt", new=True)
+            st.switch_page("app_pages/builder.py")
+        cur = W.current_design()
+        if cur is not None and cur is not design and b2.button(f"Take over the Builder's design ({cur.name})", key="px_from_builder"):
+            ss.px_design = cur
+            ss.pop("px_yaml", None)
+            st.rerun()
+        for w in design.warnings():
+            st.caption(f"⚠ {w.path}: {w.message}")
+
+        # --- 6. submit ----------------------------------------------------------------------------
+        if st.button("Submit for review", key="px_submit", type="primary"):
+            with st.spinner("Estimating and simulating your design…"):
+                try:
+                    review = review_attempt(design, prompt, ss.px_estimates, seed=0, **SIM)
+                except Exception as e:  # noqa: BLE001 - the attempt stays editable
+                    st.error(f"The review failed: {e}")
+                    st.stop()
+            ss.px_finished_at = time.time()
+            ss.px_review = review
+            root = W.workspace().root
+            ss.px_attempt_id = save_attempt(
+                root, prompt_id=prompt.id, started_at=ss.px_started_at, finished_at=ss.px_finished_at,
+                time_taken_s=_active_s(ss.px_finished_at), estimates=ss.px_estimates,
+                design_yaml=dump_design(design), scores=review.scores)
+            # The reference and the attempt go to the workspace (Compare lists workspace designs)
+            # and into session state, pre-selected for the Compare page.
+            try:
+                ref = reference_design(prompt)
+                ws = W.workspace()
+                ws.save(f"{prompt.id}-attempt", design.model_copy(update={"name": f"{prompt.id}-attempt"}))
+                ws.save(f"{prompt.id}-reference", ref)
+                ss.practice_reference = ref
+                ss.compare_pick = [f"workspace: {prompt.id}-attempt", f"workspace: {prompt.id}-reference"]
+            except (DesignFileError, WorkspaceError, OSError) as e:
+                st.caption(f"Reference not prepared for Compare: {e}")
+            st.rerun()
+        st.stop()
+
+    # --- 7. review ----------------------------------------------------------------------------------
+    review = ss.px_review
+    st.subheader(f"Review — {review.total:.0f} / 100")
+    st.caption(f"Attempt #{ss.px_attempt_id} saved · time taken {_mmss(_active_s(ss.px_finished_at))}")
+    if review.sim_error:
+        st.warning(review.sim_error)
+    checks = list(review.result.slo) if review.result is not None and review.result.slo else list(review.estimate.slo)
+    if checks:
+        failed = [c for c in checks if c.met is False]
+        text = " · ".join(f"{c.metric}: {'✅' if c.met else '❌' if c.met is False else '❔'} {c.detail or c.value}" for c in checks)
+        (st.error if failed else st.success)(f"**Verdict: {'FAIL' if failed else 'PASS'}** — {text}")
+    rec = review.result or review.estimate
+    m1, m2, m3 = st.columns(3)
+    if review.result is not None:
+        m1.metric("p95 latency (simulated)", f"{review.result.latency_ms.p95:,.0f} ms")
+    else:
+        m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
+    m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")
+    m3.metric("Bottleneck", rec.bottleneck or "—")
+
+    st.markdown("#### Your estimates against the model")
+    st.dataframe(pd.DataFrame([{
+        "estimate": g.label, "yours": g.user, "model": round(g.model, 3), "unit": g.unit, "verdict": g.verdict,
+        "within 2×": g.within_2x, "safe side": g.direction_ok, "comment": g.comment} for g in review.grades]),
+        hide_index=True, width="stretch")
+    for g in review.grades:
+        st.markdown(f"- **{g.label}**: {g.arithmetic}")
+
+    st.markdown("#### Design lint")
+    if not review.findings:
+        st.success("No findings.")
+    for f in review.findings:
+        box = {"error": st.error, "warning": st.warning, "info": st.info}[f.severity]
+        box(f"**{f.rule}**{' · ' + f.component if f.component else ''}: {f.message}\n\n*Fix:* {f.fix}")
+
+    st.markdown("#### Rubric")
+    st.dataframe(pd.DataFrame([{"area": r.area, "score": r.score, "of": r.max_score, "why": "; ".join(r.reasons)[:300],
+                                "an interviewer would probe next": r.probe} for r in review.rubric]), hide_index=True, width="stretch")
+    with st.expander("Interviewer's probes for this prompt"):
+        for q in prompt.probes:
+            st.markdown(f"- {q}")
+
+    st.markdown("#### Compare with the reference")
+    if ss.get("practice_reference") is not None:
+        st.write(f"The reference **{prompt.id}-reference** and your **{prompt.id}-attempt** are saved in the workspace "
+                 "and pre-selected on the Compare page.")
+        st.page_link("app_pages/compare.py", label="Open Compare", icon="⚖️")
+
+    from review.doc import render_doc
+
+    doc = render_doc(ss.px_design, review.estimate, review.result, review.findings, diagram=f"{prompt.id}-attempt.svg")
+    st.download_button("Download design doc (Markdown)", doc, file_name=f"{prompt.id}-attempt.md", mime="text/markdown", key="px_doc")
+    if st.button("New attempt", key="px_new"):
+        for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at"):
+            ss[k] = None
+        st.rerun()
+
+# --- 8. history ---------------------------------------------------------------------------------
+st.divider()
+st.subheader("History")
+root = W.workspace().root
+attempts = list_attempts(root)
+if not attempts:
+    st.caption("No attempts yet. They are stored in attempts.sqlite in the workspace folder.")
+else:
+    st.dataframe(pd.DataFrame([{
+        "#": a.id, "prompt": a.prompt_id, "finished": a.finished_iso, "minutes": round(a.time_taken_s / 60, 1),
+        "score": a.total} for a in attempts]), hide_index=True, width="stretch", key="px_history")
+    series = pd.DataFrame(progress_series(root))
+    if len(series) >= 1:
+        chart = (alt.Chart(series).mark_line(point=True)
+                 .encode(x=alt.X("n:Q", title="attempt"), y=alt.Y("total:Q", title="score (0–100)", scale=alt.Scale(domain=[0, 100])),
+                         color="prompt_id:N", tooltip=["prompt_id", "finished_at", "total", "time_taken_min"])
+                 .properties(title="Progress", height=260))
+        st.altair_chart(chart, use_container_width=True)

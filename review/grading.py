@@ -1,0 +1,485 @@
+"""Grading: the user's back-of-envelope numbers against the model, a rubric, and one `Review`.
+
+Usage::
+
+    >>> from review.grading import grade_estimates, rubric, review_attempt
+    >>> grades = grade_estimates({"peak_qps": 350, "gpus": 24}, design, est)
+    >>> grades[0].arithmetic
+    '10,000,000/day ÷ 86,400 s × 3 peak = 347 requests/s'
+    >>> review = review_attempt(design, prompt, {"peak_qps": 350}, seed=0, max_requests=20_000)
+
+A grade passes when the estimate is within 2× of the model. `direction_ok` says whether it errs
+on the safe side: for every graded quantity (load, tokens/s, GPUs, storage, cost) a number
+at or above the model plans enough capacity and money; one below it under-provisions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from designs.model import Design
+from sim.results import Estimate, RunResult
+
+from .lint import Finding, lint
+
+__all__ = [
+    "Grade",
+    "RubricScore",
+    "Review",
+    "ESTIMATE_FIELDS",
+    "grade_estimates",
+    "model_quantities",
+    "rubric",
+    "review_attempt",
+    "AREAS",
+]
+
+# key → (label, unit). These are the practice page's estimate fields, in order.
+ESTIMATE_FIELDS: dict[str, tuple[str, str]] = {
+    "peak_qps": ("Peak QPS", "requests/s"),
+    "tokens_per_s": ("Tokens/s at peak", "tokens/s"),
+    "gpus": ("GPUs", "GPUs"),
+    "storage_gb": ("Storage", "GB"),
+    "cost_per_day_usd": ("Cost per day", "USD/day"),
+}
+_ALIASES = {"qps": "peak_qps", "peak_rps": "peak_qps", "tokens_s": "tokens_per_s", "storage": "storage_gb",
+            "cost_per_day": "cost_per_day_usd", "cost": "cost_per_day_usd", "gpu": "gpus"}
+AREAS = ("requirements", "estimates", "architecture", "scaling", "reliability", "evaluation", "cost")
+SECONDS_PER_DAY = 86_400
+FLOAT32_BYTES = 4  # vector indexes store float32 components unless quantised
+
+
+class _Rec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Grade(_Rec):
+    """One estimate against the model."""
+
+    key: str
+    label: str
+    unit: str
+    user: float | None
+    model: float
+    ratio: float | None
+    """user / model (None when either is missing or the model is 0)."""
+    within_2x: bool
+    direction: Literal["high", "low", "match", "missing"]
+    direction_ok: bool
+    """True when the estimate is not below the model (by more than 10 %): it plans enough."""
+    score: float
+    """0–1: 1 within 1.25×, 0.75 within 2× on the safe side, 0.6 within 2× under, 0.3 within 4× over, else 0."""
+    verdict: Literal["pass", "fail", "missing"]
+    arithmetic: str
+    """The model's worked arithmetic."""
+    comment: str = ""
+
+
+class RubricScore(_Rec):
+    area: str
+    score: float
+    """0–5."""
+    max_score: float = 5.0
+    reasons: list[str] = Field(default_factory=list)
+    probe: str = ""
+    """What an interviewer would probe next in this area."""
+
+
+class Review(_Rec):
+    """Everything the practice page shows after a submit."""
+
+    design: str
+    prompt_id: str | None = None
+    estimate: Estimate
+    result: RunResult | None = None
+    sim_error: str | None = None
+    grades: list[Grade]
+    findings: list[Finding]
+    rubric: list[RubricScore]
+    total: float
+    """Rubric total as a percentage (0–100)."""
+    summary: list[str] = Field(default_factory=list)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        out = {r.area: r.score for r in self.rubric}
+        out["total"] = self.total
+        return out
+
+
+# --- model quantities with their arithmetic ---------------------------------------------------
+
+
+def _fmt(x: float) -> str:
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:,.1f}"
+    return f"{x:.3g}"
+
+
+def _mean_tokens(design: Design) -> tuple[float, float]:
+    cls = design.workload.request_classes()
+    total = sum(c.share for c in cls)
+    return (sum(c.share * c.prompt_tokens.expected() for c in cls) / total,
+            sum(c.share * c.output_tokens.expected() for c in cls) / total)
+
+
+def _peak(design: Design) -> tuple[float, str]:
+    w = design.workload
+    if w.batch is not None:
+        window_s = w.batch.window_hours * 3600
+        rate = w.batch.items_per_run / window_s
+        return rate, f"{w.batch.items_per_run:,.0f} items per run ÷ ({w.batch.window_hours:g} h × 3,600 s) = {_fmt(rate)} items/s"
+    if w.arrival_rps is not None:
+        return w.arrival_rps, f"arrival_rps stated in the workload: {_fmt(w.arrival_rps)} requests/s"
+    if w.concurrent_users is not None:
+        return w.peak_rps, f"closed loop of {w.concurrent_users:,} users: the rate follows the latency (open-loop figure {_fmt(w.peak_rps)} requests/s)"
+    rate = w.requests_per_day / SECONDS_PER_DAY * w.peak_to_average
+    return rate, f"{w.requests_per_day:,.0f}/day ÷ 86,400 s × {w.peak_to_average:g} peak = {_fmt(rate)} requests/s"
+
+
+def _tokens(design: Design, est: Estimate | None) -> tuple[float, float, str]:
+    """(output tokens/s, total tokens/s, arithmetic) at peak over every model component."""
+    p_tok, o_tok = _mean_tokens(design)
+    out_tps = tot_tps = 0.0
+    lines = []
+    for c in design.components:
+        if c.kind not in ("llm_server", "llm_api", "judge"):
+            continue
+        if est is not None and c.id in est.stations:
+            rate = est.stations[c.id].arrival_rps
+        elif c.id in design.reachable():
+            rate = design.workload.peak_rps
+        else:
+            continue
+        if c.kind == "judge":
+            pt, ot = c.prompt_tokens.expected(), c.output_tokens.expected()
+        else:
+            pt, ot = p_tok, o_tok
+        out_tps += rate * ot
+        tot_tps += rate * (pt + ot)
+        lines.append(f"{c.id}: {_fmt(rate)} requests/s × {ot:,.0f} output tokens = {_fmt(rate * ot)} output tokens/s "
+                     f"(+ {pt:,.0f} prompt tokens each → {_fmt(rate * (pt + ot))} tokens/s in total)")
+    if not lines:
+        rate, _ = _peak(design)
+        out_tps, tot_tps = rate * o_tok, rate * (p_tok + o_tok)
+        lines.append(f"no model component: {_fmt(rate)} requests/s × {o_tok:,.0f} output tokens = {_fmt(out_tps)} output tokens/s")
+    return out_tps, tot_tps, "; ".join(lines)
+
+
+def _gpus(design: Design, est: Estimate | None) -> tuple[float, str]:
+    total = 0.0
+    lines = []
+    for c in design.components:
+        if c.kind == "llm_server":
+            if est is not None and c.id in est.llm:
+                le = est.llm[c.id]
+                total += le.gpus_needed
+                lines.append(f"{c.id}: {le.replicas_needed} replicas needed for ≤ 80 % at peak "
+                             f"({_fmt(le.max_requests_per_s_per_replica)} requests/s per replica) × {c.gpus_per_replica} GPU(s) = {le.gpus_needed} GPUs")
+            else:
+                total += c.gpus
+                lines.append(f"{c.id}: {c.replicas} replicas × {c.gpus_per_replica} GPU(s) = {c.gpus} GPUs (as designed)")
+        elif c.kind in ("embedder", "reranker") and c.gpu:
+            need = est.stations[c.id].replicas_needed if est is not None and c.id in est.stations else None
+            n = need or c.replicas
+            total += n
+            lines.append(f"{c.id}: {n} × {c.gpu} ({'needed at peak' if need else 'as designed'})")
+        elif c.kind == "training_job":
+            total += c.gpus
+            lines.append(f"{c.id}: {c.gpus} × {c.gpu} for the training run")
+    return total, "; ".join(lines) or "no GPU components: 0 GPUs"
+
+
+def _storage(design: Design, prompt: Any) -> tuple[float, str]:
+    total = 0.0
+    lines = []
+    for c in design.components:
+        if c.kind in ("database", "object_storage"):
+            total += c.storage_gb
+            lines.append(f"{c.id}: {c.storage_gb:,.0f} GB")
+        elif c.kind == "vector_db":
+            gb = c.vectors * c.dimensions * FLOAT32_BYTES / 1e9
+            total += gb
+            lines.append(f"{c.id}: {c.vectors:,} vectors × {c.dimensions:,} dims × 4 B = {_fmt(gb)} GB")
+    req = getattr(prompt, "requirements", None)
+    if total == 0 and req is not None and req.data_size_gb:
+        return req.data_size_gb, f"no storage components; the prompt states {req.data_size_gb:,.0f} GB of data"
+    return total, " + ".join(lines) + (f" = {_fmt(total)} GB" if len(lines) > 1 else "") if lines else "no storage components: 0 GB"
+
+
+def _cost(est: Estimate | None, result: RunResult | None) -> tuple[float, str]:
+    rec = est if est is not None else result
+    if rec is None:
+        return 0.0, "no model"
+    lines = sorted(rec.cost_breakdown, key=lambda l: -l.usd_per_day)
+    parts = [f"{l.id} {l.rule} = ${l.usd_per_day:,.2f}" for l in lines if l.usd_per_day > 0]
+    head = "; ".join(parts[:6]) + ("; …" if len(parts) > 6 else "")
+    return rec.cost_per_day_usd, f"{head} → ${rec.cost_per_day_usd:,.0f}/day" if head else f"${rec.cost_per_day_usd:,.0f}/day"
+
+
+def model_quantities(design: Design, estimate: Estimate | None, prompt: Any = None) -> dict[str, tuple[float, str]]:
+    """key → (model value, worked arithmetic) for every estimate field."""
+    out_tps, tot_tps, tok_line = _tokens(design, estimate)
+    return {
+        "peak_qps": _peak(design),
+        "tokens_per_s": (out_tps, tok_line),
+        "_tokens_total": (tot_tps, tok_line),
+        "gpus": _gpus(design, estimate),
+        "storage_gb": _storage(design, prompt),
+        "cost_per_day_usd": _cost(estimate, None),
+    }
+
+
+def _grade_one(key: str, user: float | None, model: float, arithmetic: str, design: Design) -> Grade:
+    label, unit = ESTIMATE_FIELDS[key]
+    if user is None or (isinstance(user, float) and math.isnan(user)):
+        return Grade(key=key, label=label, unit=unit, user=None, model=model, ratio=None, within_2x=False,
+                     direction="missing", direction_ok=False, score=0.0, verdict="missing", arithmetic=arithmetic,
+                     comment="no estimate given")
+    user = float(user)
+    if model <= 0:
+        ok = user <= 0.5
+        return Grade(key=key, label=label, unit=unit, user=user, model=model, ratio=None, within_2x=ok,
+                     direction="match" if ok else "high", direction_ok=True, score=1.0 if ok else 0.3,
+                     verdict="pass" if ok else "fail", arithmetic=arithmetic,
+                     comment="" if ok else f"the design needs none; {user:g} {unit} is spent on nothing")
+    if user <= 0:
+        return Grade(key=key, label=label, unit=unit, user=user, model=model, ratio=0.0, within_2x=False,
+                     direction="low", direction_ok=False, score=0.0, verdict="fail", arithmetic=arithmetic,
+                     comment=f"zero against a model of {_fmt(model)} {unit}")
+    ratio = user / model
+    within = 0.5 <= ratio <= 2.0
+    direction = "match" if 0.9 <= ratio <= 1.1 else ("high" if ratio > 1 else "low")
+    safe = ratio >= 0.9
+    if 0.8 <= ratio <= 1.25:
+        score = 1.0
+    elif within:
+        score = 0.75 if safe else 0.6
+    elif safe and ratio <= 4:
+        score = 0.3
+    else:
+        score = 0.0
+    off = f"{ratio:.2f}× the model" if ratio >= 1 else f"{1 / ratio:.2f}× below the model"
+    comment = f"{off}; " + ("within 2×" if within else "more than 2× off")
+    if not safe:
+        comment += " and on the unsafe side (plans too little)"
+    elif direction == "high" and not within:
+        comment += " on the safe side, but over-provisioned"
+    if key == "peak_qps" and design.workload.batch is None and design.workload.arrival_rps is None:
+        avg = design.workload.average_rps
+        pf = design.workload.peak_to_average
+        if pf > 1.2 and abs(user - avg) <= 0.1 * avg:
+            comment += f"; {user:g} is the daily average — capacity is planned for the peak (× {pf:g})"
+        elif pf > 1.2 and abs(user - avg / pf) <= 0.1 * avg / pf:
+            comment += f"; looks like the peak factor was divided, not multiplied ({_fmt(avg)} ÷ {pf:g})"
+        elif abs(user - avg * 86_400 / 3600) <= 0.1 * avg * 24:
+            comment += "; looks like per hour instead of per second"
+    return Grade(key=key, label=label, unit=unit, user=user, model=model, ratio=ratio, within_2x=within,
+                 direction=direction, direction_ok=safe, score=score, verdict="pass" if within else "fail",
+                 arithmetic=arithmetic, comment=comment)
+
+
+def grade_estimates(user: dict, design: Design, estimate: Estimate | None, prompt: Any = None) -> list[Grade]:
+    """Grade each estimate field the user filled in (missing fields grade as `missing`)."""
+    norm: dict[str, float | None] = {}
+    for k, v in (user or {}).items():
+        key = _ALIASES.get(k, k)
+        if key in ESTIMATE_FIELDS:
+            norm[key] = None if v is None or v == "" else float(v)
+    q = model_quantities(design, estimate, prompt)
+    grades = []
+    for key in ESTIMATE_FIELDS:
+        model, arith = q[key]
+        g = _grade_one(key, norm.get(key), model, arith, design)
+        if key == "tokens_per_s" and g.user is not None:
+            # "tokens/s" is read two ways: output (decode load) or prompt + output. Grade the nearer.
+            total, _ = q["_tokens_total"]
+            alt = _grade_one(key, g.user, total, arith, design)
+            if alt.ratio is not None and g.ratio is not None and abs(math.log(alt.ratio)) < abs(math.log(g.ratio)):
+                alt.comment = "graded against prompt + output tokens/s; " + alt.comment
+                g = alt
+            else:
+                g.comment = "graded against output tokens/s; " + g.comment
+        grades.append(g)
+    return grades
+
+
+# --- rubric ------------------------------------------------------------------------------------
+
+
+def _clip(x: float) -> float:
+    return round(max(0.0, min(5.0, x)), 2)
+
+
+def rubric(design: Design, estimate: Estimate, result: RunResult | None, findings: list[Finding], grades: list[Grade]) -> list[RubricScore]:
+    """One score (0–5) per area with the reasons and what an interviewer would probe next."""
+    by_rule: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_rule.setdefault(f.rule, []).append(f)
+    slo = design.slo
+    out: list[RubricScore] = []
+
+    # Requirements: were the targets and assumptions written down?
+    s, why = 0.0, []
+    if any(v is not None for v in (slo.latency_p95_ms, slo.ttft_p95_ms, slo.tpot_p95_ms, slo.latency_p99_ms)) or design.workload.batch:
+        s += 1.5
+        why.append("latency / window target stated")
+    else:
+        why.append("no latency target")
+    if slo.daily_budget_usd is not None:
+        s += 1
+        why.append("budget stated")
+    if slo.availability is not None:
+        s += 0.5
+        why.append(f"availability {slo.availability:g}")
+    if len(design.assumptions) >= 3:
+        s += 1
+        why.append(f"{len(design.assumptions)} assumptions written down")
+    else:
+        why.append(f"only {len(design.assumptions)} assumption(s) written down")
+    if design.workload.classes or design.workload.batch:
+        s += 1
+        why.append("request mix / token lengths stated")
+    probe = ("Which percentile and which latency did you commit to — TTFT or end to end — and why?"
+             if slo.latency_p95_ms is None and slo.ttft_p95_ms is None else
+             "Which assumption, if wrong by 2×, changes your design the most?")
+    out.append(RubricScore(area="requirements", score=_clip(s), reasons=why, probe=probe))
+
+    # Estimates: the graded back-of-envelope numbers.
+    given = [g for g in grades if g.verdict != "missing"]
+    if grades:
+        s = 5 * sum(g.score for g in grades) / len(grades)
+        why = [f"{g.label}: {g.verdict} ({g.comment})" for g in grades]
+        worst = min(grades, key=lambda g: g.score)
+        probe = f"Walk me through your {worst.label.lower()}: the model says {worst.arithmetic}."
+    else:
+        s, why, probe = 0.0, ["no estimates given"], "Before drawing boxes: what is the peak QPS?"
+    out.append(RubricScore(area="estimates", score=_clip(s), reasons=why if given or grades else why, probe=probe))
+
+    # Architecture: wiring, cache, KV fit, analytic failures.
+    s, why = 5.0, []
+    for rule, cost in (("unwired", 1.0), ("missing_cache", 1.0), ("kv_cache", 1.5), ("analytic_failed", 3.0)):
+        for f in by_rule.get(rule, []):
+            s -= cost if f.severity != "info" else 0
+            why.append(f.message)
+    probe = (by_rule["missing_cache"][0].fix if "missing_cache" in by_rule else
+             "Why this order of components, and which one would you remove first if you had to?")
+    out.append(RubricScore(area="architecture", score=_clip(s), reasons=why or ["every component is wired; no structural findings"], probe=probe))
+
+    # Scaling: SLOs at peak, utilisation, stability.
+    s, why = 5.0, []
+    for f in by_rule.get("slo_unmet", []):
+        if not f.message.startswith("availability"):
+            s -= 2
+            why.append(f.message)
+    for f in by_rule.get("high_utilization", []):
+        s -= 2 if f.severity == "error" else 0.75
+        why.append(f.message)
+    bott = (result.bottleneck if result is not None and result.bottleneck else estimate.bottleneck)
+    u = estimate.stations[bott].utilization if bott and bott in estimate.stations else None
+    probe = (f"What breaks first at 2× the peak? Your bottleneck is '{bott}'" + (f" at {u:.0%}." if u is not None else ".")
+             if bott else "What breaks first at 2× the peak?")
+    out.append(RubricScore(area="scaling", score=_clip(s), reasons=why or ["SLOs met at peak, all components below 80 %"], probe=probe))
+
+    # Reliability: SPOFs, fallbacks, rate limits, availability.
+    s, why = 5.0, []
+    for rule, cost in (("spof", 1.25), ("no_fallback", 1.0), ("rate_limit", 1.0)):
+        for f in by_rule.get(rule, []):
+            s -= 0 if f.severity == "info" else cost
+            if f.severity != "info":
+                why.append(f.message)
+    for f in by_rule.get("slo_unmet", []):
+        if f.message.startswith("availability"):
+            s -= 1.5
+            why.append(f.message)
+    spofs = [f.component for f in by_rule.get("spof", []) if f.severity != "info"]
+    probe = (f"What happens to in-flight requests when '{spofs[0]}' loses its only replica?" if spofs else
+             "A zone goes down at peak: what is your remaining capacity, and what sheds load first?")
+    out.append(RubricScore(area="reliability", score=_clip(s), reasons=why or ["no single points of failure or missing fallbacks found"], probe=probe))
+
+    # Evaluation: monitoring and an eval loop.
+    kinds = {c.kind for c in design.components}
+    if "judge" in kinds and "monitoring" in kinds:
+        s, why = 5.0, ["judge and monitoring in the design"]
+    elif "judge" in kinds:
+        s, why = 4.0, ["judge present, no monitoring"]
+    elif "monitoring" in kinds and "no_eval_loop" not in by_rule:
+        s, why = 4.5, ["monitoring names an eval loop"]
+    elif "monitoring" in kinds:
+        s, why = 3.0, ["monitoring, but no eval loop named"]
+    else:
+        s, why = 1.0, ["neither monitoring nor an eval loop"]
+    probe = ("How do you know the answers are still good a month after launch — what do you sample, who labels it, what alarms?"
+             if "judge" not in kinds else "How did you validate the judge against human labels, and how often do you re-check it?")
+    out.append(RubricScore(area="evaluation", score=_clip(s), reasons=why, probe=probe))
+
+    # Cost: budget, breakdown.
+    rec = result if result is not None else estimate
+    cost = rec.cost_per_day_usd
+    if slo.daily_budget_usd is None:
+        s, why = 3.0, [f"${cost:,.0f}/day; no budget stated to check it against"]
+    elif cost <= slo.daily_budget_usd:
+        head = cost / slo.daily_budget_usd
+        s = 5.0 if head >= 0.3 else 4.0
+        why = [f"${cost:,.0f}/day within the ${slo.daily_budget_usd:,.0f} budget ({head:.0%})"]
+        if head < 0.3:
+            why.append("far below budget: check the design actually carries the load")
+    else:
+        s = max(0.0, 5 - 5 * (cost / slo.daily_budget_usd - 1) - 2)
+        why = [f"${cost:,.0f}/day over the ${slo.daily_budget_usd:,.0f} budget"]
+    top = max(estimate.cost_breakdown, key=lambda l: l.usd_per_day) if estimate.cost_breakdown else None
+    per1k = rec.cost_per_1k_requests_usd
+    probe = (f"Your biggest line is '{top.id}' (${top.usd_per_day:,.0f}/day): what is the first lever to cut it"
+             + (f", and what is your cost per 1k requests (the model says ${per1k:.3g})?" if per1k else "?")
+             if top else "What does one request cost you?")
+    out.append(RubricScore(area="cost", score=_clip(s), reasons=why, probe=probe))
+    return out
+
+
+# --- one review --------------------------------------------------------------------------------
+
+
+def review_attempt(
+    design: Design,
+    prompt: Any = None,
+    user_estimates: dict | None = None,
+    *,
+    seed: int = 0,
+    simulate: bool = True,
+    precision: float = 0.02,
+    max_requests: int = 20_000,
+    max_seconds: float = 10.0,
+    estimate: Estimate | None = None,
+    result: RunResult | None = None,
+) -> Review:
+    """Analytic estimate + (short) simulation + grades + lint + rubric, in one record."""
+    from sim.analytic import estimate as _estimate
+
+    est = estimate if estimate is not None else _estimate(design)
+    sim_error = None
+    if result is None and simulate:
+        try:
+            from sim.engine import simulate as _simulate
+
+            result = _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
+        except Exception as e:  # noqa: BLE001 - the review still shows the analytic side
+            sim_error = f"simulation failed: {e}"
+    findings = lint(design, est, result, prompt)
+    grades = grade_estimates(user_estimates or {}, design, est, prompt)
+    scores = rubric(design, est, result, findings, grades)
+    total = round(100 * sum(r.score for r in scores) / sum(r.max_score for r in scores), 1)
+    rec = result if result is not None else est
+    checks = list(result.slo) if result is not None and result.slo else list(est.slo)
+    summary = [f"{c.metric}: {'met' if c.met else 'NOT met' if c.met is False else 'unknown'} — {c.detail or c.value}" for c in checks]
+    summary.append(f"cost ${rec.cost_per_day_usd:,.0f}/day; bottleneck {rec.bottleneck or '—'}")
+    errors = sum(f.severity == "error" for f in findings)
+    summary.append(f"{errors} error(s), {sum(f.severity == 'warning' for f in findings)} warning(s) in the lint")
+    return Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, result=result,
+                  sim_error=sim_error, grades=grades, findings=findings, rubric=scores, total=total, summary=summary)

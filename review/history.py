@@ -1,0 +1,154 @@
+"""Practice history: attempts in an embedded SQLite file in the workspace (`attempts.sqlite`).
+
+Usage::
+
+    >>> import tempfile
+    >>> from review.history import save_attempt, list_attempts, progress_series
+    >>> ws = tempfile.mkdtemp()
+    >>> aid = save_attempt(ws, prompt_id="serve-10m", started_at=0.0, finished_at=1800.0,
+    ...                    estimates={"peak_qps": 347}, design_yaml="name: x\\n",
+    ...                    scores={"total": 71.5, "cost": 4.0})
+    >>> [a.prompt_id for a in list_attempts(ws)]
+    ['serve-10m']
+    >>> progress_series(ws)[0]["total"]
+    71.5
+
+Timestamps are Unix seconds (UTC); each call opens and closes its own connection, so a
+Streamlit rerun or an app restart sees every committed attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series"]
+
+DB_NAME = "attempts.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    time_taken_s REAL NOT NULL,
+    estimates_json TEXT NOT NULL,
+    design_yaml TEXT NOT NULL,
+    scores_json TEXT NOT NULL,
+    total REAL
+);
+CREATE INDEX IF NOT EXISTS attempts_prompt ON attempts (prompt_id, finished_at);
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    prompt_id: str
+    started_at: float
+    finished_at: float
+    time_taken_s: float
+    estimates: dict[str, Any]
+    design_yaml: str
+    scores: dict[str, Any]
+    total: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def finished_iso(self) -> str:
+        return datetime.fromtimestamp(self.finished_at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def db_path(workspace: str | Path) -> Path:
+    return Path(workspace) / DB_NAME
+
+
+def _connect(workspace: str | Path) -> sqlite3.Connection:
+    path = db_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=10)
+    con.executescript(_SCHEMA)
+    return con
+
+
+def save_attempt(
+    workspace: str | Path,
+    *,
+    prompt_id: str,
+    started_at: float,
+    finished_at: float,
+    estimates: dict[str, Any],
+    design_yaml: str,
+    scores: dict[str, Any],
+    time_taken_s: float | None = None,
+) -> int:
+    """Store one attempt and return its id. `time_taken_s` defaults to finished − started
+    (the page passes the timer's active time, which excludes pauses)."""
+    if not prompt_id:
+        raise ValueError("prompt_id is required")
+    if finished_at < started_at:
+        raise ValueError(f"finished_at ({finished_at}) is before started_at ({started_at})")
+    taken = float(time_taken_s) if time_taken_s is not None else float(finished_at - started_at)
+    total = scores.get("total") if isinstance(scores, dict) else None
+    with closing(_connect(workspace)) as con, con:
+        cur = con.execute(
+            "INSERT INTO attempts (prompt_id, started_at, finished_at, time_taken_s, estimates_json, design_yaml, scores_json, total)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (prompt_id, float(started_at), float(finished_at), taken, json.dumps(estimates, sort_keys=True),
+             design_yaml, json.dumps(scores, sort_keys=True), None if total is None else float(total)),
+        )
+        return int(cur.lastrowid)
+
+
+def _row(r: tuple) -> Attempt:
+    return Attempt(id=r[0], prompt_id=r[1], started_at=r[2], finished_at=r[3], time_taken_s=r[4],
+                   estimates=json.loads(r[5]), design_yaml=r[6], scores=json.loads(r[7]), total=r[8])
+
+
+_COLS = "id, prompt_id, started_at, finished_at, time_taken_s, estimates_json, design_yaml, scores_json, total"
+
+
+def list_attempts(workspace: str | Path, prompt_id: str | None = None, limit: int = 500) -> list[Attempt]:
+    """Attempts, newest first (an empty list when the database does not exist yet)."""
+    if not db_path(workspace).exists():
+        return []
+    with closing(_connect(workspace)) as con:
+        if prompt_id is None:
+            rows = con.execute(f"SELECT {_COLS} FROM attempts ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = con.execute(f"SELECT {_COLS} FROM attempts WHERE prompt_id = ? ORDER BY finished_at DESC, id DESC LIMIT ?",
+                               (prompt_id, limit)).fetchall()
+    return [_row(r) for r in rows]
+
+
+def get_attempt(workspace: str | Path, attempt_id: int) -> Attempt | None:
+    if not db_path(workspace).exists():
+        return None
+    with closing(_connect(workspace)) as con:
+        r = con.execute(f"SELECT {_COLS} FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+    return _row(r) if r else None
+
+
+def progress_series(workspace: str | Path, prompt_id: str | None = None) -> list[dict[str, Any]]:
+    """One row per attempt in time order: `n`, `finished_at` (ISO), `prompt_id`, `total`,
+    `time_taken_min` and each rubric area's score — ready for an Altair line chart."""
+    rows = []
+    for n, a in enumerate(reversed(list_attempts(workspace, prompt_id)), start=1):
+        row: dict[str, Any] = {
+            "n": n,
+            "attempt_id": a.id,
+            "finished_at": datetime.fromtimestamp(a.finished_at, tz=timezone.utc).isoformat(),
+            "prompt_id": a.prompt_id,
+            "total": a.total,
+            "time_taken_min": round(a.time_taken_s / 60, 2),
+        }
+        for k, v in a.scores.items():
+            if k != "total" and isinstance(v, (int, float)):
+                row[k] = float(v)
+        rows.append(row)
+    return rows

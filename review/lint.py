@@ -1,0 +1,363 @@
+"""Design lint: what a system-design interviewer would flag, each with its numbers and a fix.
+
+Usage::
+
+    >>> from designs.io import load_design
+    >>> from review.lint import lint, RULES
+    >>> findings = lint(load_design("designs/library/llm_serving.yaml"))   # runs the analytic twin
+    >>> [f.rule for f in findings if f.severity == "error"]
+    []
+
+`lint(design, estimate=None, result=None, prompt=None)` reads the analytic estimate (computed
+here when not given), the simulation result when there is one, and the practice prompt's
+requirements. Every rule has an id in `RULES`; each finding names the component, states the
+figures that triggered it and suggests a fix. Severity: `error` (the design fails its brief),
+`warning` (an interviewer will push on it), `info` (worth a sentence in the write-up).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from designs.model import Design
+
+__all__ = ["Finding", "RULES", "lint", "REQUEST_PATH_KINDS", "UTILIZATION_LIMIT", "repeated_query_ratio"]
+
+Severity = Literal["error", "warning", "info"]
+
+# Kinds that serve requests synchronously with a replica count: one replica is one failure away
+# from an outage. Queues, object storage, tools and APIs are managed/elastic; monitoring and
+# offline kinds are off the request path.
+REQUEST_PATH_KINDS = frozenset(
+    {"service", "api_gateway", "cache", "database", "vector_db", "keyword_search", "guardrail",
+     "llm_server", "embedder", "reranker", "load_balancer"}
+)
+MODEL_KINDS = frozenset({"llm_server", "llm_api"})
+# 80 %: the usual planning ceiling — above it M/M/c waits grow steeply (at ρ = 0.9 the M/M/1
+# mean wait is 9 service times) and a replica loss pushes the rest past saturation.
+UTILIZATION_LIMIT = 0.8
+# Below this many concurrent sequences per replica, continuous batching has nothing to batch.
+MIN_USEFUL_SEQS = 4
+# A repeated fraction below this is not worth a cache's complexity.
+MIN_REPEAT_FOR_CACHE = 0.1
+
+RULES: dict[str, str] = {
+    "spof": "Single point of failure: one replica of a request-path component.",
+    "missing_cache": "Repeated queries are stated but no cache sits on the request path.",
+    "kv_cache": "LLM replicas cannot hold the KV cache of enough sequences at the stated lengths.",
+    "rate_limit": "Offered rate to an external API or judge exceeds (or nears) its provider limit.",
+    "no_monitoring": "No monitoring component: nothing measures latency, errors or drift.",
+    "no_eval_loop": "An LLM design with no evaluation loop (judge or logged evals).",
+    "no_fallback": "An external LLM API with no alternative branch when it fails or throttles.",
+    "slo_unmet": "An SLO is not met at the peak rate.",
+    "over_budget": "Cost per day exceeds the budget.",
+    "high_utilization": "A component runs above 80 % utilisation at peak (100 %: unstable).",
+    "unwired": "A component is not reachable from the entry: it gets no traffic.",
+    "analytic_failed": "The analytic model could not evaluate the design.",
+}
+
+
+class Finding(BaseModel):
+    """One lint finding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: str
+    severity: Severity
+    component: str | None = None
+    message: str
+    fix: str = ""
+
+    def format(self) -> str:
+        where = f" [{self.component}]" if self.component else ""
+        tail = f"\n    fix: {self.fix}" if self.fix else ""
+        return f"{self.severity}: {self.rule}{where}: {self.message}{tail}"
+
+
+def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any = None) -> list[Finding]:
+    """Every finding for `design`, errors first, then warnings, then info."""
+    out: list[Finding] = []
+    if estimate is None:
+        try:
+            from sim.analytic import estimate as _estimate
+
+            estimate = _estimate(design)
+        except Exception as e:  # noqa: BLE001 - report the failure as a finding, never a traceback
+            out.append(Finding(rule="analytic_failed", severity="error", message=f"the analytic model raised: {e}",
+                               fix="check the design with `sdw validate` and `sdw estimate`"))
+            estimate = None
+    reach = design.reachable()
+    for rule in (_unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
+                 _fallback, _slo, _budget, _utilization):
+        out.extend(rule(design, estimate, result, prompt, reach))
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(out, key=lambda f: order[f.severity])
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+def _unwired(design, est, result, prompt, reach):
+    for c in design.components:
+        if c.id not in reach and c.kind != "monitoring":
+            yield Finding(rule="unwired", severity="warning", component=c.id,
+                          message=f"'{c.id}' ({c.kind}) is not reachable from entry '{design.entry}', so it carries no traffic and the estimate ignores it",
+                          fix=f"add a flow edge into '{c.id}' from the step before it, or remove it")
+
+
+def _spof(design, est, result, prompt, reach):
+    for c in design.components:
+        if c.kind not in REQUEST_PATH_KINDS or c.id not in reach:
+            continue
+        replicas = getattr(c, "replicas", 1)
+        if replicas > 1:
+            continue
+        if c.kind == "load_balancer":
+            # A managed load balancer (the catalogue prices an AWS ALB) is redundant inside.
+            yield Finding(rule="spof", severity="info", component=c.id,
+                          message=f"'{c.id}' has 1 replica; fine for a managed load balancer (redundant across zones inside), a single point of failure if self-hosted",
+                          fix="say it is managed, or run 2 instances behind DNS failover")
+            continue
+        extra = ""
+        if c.kind == "llm_server":
+            extra = f" — {c.gpus} GPU(s) whose loss stops all generation"
+        yield Finding(rule="spof", severity="warning", component=c.id,
+                      message=f"'{c.id}' ({c.kind}) runs 1 replica on the request path{extra}; one crash or deploy takes the service down",
+                      fix=f"set replicas ≥ 2 for '{c.id}' (spread over zones) and size so that N−1 replicas still carry the peak")
+
+
+_RATIO_PATTERNS = (
+    re.compile(r"repeated_query_ratio\s*[:=]\s*([0-9]*\.?[0-9]+)", re.I),
+    re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*%\s*of\s+(?:the\s+)?(?:queries|questions|requests|prompts)\s+(?:are\s+)?(?:repeat|duplicate|identical)", re.I),
+)
+_REPEAT_WORDS = re.compile(r"\brepeat(?:ed)?\s+(?:queries|questions|requests|prompts)\b", re.I)
+
+
+def repeated_query_ratio(design: Design, prompt: Any = None) -> tuple[float | None, str]:
+    """The stated fraction of repeated queries and where it is stated (None when not stated).
+
+    Reads the prompt's `requirements.repeated_query_ratio`, then the design's assumptions,
+    problem and notes (`repeated_query_ratio: 0.3`, '30 % of questions repeat'). A mention of
+    repeated queries without a number counts as 0.2 — the low end of FAQ-style traffic.
+    """
+    req = getattr(prompt, "requirements", None)
+    if req is not None and getattr(req, "repeated_query_ratio", None) is not None:
+        return float(req.repeated_query_ratio), f"prompt {getattr(prompt, 'id', '')}".strip()
+    texts = [("assumptions", a) for a in design.assumptions] + [("problem", design.problem), ("notes", design.notes)]
+    for where, text in texts:
+        for pat in _RATIO_PATTERNS:
+            m = pat.search(text or "")
+            if m:
+                v = float(m.group(1))
+                return (v / 100 if "%" in m.group(0) else v), f"design {where}"
+    for where, text in texts:
+        if _REPEAT_WORDS.search(text or ""):
+            return 0.2, f"design {where} (mentions repeated queries; no ratio stated, 0.2 assumed)"
+    return None, ""
+
+
+def _missing_cache(design, est, result, prompt, reach):
+    ratio, where = repeated_query_ratio(design, prompt)
+    if ratio is None or ratio < MIN_REPEAT_FOR_CACHE:
+        return
+    if any(c.kind == "cache" and c.id in reach for c in design.components):
+        return
+    peak = design.workload.peak_rps
+    downstream = [c.id for c in design.components if c.id in reach and c.kind in MODEL_KINDS | {"embedder", "vector_db", "reranker"}]
+    saved = ""
+    if est is not None and est.cost_breakdown:
+        model_cost = sum(line.usd_per_day for line in est.cost_breakdown if line.id in downstream)
+        if model_cost > 0:
+            saved = f"; up to ${model_cost * ratio:,.0f}/day of the ${model_cost:,.0f}/day behind it"
+    yield Finding(rule="missing_cache", severity="warning", component=None,
+                  message=(f"{ratio:.0%} of queries repeat ({where}), yet no cache is on the request path: "
+                           f"{peak:,.1f} requests/s × {ratio:.2f} = {peak * ratio:,.1f} requests/s at peak recompute the same answer"
+                           f"{' through ' + ' → '.join(downstream) if downstream else ''}{saved}"),
+                  fix=f"add a `cache` (hit_ratio ≈ {ratio:.2f}) right after the entry; misses follow its outgoing edges")
+
+
+def _mean_tokens(design: Design) -> tuple[float, float]:
+    classes = design.workload.request_classes()
+    p = sum(c.share * c.prompt_tokens.expected() for c in classes) / sum(c.share for c in classes)
+    o = sum(c.share * c.output_tokens.expected() for c in classes) / sum(c.share for c in classes)
+    return p, o
+
+
+def _kv_cache(design, est, result, prompt, reach):
+    if est is None:
+        return
+    p_tok, o_tok = _mean_tokens(design)
+    for cid, llm in (est.llm or {}).items():
+        comp = design.component(cid)
+        seqs = llm.max_concurrent_seqs
+        where = (f"{comp.model} on {comp.gpus_per_replica} × {comp.gpu} ({comp.precision}): weights {llm.weights_gb:,.1f} GB, "
+                 f"KV {llm.kv_bytes_per_token / 1024:,.0f} KiB/token, room for {max(llm.kv_capacity_tokens, 0):,.0f} KV tokens per replica; "
+                 f"a mean sequence is {p_tok:,.0f} + {o_tok:,.0f} = {p_tok + o_tok:,.0f} tokens")
+        fix = ("raise gpus_per_replica (tensor parallelism), use fp8 weights or kv_cache_precision: fp8, "
+               "or a GPU with more HBM (H200 141 GB)")
+        if seqs < 1 or llm.kv_capacity_tokens < p_tok + o_tok:
+            yield Finding(rule="kv_cache", severity="error", component=cid,
+                          message=f"'{cid}' cannot hold the KV cache of one sequence: {where}", fix=fix)
+        elif seqs < MIN_USEFUL_SEQS:
+            yield Finding(rule="kv_cache", severity="warning", component=cid,
+                          message=f"'{cid}' fits only {seqs} concurrent sequence(s) per replica, so continuous batching is starved: {where}",
+                          fix=fix)
+
+
+def _rate_limit(design, est, result, prompt, reach):
+    try:
+        from sim.ratelimit import api_limits
+    except ImportError:
+        return
+    for c in design.components:
+        if c.kind not in ("llm_api", "judge") or c.id not in reach:
+            continue
+        arrival = None
+        if est is not None and c.id in est.stations:
+            arrival = est.stations[c.id].arrival_rps
+        lim = api_limits(c, design.workload, arrival_rps=arrival)
+        cap = lim.get("max_sustainable_rps")
+        if not cap:
+            continue
+        rate = lim["arrival_rps"]
+        tokens = lim["mean_tokens_per_request"]
+        detail = (f"'{c.id}' is offered {rate:,.2f} requests/s ({rate * 60:,.0f}/min, {rate * 60 * tokens:,.0f} tokens/min at "
+                  f"{tokens:,.0f} tokens per call) against limits of {c.rpm_limit or '∞'} requests/min and {c.tpm_limit or '∞'} tokens/min "
+                  f"= {cap:,.2f} requests/s sustainable (binding: {lim['binding']})")
+        fix = ("raise the provider tier, spread calls over a second deployment or provider, cache repeated calls, "
+               "or put a queue in front and smooth the peak")
+        if rate >= cap:
+            yield Finding(rule="rate_limit", severity="error", component=c.id, message=f"{detail}: {rate / cap:.1f}× over the limit; calls queue or fail with 429", fix=fix)
+        elif rate >= UTILIZATION_LIMIT * cap:
+            yield Finding(rule="rate_limit", severity="warning", component=c.id, message=f"{detail}: {rate / cap:.0%} of the limit; a burst will hit 429s", fix=fix)
+
+
+def _monitoring(design, est, result, prompt, reach):
+    if not any(c.kind == "monitoring" for c in design.components):
+        yield Finding(rule="no_monitoring", severity="warning",
+                      message="no monitoring component: nothing tracks latency percentiles, errors, queue depth or cost",
+                      fix="add a `monitoring` component (off the request path) and name what it tracks: p95, TTFT/TPOT, queue depth, 429s, $/day")
+
+
+_EVAL_WORDS = re.compile(r"\beval(?:uation|s)?\b|\bjudge\b|\bgolden set\b", re.I)
+
+
+def _eval_loop(design, est, result, prompt, reach):
+    if not any(c.kind in MODEL_KINDS | {"training_job"} for c in design.components):
+        return
+    if any(c.kind == "judge" for c in design.components):
+        return
+    mon = [c for c in design.components if c.kind == "monitoring"]
+    if any(_EVAL_WORDS.search(" ".join(filter(None, (c.label, c.notes)))) for c in mon):
+        return
+    yield Finding(rule="no_eval_loop", severity="warning" if not mon else "info",
+                  message="the design generates with an LLM but nothing evaluates the outputs (no judge, no eval logging named)",
+                  fix="add a `judge` fed by a sample of traffic (through a queue, off the request path), or say which offline eval suite gates releases")
+
+
+_FALLBACK_WORDS = re.compile(r"fallback|fall back|backup|secondary|failover", re.I)
+
+
+def _fallback(design, est, result, prompt, reach):
+    apis = [c for c in design.components if c.kind == "llm_api" and c.id in reach]
+    for api in apis:
+        preds = {e.from_ for e in design.flow if e.to == api.id and not e.is_loop}
+        alt = any(
+            e.to != api.id and design.component(e.to).kind in MODEL_KINDS
+            for p in preds for e in design.out_edges(p)
+        )
+        named = any(
+            c.id != api.id and c.kind in MODEL_KINDS and _FALLBACK_WORDS.search(" ".join(filter(None, (c.id, c.label, c.notes))))
+            for c in design.components
+        ) or bool(_FALLBACK_WORDS.search(api.notes or ""))
+        if not (alt or named):
+            yield Finding(rule="no_fallback", severity="warning", component=api.id,
+                          message=f"'{api.id}' calls an external provider ({api.provider_model}) with no alternative branch: an outage or a 429 storm fails every request that reaches it",
+                          fix=f"add a second model (another provider or a small self-hosted `llm_server`) as a branch next to '{api.id}', and a timeout_ms on '{api.id}'")
+
+
+_BUDGET_METRICS = {"cost_per_day_usd", "daily_budget_usd"}
+
+
+def _slo(design, est, result, prompt, reach):
+    checks = list(result.slo) if result is not None and result.slo else (list(est.slo) if est is not None else [])
+    source = "simulation" if result is not None and result.slo else "analytic estimate"
+    seen_pipeline = False
+    for chk in checks:
+        if chk.metric in _BUDGET_METRICS:
+            continue
+        seen_pipeline |= chk.metric == "pipeline_hours"
+        if chk.met is False:
+            val = f"{chk.value:,.4g}" if chk.value is not None else "unknown"
+            yield Finding(rule="slo_unmet", severity="error",
+                          message=f"{chk.metric}: {val} against a target of {chk.target:,.4g} at peak ({source}){' — ' + chk.detail if chk.detail else ''}",
+                          fix=_slo_fix(chk.metric, est))
+    pipe = (result.pipeline if result is not None and result.pipeline else None) or (est.pipeline if est is not None else None)
+    if pipe is not None and not pipe.fits and not seen_pipeline:
+        yield Finding(rule="slo_unmet", severity="error",
+                      message=f"a run takes {pipe.duration_h:,.1f} h, longer than its {pipe.window_h:,.1f} h window ({pipe.summary})",
+                      fix=f"add GPUs or workers to the critical path: {' → '.join(pipe.critical_path)}")
+
+
+def _slo_fix(metric: str, est) -> str:
+    bott = getattr(est, "bottleneck", None) if est is not None else None
+    if metric.startswith("ttft"):
+        return "cut queueing before prefill: more LLM replicas, chunked prefill, prefix caching, shorter prompts"
+    if metric.startswith("tpot"):
+        return "smaller decode batches (lower max_batch), fp8 weights, or more tensor parallelism"
+    if metric == "availability":
+        return "remove drop sources: timeouts, full queues, rate-limit retries exhausted; add capacity or a fallback"
+    return f"add capacity at the bottleneck{' ' + repr(bott) if bott else ''} or take work off the path (cache, async queue)"
+
+
+def _budget(design, est, result, prompt, reach):
+    budget = design.slo.daily_budget_usd
+    req = getattr(prompt, "requirements", None)
+    if budget is None and req is not None:
+        budget = getattr(req, "daily_budget_usd", None)
+    if budget is None:
+        return
+    rec = result if result is not None else est
+    if rec is None:
+        return
+    cost = rec.cost_per_day_usd
+    if cost <= budget:
+        return
+    lines = sorted(rec.cost_breakdown or (est.cost_breakdown if est is not None else []), key=lambda l: -l.usd_per_day)[:3]
+    top = "; ".join(f"{l.id} ${l.usd_per_day:,.0f} ({l.rule})" for l in lines)
+    yield Finding(rule="over_budget", severity="error",
+                  message=f"${cost:,.0f}/day is {cost / budget:.2f}× the ${budget:,.0f}/day budget{'; largest: ' + top if top else ''}",
+                  fix="trim the largest line: fewer or cheaper GPUs (fp8, smaller model), cache repeated work, autoscale to the diurnal curve")
+
+
+def _utilization(design, est, result, prompt, reach):
+    util: dict[str, float] = {}
+    if est is not None:
+        util.update({cid: st.utilization for cid, st in est.stations.items()})
+    if result is not None:
+        for cid, st in result.components.items():
+            util[cid] = max(util.get(cid, 0.0), st.utilization)
+    for cid, u in util.items():
+        if u < UTILIZATION_LIMIT:
+            continue
+        need = None
+        if est is not None and cid in est.llm:
+            need = est.llm[cid].replicas_needed
+        elif est is not None and cid in est.stations:
+            need = est.stations[cid].replicas_needed
+        try:
+            have = getattr(design.component(cid), "replicas", None)
+        except KeyError:
+            have = None
+        sizing = f" ({have} replicas now, {need} needed for ≤ 80 %)" if need and have else ""
+        if u >= 1:
+            yield Finding(rule="high_utilization", severity="error", component=cid,
+                          message=f"'{cid}' needs {u:.0%} of its capacity at peak: unstable, its queue grows without bound{sizing}",
+                          fix=f"add replicas to '{cid}'{f' (≥ {need})' if need else ''} or take load off it (cache, batching)")
+        else:
+            yield Finding(rule="high_utilization", severity="warning", component=cid,
+                          message=f"'{cid}' runs at {u:.0%} at peak, above the {UTILIZATION_LIMIT:.0%} planning ceiling: waits grow steeply and losing a replica saturates it{sizing}",
+                          fix=f"add replicas to '{cid}'{f' (≥ {need})' if need else ''}")

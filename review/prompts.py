@@ -1,0 +1,280 @@
+"""Practice prompts: typed, loaded from `review/prompts.yaml`, drawn with an explicit RNG.
+
+Usage::
+
+    >>> import random
+    >>> from review.prompts import load_prompts, draw_prompt, skeleton_design, reference_design
+    >>> prompts = load_prompts()
+    >>> p = draw_prompt(random.Random(3))
+    >>> d = skeleton_design(p)          # the partly wired starting point, workload and SLOs set
+    >>> ref = reference_design(p)       # hidden reference, same numbers (library file or inline)
+
+The numbers of a prompt live in `requirements`; `prompt_workload` and `prompt_slo` turn them
+into the design's `Workload` and `SLO`, so the skeleton, the reference and the grading all
+read the same figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from designs.io import DesignFileError, load_design
+from designs.model import SLO, BatchWindow, Design, RequestClass, Workload
+from components.distributions import fixed_count
+
+__all__ = [
+    "Requirements",
+    "Prompt",
+    "PromptFileError",
+    "load_prompts",
+    "get_prompt",
+    "draw_prompt",
+    "prompt_workload",
+    "prompt_slo",
+    "skeleton_design",
+    "reference_design",
+    "LIBRARY_DIR",
+    "PROMPTS_FILE",
+]
+
+PROMPTS_FILE = Path(__file__).with_name("prompts.yaml")
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "designs" / "library"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class Requirements(_Strict):
+    """The numbers an interviewer states: traffic, token lengths, SLOs, budget, data size."""
+
+    requests_per_day: float | None = Field(default=None, gt=0)
+    """Requests per day on average (online designs)."""
+    peak_to_average: float = Field(default=3.0, ge=1, le=100)
+    """Peak-hour rate over the daily average."""
+    prompt_tokens: int | None = Field(default=None, ge=1)
+    """Mean prompt tokens per request."""
+    output_tokens: int | None = Field(default=None, ge=1)
+    """Mean output tokens per request."""
+    latency_p95_ms: float | None = Field(default=None, gt=0)
+    ttft_p95_ms: float | None = Field(default=None, gt=0)
+    tpot_p95_ms: float | None = Field(default=None, gt=0)
+    availability: float | None = Field(default=None, gt=0, le=1)
+    daily_budget_usd: float | None = Field(default=None, gt=0)
+    """Spending limit per day in USD."""
+    data_size_gb: float | None = Field(default=None, ge=0)
+    """Data the system stores (corpus, index, datasets), in GB."""
+    repeated_query_ratio: float | None = Field(default=None, ge=0, le=1)
+    """Fraction of requests that repeat an earlier one verbatim (a cache can answer them)."""
+    items_per_run: float | None = Field(default=None, gt=0)
+    """Pipelines: items entering one run."""
+    window_hours: float | None = Field(default=None, gt=0)
+    """Pipelines: time one run may take."""
+    runs_per_week: float | None = Field(default=None, gt=0)
+    """Pipelines: how often the pipeline runs."""
+    model: str | None = None
+    """The model the prompt names, if any."""
+
+
+class Prompt(_Strict):
+    """One practice problem with its numbers, hints, probes, skeleton and hidden reference."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,63}$")
+    family: str
+    """Problem family: rag, eval, serving, serving_70b, finetune, agent."""
+    title: str
+    statement: str
+    """The problem in the interviewer's words."""
+    requirements: Requirements
+    hints: list[str] = Field(default_factory=list)
+    probes: list[str] = Field(default_factory=list)
+    """Questions the interviewer asks once the design is on the table."""
+    skeleton: dict[str, Any]
+    """Components only partly wired: `components`, `entry`, `flow` (design file syntax)."""
+    reference: str | None = None
+    """Hidden reference: a file name in designs/library/."""
+    reference_inline: dict[str, Any] | None = None
+    """Hidden reference as inline design data (when no library file fits)."""
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.requirements.items_per_run is not None
+
+
+class PromptFileError(ValueError):
+    """prompts.yaml is malformed; the message names the prompt and the field."""
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> tuple[Prompt, ...]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise PromptFileError(f"{path}: cannot read prompts: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("prompts"), list):
+        raise PromptFileError(f"{path}: expected a mapping with 'families' and a 'prompts' list")
+    families = raw.get("families") or {}
+    out: list[Prompt] = []
+    seen: set[str] = set()
+    for n, item in enumerate(raw["prompts"]):
+        if not isinstance(item, dict):
+            raise PromptFileError(f"{path}: prompts[{n}]: expected a mapping")
+        fam = families.get(item.get("family"))
+        if fam is None:
+            raise PromptFileError(f"{path}: prompts[{n}].family: unknown family {item.get('family')!r}; expected one of {sorted(families)}")
+        data = copy.deepcopy(fam) | copy.deepcopy(item)
+        try:
+            p = Prompt.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"])
+            raise PromptFileError(f"{path}: prompts[{n}] ({item.get('id')}).{loc}: {first['msg']}") from None
+        if p.id in seen:
+            raise PromptFileError(f"{path}: prompts[{n}].id: duplicate id {p.id!r}")
+        if (p.reference is None) == (p.reference_inline is None):
+            raise PromptFileError(f"{path}: prompts[{n}] ({p.id}): give exactly one of reference / reference_inline")
+        seen.add(p.id)
+        out.append(p)
+    return tuple(out)
+
+
+def load_prompts(path: str | Path | None = None) -> list[Prompt]:
+    """Every prompt in file order (the file is parsed once per process)."""
+    return list(_load(str(path or PROMPTS_FILE)))
+
+
+def get_prompt(prompt_id: str) -> Prompt:
+    for p in load_prompts():
+        if p.id == prompt_id:
+            return p
+    import difflib
+
+    ids = [p.id for p in load_prompts()]
+    near = difflib.get_close_matches(prompt_id, ids, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise KeyError(f"unknown prompt {prompt_id!r}{hint}")
+
+
+def draw_prompt(rng: random.Random, family: str | None = None) -> Prompt:
+    """A prompt chosen with the caller's RNG (optionally from one family)."""
+    pool = [p for p in load_prompts() if family is None or p.family == family]
+    if not pool:
+        raise KeyError(f"no prompt in family {family!r}")
+    return rng.choice(pool)
+
+
+def prompt_workload(prompt: Prompt, base: Workload | None = None) -> Workload:
+    """The prompt's traffic as a `Workload`, keeping any other settings of `base`."""
+    r = prompt.requirements
+    data = base.model_dump() if base is not None else {}
+    if r.requests_per_day is not None:
+        data["requests_per_day"] = r.requests_per_day
+        data["peak_to_average"] = r.peak_to_average
+        data["arrival_rps"] = None
+        data["concurrent_users"] = None
+        data["think_time"] = None
+    if r.prompt_tokens is not None or r.output_tokens is not None:
+        old = (base.request_classes()[0] if base is not None else RequestClass(name="default"))
+        data["classes"] = [
+            RequestClass(
+                name=old.name,
+                prompt_tokens=fixed_count(r.prompt_tokens) if r.prompt_tokens else old.prompt_tokens,
+                output_tokens=fixed_count(r.output_tokens) if r.output_tokens else old.output_tokens,
+            ).model_dump()
+        ]
+    if r.items_per_run is not None:
+        batch = dict(data.get("batch") or {})
+        batch["items_per_run"] = r.items_per_run
+        if r.window_hours is not None:
+            batch["window_hours"] = r.window_hours
+        if r.runs_per_week is not None:
+            batch["runs_per_week"] = r.runs_per_week
+        data["batch"] = BatchWindow.model_validate(batch).model_dump()
+    return Workload.model_validate(data)
+
+
+def prompt_slo(prompt: Prompt, base: SLO | None = None) -> SLO:
+    """The prompt's targets as an `SLO` (targets the prompt does not state keep `base`'s)."""
+    r = prompt.requirements
+    data = base.model_dump() if base is not None else {}
+    for key in ("latency_p95_ms", "ttft_p95_ms", "tpot_p95_ms", "availability", "daily_budget_usd"):
+        v = getattr(r, key)
+        if v is not None:
+            data[key] = v
+    return SLO.model_validate(data)
+
+
+def _assumptions(prompt: Prompt) -> list[str]:
+    r = prompt.requirements
+    out = [f"Prompt {prompt.id}: {prompt.title} (review/prompts.yaml)."]
+    if r.repeated_query_ratio is not None:
+        out.append(f"repeated_query_ratio: {r.repeated_query_ratio:g} — {r.repeated_query_ratio:.0%} of queries repeat verbatim (stated in the prompt).")
+    if r.data_size_gb is not None:
+        out.append(f"Data size: {r.data_size_gb:,.0f} GB (stated in the prompt).")
+    return out
+
+
+def skeleton_design(prompt: Prompt) -> Design:
+    """The starting design: the family's skeleton with the prompt's workload and SLOs."""
+    data = copy.deepcopy(prompt.skeleton)
+    data.setdefault("name", f"{prompt.id}-attempt")
+    data["problem"] = prompt.statement
+    data["workload"] = prompt_workload(prompt).model_dump(mode="json", exclude_none=True)
+    data["slo"] = prompt_slo(prompt).model_dump(mode="json", exclude_none=True)
+    data.setdefault("assumptions", _assumptions(prompt))
+    return Design.model_validate(data)
+
+
+def reference_design(prompt: Prompt, *, sized: bool = True, library_dir: Path | None = None) -> Design:
+    """The hidden reference at the prompt's numbers.
+
+    With `sized`, replicas of every pooled component are raised to what the analytic twin
+    says carries the peak at ≤ 80 % utilisation (`replicas_needed`), because a library design
+    drawn for one traffic level is the wrong answer at another.
+    """
+    if prompt.reference is not None:
+        path = (library_dir or LIBRARY_DIR) / prompt.reference
+        base = load_design(path)  # raises DesignFileError with the path when missing
+        data = base.model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        data = copy.deepcopy(prompt.reference_inline or {})
+        data.setdefault("workload", {})
+    base_wl = Workload.model_validate(data.get("workload") or {})
+    data["workload"] = prompt_workload(prompt, base_wl).model_dump(mode="json", exclude_none=True)
+    data["slo"] = prompt_slo(prompt, SLO.model_validate(data.get("slo") or {})).model_dump(mode="json", exclude_none=True)
+    data["problem"] = prompt.statement
+    data["name"] = f"{prompt.id}-reference"
+    design = Design.model_validate(data)
+    return _sized(design) if sized else design
+
+
+def _sized(design: Design) -> Design:
+    try:
+        from sim.analytic import estimate
+    except ImportError:  # analytic twin not available: the unsized reference still compares
+        return design
+    try:
+        est = estimate(design)
+    except Exception:  # noqa: BLE001 - sizing is a nicety; a failing twin must not hide the reference
+        return design
+    data = design.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for comp in data["components"]:
+        cid = comp["id"]
+        need = None
+        if cid in est.llm:
+            need = est.llm[cid].replicas_needed
+        elif cid in est.stations:
+            need = est.stations[cid].replicas_needed
+        if need and "replicas" in type(design.component(cid)).model_fields:
+            comp["replicas"] = max(int(comp.get("replicas", 1)), int(need), 2 if comp.get("kind") != "training_job" else 1)
+    return Design.model_validate(data)
+
+
+_ = DesignFileError  # re-exported for callers that catch a missing library file

@@ -1,0 +1,300 @@
+"""Daily cost of a design: one rule per component kind, each line showing its arithmetic and source.
+
+Usage::
+
+    >>> from designs.io import load_design
+    >>> from sim.cost import daily_cost
+    >>> # total, lines = daily_cost(load_design("designs/library/llm_serving.yaml"))
+    >>> # lines[2].rule -> '20 GPUs × $3.99/h × 24 h'; lines[2].source -> 'Lambda on-demand …'
+
+Rules (unit prices default to ``components/data/prices.csv`` and ``gpus.csv``, each with its
+source; a price set on the component wins and says so):
+
+* always-on pools — replicas × price per replica-hour × 24 h (service, gateway, guardrail: a CPU
+  replica; cache: a cache node; database: a DB instance; vector_db, keyword_search: an 8-vCPU
+  search node; embedder, reranker: their GPU or CPU replica; batch_stage online: workers);
+* ``llm_server`` — GPUs × price per GPU-hour × 24 h;
+* ``load_balancer`` — instances × hourly base + requests × price per 1M requests;
+* ``llm_api``/``judge`` — calls/day × (mean prompt tokens × $/1M in + mean output tokens × $/1M out);
+* ``queue`` — enqueues/day × price per 1M requests; ``tool`` — calls/day × price per call;
+* ``object_storage`` — GB × price per GB-month / 30.4 days; ``monitoring`` — monthly price / 30.4;
+* ``training_job`` (and, in pipeline designs, every stage ``sim.pipeline`` prices per run) —
+  cost per run × runs per week / 7.
+
+Calls per day use the whole day's volume (``requests_per_day``, or items per run × runs per
+week / 7 for a pipeline design) times the component's visits per request — never the peak rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from components.hardware import get_gpu, price, source_of
+from sim.results import CostLine, PipelineResult
+
+__all__ = ["daily_cost", "COST_RULES", "CostContext", "DAYS_PER_MONTH", "RUN_PRICED_KINDS"]
+
+DAYS_PER_MONTH = 30.4
+"""365 / 12 = 30.42 days; monthly prices are divided by 30.4 (the usual cloud-billing figure)."""
+
+RUN_PRICED_KINDS = frozenset({"batch_stage", "training_job", "embedder", "reranker", "llm_api", "judge"})
+"""Kinds that ``sim.pipeline`` prices per run in a pipeline design (they run only during a run)."""
+
+
+@dataclass
+class CostContext:
+    """What the rules need besides the component itself."""
+
+    design: Any
+    calls_per_day: dict[str, float]
+    daily_volume: float
+    volume_text: str
+    tokens: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pipeline: PipelineResult | None = None
+
+    @property
+    def runs_per_week(self) -> float:
+        batch = self.design.workload.batch
+        return batch.runs_per_week if batch is not None else 1.0
+
+    def stage_cost(self, cid: str) -> float | None:
+        if self.pipeline is None:
+            return None
+        for s in self.pipeline.stages:
+            if s.id == cid:
+                return s.cost_usd
+        return None
+
+
+def _src(key: str) -> str:
+    return source_of("price", key).split(" | ")[0]
+
+
+def _money(x: float) -> str:
+    return f"${x:,.4g}" if x < 100 else f"${x:,.0f}"
+
+
+def _hourly(cid: str, kind: str, n: int, unit: str, usd_h: float, source: str) -> CostLine:
+    return CostLine(id=cid, kind=kind, usd_per_day=n * usd_h * 24,
+                    rule=f"{n} {unit}{'s' if n != 1 else ''} × {_money(usd_h)}/h × 24 h", source=source)
+
+
+def _catalogue_or(value: float | None, key: str) -> tuple[float, str]:
+    if value is not None:
+        return value, "set in the design"
+    return price(key), _src(key)
+
+
+def _pool_rule(key: str, unit: str = "replica", note: str = "") -> Callable[[Any, CostContext], CostLine]:
+    def rule(comp, ctx):
+        usd_h, src = price(key), _src(key)
+        line = _hourly(comp.id, comp.kind, comp.replicas, unit, usd_h, src + note)
+        return line
+
+    return rule
+
+
+def _load_balancer(comp, ctx):
+    base, per_m = price("lb_hour"), price("lb_usd_per_million_requests")
+    calls = ctx.calls_per_day.get(comp.id, 0.0)
+    usd = comp.replicas * base * 24 + calls / 1e6 * per_m
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=usd,
+                    rule=f"{comp.replicas} × {_money(base)}/h × 24 h + {calls:,.0f} requests/day × {_money(per_m)}/1M",
+                    source=f"{_src('lb_hour')}; {_src('lb_usd_per_million_requests')}")
+
+
+def _queue(comp, ctx):
+    per_m, src = _catalogue_or(comp.usd_per_million_requests, "queue_usd_per_million_requests")
+    calls = ctx.calls_per_day.get(comp.id, 0.0)
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=calls / 1e6 * per_m,
+                    rule=f"{calls:,.0f} enqueues/day × {_money(per_m)}/1M requests", source=src)
+
+
+def _object_storage(comp, ctx):
+    per_gb, src = _catalogue_or(comp.usd_per_gb_month, "object_storage_gb_month")
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=comp.storage_gb * per_gb / DAYS_PER_MONTH,
+                    rule=f"{comp.storage_gb:,.0f} GB × {_money(per_gb)}/GB-month / {DAYS_PER_MONTH} days", source=src)
+
+
+def _gpu_price(gpu_name: str, override: float | None) -> tuple[float, str]:
+    if override is not None:
+        return override, "set in the design"
+    g = get_gpu(gpu_name)
+    return g.gpu_hourly_usd, g.price_source
+
+
+def _llm_server(comp, ctx):
+    usd_h, src = _gpu_price(comp.gpu, comp.gpu_hourly_usd)
+    return _hourly(comp.id, comp.kind, comp.gpus, "GPU", usd_h, src)
+
+
+def _tokens_per_call(comp, ctx) -> tuple[float, float]:
+    if comp.id in ctx.tokens:
+        return ctx.tokens[comp.id]
+    if comp.kind == "judge":
+        return comp.prompt_tokens.expected(), comp.output_tokens.expected()
+    classes = ctx.design.workload.request_classes()
+    return (sum(c.share * c.prompt_tokens.expected() for c in classes),
+            sum(c.share * c.output_tokens.expected() for c in classes))
+
+
+def _per_run(comp, ctx) -> CostLine | None:
+    """Pipeline designs: the per-run cost sim.pipeline computed, spread over the week."""
+    per_run = ctx.stage_cost(comp.id) if comp.kind in RUN_PRICED_KINDS else None
+    if per_run is None:
+        return None
+    rpw = ctx.runs_per_week
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
+                    rule=f"{_money(per_run)} per run × {rpw:g} runs/week / 7",
+                    source="sim.pipeline (see the pipeline stage detail)")
+
+
+def _api(comp, ctx):
+    run = _per_run(comp, ctx)
+    if run is not None:
+        return run
+    tin, tout = _tokens_per_call(comp, ctx)
+    calls = ctx.calls_per_day.get(comp.id, 0.0)
+    usd = calls * (tin * comp.usd_per_1m_input_tokens + tout * comp.usd_per_1m_output_tokens) / 1e6
+    return CostLine(
+        id=comp.id, kind=comp.kind, usd_per_day=usd,
+        rule=(f"{calls:,.0f} calls/day × ({tin:,.0f} in × ${comp.usd_per_1m_input_tokens:g} + "
+              f"{tout:,.0f} out × ${comp.usd_per_1m_output_tokens:g}) / 1M tokens"),
+        source=f"per-token prices on the component ({comp.provider_model}; catalogue default: OpenAI list price for GPT-4o)")
+
+
+def _token_pool(comp, ctx):
+    run = _per_run(comp, ctx)
+    if run is not None:
+        return run
+    if comp.replica_hourly_usd is not None:
+        usd_h, src = comp.replica_hourly_usd, "set in the design"
+    elif comp.gpu:
+        usd_h, src = _gpu_price(comp.gpu, None)
+    else:
+        usd_h, src = price("cpu_replica_hour"), _src("cpu_replica_hour")
+    unit = f"{comp.gpu} replica" if comp.gpu else "CPU replica"
+    return _hourly(comp.id, comp.kind, comp.replicas, unit, usd_h, src)
+
+
+def _tool(comp, ctx):
+    calls = ctx.calls_per_day.get(comp.id, 0.0)
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=calls * comp.usd_per_call,
+                    rule=f"{calls:,.0f} calls/day × ${comp.usd_per_call:g} per call",
+                    source="usd_per_call on the component")
+
+
+def _batch_stage(comp, ctx):
+    run = _per_run(comp, ctx)
+    if run is not None:
+        return run
+    usd_h, src = _catalogue_or(comp.worker_hourly_usd, "cpu_replica_hour")
+    return _hourly(comp.id, comp.kind, comp.workers, "worker", usd_h, src)
+
+
+def _training_job(comp, ctx):
+    run = _per_run(comp, ctx)
+    if run is not None:
+        return run
+    rpw = ctx.runs_per_week
+    try:
+        from sim.pipeline import training_estimate
+    except ImportError:  # pragma: no cover - sim.pipeline ships with the engine
+        return CostLine(id=comp.id, kind=comp.kind, usd_per_day=0.0,
+                        rule="unpriced: sim.pipeline is not available", source="")
+    est = training_estimate(comp)
+    per_run = est["cost_usd"]
+    return CostLine(
+        id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
+        rule=(f"{est['gpus']} GPUs × {est['hours']:.3g} h × ${est['gpu_hourly_usd']:.2f}/h = {_money(per_run)} per run "
+              f"× {rpw:g} runs/week / 7"),
+        source="sim.pipeline.training_estimate (6·params·tokens / cluster FLOPs; MFU from efficiency.csv)")
+
+
+def _monitoring(comp, ctx):
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=comp.monthly_usd / DAYS_PER_MONTH,
+                    rule=f"{_money(comp.monthly_usd)}/month / {DAYS_PER_MONTH} days",
+                    source="monthly_usd on the component (catalogue default: ~25 hosts at Datadog's $18/host-month, "
+                           "prices.csv monitoring_host_month)")
+
+
+COST_RULES: dict[str, Callable[[Any, CostContext], CostLine]] = {
+    "service": _pool_rule("cpu_replica_hour"),
+    "load_balancer": _load_balancer,
+    "api_gateway": _pool_rule("cpu_replica_hour", note=" (self-hosted gateway priced as a CPU replica)"),
+    "cache": _pool_rule("cache_node_hour", "node"),
+    "queue": _queue,
+    "database": _pool_rule("database_instance_hour", "instance"),
+    "object_storage": _object_storage,
+    "llm_server": _llm_server,
+    "llm_api": _api,
+    "embedder": _token_pool,
+    "vector_db": _pool_rule("vector_db_node_hour", "node"),
+    "keyword_search": _pool_rule("vector_db_node_hour", "node", note=" (same 8-vCPU node shape as the vector DB)"),
+    "reranker": _token_pool,
+    "guardrail": _pool_rule("cpu_replica_hour"),
+    "tool": _tool,
+    "judge": _api,
+    "batch_stage": _batch_stage,
+    "training_job": _training_job,
+    "monitoring": _monitoring,
+}
+"""Component kind → rule ``(comp, ctx) -> CostLine``; every kind in the catalogue has one."""
+
+
+def daily_cost(
+    design: Any,
+    arrival_rps_by_component: dict[str, float] | None = None,
+    tokens: dict[str, tuple[float, float]] | None = None,
+    *,
+    arrival_rps: float | None = None,
+    visits: dict[str, float] | None = None,
+    pipeline: PipelineResult | None = None,
+) -> tuple[float, list[CostLine]]:
+    """(USD per day, one CostLine per component) for `design`.
+
+    * ``arrival_rps_by_component``: measured or estimated rates (requests/s) at each component,
+      taken at the design's rate ``arrival_rps`` (default ``workload.peak_rps``); they give the
+      visits per request of per-call rules. Without them (or ``visits``) the analytic traffic is used.
+    * ``tokens``: ``{component id: (mean prompt tokens, mean output tokens)}`` per call, e.g.
+      measured by the simulator; default the workload's (or the judge's own) means.
+    * ``pipeline``: a ``PipelineResult`` already computed (else computed here for batch designs).
+    """
+    wl = design.workload
+    if visits is None:
+        if arrival_rps_by_component is not None:
+            base = arrival_rps or wl.peak_rps
+            visits = {cid: (r / base if base > 0 else 0.0) for cid, r in arrival_rps_by_component.items()}
+        else:
+            from sim.analytic import visits_per_request
+
+            visits = visits_per_request(design)
+    if pipeline is None and wl.batch is not None:
+        try:
+            from sim.pipeline import pipeline_result
+
+            pipeline = pipeline_result(design)
+        except ImportError:  # pragma: no cover
+            pipeline = None
+    if wl.batch is not None:
+        volume = wl.batch.items_per_run * wl.batch.runs_per_week / 7
+        text = f"{wl.batch.items_per_run:,.0f} items/run × {wl.batch.runs_per_week:g} runs/week / 7"
+    else:
+        volume, text = wl.requests_per_day, f"{wl.requests_per_day:,.0f} requests/day"
+    ctx = CostContext(
+        design=design, calls_per_day={cid: volume * v for cid, v in visits.items()}, daily_volume=volume,
+        volume_text=text, tokens=dict(tokens or {}), pipeline=pipeline,
+    )
+    lines = []
+    for comp in design.components:
+        try:
+            rule = COST_RULES[comp.kind]
+        except KeyError:
+            raise ValueError(f"component '{comp.id}': no cost rule for kind '{comp.kind}'") from None
+        line = rule(comp, ctx)
+        if not math.isfinite(line.usd_per_day):
+            raise ValueError(f"component '{comp.id}': cost is not a finite number ({line.rule})")
+        lines.append(line)
+    return sum(ln.usd_per_day for ln in lines), lines

@@ -1,0 +1,11 @@
+"""Token-level model of self-hosted LLM serving (`llm_server`).
+
+* `sim.llm.roofline` — pure maths: memory, KV capacity, step times, the analytic estimate.
+* `sim.llm.batching` — an iteration-level continuous-batching replica in SimPy.
+* `sim.llm.station` — the engine's station for kind `llm_server` (replica routing).
+* `sim.llm.calibrate` — re-derives the published serving measurements.
+"""
+
+from .roofline import ServingConfigError, ServingSpec, llm_estimate, llm_service_moments
+
+__all__ = ["ServingConfigError", "ServingSpec", "llm_estimate", "llm_service_moments"]

@@ -1,0 +1,229 @@
+"""Re-derive the published serving measurements with one simulated replica.
+
+Each row of ``components/data/serving_calibration.csv`` says how the measurement was taken;
+`run_row` drives one `ReplicaEngine` the same way:
+
+* ``closed_loop``: ``concurrency`` clients, each sending its next request the moment the last
+  one finishes (genai-perf / NIM benchmarking at a fixed concurrency);
+* ``fixed_batch``: ``batch`` prompts at t = 0, one wave, mean end-to-end latency
+  (vLLM's ``benchmark_latency``); the row's TPOT is that latency / output tokens;
+* ``max_throughput`` / ``rate_inf``: ``num_prompts`` prompts at t = 0, throughput = all output
+  tokens / time until the last one (``trtllm-bench throughput``, vLLM ``benchmark_serving``
+  with ``--request-rate inf``).
+
+The efficiency factors are the data file's, for every row. What differs per row is only what
+the row's engine is documented to do (`ENGINE_SETTINGS`): batch limits, KV-cache precision and
+the host overhead of engines that do not overlap scheduling with GPU work.
+
+Usage::
+
+    >>> from sim.llm.calibrate import calibration_report
+    >>> for r in calibration_report():                       # doctest: +SKIP
+    ...     print(r["id"], r["throughput_rel_err"], r["tpot_rel_err"], r["ttft_rel_err"])
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import simpy
+
+from components.catalogue import LLMServer
+from components.hardware import calibration_rows
+
+from .batching import ReplicaEngine
+from .roofline import ServingSpec
+
+__all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component", "ENGINE_SETTINGS"]
+
+
+# What each row's serving stack does by default, with the source of each setting.
+# - TensorRT-LLM / NIM: LLM API defaults max_batch_size 2048 and max_num_tokens 8192 (tokens per
+#   iteration, i.e. chunked prefill); NVIDIA's FP8 checkpoints are made with ModelOpt, whose
+#   hf_ptq.py quantises the KV cache to FP8 by default (--kv_cache_qformat fp8), and
+#   trtllm-bench's perf overview runs those checkpoints (github NVIDIA/TensorRT-LLM
+#   docs/source/performance/perf-overview.md; NVIDIA/TensorRT-Model-Optimizer
+#   examples/llm_ptq/hf_ptq.py).
+# - vLLM nightly CI (v0.6+, CUDA graphs, async output processing): max_num_seqs 256, BF16 KV.
+# - vLLM 0.5.4 (S20): max-num-seq 256 (LambdaLabsML/vllm-benchmark benchmark_v0.md); the engine
+#   did not overlap CPU scheduling with GPU work: "only 38% of the time was spent on the actual
+#   GPU execution" for Llama 3 8B on 1 H100 (vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x
+#   Throughput Improvement and 5x Latency Reduction"), hence gpu_busy_fraction 0.38.
+ENGINE_SETTINGS: dict[str, dict] = {
+    "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True},
+    "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False},
+    "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
+                 "gpu_busy_fraction": 0.38},
+}
+# trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
+_PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
+
+
+def _engine_of(row: dict) -> str:
+    e = (row.get("engine") or "").lower()
+    if "trt" in e or "nim" in e:
+        return "trtllm"
+    if "vllm 0.5" in e or "vllm 0.4" in e:
+        return "vllm-0.5"
+    return "vllm"
+
+
+def row_component(row: dict) -> tuple[LLMServer, dict]:
+    """The `llm_server` a row describes, and the spec overrides its engine implies."""
+    eng = ENGINE_SETTINGS[_engine_of(row)]
+    prec = row["weight_precision"].lower()
+    kv = "fp8" if eng["fp8_kv_with_fp8_weights"] and prec == "fp8" else "bf16"
+    comp = LLMServer(
+        id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
+        gpus_per_replica=row["tp"] or 1, precision=prec, kv_cache_precision=kv,
+        max_batch=eng["max_batch"], chunked_prefill_tokens=eng["chunked_prefill_tokens"],
+    )
+    overrides = {k: v for k, v in eng.items() if k == "gpu_busy_fraction"}
+    return comp, overrides
+
+
+@dataclass
+class CalibrationResult:
+    throughput_tok_s: float
+    ttft_ms: float
+    tpot_ms: float
+    requests: int
+    mean_batch: float
+
+
+class _Req:
+    __slots__ = ("prompt_tokens", "output_tokens", "first_token_at", "last_token_at", "t0")
+
+    def __init__(self, prompt: int, output: int, t0: float):
+        self.prompt_tokens = prompt
+        self.output_tokens = output
+        self.first_token_at = None
+        self.last_token_at = None
+        self.t0 = t0
+
+
+def _request_count(row: dict, max_requests: int) -> int:
+    mode = row["mode"]
+    if mode == "closed_loop":
+        # Several requests per client (the first ones start together).
+        return min(max_requests, max(4 * row["concurrency"], 8))
+    n = row["batch"] if mode == "fixed_batch" else row["num_prompts"]
+    return n or _PUBLISHED_PROMPTS.get((mode, row["input_tokens"], row["output_tokens"])) or max_requests
+
+
+def _sharegpt_lengths(mean_in: float, mean_out: float, n: int, rng: random.Random) -> list[tuple[int, int]]:
+    """Prompt/output lengths for a row that publishes only ShareGPT means.
+
+    Assumption: exponential spread around the means (a long tail, coefficient of variation 1),
+    taken at evenly spaced quantiles so a few hundred requests carry the tail without sampling
+    noise, paired at random, then clipped the way vLLM's benchmark_serving filters ShareGPT
+    (prompt ≤ 1024, prompt + output ≤ 2048 tokens, each ≥ 4).
+    """
+    def q(mean: float) -> list[int]:
+        return [max(4, round(-mean * math.log(1 - (i + 0.5) / n))) for i in range(n)]
+
+    ps, os_ = q(mean_in), q(mean_out)
+    rng.shuffle(ps)
+    rng.shuffle(os_)
+    out = []
+    for p, o in zip(ps, os_):
+        p = min(p, 1024)
+        out.append((p, max(4, min(o, 2048 - p))))
+    return out
+
+
+def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> CalibrationResult:
+    """Simulate one calibration row (see the module docstring for the modes)."""
+    comp, overrides = row_component(row)
+    spec = ServingSpec.from_component(comp, **overrides)
+    mode = row["mode"]
+    n_in, n_out = row["input_tokens"], row["output_tokens"]
+    rng = random.Random(seed)
+    sharegpt = not str(row.get("input_len", "")).strip().isdigit()
+
+    n_total = _request_count(row, max_requests)
+    pairs = _sharegpt_lengths(n_in, n_out, n_total, rng) if sharegpt else None
+
+    def lengths() -> tuple[int, int]:
+        return pairs.pop() if pairs else (n_in, n_out)
+
+    env = simpy.Environment()
+    done: list[_Req] = []
+    state = {"left": 0}
+
+    def on_done(req, ok, reason):
+        if not ok:
+            raise RuntimeError(f"calibration row {row['id']}: request refused: {reason}")
+        done.append(req)
+        if mode == "closed_loop" and state["left"] > 0:
+            state["left"] -= 1
+            p, o = lengths()
+            eng.submit(_Req(p, o, env.now))
+
+    eng = ReplicaEngine(env, spec, on_done)
+    if mode == "closed_loop":
+        users = row["concurrency"]
+        state["left"] = n_total - users
+        for _ in range(users):
+            p, o = lengths()
+            eng.submit(_Req(p, o, 0.0))
+    else:
+        for _ in range(n_total):
+            p, o = lengths()
+            eng.submit(_Req(p, o, 0.0))
+    env.run()
+    st = eng.stats(env.now)
+    ttft = sum(r.first_token_at - r.t0 for r in done) / len(done)
+    e2e = sum(r.last_token_at - r.t0 for r in done) / len(done)
+    multi = [r for r in done if r.output_tokens > 1]
+    if "itl" in (row.get("latency_metric") or "").lower():
+        # Mean inter-token latency over all tokens (what benchmark_serving and genai-perf
+        # report as ITL): long requests weigh more than in a per-request TPOT mean.
+        tpot = (sum(r.last_token_at - r.first_token_at for r in multi)
+                / max(1, sum(r.output_tokens - 1 for r in multi)))
+    else:
+        tpot = sum((r.last_token_at - r.first_token_at) / (r.output_tokens - 1) for r in multi) / max(1, len(multi))
+    out_tokens = sum(r.output_tokens for r in done)
+    if mode == "fixed_batch":
+        # The row's figures are derived from the mean end-to-end latency (see its notes).
+        thr = len(done) * n_out / e2e
+        tpot = e2e / n_out
+    elif mode == "closed_loop":
+        thr = out_tokens / env.now * 1.0  # all clients together, like genai-perf
+    else:
+        thr = out_tokens / env.now
+    return CalibrationResult(thr, ttft * 1e3, tpot * 1e3, len(done), st.mean_batch_size)
+
+
+def _rel(model: float, measured: float | None) -> float | None:
+    if measured is None or not math.isfinite(model):
+        return None
+    return (model - measured) / measured
+
+
+def calibration_report(rows: list[dict] | None = None, *, seed: int = 0) -> list[dict]:
+    """Model vs measured for every calibration row, with relative errors (None: not published)."""
+    out = []
+    for row in rows if rows is not None else calibration_rows():
+        r = run_row(row, seed=seed)
+        out.append({
+            "id": row["id"], "model": row["model_name"], "gpu": row["gpu_name"], "tp": row["tp"],
+            "precision": row["weight_precision"], "mode": row["mode"], "engine": row.get("engine", ""),
+            "throughput_tok_s": r.throughput_tok_s, "throughput_measured": row["throughput_tok_s"],
+            "throughput_rel_err": _rel(r.throughput_tok_s, row["throughput_tok_s"]),
+            "tpot_ms": r.tpot_ms, "tpot_measured": row["tpot_ms"], "tpot_rel_err": _rel(r.tpot_ms, row["tpot_ms"]),
+            "ttft_ms": r.ttft_ms, "ttft_measured": row["ttft_ms"], "ttft_rel_err": _rel(r.ttft_ms, row["ttft_ms"]),
+            "requests": r.requests, "mean_batch": r.mean_batch,
+        })
+    return out
+
+
+if __name__ == "__main__":  # python -m sim.llm.calibrate
+    for r in calibration_report():
+        def f(x):
+            return "   —  " if x is None else f"{x:+6.1%}"
+        print(f"{r['id']:>4} {r['mode']:<15} thr {r['throughput_tok_s']:9.1f} vs {r['throughput_measured']:9.1f} "
+              f"{f(r['throughput_rel_err'])}  tpot {r['tpot_ms']:7.2f} {f(r['tpot_rel_err'])}  "
+              f"ttft {r['ttft_ms']:8.2f} {f(r['ttft_rel_err'])}  batch {r['mean_batch']:.0f}")

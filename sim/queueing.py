@@ -1,0 +1,329 @@
+"""Queueing formulas: exact M/M/c results and the standard approximations, as pure functions.
+
+Units: rates in 1/s, times in seconds (any consistent unit works). ``c`` is the number of
+parallel servers, ``lam`` the arrival rate, ``mu`` the service rate of one server, ``a = lam/mu``
+the offered load in Erlangs and ``rho = a/c`` the utilisation. Unstable inputs (``rho >= 1``)
+give ``math.inf`` waits rather than an exception: the analytic twin reports them as such.
+
+Usage::
+
+    >>> from sim.queueing import erlang_c, mmc_mean_wait, mmc_response_quantile
+    >>> round(erlang_c(10, 8.0), 4)                 # P(wait) for M/M/10 at 8 Erlangs
+    0.4092
+    >>> round(mmc_mean_wait(100, 12, 10) * 1000, 2)  # ms; the issue's M/M/10 at rho 0.8333
+    33.66
+    >>> round(mmc_response_quantile(0.95, 100, 12, 10) * 1000, 1)
+    359.5
+
+References:
+  * Gross, Shortle, Thompson & Harris, *Fundamentals of Queueing Theory*, 4th ed. (2008),
+    §2.3 (M/M/c), §2.2 (M/M/1), §5.1.1 (Pollaczek–Khinchine).
+  * Kleinrock, *Queueing Systems, Vol. 1* (1975), §3.5 (Erlang C), §5.6 (M/G/1).
+  * Allen, *Probability, Statistics and Queueing Theory*, 2nd ed. (1990), §6.3 (the
+    Allen–Cunneen GI/G/c approximation).
+  * Clark, "The greatest of a finite set of random variables", Operations Research 9 (1961).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+__all__ = [
+    "erlang_b",
+    "erlang_c",
+    "mmc_mean_wait",
+    "mmc_mean_response",
+    "mmc_mean_queue_len",
+    "mmc_wait_quantile",
+    "mmc_response_cdf",
+    "mmc_response_quantile",
+    "mg1_mean_wait",
+    "allen_cunneen_wait",
+    "wait_quantile_approx",
+    "clark_max",
+    "gamma_cdf",
+    "gamma_quantile",
+]
+
+_N = NormalDist()
+
+
+def erlang_b(c: int, a: float) -> float:
+    """Erlang B: blocking probability of M/M/c/c at offered load ``a`` Erlangs.
+
+    Recursion B(0) = 1, B(k) = a·B(k−1) / (k + a·B(k−1)) (Gross & Harris §2.6): every term lies
+    in (0, 1], so it is stable where the textbook sum aᶜ/c! / Σ aᵏ/k! overflows. For very large
+    ``c`` two shortcuts keep it O(√a): B is below 1e-300 once c ≥ a + 40√a + 60 (the Poisson tail
+    it is a ratio of), and the recursion may start at k₀ = a − 40√a with B(k₀) ≈ 1 − k₀/a,
+    because each step below ``a`` shrinks an error in B by the factor k/a.
+    """
+    if c < 0:
+        raise ValueError(f"servers must be ≥ 0, got {c}")
+    if a < 0:
+        raise ValueError(f"offered load must be ≥ 0, got {a}")
+    if a == 0:
+        return 0.0 if c > 0 else 1.0
+    c = int(c)
+    if c >= a + 40 * math.sqrt(a) + 60:
+        return 0.0
+    k0 = int(a - 40 * math.sqrt(a)) if a > 1600 else 0
+    k0 = max(0, min(k0, c))
+    b = 1.0 - k0 / a if k0 else 1.0
+    for k in range(k0 + 1, c + 1):
+        ab = a * b
+        b = ab / (k + ab)
+    return b
+
+
+def erlang_c(c: int, a: float) -> float:
+    """Erlang C: probability an arrival waits in M/M/c, with offered load ``a = λ/μ``.
+
+    C(c, a) = B / (1 − ρ(1 − B)), B = Erlang B(c, a), ρ = a/c (Gross & Harris eq. 2.36;
+    Kleinrock §3.5). Returns 1 when ρ ≥ 1 (every arrival eventually waits).
+    """
+    if c <= 0:
+        raise ValueError(f"servers must be ≥ 1, got {c}")
+    rho = a / c
+    if rho >= 1:
+        return 1.0
+    b = erlang_b(c, a)
+    return b / (1 - rho * (1 - b))
+
+
+def _check(lam: float, mu: float, c: int) -> None:
+    if lam < 0 or mu <= 0 or c < 1:
+        raise ValueError(f"need λ ≥ 0, μ > 0, c ≥ 1; got λ={lam}, μ={mu}, c={c}")
+
+
+def mmc_mean_wait(lam: float, mu: float, c: int) -> float:
+    """Mean time in queue of M/M/c: Wq = C(c, λ/μ) / (cμ − λ) (Gross & Harris eq. 2.37)."""
+    _check(lam, mu, c)
+    if lam >= c * mu:
+        return math.inf
+    return erlang_c(c, lam / mu) / (c * mu - lam)
+
+
+def mmc_mean_response(lam: float, mu: float, c: int) -> float:
+    """Mean time in system of M/M/c: W = Wq + 1/μ."""
+    return mmc_mean_wait(lam, mu, c) + 1.0 / mu
+
+
+def mmc_mean_queue_len(lam: float, mu: float, c: int) -> float:
+    """Mean number waiting (not in service) in M/M/c: Lq = λ·Wq = C·ρ/(1 − ρ) (Little's law)."""
+    w = mmc_mean_wait(lam, mu, c)
+    return math.inf if math.isinf(w) else lam * w
+
+
+def mmc_wait_quantile(q: float, lam: float, mu: float, c: int) -> float:
+    """q-quantile of the M/M/c wait: P(Wq > t) = C·e^(−(cμ−λ)t) (Gross & Harris §2.3.2).
+
+    Zero when 1 − q ≥ C (a q-fraction of arrivals find a free server), else
+    t = ln(C / (1 − q)) / (cμ − λ).
+    """
+    _check(lam, mu, c)
+    if not 0 <= q < 1:
+        raise ValueError(f"quantile must be in [0, 1), got {q}")
+    if lam >= c * mu:
+        return math.inf
+    pw = erlang_c(c, lam / mu)
+    if 1 - q >= pw:
+        return 0.0
+    return math.log(pw / (1 - q)) / (c * mu - lam)
+
+
+def _hypoexp_tail(r1: float, r2: float, t: float) -> float:
+    """P(X + Y > t) for independent X ~ Exp(r1), Y ~ Exp(r2); stable for r1 ≈ r2.
+
+    Textbook form (r1·e^(−r2 t) − r2·e^(−r1 t)) / (r1 − r2) loses every digit when r1 ≈ r2.
+    With a = min, δ = |r1 − r2| it equals e^(−a t)·(1 + a·(1 − e^(−δt))/δ), whose last factor
+    tends to t as δ → 0: the Erlang-2 tail e^(−μt)(1 + μt), the c·μ − λ = μ case.
+    """
+    a, b = (r1, r2) if r1 <= r2 else (r2, r1)
+    d = b - a
+    g = -math.expm1(-d * t) / d if d > 0 else t
+    return math.exp(-a * t) * (1 + a * g)
+
+
+def mmc_response_cdf(t: float, lam: float, mu: float, c: int) -> float:
+    """P(response ≤ t) for M/M/c FIFO: response = wait + Exp(μ) service.
+
+    The wait is 0 with probability 1 − C and Exp(θ), θ = cμ − λ, with probability C
+    (Gross & Harris §2.3.2), independent of the service, so
+    P(T > t) = (1 − C)·e^(−μt) + C·P(Exp(θ) + Exp(μ) > t), the second term a hypoexponential
+    tail (Erlang-2 when θ = μ).
+    """
+    _check(lam, mu, c)
+    if t <= 0:
+        return 0.0
+    if lam >= c * mu:
+        return 0.0
+    pw = erlang_c(c, lam / mu)
+    theta = c * mu - lam
+    tail = (1 - pw) * math.exp(-mu * t) + pw * _hypoexp_tail(theta, mu, t)
+    return 1.0 - tail
+
+
+def mmc_response_quantile(q: float, lam: float, mu: float, c: int) -> float:
+    """q-quantile of the M/M/c response time, by bisection on :func:`mmc_response_cdf`."""
+    _check(lam, mu, c)
+    if not 0 <= q < 1:
+        raise ValueError(f"quantile must be in [0, 1), got {q}")
+    if lam >= c * mu:
+        return math.inf
+    if q == 0:
+        return 0.0
+    lo, hi = 0.0, mmc_mean_response(lam, mu, c)
+    while mmc_response_cdf(hi, lam, mu, c) < q:
+        lo, hi = hi, hi * 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mmc_response_cdf(mid, lam, mu, c) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+def mg1_mean_wait(lam: float, mean_s: float, scv: float) -> float:
+    """Pollaczek–Khinchine mean wait of M/G/1: Wq = ρ·E[S]·(1 + c_s²) / (2(1 − ρ)).
+
+    Equivalently λ·E[S²] / (2(1 − ρ)) with E[S²] = (1 + c_s²)·E[S]² (Kleinrock eq. 5.72;
+    Gross & Harris §5.1.1). ``scv`` = c_s² = Var(S)/E[S]²: 0 gives M/D/1, 1 gives M/M/1.
+    """
+    if lam < 0 or mean_s < 0 or scv < 0:
+        raise ValueError(f"need λ, E[S], scv ≥ 0; got {lam}, {mean_s}, {scv}")
+    rho = lam * mean_s
+    if rho >= 1:
+        return math.inf
+    return rho * mean_s * (1 + scv) / (2 * (1 - rho))
+
+
+def allen_cunneen_wait(lam: float, mean_s: float, scv_service: float, c: int, scv_arrival: float = 1.0) -> float:
+    """Allen–Cunneen approximation of the GI/G/c mean wait.
+
+    Wq ≈ C(c, λ·E[S]) / (cμ − λ) · (c_a² + c_s²) / 2, μ = 1/E[S] (Allen 1990, §6.3): the
+    M/M/c wait scaled by the variability of arrivals and service. Exact for M/M/c
+    (c_a² = c_s² = 1) and for M/G/1 (it is then Pollaczek–Khinchine).
+    """
+    if c < 1 or mean_s <= 0:
+        raise ValueError(f"need c ≥ 1 and E[S] > 0; got c={c}, E[S]={mean_s}")
+    mu = 1.0 / mean_s
+    if lam >= c * mu:
+        return math.inf
+    return erlang_c(c, lam * mean_s) / (c * mu - lam) * (scv_arrival + scv_service) / 2
+
+
+def wait_quantile_approx(q: float, mean_wait: float, p_wait: float) -> float:
+    """q-quantile of a wait that is 0 w.p. 1 − P(wait) and exponential otherwise.
+
+    The conditional wait of GI/G/c is close to exponential with mean Wq / P(wait) in moderate
+    and heavy traffic (Kingman's heavy-traffic law; exact for M/M/c), so
+    t_q = (Wq / P(wait))·ln(P(wait) / (1 − q)) when P(wait) > 1 − q, else 0.
+    """
+    if math.isinf(mean_wait):
+        return math.inf
+    if p_wait <= 1 - q or mean_wait <= 0:
+        return 0.0
+    return mean_wait / p_wait * math.log(p_wait / (1 - q))
+
+
+def clark_max(m1: float, v1: float, m2: float, v2: float) -> tuple[float, float]:
+    """(mean, variance) of max(X, Y) for independent normals X ~ N(m1, v1), Y ~ N(m2, v2).
+
+    Clark (1961): with a = √(v1 + v2), α = (m1 − m2)/a,
+    E[max] = m1·Φ(α) + m2·Φ(−α) + a·φ(α),
+    E[max²] = (m1² + v1)·Φ(α) + (m2² + v2)·Φ(−α) + (m1 + m2)·a·φ(α).
+    Applied pairwise it is the usual moment-matching estimate of a fan-out's join time.
+    """
+    a2 = v1 + v2
+    if a2 <= 0:
+        m = max(m1, m2)
+        return m, 0.0
+    a = math.sqrt(a2)
+    alpha = (m1 - m2) / a
+    cdf, cdf_neg, pdf = _N.cdf(alpha), _N.cdf(-alpha), _N.pdf(alpha)
+    mean = m1 * cdf + m2 * cdf_neg + a * pdf
+    second = (m1 * m1 + v1) * cdf + (m2 * m2 + v2) * cdf_neg + (m1 + m2) * a * pdf
+    return mean, max(0.0, second - mean * mean)
+
+
+# --- gamma distribution (the end-to-end latency fit) -------------------------------------------
+
+
+def _gammp(k: float, x: float) -> float:
+    """Regularised lower incomplete gamma P(k, x): series for x < k + 1, else continued fraction.
+
+    Numerical Recipes, 3rd ed., §6.2 (gser / gcf with the modified Lentz method).
+    """
+    if x <= 0:
+        return 0.0
+    gln = math.lgamma(k)
+    if x < k + 1:
+        ap, s = k, 1.0 / k
+        term = s
+        for _ in range(10_000):
+            ap += 1
+            term *= x / ap
+            s += term
+            if abs(term) < abs(s) * 1e-15:
+                break
+        return s * math.exp(-x + k * math.log(x) - gln)
+    tiny = 1e-300
+    b = x + 1 - k
+    c = 1 / tiny
+    d = 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - k)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-15:
+            break
+    return 1.0 - math.exp(-x + k * math.log(x) - gln) * h
+
+
+def gamma_cdf(x: float, mean: float, var: float) -> float:
+    """CDF of the gamma distribution with this mean and variance (shape m²/v, scale v/m)."""
+    if var <= 0:
+        return 1.0 if x >= mean else 0.0
+    k, theta = mean * mean / var, var / mean
+    return _gammp(k, x / theta)
+
+
+def gamma_quantile(q: float, mean: float, var: float) -> float:
+    """q-quantile of the gamma distribution with this mean and variance.
+
+    Shape k = mean²/var, scale θ = var/mean. For k > 1000 the Wilson–Hilferty cube-root normal
+    approximation (error < 1e-4 relative there); otherwise bisection on the exact CDF.
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {q}")
+    if math.isnan(mean) or math.isinf(mean):
+        return mean
+    if var <= 0 or mean <= 0:
+        return max(mean, 0.0)
+    k, theta = mean * mean / var, var / mean
+    if k > 1000:
+        z = _N.inv_cdf(q)
+        return k * theta * (1 - 1 / (9 * k) + z / (3 * math.sqrt(k))) ** 3
+    lo, hi = 0.0, mean
+    while _gammp(k, hi / theta) < q:
+        lo, hi = hi, hi * 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _gammp(k, mid / theta) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return 0.5 * (lo + hi)

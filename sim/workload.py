@@ -1,0 +1,126 @@
+"""Workload generation: when requests arrive and what they carry.
+
+* Open loop: Poisson arrivals at `workload.peak_rps` (`OpenLoop(rate)`), or over a whole day
+  with `profile_24h` as piecewise-constant hourly rates (`OpenLoop.whole_day(workload)`);
+  the gap across an hour boundary is redrawn at the new rate, which is exact for a
+  piecewise-constant Poisson process because it is memoryless.
+* Closed loop: `concurrent_users` users that send, wait for the answer, think
+  (`think_time`), and send again (`think_sampler`).
+* Request classes mixed by share; each request draws its prompt and output tokens from its
+  class (`class_sampler`).
+
+Usage::
+
+    >>> import random
+    >>> from designs.model import Workload
+    >>> w = Workload(arrival_rps=10)
+    >>> src = OpenLoop(w.peak_rps, random.Random(1))
+    >>> gap = src.gap(0.0)                       # seconds to the next arrival
+    >>> draw = class_sampler(w, random.Random(2))
+    >>> draw()                                    # (class index, prompt tokens, output tokens)
+    (0, 500, 200)
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from typing import Callable
+
+__all__ = ["OpenLoop", "hourly_rates", "class_sampler", "think_sampler", "SECONDS_PER_HOUR", "DAY_S"]
+
+SECONDS_PER_HOUR = 3600.0
+DAY_S = 86_400.0
+
+
+def hourly_rates(workload) -> list[float]:
+    """Arrival rate (requests/s) for each hour of a whole-day run.
+
+    With `profile_24h`: the day's average rate × each multiplier / mean multiplier, so the day
+    carries exactly `requests_per_day` in expectation (or `arrival_rps` × 86 400 when given).
+    Without a profile the day is flat at the average rate.
+    """
+    avg = workload.arrival_rps if workload.arrival_rps is not None else workload.average_rps
+    prof = workload.profile_24h
+    if not prof:
+        return [avg] * 24
+    m = sum(prof) / 24.0
+    return [avg * x / m for x in prof]
+
+
+class OpenLoop:
+    """Poisson arrivals: constant `rate_rps`, or piecewise-constant hourly `rates` for a day."""
+
+    def __init__(self, rate_rps: float, rng: random.Random, rates: list[float] | None = None, horizon_s: float | None = None):
+        self.rate = rate_rps
+        self.rates = rates
+        self.horizon_s = horizon_s
+        self._expo = rng.expovariate
+
+    @classmethod
+    def whole_day(cls, workload, rng: random.Random) -> "OpenLoop":
+        return cls(0.0, rng, hourly_rates(workload), DAY_S)
+
+    def gap(self, now: float) -> float | None:
+        """Seconds from `now` to the next arrival; None when the horizon is reached."""
+        if self.rates is None:
+            g = self._expo(self.rate)
+            if self.horizon_s is not None and now + g >= self.horizon_s:
+                return None
+            return g
+        t = now
+        rates = self.rates
+        while True:
+            h = int(t // SECONDS_PER_HOUR)
+            if h >= len(rates):
+                return None
+            end = (h + 1) * SECONDS_PER_HOUR
+            r = rates[h]
+            if r > 0.0:
+                g = self._expo(r)
+                if t + g < end:
+                    return t + g - now
+            t = end  # memoryless: restart the clock at the boundary with the next hour's rate
+
+    def expected_requests(self) -> float:
+        if self.rates is None:
+            return self.rate * (self.horizon_s or 0.0)
+        return sum(self.rates) * SECONDS_PER_HOUR
+
+
+def class_sampler(workload, rng: random.Random) -> Callable[[], tuple[int, int, int]]:
+    """A draw of (class index, prompt tokens, output tokens) by class share.
+
+    Fixed token counts skip the distribution call (the common case, and the hot path).
+    """
+    classes = workload.request_classes()
+    cum: list[float] = []
+    acc = 0.0
+    for c in classes:
+        acc += c.share
+        cum.append(acc)
+    cum[-1] = float("inf")  # shares sum to 1 up to rounding; never fall off the end
+    draws = []
+    for c in classes:
+        pt, ot = c.prompt_tokens, c.output_tokens
+        fp = max(1, int(round(pt.expected()))) if pt.dist == "fixed" else None
+        fo = max(1, int(round(ot.expected()))) if ot.dist == "fixed" else None
+        draws.append((fp, fo, pt.sample_int, ot.sample_int))
+    rand = rng.random
+    single = len(classes) == 1
+
+    def draw() -> tuple[int, int, int]:
+        i = 0 if single else bisect_right(cum, rand())
+        fp, fo, sp, so = draws[i]
+        return i, (fp if fp is not None else sp(rng)), (fo if fo is not None else so(rng))
+
+    return draw
+
+
+def think_sampler(workload, rng: random.Random) -> Callable[[], float]:
+    """Closed loop: a user's think time in seconds (0 when no `think_time` is given)."""
+    from .stations import make_sampler
+
+    if workload.think_time is None:
+        return lambda: 0.0
+    return make_sampler(workload.think_time, rng)

@@ -1,0 +1,85 @@
+"""Estimate grading on worked examples, the rubric and one bundled review."""
+
+from __future__ import annotations
+
+import pytest
+
+from designs.io import load_design
+from designs.library import library_dir
+from designs.model import Design
+from review.grading import AREAS, grade_estimates, rubric
+from review.lint import lint
+
+analytic = pytest.importorskip("sim.analytic")
+
+
+def _serving() -> Design:
+    return load_design(library_dir() / "llm_serving.yaml")
+
+
+def _by_key(grades):
+    return {g.key: g for g in grades}
+
+
+def test_peak_qps_worked_example():
+    d = _serving()  # 10,000,000 requests/day, peak 3× average
+    g = _by_key(grade_estimates({"peak_qps": 347}, d, analytic.estimate(d)))["peak_qps"]
+    assert round(g.model) == 347
+    assert "10,000,000/day ÷ 86,400 s × 3 peak = 347 requests/s" in g.arithmetic
+    assert g.verdict == "pass" and g.within_2x and g.direction_ok and g.score == 1.0
+
+
+def test_peak_qps_wrong_direction():
+    d = _serving()
+    est = analytic.estimate(d)
+    # Dividing by the peak factor instead of multiplying: 115.7 / 3 = 38.6 requests/s.
+    g = _by_key(grade_estimates({"peak_qps": 38.6}, d, est))["peak_qps"]
+    assert g.verdict == "fail" and g.direction == "low" and not g.direction_ok
+    assert "divided" in g.comment
+    # The daily average is within 2× below — it passes the 2× test but errs on the unsafe side.
+    g = _by_key(grade_estimates({"peak_qps": 115.7}, d, est))["peak_qps"]
+    assert g.within_2x and not g.direction_ok and "average" in g.comment
+    assert g.score < 1
+
+
+def test_gpu_estimate_within_2x_passes_3x_fails():
+    d = _serving()
+    est = analytic.estimate(d)
+    model_gpus = sum(le.gpus_needed for le in est.llm.values())
+    assert model_gpus > 0
+    ok = _by_key(grade_estimates({"gpus": model_gpus * 1.6}, d, est))["gpus"]
+    assert ok.verdict == "pass" and ok.direction == "high" and ok.direction_ok
+    assert "GPUs" in ok.arithmetic and str(model_gpus) in ok.arithmetic
+    off = _by_key(grade_estimates({"gpus": model_gpus * 3}, d, est))["gpus"]
+    assert off.verdict == "fail" and not off.within_2x
+    low = _by_key(grade_estimates({"gpus": model_gpus / 3}, d, est))["gpus"]
+    assert low.verdict == "fail" and not low.direction_ok and low.score == 0
+
+
+def test_tokens_cost_storage_and_missing():
+    d = _serving()
+    est = analytic.estimate(d)
+    grades = _by_key(grade_estimates({"tokens_per_s": 1.0, "cost_per_day_usd": est.cost_per_day_usd * 1.2}, d, est))
+    # Output tokens/s at peak = peak requests/s × mean output tokens (0.8 × 250 + 0.2 × 20 = 204).
+    assert grades["tokens_per_s"].model == pytest.approx(d.workload.peak_rps * 204, rel=1e-6)
+    assert grades["tokens_per_s"].verdict == "fail"
+    assert grades["cost_per_day_usd"].verdict == "pass" and "$" in grades["cost_per_day_usd"].arithmetic
+    assert grades["storage_gb"].verdict == "missing" and grades["gpus"].verdict == "missing"
+
+
+def test_rubric_covers_every_area_with_a_probe():
+    d = _serving()
+    est = analytic.estimate(d)
+    grades = grade_estimates({"peak_qps": 347}, d, est)
+    scores = rubric(d, est, None, lint(d, est), grades)
+    assert [r.area for r in scores] == list(AREAS)
+    assert all(0 <= r.score <= 5 and r.probe for r in scores)
+    # A design with a saturated, single-replica service scores lower on scaling and reliability.
+    bad = Design.model_validate({"name": "bad", "workload": {"arrival_rps": 100}, "slo": {"latency_p95_ms": 100},
+                                 "components": [{"id": "svc", "kind": "service", "replicas": 1, "concurrency": 4,
+                                                 "service_time": {"dist": "exponential", "mean_ms": 50}}],
+                                 "entry": "svc"})
+    best = rubric(bad, analytic.estimate(bad), None, lint(bad), [])
+    area = {r.area: r.score for r in best}
+    good = {r.area: r.score for r in scores}
+    assert area["scaling"] < good["scaling"] and area["reliability"] < good["reliability"]

@@ -1,0 +1,154 @@
+"""Roofline maths against numbers worked by hand from the published constants.
+
+Constants (components/data): H100 SXM 80 GB, 3.35 TB/s, 989.4 TFLOPS BF16 / 1978.9 FP8 dense;
+Llama-3.1-8B 8.03 B params, 32 layers, 8 KV heads × 128; Llama-3.1-70B 70.55 B, 80 layers.
+The efficiency factors are pinned here (not read from the data file) so the arithmetic below
+stays valid if the calibrated defaults move.
+"""
+
+import math
+
+import pytest
+
+from components.catalogue import LLMServer
+from components.distributions import FixedCount
+from designs.model import RequestClass, Workload
+from sim.llm.roofline import ServingConfigError, ServingSpec, llm_estimate, llm_service_moments
+
+FACTORS = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40,
+               iteration_overhead_s=0.0005, tp_comm_overhead=0.087)
+GB = 1e9
+
+
+def spec_of(**kw):
+    return ServingSpec.from_component(LLMServer(id="llm", **kw), **FACTORS)
+
+
+def workload(prompt, output):
+    return Workload(arrival_rps=1, classes=[RequestClass(
+        name="c", prompt_tokens=FixedCount(value=prompt), output_tokens=FixedCount(value=output))])
+
+
+def test_llama8b_h100_bf16_memory():
+    s = spec_of(model="llama-3.1-8b", gpu="H100-SXM-80GB")
+    assert s.weights_bytes == pytest.approx(8.03e9 * 2)  # 16.06 GB
+    assert s.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2 == 131072
+    # (80 GB × 0.9 − 16.06 GB − 2 GB reserve) / 131072 B
+    assert s.kv_capacity_tokens == math.floor((80e9 * 0.9 - 16.06e9 - 2e9) / 131072) == 411529
+
+
+def test_llama8b_h100_bf16_decode_step_batch1():
+    s = spec_of(model="llama-3.1-8b")
+    mem = (16.06e9 + 1000 * 131072) / (3.35e12 * 0.65)  # 7.44 ms: memory-bound
+    comp = 2 * 8.03e9 * 1 / (989.4e12 * 0.40)  # 0.04 ms
+    assert mem > comp
+    assert s.decode_step_s(1, 1000) == pytest.approx(mem + 0.0005, rel=1e-9)
+    assert s.decode_step_s(1, 1000) * 1e3 == pytest.approx(7.94, abs=0.01)
+    assert s.decode_bound(1, 1000) == "memory"
+
+
+def test_llama8b_h100_bf16_max_throughput():
+    e = llm_estimate(LLMServer(id="llm", model="llama-3.1-8b"), workload(500, 200), arrival_rps=100, overrides=FACTORS)
+    # 256 sequences fit (411529 / 700 = 587 > max_batch 256); KV read: each half-way, 600 tokens
+    seqs = min(256, 411529 // 700)
+    assert e.max_concurrent_seqs == seqs == 256
+    kv = seqs * 600 * 131072
+    bw = 3.35e12 * 0.65
+    step = max((16.06e9 + kv) / bw, 2 * 8.03e9 * seqs / (989.4e12 * 0.40)) + 0.0005
+    assert e.decode_step_ms == pytest.approx(step * 1e3, rel=1e-6)  # 17.12 ms
+    # Saturated iteration: 256 decodes + 256/200 new prompts of 500 tokens (linear + causal attention)
+    per_iter = seqs / 200
+    prefill_flops = 2 * 8.03e9 * 500 + 4 * 32 * 32 * 128 * 500 ** 2 / 2
+    mixed = max((16.06e9 + kv) / bw,
+                2 * 8.03e9 * seqs / (989.4e12 * 0.40) + per_iter * prefill_flops / (989.4e12 * 0.45)) + 0.0005
+    assert e.max_requests_per_s_per_replica == pytest.approx(per_iter / mixed, rel=1e-6)
+    assert e.max_output_tokens_per_s_per_replica == pytest.approx(200 * per_iter / mixed, rel=1e-6)  # ≈ 7,490
+    # 100 req/s at ≤ 80 % of per-replica max
+    assert e.replicas_needed == math.ceil(100 / (0.8 * per_iter / mixed)) == e.gpus_needed
+    assert any("GPUs" in line for line in e.explanation)
+
+
+def test_llama70b_2xh100_fp8():
+    s = spec_of(model="llama-3.1-70b", gpus_per_replica=2, precision="fp8")
+    assert s.weights_bytes == pytest.approx(70.55e9)
+    assert s.weights_bytes_per_gpu == pytest.approx(35.275e9)
+    assert s.kv_bytes_per_token == 2 * 80 * 8 * 128 * 2 == 327680
+    assert s.peak_flops_per_gpu == 1978.9e12  # FP8 weights run on the FP8 tensor cores
+    assert s.kv_capacity_tokens == math.floor((2 * 80e9 * 0.9 - 70.55e9 - 2 * 2e9) / 327680) == 211944
+    # Batch 1 at a 5250-token context: memory-bound, × (1 + TP all-reduce overhead)
+    mem = (70.55e9 + 5250 * 327680) / (2 * 3.35e12 * 0.65)
+    assert s.decode_step_s(1, 5250) == pytest.approx(mem * 1.087 + 0.0005, rel=1e-9)  # 18.54 ms
+    # Prefill of 5000 tokens: linear layers + causal attention on 2 × FP8 peak
+    flops = 2 * 70.55e9 * 5000 + 4 * 80 * 64 * 128 * 5000 ** 2 / 2
+    assert s.prefill_s(5000) == pytest.approx(flops / (2 * 1978.9e12 * 0.45) * 1.087, rel=1e-9)
+
+
+def test_fp8_kv_cache_halves_kv_bytes():
+    s = spec_of(model="llama-3.1-70b", gpus_per_replica=2, precision="fp8", kv_cache_precision="fp8")
+    assert s.kv_bytes_per_token == 163840
+
+
+def test_70b_bf16_on_one_h100_is_refused_with_the_numbers():
+    with pytest.raises(ServingConfigError) as e:
+        spec_of(model="llama-3.1-70b", gpu="H100-SXM-80GB", precision="bf16")
+    msg = str(e.value)
+    assert msg.startswith("llm: llama-3.1-70b in BF16 needs 141 GB of weights; 1 × H100-SXM-80GB has 80 GB")
+    # 2 × (72 − 2) = 140 GB < 141 GB, 4 GPUs fit; FP8 (71 GB) needs 2 GPUs (70 GB usable on one)
+    assert "gpus_per_replica ≥ 4" in msg and "fp8 (71 GB) with gpus_per_replica ≥ 2" in msg
+
+
+def test_unknown_names_suggest():
+    with pytest.raises(ServingConfigError, match=r"llm: unknown GPU 'H100-SXM-8GB'; did you mean 'H100-SXM-80GB'"):
+        spec_of(model="llama-3.1-8b", gpu="H100-SXM-8GB")
+    with pytest.raises(ServingConfigError, match=r"unknown model 'llama-3.1-8bb'; did you mean 'llama-3.1-8b'"):
+        spec_of(model="llama-3.1-8bb")
+
+
+def test_zero_tokens_and_oversized_sequences_are_refused():
+    comp = LLMServer(id="llm", model="llama-3.1-8b")
+    with pytest.raises(ServingConfigError, match="at least 1"):
+        llm_estimate(comp, workload(500, 0), 1)
+    with pytest.raises(ServingConfigError, match="131,072-token context"):
+        llm_estimate(comp, workload(130_000, 5_000), 1)
+    small = LLMServer(id="llm", model="llama-3.1-8b", gpu_memory_utilization=0.25)
+    # (20 − 16.06 − 2) GB / 131072 B = 14,801 tokens < 20,000 + 500
+    with pytest.raises(ServingConfigError, match=r"14,801 tokens"):
+        llm_estimate(small, workload(20_000, 500), 1)
+
+
+def test_moe_uses_active_params_for_compute_and_routed_experts_for_memory():
+    mix = spec_of(model="mixtral-8x7b", gpus_per_replica=2)
+    # Prefill compute: 12.88 B active, not 46.7 B total
+    flops = 2 * 12.88e9 * 1000 + 4 * 32 * 32 * 128 * 1000 ** 2 / 2
+    assert mix.prefill_s(1000) == pytest.approx(flops / (2 * 989.4e12 * 0.45) * 1.087, rel=1e-9)
+    # Memory: one token reads the shared weights + 2 of 8 experts (= the active params);
+    # a large batch reads every expert (= all 46.7 B)
+    experts = 3 * 4096 * 14336 * 8 * 32
+    assert mix.weights_read_bytes(1) == pytest.approx((46.7e9 - experts + experts * 2 / 8) * 2)
+    assert mix.weights_read_bytes(1) == pytest.approx(12.88e9 * 2, rel=0.001)
+    assert mix.weights_read_bytes(256) == pytest.approx(46.7e9 * 2, rel=1e-6)
+    assert mix.weights_bytes == pytest.approx(46.7e9 * 2)  # capacity counts every expert
+    # Compute-bound decode at a huge batch uses active params
+    b = 8192
+    comp = 2 * 12.88e9 * b / (2 * 989.4e12 * 0.40)
+    assert mix.decode_bound(b, 0) == "compute"
+    assert mix.decode_step_s(b, 0) == pytest.approx(comp * 1.087 + 0.0005, rel=1e-9)
+
+
+def test_prefix_cache_reduces_prefill():
+    plain = llm_estimate(LLMServer(id="llm", model="llama-3.1-8b"), workload(4000, 100), 1, overrides=FACTORS)
+    cached = llm_estimate(LLMServer(id="llm", model="llama-3.1-8b", prefix_cache_hit_ratio=0.75),
+                          workload(4000, 100), 1, overrides=FACTORS)
+    assert cached.prefill_ms < 0.35 * plain.prefill_ms  # a quarter of the tokens (attention over all)
+    assert cached.max_requests_per_s_per_replica > plain.max_requests_per_s_per_replica
+    assert cached.ttft_ms_estimate < plain.ttft_ms_estimate
+
+
+def test_service_moments_match_the_estimate_capacity():
+    comp = LLMServer(id="llm", model="llama-3.1-8b", replicas=3)
+    wl = workload(500, 200)
+    mean_s, scv, servers = llm_service_moments(comp, wl, overrides=FACTORS)
+    e = llm_estimate(comp, wl, 10, overrides=FACTORS)
+    assert servers == 3 * e.max_concurrent_seqs
+    assert servers / mean_s == pytest.approx(3 * e.max_requests_per_s_per_replica, rel=1e-9)
+    assert scv == 0.0  # fixed lengths

@@ -12,17 +12,17 @@ import streamlit as st
 
 from app_pages import _widgets
 
-st.set_page_config(page_title="System Design Workbench", page_icon="🧮", layout="wide")
+st.set_page_config(page_title="System Design Workbench", page_icon=":material/hub:", layout="wide")
 _widgets.init_state()
 
 page = st.navigation(
     [
-        st.Page("app_pages/library.py", title="Library", icon="📚", default=True),
-        st.Page("app_pages/builder.py", title="Builder", icon="🛠️"),
-        st.Page("app_pages/capacity.py", title="Capacity", icon="📈"),
-        st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
-        st.Page("app_pages/export.py", title="Export", icon="📤"),
-        # st.Page("app_pages/practice.py", title="Practice", icon="🎯"),  # issue 6
+        st.Page("app_pages/library.py", title="Library", icon=":material/library_books:", default=True),
+        st.Page("app_pages/builder.py", title="Builder", icon=":material/build:"),
+        st.Page("app_pages/capacity.py", title="Capacity", icon=":material/speed:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
+        st.Page("app_pages/practice.py", title="Practice", icon=":material/school:"),
     ]
 )
 page.run()

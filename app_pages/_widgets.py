@@ -126,7 +126,7 @@ def require_design() -> Design:
     d = current_design()
     if d is None:
         st.info("No design is open. Open one in the **Library** page first.")
-        st.page_link("app_pages/library.py", label="Go to the Library", icon="📚")
+        st.page_link("app_pages/library.py", label="Go to the Library", icon=":material/library_books:")
         st.stop()
     return d
 
@@ -290,12 +290,23 @@ def progress_updater(bar) -> Callable[[float, str], None]:
 
     The run happens inside a cached function; Streamlit records elements touched there for
     replay, and replaying an update of a bar made outside the function fails. Updating the
-    bar in a fresh `contextvars.Context` keeps the update out of that recording.
+    bar in a copy of the context with Streamlit's "inside a cached function" flag cleared
+    keeps the update out of that recording (the flag is a ContextVar; the rest of the
+    context, such as the fragment state, must stay).
     """
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
+    except ImportError:  # a Streamlit without the flag: update directly
+        in_cached_function = None
+
+    def _move(f: float, text: str) -> None:
+        if in_cached_function is not None:
+            in_cached_function.set(False)
+        bar.progress(f, text=text)
 
     def update(fraction: float, message: str = "") -> None:
         f = min(1.0, max(0.0, float(fraction)))
-        contextvars.Context().run(bar.progress, f, text=message or f"{f:.0%}")
+        contextvars.copy_context().run(_move, f, message or f"{f:.0%}")
 
     return update
 

@@ -18,7 +18,7 @@ design = W.require_design()
 epoch = ss.design_epoch
 
 st.title(f"Builder — {design.name}")
-left, right = st.columns([3, 2])
+left, right = st.columns([2, 3])
 
 
 def _commit(new_design) -> None:

@@ -35,7 +35,9 @@ try:
     if peak != design.workload.peak_to_average:
         what_if = forms.apply_path(what_if, "workload.peak_to_average", peak)
     if pooled:
-        pick = c3.selectbox("Component to scale", pooled, key=f"c{epoch}:pick")
+        # Start on the model server when there is one: it is usually the component to size.
+        first = next((i for i, cid in enumerate(pooled) if design.component(cid).kind == "llm_server"), 0)
+        pick = c3.selectbox("Component to scale", pooled, index=first, key=f"c{epoch}:pick")
         now = what_if.component(pick).replicas
         reps = c3.slider(f"Replicas of {pick}", min_value=1, max_value=max(64, 4 * now), value=now, key=f"c{epoch}:reps:{pick}")
         if reps != now:
@@ -82,7 +84,10 @@ rows = [
     }
     for cid, s in est.stations.items()
 ]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={"ρ": st.column_config.ProgressColumn("ρ", min_value=0.0, max_value=1.0, format="%.2f")})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "ρ": st.column_config.ProgressColumn("ρ", min_value=0.0, max_value=1.0, format="%.2f"),
+    **{c: st.column_config.NumberColumn(c, format="%.4g") for c in ("arrivals req/s", "wait mean ms", "wait p95 ms", "response ms", "cost $/day")},
+})
 for cid, llm in est.llm.items():
     with st.expander(f"{cid}: how the GPU count is derived ({llm.gpus_needed} GPUs, {llm.bound}-bound)"):
         st.markdown("\n".join(f"- {line}" for line in llm.explanation) or "—")
@@ -170,13 +175,14 @@ def _pct_table(p, ci) -> pd.DataFrame:
 
 cols = st.columns(3 if result.ttft_ms else 1)
 cols[0].markdown("**End-to-end latency**")
-cols[0].dataframe(_pct_table(result.latency_ms, result.latency_ms_ci95), hide_index=True)
+_ms_cols = {c: st.column_config.NumberColumn(c, format="%.1f") for c in ("ms", "95% CI low", "95% CI high")}
+cols[0].dataframe(_pct_table(result.latency_ms, result.latency_ms_ci95), hide_index=True, column_config=_ms_cols)
 if result.ttft_ms:
     cols[1].markdown("**Time to first token**")
-    cols[1].dataframe(_pct_table(result.ttft_ms, result.ttft_ms_ci95), hide_index=True)
+    cols[1].dataframe(_pct_table(result.ttft_ms, result.ttft_ms_ci95), hide_index=True, column_config=_ms_cols)
     if result.tpot_ms:
         cols[2].markdown("**Time per output token**")
-        cols[2].dataframe(_pct_table(result.tpot_ms, result.tpot_ms_ci95), hide_index=True)
+        cols[2].dataframe(_pct_table(result.tpot_ms, result.tpot_ms_ci95), hide_index=True, column_config=_ms_cols)
 
 if result.latency_sample_ms:
     sample = pd.DataFrame({"latency_ms": result.latency_sample_ms})
@@ -211,7 +217,7 @@ if not util.empty:
             color=alt.Color("bottleneck:N", scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#e45756"]), legend=None),
             tooltip=["component", alt.Tooltip("utilisation:Q", format=".1%")],
         )
-        .properties(height=max(120, 28 * len(util)))
+        .properties(height=alt.Step(28))
     )
     st.altair_chart(bars, width="stretch")
 

@@ -20,6 +20,7 @@ from designs.io import DesignFileError, dump_design, parse_design
 from designs.workspace import WorkspaceError
 from components.catalogue import KINDS
 from review.grading import ESTIMATE_FIELDS, review_attempt
+from review.lint import slo_checks
 from review.history import list_attempts, progress_series, save_attempt
 from review.prompts import get_prompt, load_prompts, reference_design, skeleton_design
 
@@ -231,21 +232,24 @@ if prompt is not None:
     review = ss.px_review
     st.subheader(f"Review — {review.total:.0f} / 100")
     st.caption(f"Attempt #{ss.px_attempt_id} saved · time taken {_mmss(_active_s(ss.px_finished_at))}")
+    if review.estimate_error:
+        st.error(f"**Verdict: FAIL** — the analytic model refused the design: {review.estimate_error}")
     if review.sim_error:
         st.warning(review.sim_error)
-    checks = list(review.result.slo) if review.result is not None and review.result.slo else list(review.estimate.slo)
+    checks, _src = slo_checks(review.estimate, review.result)
     if checks:
         failed = [c for c in checks if c.met is False]
         text = " · ".join(f"{c.metric}: {'✅' if c.met else '❌' if c.met is False else '❔'} {c.detail or c.value}" for c in checks)
         (st.error if failed else st.success)(f"**Verdict: {'FAIL' if failed else 'PASS'}** — {text}")
     rec = review.result or review.estimate
-    m1, m2, m3 = st.columns(3)
-    if review.result is not None:
-        m1.metric("p95 latency (simulated)", f"{review.result.latency_ms.p95:,.0f} ms")
-    else:
-        m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
-    m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")
-    m3.metric("Bottleneck", rec.bottleneck or "—")
+    if rec is not None:
+        m1, m2, m3 = st.columns(3)
+        if review.result is not None:
+            m1.metric("p95 latency (simulated)", f"{review.result.latency_ms.p95:,.0f} ms")
+        else:
+            m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
+        m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")
+        m3.metric("Bottleneck", rec.bottleneck or "—")
 
     st.markdown("#### Your estimates against the model")
     st.dataframe(pd.DataFrame([{
@@ -277,8 +281,9 @@ if prompt is not None:
 
     from review.doc import render_doc
 
-    doc = render_doc(ss.px_design, review.estimate, review.result, review.findings, diagram=f"{prompt.id}-attempt.svg")
-    st.download_button("Download design doc (Markdown)", doc, file_name=f"{prompt.id}-attempt.md", mime="text/markdown", key="px_doc")
+    if review.estimate is not None:
+        doc = render_doc(ss.px_design, review.estimate, review.result, review.findings, diagram=f"{prompt.id}-attempt.svg")
+        st.download_button("Download design doc (Markdown)", doc, file_name=f"{prompt.id}-attempt.md", mime="text/markdown", key="px_doc")
     if st.button("New attempt", key="px_new"):
         for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at"):
             ss[k] = None
@@ -301,4 +306,4 @@ else:
                  .encode(x=alt.X("n:Q", title="attempt"), y=alt.Y("total:Q", title="score (0–100)", scale=alt.Scale(domain=[0, 100])),
                          color="prompt_id:N", tooltip=["prompt_id", "finished_at", "total", "time_taken_min"])
                  .properties(title="Progress", height=260))
-        st.altair_chart(chart, use_container_width=True)
+        st.altair_chart(chart, width="stretch")

@@ -24,6 +24,8 @@ from designs.diagram import Annotation, sizing, to_dot
 from designs.model import Design
 from sim.results import Estimate, RunResult
 
+from .lint import slo_checks
+
 __all__ = ["Variant", "render_doc", "render_html", "doc_blocks", "annotation_for", "sanitize_svg", "verdict_line"]
 
 
@@ -44,6 +46,8 @@ Block = tuple
 def _n(x: float | None, unit: str = "") -> str:
     if x is None:
         return "—"
+    if abs(x) < 5e-4:
+        x = 0.0  # Erlang-C waits of 1e-36 ms read as noise; they are zero at this precision
     if abs(x) >= 100:
         s = f"{x:,.0f}"
     elif abs(x) >= 10:
@@ -58,20 +62,20 @@ def _pct(x: float | None) -> str:
 
 
 def _checks(est: Estimate, result: RunResult | None):
-    if result is not None and result.slo:
-        return list(result.slo), "simulation"
-    return list(est.slo), "analytic estimate"
+    return slo_checks(est, result)
 
 
 def verdict_line(est: Estimate, result: RunResult | None) -> str:
     """'SLO verdict: MET (simulation) — 3 of 3 targets met' and the like."""
     checks, source = _checks(est, result)
-    known = [c for c in checks if c.met is not None]
     if not checks:
         return f"SLO verdict: NO TARGETS ({source}) — the design states no SLOs"
-    met = sum(bool(c.met) for c in known)
-    word = "MET" if known and met == len(known) else ("NOT MET" if known else "UNKNOWN")
-    return f"SLO verdict: {word} ({source}) — {met} of {len(checks)} targets met"
+    met = sum(c.met is True for c in checks)
+    failed = sum(c.met is False for c in checks)
+    unknown = len(checks) - met - failed
+    word = "NOT MET" if failed else ("MET" if not unknown else ("UNKNOWN" if not met else "MET where measured"))
+    tail = f", {unknown} not measurable" if unknown else ""
+    return f"SLO verdict: {word} ({source}) — {met} of {len(checks)} targets met{tail}"
 
 
 def annotation_for(design: Design, est: Estimate, result: RunResult | None = None) -> Annotation:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from designs.model import Design
 from sim.results import Estimate, RunResult
 
-from .lint import Finding, lint
+from .lint import Finding, lint, slo_checks
 
 __all__ = [
     "Grade",
@@ -93,7 +93,9 @@ class Review(_Rec):
 
     design: str
     prompt_id: str | None = None
-    estimate: Estimate
+    estimate: Estimate | None
+    """None when the analytic model refused the design (`estimate_error` says why)."""
+    estimate_error: str | None = None
     result: RunResult | None = None
     sim_error: str | None = None
     grades: list[Grade]
@@ -318,7 +320,7 @@ def _clip(x: float) -> float:
     return round(max(0.0, min(5.0, x)), 2)
 
 
-def rubric(design: Design, estimate: Estimate, result: RunResult | None, findings: list[Finding], grades: list[Grade]) -> list[RubricScore]:
+def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, findings: list[Finding], grades: list[Grade]) -> list[RubricScore]:
     """One score (0–5) per area with the reasons and what an interviewer would probe next."""
     by_rule: dict[str, list[Finding]] = {}
     for f in findings:
@@ -382,8 +384,10 @@ def rubric(design: Design, estimate: Estimate, result: RunResult | None, finding
     for f in by_rule.get("high_utilization", []):
         s -= 2 if f.severity == "error" else 0.75
         why.append(f.message)
-    bott = (result.bottleneck if result is not None and result.bottleneck else estimate.bottleneck)
-    u = estimate.stations[bott].utilization if bott and bott in estimate.stations else None
+    bott = (result.bottleneck if result is not None and result.bottleneck else getattr(estimate, "bottleneck", None))
+    u = estimate.stations[bott].utilization if estimate is not None and bott in estimate.stations else None
+    if estimate is None:
+        s, why = 0.0, ["the analytic model could not evaluate the design, so nothing shows it carries the peak"]
     probe = (f"What breaks first at 2× the peak? Your bottleneck is '{bott}'" + (f" at {u:.0%}." if u is not None else ".")
              if bott else "What breaks first at 2× the peak?")
     out.append(RubricScore(area="scaling", score=_clip(s), reasons=why or ["SLOs met at peak, all components below 80 %"], probe=probe))
@@ -422,6 +426,10 @@ def rubric(design: Design, estimate: Estimate, result: RunResult | None, finding
 
     # Cost: budget, breakdown.
     rec = result if result is not None else estimate
+    if rec is None:
+        out.append(RubricScore(area="cost", score=0.0, reasons=["no cost: the analytic model refused the design"],
+                               probe="Before cost: does the model fit on the hardware you chose?"))
+        return out
     cost = rec.cost_per_day_usd
     if slo.daily_budget_usd is None:
         s, why = 3.0, [f"${cost:,.0f}/day; no budget stated to check it against"]
@@ -434,7 +442,8 @@ def rubric(design: Design, estimate: Estimate, result: RunResult | None, finding
     else:
         s = max(0.0, 5 - 5 * (cost / slo.daily_budget_usd - 1) - 2)
         why = [f"${cost:,.0f}/day over the ${slo.daily_budget_usd:,.0f} budget"]
-    top = max(estimate.cost_breakdown, key=lambda l: l.usd_per_day) if estimate.cost_breakdown else None
+    lines = rec.cost_breakdown or (estimate.cost_breakdown if estimate is not None else [])
+    top = max(lines, key=lambda l: l.usd_per_day) if lines else None
     per1k = rec.cost_per_1k_requests_usd
     probe = (f"Your biggest line is '{top.id}' (${top.usd_per_day:,.0f}/day): what is the first lever to cut it"
              + (f", and what is your cost per 1k requests (the model says ${per1k:.3g})?" if per1k else "?")
@@ -462,9 +471,14 @@ def review_attempt(
     """Analytic estimate + (short) simulation + grades + lint + rubric, in one record."""
     from sim.analytic import estimate as _estimate
 
-    est = estimate if estimate is not None else _estimate(design)
+    est, est_error = estimate, None
+    if est is None:
+        try:
+            est = _estimate(design)
+        except Exception as e:  # noqa: BLE001 - the lint explains it (kv_cache / analytic_failed)
+            est_error = str(e)
     sim_error = None
-    if result is None and simulate:
+    if result is None and simulate and est is not None:
         try:
             from sim.engine import simulate as _simulate
 
@@ -476,10 +490,13 @@ def review_attempt(
     scores = rubric(design, est, result, findings, grades)
     total = round(100 * sum(r.score for r in scores) / sum(r.max_score for r in scores), 1)
     rec = result if result is not None else est
-    checks = list(result.slo) if result is not None and result.slo else list(est.slo)
+    checks, _ = slo_checks(est, result)
     summary = [f"{c.metric}: {'met' if c.met else 'NOT met' if c.met is False else 'unknown'} — {c.detail or c.value}" for c in checks]
-    summary.append(f"cost ${rec.cost_per_day_usd:,.0f}/day; bottleneck {rec.bottleneck or '—'}")
+    if rec is not None:
+        summary.append(f"cost ${rec.cost_per_day_usd:,.0f}/day; bottleneck {rec.bottleneck or '—'}")
+    else:
+        summary.append(f"not estimated: {est_error}")
     errors = sum(f.severity == "error" for f in findings)
     summary.append(f"{errors} error(s), {sum(f.severity == 'warning' for f in findings)} warning(s) in the lint")
-    return Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, result=result,
+    return Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, estimate_error=est_error, result=result,
                   sim_error=sim_error, grades=grades, findings=findings, rubric=scores, total=total, summary=summary)

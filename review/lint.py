@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from designs.model import Design
 
-__all__ = ["Finding", "RULES", "lint", "REQUEST_PATH_KINDS", "UTILIZATION_LIMIT", "repeated_query_ratio"]
+__all__ = ["Finding", "RULES", "lint", "slo_checks", "REQUEST_PATH_KINDS", "UTILIZATION_LIMIT", "repeated_query_ratio"]
 
 Severity = Literal["error", "warning", "info"]
 
@@ -86,8 +86,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
 
             estimate = _estimate(design)
         except Exception as e:  # noqa: BLE001 - report the failure as a finding, never a traceback
-            out.append(Finding(rule="analytic_failed", severity="error", message=f"the analytic model raised: {e}",
-                               fix="check the design with `sdw validate` and `sdw estimate`"))
+            out.append(_estimate_failure(design, e))
             estimate = None
     reach = design.reachable()
     for rule in (_unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
@@ -95,6 +94,22 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
         out.extend(rule(design, estimate, result, prompt, reach))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
+
+
+_LLM_FAIL = re.compile(r"llm_server '([^']+)'")
+
+
+def _estimate_failure(design: Design, err: Exception) -> Finding:
+    """The twin refuses an LLM replica whose weights or one sequence's KV do not fit: that is
+    the KV rule's error, stated with the twin's own numbers."""
+    msg = str(err)
+    m = _LLM_FAIL.search(msg)
+    if m and re.search(r"KV cache|weights|context", msg):
+        return Finding(rule="kv_cache", severity="error", component=m.group(1), message=msg,
+                       fix="raise gpus_per_replica (tensor parallelism), use fp8 weights or kv_cache_precision: fp8, "
+                           "a GPU with more HBM (H200 141 GB), or shorter requests")
+    return Finding(rule="analytic_failed", severity="error", message=f"the analytic model raised: {msg}",
+                   fix="check the design with `sdw validate` and `sdw estimate`")
 
 
 # --- rules -------------------------------------------------------------------------------------
@@ -282,24 +297,44 @@ def _fallback(design, est, result, prompt, reach):
 _BUDGET_METRICS = {"cost_per_day_usd", "daily_budget_usd"}
 
 
+def slo_checks(est: Any, result: Any) -> tuple[list, str]:
+    """(SLO checks, source): the simulation's, with the analytic check standing in for any
+    metric the simulation could not measure (its detail then starts with 'analytic:')."""
+    if result is None or not result.slo:
+        return (list(est.slo) if est is not None else []), "analytic estimate"
+    by_metric = {c.metric: c for c in (est.slo if est is not None else [])}
+    out, mixed = [], False
+    for c in result.slo:
+        alt = by_metric.get(c.metric)
+        if c.met is None and alt is not None and alt.met is not None:
+            out.append(alt.model_copy(update={"detail": f"analytic: {alt.detail}" if alt.detail else "analytic"}))
+            mixed = True
+        else:
+            out.append(c)
+    return out, "simulation + analytic" if mixed else "simulation"
+
+
 def _slo(design, est, result, prompt, reach):
-    checks = list(result.slo) if result is not None and result.slo else (list(est.slo) if est is not None else [])
-    source = "simulation" if result is not None and result.slo else "analytic estimate"
+    checks, source = slo_checks(est, result)
     seen_pipeline = False
     for chk in checks:
         if chk.metric in _BUDGET_METRICS:
             continue
         seen_pipeline |= chk.metric == "pipeline_hours"
         if chk.met is False:
-            val = f"{chk.value:,.4g}" if chk.value is not None else "unknown"
+            val = _num(chk.value) if chk.value is not None else "unknown"
             yield Finding(rule="slo_unmet", severity="error",
-                          message=f"{chk.metric}: {val} against a target of {chk.target:,.4g} at peak ({source}){' — ' + chk.detail if chk.detail else ''}",
+                          message=f"{chk.metric}: {val} against a target of {_num(chk.target)} at peak ({source}){' — ' + chk.detail if chk.detail else ''}",
                           fix=_slo_fix(chk.metric, est))
     pipe = (result.pipeline if result is not None and result.pipeline else None) or (est.pipeline if est is not None else None)
     if pipe is not None and not pipe.fits and not seen_pipeline:
         yield Finding(rule="slo_unmet", severity="error",
                       message=f"a run takes {pipe.duration_h:,.1f} h, longer than its {pipe.window_h:,.1f} h window ({pipe.summary})",
                       fix=f"add GPUs or workers to the critical path: {' → '.join(pipe.critical_path)}")
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _slo_fix(metric: str, est) -> str:
@@ -339,6 +374,11 @@ def _utilization(design, est, result, prompt, reach):
         util.update({cid: st.utilization for cid, st in est.stations.items()})
     if result is not None:
         for cid, st in result.components.items():
+            # An LLM server's simulated utilisation is the share of time it is iterating, which
+            # continuous batching keeps near 100 % at any load; its saturation is the analytic
+            # slot utilisation (sequences in flight / slots), so only that one counts.
+            if st.kind == "llm_server" and cid in util:
+                continue
             util[cid] = max(util.get(cid, 0.0), st.utilization)
     for cid, u in util.items():
         if u < UTILIZATION_LIMIT:

@@ -80,7 +80,9 @@ class Requirements(_Strict):
     runs_per_week: float | None = Field(default=None, gt=0)
     """Pipelines: how often the pipeline runs."""
     model: str | None = None
-    """The model the prompt names, if any."""
+    """The model the prompt names, if any (applied to training jobs)."""
+    training_tokens: float | None = Field(default=None, gt=0)
+    """Pipelines: tokens one training run processes (applied to training jobs)."""
 
 
 class Prompt(_Strict):
@@ -221,9 +223,20 @@ def _assumptions(prompt: Prompt) -> list[str]:
     return out
 
 
+def _apply_training(data: dict, prompt: Prompt) -> None:
+    r = prompt.requirements
+    for comp in data.get("components", []):
+        if comp.get("kind") == "training_job":
+            if r.model:
+                comp["model"] = r.model
+            if r.training_tokens:
+                comp["tokens"] = r.training_tokens
+
+
 def skeleton_design(prompt: Prompt) -> Design:
     """The starting design: the family's skeleton with the prompt's workload and SLOs."""
     data = copy.deepcopy(prompt.skeleton)
+    _apply_training(data, prompt)
     data.setdefault("name", f"{prompt.id}-attempt")
     data["problem"] = prompt.statement
     data["workload"] = prompt_workload(prompt).model_dump(mode="json", exclude_none=True)
@@ -251,30 +264,79 @@ def reference_design(prompt: Prompt, *, sized: bool = True, library_dir: Path | 
     data["slo"] = prompt_slo(prompt, SLO.model_validate(data.get("slo") or {})).model_dump(mode="json", exclude_none=True)
     data["problem"] = prompt.statement
     data["name"] = f"{prompt.id}-reference"
+    _apply_training(data, prompt)
     design = Design.model_validate(data)
     return _sized(design) if sized else design
 
 
-def _sized(design: Design) -> Design:
+def _sized(design: Design, rounds: int = 3) -> Design:
+    """Replicas to `replicas_needed` (at least 2, for redundancy) and provider limits to ~1.4×
+    the offered rate, repeated until nothing changes (a resized LLM shifts no upstream rates,
+    so one or two rounds settle it)."""
     try:
         from sim.analytic import estimate
+        from sim.ratelimit import api_limits
     except ImportError:  # analytic twin not available: the unsized reference still compares
         return design
-    try:
-        est = estimate(design)
-    except Exception:  # noqa: BLE001 - sizing is a nicety; a failing twin must not hide the reference
-        return design
-    data = design.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for n in range(rounds + 6):
+        try:
+            est = estimate(design)
+        except Exception:  # noqa: BLE001 - sizing is a nicety; a failing twin must not hide the reference
+            return design
+        data = design.model_dump(mode="json", by_alias=True, exclude_none=True)
+        notes = []
+        for comp in data["components"]:
+            cid, kind = comp["id"], comp["kind"]
+            need = est.llm[cid].replicas_needed if cid in est.llm else (est.stations[cid].replicas_needed if cid in est.stations else None)
+            if need and "replicas" in type(design.component(cid)).model_fields:
+                # The first round may shrink a library design drawn for more traffic; later
+                # rounds only grow, so an SLO bump below is never undone.
+                target = max(int(need), 2) if n == 0 else max(int(need), int(comp.get("replicas", 1)))
+                if target != comp.get("replicas", 1):
+                    notes.append(f"{cid}: {comp.get('replicas', 1)} → {target} replicas (analytic replicas_needed at the prompt's peak)")
+                    comp["replicas"] = target
+            if kind in ("llm_api", "judge") and cid in est.stations:
+                lim = api_limits(design.component(cid), design.workload, arrival_rps=est.stations[cid].arrival_rps)
+                cap, rate = lim.get("max_sustainable_rps"), lim["arrival_rps"]
+                if cap and rate > 0.7 * cap:
+                    # 0.7: the same headroom rule as utilisation, a little stricter for bursts.
+                    scale = rate / 0.7 / cap
+                    for key in ("rpm_limit", "tpm_limit"):
+                        if comp.get(key):
+                            comp[key] = int(comp[key] * scale) + 1
+                    notes.append(f"{cid}: provider limits raised {scale:.2f}× (a higher tier or a second deployment) to carry {rate:,.1f} requests/s")
+        _ = notes.extend(_slo_bumps(design, est, data))
+        if not notes:
+            return design
+        data["assumptions"] = list(data.get("assumptions", [])) + [f"Sized for this prompt — {n}" for n in notes]
+        design = Design.model_validate(data)
+    return design
+
+
+_LATENCY_METRICS = {"latency_p95_ms", "latency_p99_ms", "ttft_p95_ms", "tpot_p95_ms", "pipeline_hours"}
+
+
+def _slo_bumps(design: Design, est, data: dict) -> list[str]:
+    """When a latency target or the pipeline window is missed, grow the bottleneck by half."""
+    missed = [c.metric for c in est.slo if c.met is False and c.metric in _LATENCY_METRICS]
+    if est.pipeline is not None and not est.pipeline.fits:
+        missed.append("pipeline window")
+    if not missed:
+        return []
+    targets = [est.bottleneck] if est.bottleneck else []
+    if est.pipeline is not None and not est.pipeline.fits:
+        targets = list(est.pipeline.critical_path)
+    out = []
     for comp in data["components"]:
-        cid = comp["id"]
-        need = None
-        if cid in est.llm:
-            need = est.llm[cid].replicas_needed
-        elif cid in est.stations:
-            need = est.stations[cid].replicas_needed
-        if need and "replicas" in type(design.component(cid)).model_fields:
-            comp["replicas"] = max(int(comp.get("replicas", 1)), int(need), 2 if comp.get("kind") != "training_job" else 1)
-    return Design.model_validate(data)
+        if comp["id"] not in targets:
+            continue
+        for key in ("replicas", "gpus", "workers"):
+            if key in type(design.component(comp["id"])).model_fields:
+                old = int(comp.get(key, type(design.component(comp["id"])).model_fields[key].default or 1))
+                comp[key] = max(old + 1, -(-old * 3 // 2))
+                out.append(f"{comp['id']}: {key} {old} → {comp[key]} to meet {', '.join(missed)}")
+                break
+    return out
 
 
 _ = DesignFileError  # re-exported for callers that catch a missing library file

@@ -141,9 +141,13 @@ def _tokens_per_call(comp, ctx) -> tuple[float, float]:
 
 
 def _per_run(comp, ctx) -> CostLine | None:
-    """Pipeline designs: the per-run cost sim.pipeline computed, spread over the week."""
-    per_run = ctx.stage_cost(comp.id) if comp.kind in RUN_PRICED_KINDS else None
-    if per_run is None:
+    """Pipeline designs: the per-run cost sim.pipeline computed, spread over the week.
+
+    Used for the kinds that only run during a run (RUN_PRICED_KINDS) and for any stage
+    sim.pipeline gives a cost (an llm_server it rents for the run's hours, say).
+    """
+    per_run = ctx.stage_cost(comp.id)
+    if per_run is None or (comp.kind not in RUN_PRICED_KINDS and per_run <= 0):
         return None
     rpw = ctx.runs_per_week
     return CostLine(id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
@@ -152,9 +156,6 @@ def _per_run(comp, ctx) -> CostLine | None:
 
 
 def _api(comp, ctx):
-    run = _per_run(comp, ctx)
-    if run is not None:
-        return run
     tin, tout = _tokens_per_call(comp, ctx)
     calls = ctx.calls_per_day.get(comp.id, 0.0)
     usd = calls * (tin * comp.usd_per_1m_input_tokens + tout * comp.usd_per_1m_output_tokens) / 1e6
@@ -166,9 +167,6 @@ def _api(comp, ctx):
 
 
 def _token_pool(comp, ctx):
-    run = _per_run(comp, ctx)
-    if run is not None:
-        return run
     if comp.replica_hourly_usd is not None:
         usd_h, src = comp.replica_hourly_usd, "set in the design"
     elif comp.gpu:
@@ -187,17 +185,11 @@ def _tool(comp, ctx):
 
 
 def _batch_stage(comp, ctx):
-    run = _per_run(comp, ctx)
-    if run is not None:
-        return run
     usd_h, src = _catalogue_or(comp.worker_hourly_usd, "cpu_replica_hour")
     return _hourly(comp.id, comp.kind, comp.workers, "worker", usd_h, src)
 
 
 def _training_job(comp, ctx):
-    run = _per_run(comp, ctx)
-    if run is not None:
-        return run
     rpw = ctx.runs_per_week
     try:
         from sim.pipeline import training_estimate
@@ -293,7 +285,7 @@ def daily_cost(
             rule = COST_RULES[comp.kind]
         except KeyError:
             raise ValueError(f"component '{comp.id}': no cost rule for kind '{comp.kind}'") from None
-        line = rule(comp, ctx)
+        line = _per_run(comp, ctx) or rule(comp, ctx)
         if not math.isfinite(line.usd_per_day):
             raise ValueError(f"component '{comp.id}': cost is not a finite number ({line.rule})")
         lines.append(line)

@@ -2,8 +2,11 @@
 
 A pipeline design has ``workload.batch`` (items per run, window, runs per week). Its flow is a
 DAG walked from ``entry``; every stage starts when all its inputs have finished (batch
-semantics, no streaming overlap), so a fan-out's join waits for its slowest branch and the run
-takes the longest (critical) path. Per kind:
+semantics), so a fan-out's join waits for its slowest branch and the run takes the longest
+(critical) path. The exception is a ``queue``: it decouples producer and consumer, so the
+stage after it streams — it starts with the producer and ends at the later of its own work
+and the producer's last item (plus one item's time). Stage costs count busy (work) time.
+Per kind:
 
 * ``batch_stage``: startup + items_in / (workers × items/s per worker); emits items × output_ratio.
 * ``training_job``: :func:`training_estimate` hours (6 × params × tokens over the cluster's
@@ -293,6 +296,15 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
     return {"duration_s": dur, "items_out": out, "gpu_hours": gpu_h, "cost_usd": cost, "detail": detail}
 
 
+def _tail_s(comp: Any, design: Any) -> float | None:
+    """Time a streaming consumer needs after its producer's last item; None: it cannot stream."""
+    if comp.kind == "training_job":
+        return None  # training needs the whole dataset before it starts
+    if comp.kind == "batch_stage":
+        return 1.0 / comp.items_per_s_per_worker  # one item on one worker (startup is paid up front)
+    return _stage(comp, 1.0, design)["duration_s"]
+
+
 def _topo_order(design: Any, nodes: set[str]) -> list[str]:
     """Forward-flow nodes reachable from entry in a topological order (Kahn, file order on ties)."""
     indeg = {n: 0 for n in nodes}
@@ -330,7 +342,8 @@ def pipeline_result(design: Any) -> PipelineResult | None:
     fan-out (parallel edges) passes all of it to every branch, and the join counts the stream
     once (the largest of its branches' outputs), matching the request-flow semantics. Back
     edges (``max_repeats``) are not part of a run's timeline. Raises :class:`PipelineError` for
-    a training job that cannot run (unknown model or GPU, no memory, zero tokens).
+    a training job that cannot run (unknown model or GPU, no memory, zero tokens) or an
+    ``llm_server`` stage whose configuration the roofline twin refuses.
     """
     batch = getattr(design.workload, "batch", None)
     if batch is None:
@@ -357,6 +370,8 @@ def pipeline_result(design: Any) -> PipelineResult | None:
     incoming: dict[str, list[tuple[str, float]]] = {n: [] for n in nodes}  # (source, items)
     stages: dict[str, PipelineStage] = {}
     finish_s: dict[str, float] = {}
+    begin_s: dict[str, float] = {}
+    stream_start: dict[str, float] = {}
     pred_of: dict[str, str | None] = {}
     for n in order:
         if n == design.entry:
@@ -370,12 +385,25 @@ def pipeline_result(design: Any) -> PipelineResult | None:
             pred = max(srcs, key=lambda u: finish_s[u]) if srcs else None
             start = finish_s[pred] if pred else 0.0
         st = _stage(comps[n], items, design)
-        finish_s[n] = start + st["duration_s"]
+        finish = start + st["duration_s"]
+        detail = st["detail"]
+        tail = _tail_s(comps[n], design) if pred is not None and comps[pred].kind == "queue" else None
+        if tail is not None:
+            # A consumer of a queue streams: it starts as the producer's first items are
+            # enqueued and ends after its own work or the producer's last item, whichever is later.
+            start = stream_start[pred]
+            finish = max(start + st["duration_s"], finish_s[pred] + tail)
+            detail += f"; streams from '{pred}' (work {st['duration_s'] / 3600:.2f} h within a {(finish - start) / 3600:.2f} h span)"
+        begin_s[n] = start
+        finish_s[n] = finish
+        if comps[n].kind == "queue":
+            # Items reach a queue as its producer emits them: from the producer's start on.
+            stream_start[n] = (begin_s[pred] if pred is not None else 0.0) + st["duration_s"]
         pred_of[n] = pred
         stages[n] = PipelineStage(
-            id=n, kind=comps[n].kind, start_h=start / 3600, duration_h=st["duration_s"] / 3600,
+            id=n, kind=comps[n].kind, start_h=start / 3600, duration_h=(finish - start) / 3600,
             items_in=items, items_out=st["items_out"], gpu_hours=st["gpu_hours"],
-            cost_usd=st["cost_usd"], detail=st["detail"],
+            cost_usd=st["cost_usd"], detail=detail,
         )
         for e in design.out_edges(n):
             share = 1.0 if e.parallel else e.p

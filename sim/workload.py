@@ -55,6 +55,7 @@ class OpenLoop:
         self.rate = rate_rps
         self.rates = rates
         self.horizon_s = horizon_s
+        self.rng = rng
         self._expo = rng.expovariate
 
     @classmethod

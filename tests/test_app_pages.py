@@ -177,4 +177,27 @@ def test_export_offers_yaml_and_dot():
     at = open_design()
     _ok(at.switch_page("app_pages/export.py").run())
     labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Design YAML", "Diagram DOT"} <= labels
+    assert {"Design YAML", "Diagram DOT", "Diagram SVG"} <= labels
+
+
+def test_builder_adds_a_component_and_an_edge():
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    at.selectbox(key="add_tier").select("data")
+    _ok(at.run())
+    at.selectbox(key="add_kind").select("cache")
+    at.text_input(key="add_id").input("resp_cache")
+    _ok(at.button(key="add_component").click().run())
+    design = at.session_state["design"]
+    assert design.component("resp_cache").kind == "cache"
+    assert "resp_cache" in _dot(at)
+    # A second branch out of the gateway would sum p to 1.3 > 1: refused, located, design kept.
+    at.selectbox(key="edge_from").select("gateway")
+    at.selectbox(key="edge_to").select("resp_cache")
+    at.number_input(key="edge_p").set_value(0.3)
+    _ok(at.button(key="FormSubmitter:add_edge_form-Add edge").click().run())
+    assert any("sum to 1.3" in e.value for e in at.error)
+    assert at.session_state["design"] == design
+    at.selectbox(key="edge_from").select("llm")
+    _ok(at.button(key="FormSubmitter:add_edge_form-Add edge").click().run())
+    assert at.session_state["design"].flow[-1].to == "resp_cache"

@@ -89,25 +89,12 @@ def test_capacity_page_in_chromium(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server)
-            page.locator(".st-key-open_lib_llm_serving button").click(timeout=60_000)
-            expect(page.get_by_text("Opened llm_serving")).to_be_visible(timeout=30_000)
-            page.get_by_role("link", name="Capacity").click()
-            expect(page.get_by_text("Analytic estimate")).to_be_visible(timeout=60_000)
-            # Keep the run short: the test checks the page, not the engine's accuracy.
-            page.get_by_text("Simulation settings").click()
-            for key, value in (("sim_max_requests", "3000"), ("sim_max_seconds", "20")):
-                box = page.locator(f".st-key-{key} input")
-                box.fill(value)
-                box.press("Enter")
-            page.wait_for_timeout(500)
-            page.locator(".st-key-run_sim button").click()
-            verdict = page.get_by_text("Verdict:", exact=False).first
-            expect(verdict).to_be_visible(timeout=120_000)
-            text = verdict.inner_text()
-            page.wait_for_timeout(1500)  # let the charts finish drawing before the picture
-            page.screenshot(path=str(shot), full_page=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            try:
+                text = _drive(page, server, shot)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                raise
         finally:
             browser.close()
 
@@ -116,3 +103,28 @@ def test_capacity_page_in_chromium(server, tmp_path):
     if os.environ.get("SDW_UPDATE_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(shot, ROOT / "docs" / "capacity.png")
+
+
+def _drive(page, server: str, shot: Path) -> str:
+    """Library → open the serving design → Capacity → run → the verdict's text."""
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    page.locator(".st-key-open_lib_llm_serving button").click(timeout=60_000)
+    expect(page.get_by_text("Opened llm_serving")).to_be_visible(timeout=30_000)
+    page.get_by_role("link", name="Capacity").click()
+    expect(page.get_by_text("Analytic estimate")).to_be_visible(timeout=60_000)
+    # Keep the run short: the test checks the page, not the engine's accuracy.
+    page.get_by_text("Simulation settings").click()
+    for key, value in (("sim_max_requests", "3000"), ("sim_max_seconds", "20")):
+        box = page.locator(f".st-key-{key} input")
+        box.fill(value)
+        box.press("Enter")
+    page.wait_for_timeout(500)
+    page.locator(".st-key-run_sim button").click()
+    verdict = page.get_by_text("Verdict:", exact=False).first
+    expect(verdict).to_be_visible(timeout=120_000)
+    text = verdict.inner_text()
+    page.wait_for_timeout(1500)  # let the charts finish drawing before the picture
+    page.screenshot(path=str(shot), full_page=True)
+    return text

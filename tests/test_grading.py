@@ -36,10 +36,15 @@ def test_peak_qps_wrong_direction():
     g = _by_key(grade_estimates({"peak_qps": 38.6}, d, est))["peak_qps"]
     assert g.verdict == "fail" and g.direction == "low" and not g.direction_ok
     assert "divided" in g.comment
-    # The daily average is within 2× below — it passes the 2× test but errs on the unsafe side.
+    # The daily average (3× below) fails and the comment says why.
     g = _by_key(grade_estimates({"peak_qps": 115.7}, d, est))["peak_qps"]
-    assert g.within_2x and not g.direction_ok and "average" in g.comment
-    assert g.score < 1
+    assert g.verdict == "fail" and "daily average" in g.comment
+    # A 2× peak factor (231/s) is within 2× but errs on the unsafe side, so it scores less
+    # than the same distance above the model.
+    under = _by_key(grade_estimates({"peak_qps": 231.5}, d, est))["peak_qps"]
+    over = _by_key(grade_estimates({"peak_qps": 347.2 * 1.5}, d, est))["peak_qps"]
+    assert under.within_2x and not under.direction_ok and "unsafe" in under.comment
+    assert over.within_2x and over.direction_ok and under.score < over.score
 
 
 def test_gpu_estimate_within_2x_passes_3x_fails():

@@ -134,3 +134,23 @@ def test_pipeline_designs_fit_their_window(name):
     if name == "finetune_pipeline":
         assert d.workload.batch.runs_per_week == 1 and d.workload.batch.window_hours == 24
         assert "train" in r.critical_path and r.gpu_hours > 0 and r.cost_per_run_usd > 0
+
+
+# --- the analytic twin at the peak rate ----------------------------------------------------
+
+
+def test_stable_at_peak_and_meets_its_slos_in_the_analytic_twin(design):
+    from sim.analytic import estimate
+
+    est = estimate(design)
+    assert est.arrival_rps == pytest.approx(design.workload.peak_rps)
+    assert est.stable and not est.unstable, est.unstable
+    for cid, st in est.stations.items():
+        assert st.utilization < 0.85, f"{cid} at {st.utilization:.0%} at peak"
+    # Every LLM server has at least the replicas its roofline asks for at the rate reaching it.
+    for cid, llm in est.llm.items():
+        assert design.component(cid).replicas >= llm.replicas_needed, llm.explanation
+    verdicts = [c for c in est.slo if c.met is not None]
+    assert verdicts, "the twin checked none of the SLOs"
+    failed = [f"{c.metric}: {c.detail}" for c in verdicts if not c.met]
+    assert not failed, failed

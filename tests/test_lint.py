@@ -85,15 +85,30 @@ def _llm(model, gpu, tp=1, precision="bf16", replicas=2):
             "precision": precision, "replicas": replicas}
 
 
+def _long(prompt_tokens):
+    return {"requests_per_day": 10_000, "classes": [{"name": "long", "prompt_tokens": {"dist": "fixed", "value": prompt_tokens},
+                                                     "output_tokens": {"dist": "fixed", "value": 500}}]}
+
+
 def test_kv_cache_cannot_hold_a_sequence():
-    wl = {"requests_per_day": 10_000, "classes": [{"name": "long", "prompt_tokens": {"dist": "fixed", "value": 30000}, "output_tokens": {"dist": "fixed", "value": 500}}]}
-    tight = make([_llm("llama-3.1-70b", "H100-SXM-80GB", tp=2, precision="fp8"), MON], workload=wl)
-    est = analytic.estimate(tight)
-    assert est.llm["llm"].max_concurrent_seqs < 4  # the premise of the test
-    f = fired(tight, "kv_cache", estimate=est)
-    assert f and f[0].component == "llm" and "KV" in f[0].message
-    roomy = make([_llm("llama-3.1-8b", "H100-SXM-80GB"), MON], workload=wl)
+    # Llama-3.1-8B in BF16 on one 24 GB L4: ~16 GB of weights leave room for far fewer than 100k tokens of KV.
+    tight = make([_llm("llama-3.1-8b", "L4-24GB"), MON], workload=_long(100_000))
+    f = fired(tight, "kv_cache")
+    assert f and f[0].severity == "error" and f[0].component == "llm" and "KV" in f[0].message
+    assert not fired(tight, "analytic_failed")
+    roomy = make([_llm("llama-3.1-8b", "H100-SXM-80GB"), MON], workload=_long(30_000))
     assert not fired(roomy, "kv_cache")
+
+
+def test_kv_cache_starves_batching():
+    # 70B FP8 on 2 × H100: ~212k KV tokens per replica hold only 3 sequences of 60.5k tokens.
+    d = make([_llm("llama-3.1-70b", "H100-SXM-80GB", tp=2, precision="fp8"), MON], workload=_long(60_000))
+    est = analytic.estimate(d)
+    assert est.llm["llm"].max_concurrent_seqs < 4  # the premise
+    f = fired(d, "kv_cache", estimate=est)
+    assert f and f[0].severity == "warning" and f"{est.llm['llm'].max_concurrent_seqs} concurrent" in f[0].message
+    short = make([_llm("llama-3.1-70b", "H100-SXM-80GB", tp=2, precision="fp8"), MON], workload=_long(2_000))
+    assert not fired(short, "kv_cache")
 
 
 def _api(rpm, tpm=None, cid="api"):

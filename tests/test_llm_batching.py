@@ -132,3 +132,21 @@ def test_station_routes_and_reports():
     # Token-aware routing spreads the work: both replicas produced a similar share
     shares = [e.stats(env.now).output_tokens for e in st.engines]
     assert min(shares) > 0.4 * sum(shares)
+
+
+def test_station_timeout_withdraws_waiting_requests_only():
+    from sim.llm.station import LLMServerStation
+
+    # One sequence at a time; each takes ~100 decode steps of ~8 ms ≈ 0.8 s > timeout 0.5 s
+    comp = LLMServer(id="llm", model="llama-3.1-8b", max_batch=1, timeout_ms=500)
+    env = simpy.Environment()
+    ctx = SimContext(env=env, rng=random.Random(1), design=None, workload=Workload(), seed=1)
+    st = LLMServerStation(comp, ctx)
+    out = []
+    for i in range(3):
+        st.arrive(Request(i, 0, 0.0, 100, 100), lambda q, ok: out.append((q.id, ok, env.now)))
+    env.run()
+    assert [(i, ok) for i, ok, _ in out] == [(1, False), (2, False), (0, True)]
+    assert out[0][2] == pytest.approx(0.5) and out[2][2] > 0.5  # admitted ones run to the end
+    s = st.stats(env.now)
+    assert s.dropped == 2 and s.llm.rejected_prompts == 0 and s.throughput_rps > 0

@@ -179,3 +179,30 @@ def test_llm_server_stage_runs_at_the_roofline_saturated_rate():
     st = pipeline_result(d).stages[0]
     assert st.duration_h * 3600 == pytest.approx(50_000 * mean_s / slots + mean_s, rel=1e-9)
     assert st.gpu_hours == pytest.approx(2 * st.duration_h, rel=1e-9)
+
+
+def test_consumer_behind_a_queue_streams_with_its_producer():
+    def run(judge_rpm):
+        d = Design.model_validate({
+            "name": "q", "workload": {"batch": {"items_per_run": 36_000, "window_hours": 6}},
+            "components": [
+                {"id": "gen", "kind": "batch_stage", "workers": 1, "items_per_s_per_worker": 5, "startup_s": 60},
+                {"id": "q", "kind": "queue", "enqueue_latency": {"dist": "fixed", "value_ms": 0}},
+                {"id": "judge", "kind": "judge", "rpm_limit": judge_rpm},
+            ],
+            "entry": "gen", "flow": [{"from": "gen", "to": "q"}, {"from": "q", "to": "judge"}],
+        })
+        return {s.id: s for s in pipeline_result(d).stages}, pipeline_result(d)
+
+    one_call = 0.45 + 149 / 131
+    gen = 60 + 36_000 / 5                                # 7,260 s
+    # Judge faster than the producer (10/s vs 5/s): it ends one item after the producer's last.
+    st, r = run(600)
+    assert st["judge"].start_h == 0.0                    # streams from the producer's start
+    tail = 1 / 10 + one_call                             # one call at the limit's spacing
+    assert r.duration_h * 3600 == pytest.approx(gen + tail)
+    # Judge slower (2/s): its own 18,000 s of work bounds the run, overlapping the producer.
+    st, r = run(120)
+    assert r.duration_h * 3600 == pytest.approx(36_000 / 2 + one_call)
+    assert r.duration_h * 3600 < gen + 36_000 / 2        # less than the two back to back
+    assert r.critical_path == ["gen", "q", "judge"]

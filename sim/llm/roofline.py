@@ -277,18 +277,29 @@ class TokenMoments:
     prompt_var: float
     output_mean: float
     output_var: float
+    prompt_x_output_mean: float  # E[P·O] (lengths independent within a class)
+
+    def in_batch(self, output_share: float) -> float:
+        """Mean of P + share·O over the sequences *in the batch* at a random instant.
+
+        A sequence stays for about O iterations, so the batch over-represents long outputs
+        (length-biased sampling): weight each request by O, E[(P + sO)·O] / E[O].
+        """
+        o2 = self.output_var + self.output_mean ** 2
+        return (self.prompt_x_output_mean + output_share * o2) / self.output_mean
 
 
 def token_moments(workload) -> TokenMoments:
     """Mean and variance of prompt and output tokens over the workload's class mix."""
-    pm = pv = om = ov = 0.0
+    pm = pv = om = ov = po = 0.0
     for c in workload.request_classes():
         p, o = c.prompt_tokens, c.output_tokens
         pm += c.share * p.expected()
         pv += c.share * (p.var() + p.expected() ** 2)
         om += c.share * o.expected()
         ov += c.share * (o.var() + o.expected() ** 2)
-    return TokenMoments(pm, max(0.0, pv - pm * pm), om, max(0.0, ov - om * om))
+        po += c.share * p.expected() * o.expected()
+    return TokenMoments(pm, max(0.0, pv - pm * pm), om, max(0.0, ov - om * om), po)
 
 
 # --- the analytic view ---------------------------------------------------------------------
@@ -304,10 +315,41 @@ class _Operating:
     prefill_tokens: float  # after the prefix cache
     seqs: int  # max concurrent sequences
     step_s: float  # decode step at that batch, KV of a mean sequence half-way through
+    kv_hold: float  # KV tokens reserved per sequence in the batch (length-biased P + O)
+    kv_read: float  # KV tokens read per sequence per decode step (length-biased P + O/2)
     prefill_s: float  # compute of one mean prompt inside a mixed iteration
     prefill_alone_s: float  # iteration that prefills one mean prompt on an idle replica
-    mixed_step_s: float  # steady-state iteration: decode of `seqs` + seqs/output prompts
+    mixed_step_s: float  # mean iteration at saturation (decode of `seqs`, prefill of newcomers)
     max_rps: float
+
+
+def _iterations(spec: ServingSpec, batch: int, kv_read: float, rate: float,
+                prefill_tokens: float, prefill_flops_s: float) -> tuple[float, float, float, float]:
+    """Iterations per second of a replica decoding ``batch`` sequences while ``rate`` new
+    prompts/s arrive: (iterations/s, prefill-iteration s, prefill iterations/s, decode step s).
+
+    The engine admits at the start of each iteration the prompts that arrived during the
+    previous one, so with ``I`` iterations per second a share ``q = 1 − exp(−rate/I)`` of them
+    carry prefill (all the prompts that arrived meanwhile, at most ``chunked_prefill_tokens``
+    tokens each iteration). Those take max(memory, decode + prefill compute), the rest are
+    plain decode steps, and together they fill one second: a fixed point in ``I``.
+    """
+    step = spec.decode_step_s(batch, kv_read)
+    if rate <= 0:
+        return 1 / step, step, 0.0, step
+    chunk = spec.chunked_prefill_tokens
+    tokens_s = rate * prefill_tokens
+    compute_s = rate * prefill_flops_s
+    it = 1 / step
+    t_pf = step
+    n_pf = 0.0
+    for _ in range(40):
+        q = 1 - math.exp(-rate / it)
+        n_pf = min(it, max(it * q, tokens_s / chunk if chunk else 0.0))
+        t_pf = spec.iteration_s(batch, kv_read, tokens_s / n_pf, compute_s / n_pf)
+        n_dec = max(0.0, (1 - n_pf * t_pf) / step)
+        it = 0.5 * it + 0.5 * max(n_pf + n_dec, 1e-9)
+    return it, t_pf, n_pf, step
 
 
 def _operating_point(comp: LLMServer, workload, overrides: dict | None = None) -> _Operating:
@@ -333,21 +375,29 @@ def _operating_point(comp: LLMServer, workload, overrides: dict | None = None) -
             f"{spec.kv_capacity_bytes / 1e9:.1f} GB ({cap:,} tokens) after "
             f"{spec.weights_bytes / 1e9:.1f} GB of weights; add GPUs per replica, use fp8 KV "
             f"cache or shorter requests")
-    seqs = max(1, min(spec.max_batch, int(cap // per_seq)))
+    # Sequences in the batch are the long-output ones more often than arrivals are, and each is
+    # on average half-way through its output when a step reads its KV.
+    hold = max(per_seq, spec.kv_tokens_of(tm.in_batch(1.0), 0))
+    read1 = spec.kv_tokens_of(tm.in_batch(0.5), 0)
+    seqs = max(1, min(spec.max_batch, int(cap // hold)))
     prefill_tokens = max(1.0, prompt * (1 - spec.prefix_cache_hit_ratio))
     cached = prompt - prefill_tokens
-    # KV read per decode step: a sequence is on average half-way through its output.
-    kv_read = seqs * spec.kv_tokens_of(prompt, output / 2)
+    kv_read = seqs * read1
     step = spec.decode_step_s(seqs, kv_read)
     pf = spec.prefill_flops_s(prefill_tokens, cached)
     prefill_alone = spec.iteration_s(0, 0, prefill_tokens, pf)
-    # Steady state at saturation: each iteration retires seqs/output requests, so it also
-    # prefills that many new prompts (the iteration budget shared by prefill and decode).
+    # Saturation: every iteration decodes `seqs` sequences and retires seqs/output of them on
+    # average; the iterations that follow a retirement prefill the newcomers (see _iterations).
     per_iter = seqs / output
-    mixed = spec.iteration_s(seqs, kv_read, prefill_tokens * per_iter, pf * per_iter)
-    max_rps = per_iter / mixed
-    return _Operating(spec, prompt, output, prefill_tokens, seqs, step, pf * spec._slowdown,
-                      prefill_alone, mixed, max_rps)
+    rate = per_iter / step
+    for _ in range(60):  # damped fixed point: rate = iterations/s × retirements per iteration
+        it, _, _, _ = _iterations(spec, seqs, kv_read, rate, prefill_tokens, pf)
+        rate = 0.5 * rate + 0.5 * it * per_iter
+    it, _, _, _ = _iterations(spec, seqs, kv_read, rate, prefill_tokens, pf)
+    mixed = 1 / it
+    max_rps = per_iter * it
+    return _Operating(spec, prompt, output, prefill_tokens, seqs, step, hold, read1,
+                      pf * spec._slowdown, prefill_alone, mixed, max_rps)
 
 
 def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None,
@@ -376,38 +426,41 @@ def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None
 
 
 def _at_load(op: _Operating, per_replica: float) -> tuple[int, float, float, float]:
-    """(sequences in flight, decode step s, TTFT s, TPOT s) of a replica at this request rate."""
+    """(sequences in flight, decode step s, TTFT s, TPOT s) of a replica at this request rate.
+
+    TPOT is one second over the iterations run in it (`_iterations`); TTFT is the residual of
+    the running, length-biased iteration (E[τ²] / 2E[τ]) plus the prompt's own prefill
+    iterations; the batch follows from Little's law, N = λ·(TTFT + (output − 1)·TPOT).
+    """
     spec = op.spec
-    if per_replica < op.max_rps:
-        n = _busy_seqs(op, per_replica)
-        b = max(1, round(n))
-        kv = b * spec.kv_tokens_of(op.prompt, op.output / 2)
-        step = spec.decode_step_s(b, kv)
-        # A new request waits on average half an iteration, then prefills in a mixed one.
-        ttft = 0.5 * step + spec.iteration_s(b, kv, op.prefill_tokens, op.prefill_s / spec._slowdown)
-        # Other requests' prefills stretch decode iterations: λ·prefill per second of decoding.
-        tpot = step / max(1e-9, 1 - per_replica * op.prefill_s)
+    lam = per_replica
+    if lam < op.max_rps:
+        chunk = spec.chunked_prefill_tokens
+        own_chunks = max(1, math.ceil(op.prefill_tokens / chunk)) if chunk else 1
+        pf = op.prefill_s / spec._slowdown
+
+        def figures(b: int):
+            it, t_pf, n_pf, step = _iterations(spec, b, b * op.kv_read, lam, op.prefill_tokens, pf)
+            n_dec = max(0.0, it - n_pf)
+            residual = (n_pf * t_pf ** 2 + n_dec * step ** 2) / 2  # Σ τ = 1 s
+            return step, residual + own_chunks * t_pf, 1 / it
+
+        lo, hi = 0.0, float(op.seqs)
+        for _ in range(40):  # bisection on the monotone fixed point of Little's law
+            n = (lo + hi) / 2
+            _, ttft, tpot = figures(max(1, round(n)))
+            if lam * (ttft + (op.output - 1) * tpot) > n:
+                lo = n
+            else:
+                hi = n
+        b = max(1, round(hi))
+        step, ttft, tpot = figures(b)
         return b, step, ttft, tpot
     # Saturated: the queue grows; report a request's own figures once it holds a slot.
     b = op.seqs
-    kv = b * spec.kv_tokens_of(op.prompt, op.output / 2)
+    kv = b * op.kv_read
     ttft = 0.5 * op.mixed_step_s + spec.iteration_s(b, kv, op.prefill_tokens, op.prefill_s / spec._slowdown)
     return b, op.step_s, ttft, op.mixed_step_s
-
-
-def _busy_seqs(op: _Operating, rps_per_replica: float) -> float:
-    """Sequences in a replica at this arrival rate: Little's law, N = λ·(TTFT + out·step(N))."""
-    spec = op.spec
-    lo, hi = 0.0, float(op.seqs)
-    for _ in range(60):  # bisection on a monotone fixed point
-        n = (lo + hi) / 2
-        b = max(1, round(n))
-        step = spec.decode_step_s(b, b * spec.kv_tokens_of(op.prompt, op.output / 2))
-        if rps_per_replica * (op.prefill_alone_s + op.output * step) > n:
-            lo = n
-        else:
-            hi = n
-    return hi
 
 
 def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict | None = None):
@@ -423,7 +476,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     needed = max(1, math.ceil(arrival_rps / (TARGET_LOAD * op.max_rps))) if arrival_rps > 0 else 1
     per_replica = arrival_rps / comp.replicas
     b, step, ttft, tpot = _at_load(op, per_replica)
-    bound = spec.decode_bound(op.seqs, op.seqs * spec.kv_tokens_of(op.prompt, op.output / 2))
+    bound = spec.decode_bound(op.seqs, op.seqs * op.kv_read)
     cap = spec.kv_capacity_tokens
     per_seq = spec.kv_tokens_of(op.prompt, op.output)
     ex = [
@@ -436,10 +489,12 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         f"KV capacity: ({spec.gpus} × {spec.gpu.hbm_gb:g} GB × {spec.gpu_memory_utilization:g} − "
         f"{spec.weights_bytes / gb:.2f} GB weights − {spec.gpus} × {spec.reserve_bytes_per_gpu / gb:g} GB reserve) "
         f"/ {spec.kv_bytes_per_token:,.0f} B = {cap:,} tokens",
-        f"concurrent sequences: min(max_batch {spec.max_batch}, {cap:,} / ({op.prompt:.0f} prompt + "
-        f"{op.output:.0f} output tokens reserved)) = {op.seqs}",
+        f"concurrent sequences: min(max_batch {spec.max_batch}, {cap:,} / {op.kv_hold:.0f} tokens "
+        f"reserved per sequence in the batch) = {op.seqs}"
+        + (f" (mean request {op.prompt:.0f} + {op.output:.0f} tokens; long outputs stay longer, so "
+           f"the batch holds {op.kv_hold:.0f} on average)" if op.kv_hold > per_seq + 0.5 else ""),
         f"decode step at batch {op.seqs}: max(({spec.weights_read_bytes(op.seqs) / gb:.2f} GB weights + "
-        f"{op.seqs * spec.kv_tokens_of(op.prompt, op.output / 2) * spec.kv_bytes_per_token / gb:.2f} GB KV) / "
+        f"{op.seqs * op.kv_read * spec.kv_bytes_per_token / gb:.2f} GB KV) / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
         f"2 × {spec.model.params_active_b:g} B × {op.seqs} / ({spec.gpus} × "
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu:g}))"
@@ -449,8 +504,9 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         + (f" ({spec.prefix_cache_hit_ratio:.0%} prefix-cached)" if spec.prefix_cache_hit_ratio else "")
         + f": 2 × {spec.model.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}) = {op.prefill_s * 1e3:.2f} ms",
-        f"saturated iteration (decode {op.seqs} + prefill {op.seqs / op.output:.2f} prompts) = "
-        f"{op.mixed_step_s * 1e3:.2f} ms → max {op.seqs} / {op.output:.0f} / {op.mixed_step_s * 1e3:.2f} ms = "
+        f"saturated: {op.seqs} sequences decode while {op.seqs / op.output:.2f} new prompts per iteration "
+        f"prefill, mean iteration {op.mixed_step_s * 1e3:.2f} ms → max {op.seqs} / {op.output:.0f} / "
+        f"{op.mixed_step_s * 1e3:.2f} ms = "
         f"{op.max_rps:.3f} req/s = {max_tok_s:,.0f} output tok/s per replica",
         f"replicas for {arrival_rps:.3f} req/s at ≤ {TARGET_LOAD:.0%} load: ⌈{arrival_rps:.3f} / "
         f"({TARGET_LOAD:g} × {op.max_rps:.3f})⌉ = {needed} → {needed} × {spec.gpus} = "

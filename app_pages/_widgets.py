@@ -47,6 +47,9 @@ __all__ = [
     "verdict_line",
     "remember_run",
     "progress_updater",
+    "sticky",
+    "design_token",
+    "STICKY_PREFIXES",
     "run_key",
 ]
 
@@ -77,8 +80,32 @@ def init_state() -> None:
             if restored is not None:
                 ss.design = restored
                 ss.design_origin = "draft (restored)"
+    # Widget values of pages not shown are dropped by Streamlit; re-saving them here, before
+    # any page runs, keeps settings and what-ifs across page switches.
+    for k in [k for k in ss.keys() if isinstance(k, str) and k.startswith(STICKY_PREFIXES)]:
+        ss[k] = ss[k]
     if st.query_params.get("draft") != ss.draft_id:
         st.query_params["draft"] = ss.draft_id
+
+
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:")
+
+
+def sticky(key: str, default: Any, options: list | None = None) -> dict:
+    """Widget kwargs for a value that survives page switches (key must use STICKY_PREFIXES).
+
+    Sets the default through session state instead of `value=`, so Streamlit does not warn
+    about a widget with both; a remembered value no longer among `options` is reset.
+    """
+    ss = st.session_state
+    if key not in ss or (options is not None and ss[key] not in options):
+        ss[key] = default
+    return {"key": key}
+
+
+def design_token(design: Design) -> str:
+    """A short id of the design's content (what-if widgets reset when the design changes)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, design.model_dump_json(by_alias=True)).hex[:12]
 
 
 def workspace() -> Workspace:

@@ -14,7 +14,6 @@ W.init_state()
 W.sidebar()
 ss = st.session_state
 design = W.require_design()
-epoch = ss.design_epoch
 
 st.title(f"Capacity — {design.name}")
 if W.engine_missing("sim.analytic"):
@@ -25,8 +24,9 @@ st.subheader("What if")
 c1, c2, c3 = st.columns(3)
 # 1-2-5 steps from 10k to 10G requests/day, plus the design's own value.
 steps = sorted({m * 10**e for e in range(4, 10) for m in (1, 2, 5)} | {10**10} | {design.workload.requests_per_day})
-rpd = c1.select_slider("Requests per day", options=steps, value=design.workload.requests_per_day, key=f"c{epoch}:rpd", format_func=lambda x: f"{x:,.0f}")
-peak = c2.slider("Peak-to-average factor", min_value=1.0, max_value=10.0, value=float(min(design.workload.peak_to_average, 10.0)), step=0.5, key=f"c{epoch}:peak")
+token = W.design_token(design)  # what-ifs survive page switches, and reset when the design changes
+rpd = c1.select_slider("Requests per day", options=steps, format_func=lambda x: f"{x:,.0f}", **W.sticky(f"whatif:{token}:rpd", design.workload.requests_per_day, steps))
+peak = c2.slider("Peak-to-average factor", min_value=1.0, max_value=10.0, step=0.5, **W.sticky(f"whatif:{token}:peak", float(min(design.workload.peak_to_average, 10.0))))
 pooled = [c.id for c in design.components if "replicas" in type(c).model_fields]
 what_if = design
 try:
@@ -37,9 +37,9 @@ try:
     if pooled:
         # Start on the model server when there is one: it is usually the component to size.
         first = next((i for i, cid in enumerate(pooled) if design.component(cid).kind == "llm_server"), 0)
-        pick = c3.selectbox("Component to scale", pooled, index=first, key=f"c{epoch}:pick")
+        pick = c3.selectbox("Component to scale", pooled, **W.sticky(f"whatif:{token}:pick", pooled[first], pooled))
         now = what_if.component(pick).replicas
-        reps = c3.slider(f"Replicas of {pick}", min_value=1, max_value=max(64, 4 * now), value=now, key=f"c{epoch}:reps:{pick}")
+        reps = c3.slider(f"Replicas of {pick}", min_value=1, max_value=max(64, 4 * now), **W.sticky(f"whatif:{token}:reps:{pick}", now))
         if reps != now:
             what_if = forms.apply_edit(what_if, pick, "replicas", reps)
 except DesignFileError as e:
@@ -98,10 +98,10 @@ for w in est.warnings:
 st.subheader("Simulation")
 with st.expander("Simulation settings", expanded=False):
     s1, s2, s3, s4 = st.columns(4)
-    seed = s1.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="sim_seed")
-    precision = s2.select_slider("Target precision of p95 (±)", options=[0.01, 0.02, 0.05, 0.1, 0.2], value=0.02, key="sim_precision", format_func=lambda x: f"{x:.0%}")
-    max_requests = s3.number_input("Max requests", min_value=100, max_value=50_000_000, value=2_000_000, step=10_000, key="sim_max_requests")
-    max_seconds = s4.number_input("Max wall seconds", min_value=1.0, max_value=3600.0, value=120.0, key="sim_max_seconds")
+    seed = s1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **W.sticky("sim_seed", 0))
+    precision = s2.select_slider("Target precision of p95 (±)", options=[0.01, 0.02, 0.05, 0.1, 0.2], format_func=lambda x: f"{x:.0%}", **W.sticky("sim_precision", 0.02))
+    max_requests = s3.number_input("Max requests", min_value=100, max_value=50_000_000, step=10_000, **W.sticky("sim_max_requests", 2_000_000))
+    max_seconds = s4.number_input("Max wall seconds", min_value=1.0, max_value=3600.0, **W.sticky("sim_max_seconds", 120.0))
 settings = {"seed": int(seed), "precision": float(precision), "max_requests": int(max_requests), "max_seconds": float(max_seconds)}
 key = W.run_key(what_if, settings)
 
@@ -212,7 +212,7 @@ if not util.empty:
         alt.Chart(util)
         .mark_bar()
         .encode(
-            x=alt.X("utilisation:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            x=alt.X("utilisation:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5)),
             y=alt.Y("component:N", sort="-x"),
             color=alt.Color("bottleneck:N", scale=alt.Scale(domain=[False, True], range=["#4c78a8", "#e45756"]), legend=None),
             tooltip=["component", alt.Tooltip("utilisation:Q", format=".1%")],
@@ -226,6 +226,7 @@ if diagram is not None:
     st.markdown("**Traffic and bottleneck on the diagram**")
     annotation = diagram.Annotation(
         node_rps={cid: s.throughput_rps for cid, s in result.components.items()},
+        edge_rps={(diagram.CLIENT, what_if.entry): result.arrival_rps},
         utilization={cid: s.utilization for cid, s in result.components.items()},
         bottleneck=result.bottleneck,
     )

@@ -39,6 +39,12 @@ else:
             st.download_button(f"Diagram {fmt.upper()}", data, file_name=f"{stem}.{fmt}", mime=mime, key=f"dl_{fmt}")
 
 st.subheader("Results")
+if W.optional_module("sim.analytic") is not None:
+    try:
+        est = W.estimate_cached(design.model_dump_json(by_alias=True))
+        st.download_button("Analytic estimate JSON", json.dumps(est.to_json(), indent=2), file_name=f"{stem}.estimate.json", mime="application/json", key="dl_estimate")
+    except Exception as e:  # the estimator refused this design: say why, keep the page
+        st.caption(f"No analytic estimate: {e}")
 result = ss.runs.get(ss.last_run_key) if ss.last_run_key else None
 if result is None or result.design != design.name:
     st.caption("No simulation of this design in this session yet — run one on the Capacity page.")

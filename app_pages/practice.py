@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _widgets as W
-from designs.forms import add_component, add_edge, remove_edge
+from designs.forms import add_component, add_edge, apply_edit, remove_edge
 from designs.io import DesignFileError, dump_design, parse_design
 from designs.workspace import WorkspaceError
 from components.catalogue import KINDS
@@ -35,7 +35,7 @@ SIM = {"precision": 0.05, "max_requests": 20_000, "max_seconds": 10.0}  # a shor
 
 for key, default in (("px_prompt_id", None), ("px_started_at", None), ("px_paused_at", None), ("px_paused_s", 0.0),
                      ("px_estimates", None), ("px_design", None), ("px_yaml_error", None), ("px_review", None),
-                     ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0)):
+                     ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0), ("px_rev", 0)):
     ss.setdefault(key, default)
 
 
@@ -72,6 +72,9 @@ def _start(prompt_id: str) -> None:
     ss.px_attempt_id = None
     ss.px_finished_at = None
     ss.pop("px_yaml", None)
+    ss.pop("px_doc_html", None)
+    ss.pop("practice_reference", None)
+    ss.px_rev += 1
 
 
 st.title("Practice a design round")
@@ -133,9 +136,10 @@ if prompt is not None:
             cols = st.columns(len(ESTIMATE_FIELDS))
             vals = {}
             for col, (key, (label, unit)) in zip(cols, ESTIMATE_FIELDS.items()):
-                vals[key] = col.number_input(f"{label} ({unit})", min_value=0.0, value=0.0, step=1.0, key=f"px_est_{key}")
+                # Empty means "no estimate" (graded as missing); 0 is an estimate (no GPUs, say).
+                vals[key] = col.number_input(f"{label} ({unit})", min_value=0.0, value=None, step=1.0, key=f"px_est_{key}")
             if st.form_submit_button("Lock in estimates"):
-                ss.px_estimates = {k: (float(v) if v else None) for k, v in vals.items()}
+                ss.px_estimates = {k: (None if v is None else float(v)) for k, v in vals.items()}
                 st.rerun()
         st.caption("The design and its simulation open once your estimates are locked in.")
         st.stop()
@@ -156,6 +160,7 @@ if prompt is not None:
             try:
                 ss.px_design = add_edge(design, src, dst, float(prob))
                 ss.pop("px_yaml", None)
+                ss.px_rev += 1
                 st.rerun()
             except DesignFileError as e:
                 W.show_problems(e.problems, title="Edge not added")
@@ -165,6 +170,7 @@ if prompt is not None:
             try:
                 ss.px_design = add_component(design, kind)
                 ss.pop("px_yaml", None)
+                ss.px_rev += 1
                 st.rerun()
             except DesignFileError as e:
                 W.show_problems(e.problems, title="Component not added")
@@ -174,7 +180,30 @@ if prompt is not None:
             if k2.button("Remove edge", key="px_remove_edge"):
                 ss.px_design = remove_edge(design, int(drop))
                 ss.pop("px_yaml", None)
+                ss.px_rev += 1
                 st.rerun()
+        pools = [c for c in design.components if "replicas" in type(c).model_fields]
+        if pools:
+            with st.expander("Replicas", expanded=False):
+                cols = st.columns(min(4, len(pools)))
+                wanted = {}
+                for i, c in enumerate(pools):
+                    # The key carries the design's revision so the inputs follow every other edit.
+                    wanted[c.id] = cols[i % len(cols)].number_input(
+                        f"{c.id} ({c.kind})", min_value=1, max_value=100_000, value=int(c.replicas), step=1,
+                        key=f"px_rep_{c.id}_{ss.px_rev}")
+                if st.button("Apply replicas", key="px_apply_replicas"):
+                    try:
+                        new = design
+                        for cid, n in wanted.items():
+                            if int(n) != new.component(cid).replicas:
+                                new = apply_edit(new, cid, "replicas", int(n))
+                        ss.px_design = new
+                        ss.px_rev += 1
+                        ss.pop("px_yaml", None)
+                        st.rerun()
+                    except DesignFileError as e:
+                        W.show_problems(e.problems, title="Replicas not applied")
         with st.expander("Edit as YAML (replicas, models, SLOs, everything)", expanded=False):
             ss.setdefault("px_yaml", dump_design(design))
             st.text_area("Design YAML", key="px_yaml", height=360)
@@ -182,6 +211,7 @@ if prompt is not None:
                 try:
                     ss.px_design = parse_design(ss.px_yaml, "practice.yaml")
                     ss.px_yaml_error = None
+                    ss.px_rev += 1
                     st.rerun()
                 except DesignFileError as e:
                     ss.px_yaml_error = e.problems
@@ -195,6 +225,7 @@ if prompt is not None:
         if cur is not None and cur is not design and b2.button(f"Take over the Builder's design ({cur.name})", key="px_from_builder"):
             ss.px_design = cur
             ss.pop("px_yaml", None)
+            ss.px_rev += 1
             st.rerun()
         for w in design.warnings():
             st.caption(f"⚠ {w.path}: {w.message}")
@@ -279,11 +310,28 @@ if prompt is not None:
                  "and pre-selected on the Compare page.")
         st.page_link("app_pages/compare.py", label="Open Compare", icon="⚖️")
 
-    from review.doc import render_doc
+    from review.doc import Variant, render_doc
 
     if review.estimate is not None:
-        doc = render_doc(ss.px_design, review.estimate, review.result, review.findings, diagram=f"{prompt.id}-attempt.svg")
-        st.download_button("Download design doc (Markdown)", doc, file_name=f"{prompt.id}-attempt.md", mime="text/markdown", key="px_doc")
+        variants = []
+        ref = ss.get("practice_reference")
+        if ref is not None:
+            try:
+                from sim.analytic import estimate as _est
+
+                variants.append(Variant(f"{prompt.id}-reference (analytic)", ref, _est(ref)))
+            except Exception:  # noqa: BLE001 - the doc is still useful without the comparison
+                pass
+        doc = render_doc(ss.px_design, review.estimate, review.result, review.findings, variants, diagram=f"{prompt.id}-attempt.svg")
+        d1, d2 = st.columns(2)
+        d1.download_button("Download design doc (Markdown)", doc, file_name=f"{prompt.id}-attempt.md", mime="text/markdown", key="px_doc")
+        if d2.button("Prepare the HTML version (diagram inline)", key="px_doc_html_make"):
+            from review.doc import render_html
+
+            ss.px_doc_html = render_html(ss.px_design, review.estimate, review.result, review.findings, variants)
+        if ss.get("px_doc_html"):
+            d2.download_button("Download design doc (HTML)", ss.px_doc_html, file_name=f"{prompt.id}-attempt.html", mime="text/html", key="px_doc_html")
+        st.caption("The Markdown refers to the diagram as an SVG beside it; export the SVG from the Export page, or use the HTML.")
     if st.button("New attempt", key="px_new"):
         for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at"):
             ss[k] = None

@@ -6,6 +6,7 @@ Usage::
     sdw lint my.yaml --json                        # a JSON list of findings on stdout
     sdw doc designs/library/llm_serving.yaml -o out/doc.md --html   # doc.md, doc.svg, doc.html
     sdw doc my.yaml -o doc.md --no-sim             # analytic figures only (instant)
+    sdw doc a.yaml --variant b.yaml -o doc.md      # "alternatives considered" compares b on the same seed
 
 Exit codes: 0 ok, 1 invalid design, error-level lint findings, or a failed write; 2 usage.
 Problems go to stderr, never a traceback.
@@ -72,7 +73,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_doc(args: argparse.Namespace) -> int:
     from designs.diagram import to_dot
     from designs.render import RenderError, render
-    from review.doc import annotation_for, render_doc, render_html
+    from review.doc import Variant, annotation_for, render_doc, render_html
     from review.lint import lint
 
     out = Path(args.output)
@@ -85,17 +86,32 @@ def cmd_doc(args: argparse.Namespace) -> int:
     est = _estimate(design, "doc")
     if est is None:
         return 1
+    from sim.engine import simulate
+
     result = None
     if not args.no_sim:
-        from sim.engine import simulate
-
         try:
             result = simulate(design, seed=args.seed, max_requests=args.max_requests, max_seconds=args.max_seconds)
         except Exception as e:  # noqa: BLE001
             _err(f"sdw doc: simulation failed ({e}); writing the analytic figures only")
+    variants = []
+    for vf in args.variant or []:
+        vd = _load(vf)
+        if vd is None:
+            return 1
+        vest = _estimate(vd, "doc")
+        if vest is None:
+            return 1
+        vres = None
+        if not args.no_sim:
+            try:  # same seed as the main design: common random numbers
+                vres = simulate(vd, seed=args.seed, max_requests=args.max_requests, max_seconds=args.max_seconds)
+            except Exception as e:  # noqa: BLE001
+                _err(f"sdw doc: simulation of variant '{vf}' failed ({e}); its analytic figures are used")
+        variants.append(Variant(Path(vf).stem, vd, vest, vres))
     findings = lint(design, est, result)
     svg_name = out.with_suffix(".svg").name
-    md = render_doc(design, est, result, findings, diagram=svg_name)
+    md = render_doc(design, est, result, findings, variants, diagram=svg_name)
     try:
         svg = render(to_dot(design, annotation_for(design, est, result)), "svg").decode("utf-8")
     except RenderError as e:
@@ -110,7 +126,7 @@ def cmd_doc(args: argparse.Namespace) -> int:
             out.with_suffix(".svg").write_text(svg, encoding="utf-8")
             written.append(out.with_suffix(".svg"))
         if args.html:
-            page = render_html(design, est, result, findings, svg=svg or "")
+            page = render_html(design, est, result, findings, variants, svg=svg or "")
             out.with_suffix(".html").write_text(page, encoding="utf-8")
             written.append(out.with_suffix(".html"))
     except OSError as e:
@@ -132,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="Markdown file to write, e.g. doc.md (the SVG goes beside it)")
     p.add_argument("--html", action="store_true", help="also write an HTML page with the diagram inline")
     p.add_argument("--no-sim", action="store_true", help="analytic figures only; skip the simulation")
+    p.add_argument("--variant", action="append", metavar="FILE", help="an alternative design to compare in the doc (repeatable; same seed)")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
     p.add_argument("--max-requests", type=int, default=200_000, help="simulation budget in requests (default 200,000)")
     p.add_argument("--max-seconds", type=float, default=30.0, help="simulation budget in wall seconds (default 30)")

@@ -2,9 +2,9 @@
 
 Usage::
 
-    >>> from designs.diff import diff_designs
-    >>> diff_designs(a, b)
-    ['llm.replicas: 4 → 6', 'workload.requests_per_day: 1e+07 → 2e+07', '+ component cache (cache)']
+    from designs.diff import diff_designs
+    diff_designs(a, b)
+    # ['llm.replicas: 4 → 6', 'workload.requests_per_day: 1e+07 → 2e+07', '+ component cache (cache)']
 
 Components are matched by id and edges by (from, to), so reordering a file is not a change.
 Long free text (problem, notes, assumptions) is reported as 'differs', not printed.
@@ -45,7 +45,26 @@ def _walk(prefix: str, a: Any, b: Any, out: list[str]) -> None:
         for k in list(a) + [k for k in b if k not in a]:
             _walk(f"{prefix}.{k}" if prefix else k, a.get(k), b.get(k), out)
         return
+    # Named records (request classes) are matched by name, like components by id.
+    if _named(a) and _named(b):
+        na, nb = {x["name"]: x for x in a}, {x["name"]: x for x in b}
+        for n in na:
+            if n not in nb:
+                out.append(f"- {prefix} {n}")
+        for n in nb:
+            if n not in na:
+                out.append(f"+ {prefix} {n}")
+        for n in [n for n in na if n in nb]:
+            _walk(f"{prefix}.{n}", na[n], nb[n], out)
+        return
     out.append(f"{prefix}: {format_value(a)} → {format_value(b)}")
+
+
+def _named(v: Any) -> bool:
+    if not isinstance(v, list) or not all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in v):
+        return False
+    names = [x["name"] for x in v]
+    return len(set(names)) == len(names)
 
 
 def diff_designs(a: Design, b: Design) -> list[str]:

@@ -6,13 +6,11 @@ located problems — so the page never holds an invalid design and never parses 
 
 Usage::
 
-    >>> from designs.forms import describe_component, apply_edit
-    >>> spec = {f.name: f for f in describe_component(design.component("llm"))}
-    >>> spec["replicas"].min, spec["replicas"].unit, spec["replicas"].help[:20]
-    (1, 'replicas', 'Number of model repli')
-    >>> design2 = apply_edit(design, "llm", "replicas", 6)
-    >>> design2.component("llm").replicas
-    6
+    from designs.forms import describe_component, apply_edit
+    spec = {f.name: f for f in describe_component(design.component("llm"))}
+    spec["replicas"].min, spec["replicas"].max, spec["replicas"].help   # 1, 10000, 'Number of model replicas.'
+    design2 = apply_edit(design, "llm", "replicas", 6)   # a validated copy; `design` is unchanged
+    apply_edit(design, "llm", "replicas", 0)             # raises DesignFileError: components[2].replicas …
 
 Bounds come from each field's ``Field(ge=…, gt=…, le=…, lt=…)``, units from the suffix of
 the field name (``_ms``, ``_usd``, ``_per_s`` …), help from the docstring under the field.

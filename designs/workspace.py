@@ -12,10 +12,12 @@ Usage::
     >>> import tempfile
     >>> from designs.workspace import Workspace
     >>> ws = Workspace(tempfile.mkdtemp())
-    >>> ws.check_name("../x")
+    >>> ws.check_name("../x")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    designs.workspace.WorkspaceError: name '../x' ...
+    designs.workspace.WorkspaceError: name '../x' contains a path separator or '..'; ...
+    >>> ws.unique_name("my rag v2")
+    'my_rag_v2'
 
 Every write goes to a temporary file in the same folder and is then renamed over the
 target with ``os.replace``, so a crash never leaves half a design file behind. Nothing

@@ -180,12 +180,19 @@ def doc_blocks(
         b.append(("ul", [f"Unstable: {u}" for u in est.unstable]))
     if est.pipeline is not None:
         p = est.pipeline
-        b.append(("p", f"Pipeline: {p.summary}; critical path {' → '.join(p.critical_path)}; {p.gpu_hours:,.1f} GPU-hours, ${p.cost_per_run_usd:,.0f} per run."))
+        b.append(("p", f"Pipeline: {p.summary}; critical path {' → '.join(p.critical_path)}."))
 
     # 5. Simulation
     b.append(("h", 2, "Simulation results"))
     if result is None:
         b.append(("p", "Not simulated for this document (analytic figures only)."))
+    elif result.pipeline is not None:
+        p = result.pipeline
+        b.append(("p", f"Pipeline run (deterministic stage model, no sampling): {p.summary}; "
+                       f"{'fits' if p.fits else 'DOES NOT FIT'} its {p.window_h:g} h window; critical path {' → '.join(p.critical_path)}."))
+        b.append(("table", ["Stage", "Kind", "Start h", "Duration h", "Items in", "Items out", "GPU-hours", "USD", "Detail"],
+                  [(st.id, st.kind, _n(st.start_h), _n(st.duration_h), _n(st.items_in), _n(st.items_out), _n(st.gpu_hours),
+                    f"${st.cost_usd:,.2f}", st.detail) for st in p.stages]))
     else:
         r = result
         b.append(("p", f"{r.simulated_requests:,} requests simulated at {_n(r.arrival_rps, 'requests/s')} (seed {r.seed}, "
@@ -233,6 +240,12 @@ def doc_blocks(
     b.append(("h", 2, "Bottlenecks and scaling plan"))
     plan = []
     bott = (result.bottleneck if result is not None and result.bottleneck else est.bottleneck)
+    pipe = (result.pipeline if result is not None and result.pipeline is not None else est.pipeline)
+    if pipe is not None and pipe.stages:
+        longest = max(pipe.stages, key=lambda st: st.duration_h)
+        plan.append(f"Longest stage: '{longest.id}' ({longest.duration_h:,.2f} h of the {pipe.duration_h:,.2f} h critical path, "
+                    f"window {pipe.window_h:g} h); more {'GPUs' if longest.gpu_hours else 'workers'} there shorten the run first.")
+        bott = None
     if bott:
         u = est.stations[bott].utilization if bott in est.stations else None
         plan.append(f"Bottleneck: '{bott}'" + (f" at {u:.0%} utilisation at peak" if u is not None else "") + ".")
@@ -246,7 +259,11 @@ def doc_blocks(
         elif at2 >= 0.8 and have:
             need2 = max(have, int(-(-have * at2 // 0.8)))
             plan.append(f"'{cid}': {st.utilization:.0%} now, {at2:.0%} at 2× the peak — scale to about {need2} replicas before traffic doubles.")
-    plan.append("Autoscale on queue depth (not CPU/GPU utilisation) with headroom for one replica loss per zone.")
+    if pipe is None:
+        plan.append("Autoscale on queue depth (not CPU/GPU utilisation) with headroom for one replica loss per zone.")
+    else:
+        plan.append(f"Growth: the run scales with items per run; at 2× the data the critical path is about {2 * pipe.duration_h:,.1f} h "
+                    f"against the {pipe.window_h:g} h window.")
     b.append(("ul", plan))
 
     # 8. Failure modes (lint)

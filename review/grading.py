@@ -184,7 +184,8 @@ def _gpus(design: Design, est: Estimate | None) -> tuple[float, str]:
                 le = est.llm[c.id]
                 total += le.gpus_needed
                 lines.append(f"{c.id}: {le.replicas_needed} replicas needed for ≤ 80 % at peak "
-                             f"({_fmt(le.max_requests_per_s_per_replica)} requests/s per replica) × {c.gpus_per_replica} GPU(s) = {le.gpus_needed} GPUs")
+                             f"({_fmt(le.max_requests_per_s_per_replica)} requests/s per replica) × {c.gpus_per_replica} GPU(s) = {le.gpus_needed} GPUs"
+                             + (f" (this design runs {c.gpus})" if c.gpus != le.gpus_needed else ""))
             else:
                 total += c.gpus
                 lines.append(f"{c.id}: {c.replicas} replicas × {c.gpus_per_replica} GPU(s) = {c.gpus} GPUs (as designed)")
@@ -268,8 +269,11 @@ def _grade_one(key: str, user: float | None, model: float, arithmetic: str, desi
         score = 0.3
     else:
         score = 0.0
-    off = f"{ratio:.2f}× the model" if ratio >= 1 else f"{1 / ratio:.2f}× below the model"
-    comment = f"{off}; " + ("within 2×" if within else "more than 2× off")
+    if direction == "match":
+        comment = f"matches the model (ratio {ratio:.2f})"
+    else:
+        off = f"{ratio:.2f}× the model" if ratio >= 1 else f"{1 / ratio:.2f}× below the model"
+        comment = f"{off}; " + ("within 2×" if within else "more than 2× off")
     if not safe:
         comment += " and on the unsafe side (plans too little)"
     elif direction == "high" and not within:
@@ -360,14 +364,15 @@ def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, 
         s = 5 * sum(g.score for g in grades) / len(grades)
         why = [f"{g.label}: {g.verdict} ({g.comment})" for g in grades]
         worst = min(grades, key=lambda g: g.score)
-        probe = f"Walk me through your {worst.label.lower()}: the model says {worst.arithmetic}."
+        name = worst.label if worst.label[:2].isupper() else worst.label[0].lower() + worst.label[1:]
+        probe = f"Walk me through your {name} estimate: the model says {worst.arithmetic}."
     else:
         s, why, probe = 0.0, ["no estimates given"], "Before drawing boxes: what is the peak QPS?"
     out.append(RubricScore(area="estimates", score=_clip(s), reasons=why if given or grades else why, probe=probe))
 
     # Architecture: wiring, cache, KV fit, analytic failures.
     s, why = 5.0, []
-    for rule, cost in (("unwired", 1.0), ("missing_cache", 1.0), ("kv_cache", 1.5), ("analytic_failed", 3.0)):
+    for rule, cost in (("incomplete", 2.5), ("unwired", 1.0), ("missing_cache", 1.0), ("kv_cache", 1.5), ("analytic_failed", 3.0)):
         for f in by_rule.get(rule, []):
             s -= cost if f.severity != "info" else 0
             why.append(f.message)
@@ -377,6 +382,9 @@ def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, 
 
     # Scaling: SLOs at peak, utilisation, stability.
     s, why = 5.0, []
+    if "incomplete" in by_rule:
+        s -= 2.5
+        why.append("the design does not yet carry the prompt's whole request path, so its figures cover only part of it")
     for f in by_rule.get("slo_unmet", []):
         if not f.message.startswith("availability"):
             s -= 2
@@ -443,6 +451,9 @@ def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, 
         s = max(0.0, 5 - 5 * (cost / slo.daily_budget_usd - 1) - 2)
         why = [f"${cost:,.0f}/day over the ${slo.daily_budget_usd:,.0f} budget"]
     lines = rec.cost_breakdown or (estimate.cost_breakdown if estimate is not None else [])
+    if "incomplete" in by_rule:
+        s = min(s, 2.0)
+        why.append("the design is incomplete, so its cost covers only part of the system")
     top = max(lines, key=lambda l: l.usd_per_day) if lines else None
     per1k = rec.cost_per_1k_requests_usd
     probe = (f"Your biggest line is '{top.id}' (${top.usd_per_day:,.0f}/day): what is the first lever to cut it"

@@ -56,6 +56,7 @@ RULES: dict[str, str] = {
     "over_budget": "Cost per day exceeds the budget.",
     "high_utilization": "A component runs above 80 % utilisation at peak (100 %: unstable).",
     "unwired": "A component is not reachable from the entry: it gets no traffic.",
+    "incomplete": "The prompt needs a kind of component (an LLM, retrieval, a judge, a training job) that no path reaches.",
     "analytic_failed": "The analytic model could not evaluate the design.",
 }
 
@@ -89,7 +90,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
             out.append(_estimate_failure(design, e))
             estimate = None
     reach = design.reachable()
-    for rule in (_unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
+    for rule in (_incomplete, _unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
                  _fallback, _slo, _budget, _utilization):
         out.extend(rule(design, estimate, result, prompt, reach))
     order = {"error": 0, "warning": 1, "info": 2}
@@ -113,6 +114,17 @@ def _estimate_failure(design: Design, err: Exception) -> Finding:
 
 
 # --- rules -------------------------------------------------------------------------------------
+
+
+def _incomplete(design, est, result, prompt, reach):
+    kinds = {c.kind for c in design.components if c.id in reach}
+    for group in getattr(prompt, "required", None) or []:
+        if not kinds.intersection(group):
+            present = [c.id for c in design.components if c.kind in group]
+            where = f" ('{present[0]}' exists but no edge leads to it)" if present else ""
+            yield Finding(rule="incomplete", severity="error", component=present[0] if present else None,
+                          message=f"the prompt needs {' or '.join(group)} on the request path, and none is reachable from '{design.entry}'{where}",
+                          fix=(f"connect '{present[0]}' into the flow" if present else f"add a `{group[0]}` and connect it into the flow"))
 
 
 def _unwired(design, est, result, prompt, reach):
@@ -266,7 +278,10 @@ def _eval_loop(design, est, result, prompt, reach):
     if any(c.kind == "judge" for c in design.components):
         return
     mon = [c for c in design.components if c.kind == "monitoring"]
-    if any(_EVAL_WORDS.search(" ".join(filter(None, (c.label, c.notes)))) for c in mon):
+    # An eval step may be any component that says so: monitoring that logs evals, a pipeline's
+    # `eval_gate` batch stage, an offline eval service.
+    if any(_EVAL_WORDS.search(" ".join(filter(None, (c.id.replace("_", " "), c.label, c.notes))))
+           for c in design.components if c.kind not in MODEL_KINDS):
         return
     yield Finding(rule="no_eval_loop", severity="warning" if not mon else "info",
                   message="the design generates with an LLM but nothing evaluates the outputs (no judge, no eval logging named)",

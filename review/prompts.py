@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from designs.io import DesignFileError, load_design
+from designs.io import load_design
 from designs.model import SLO, BatchWindow, Design, RequestClass, Workload
 from components.distributions import fixed_count
 
@@ -95,6 +95,8 @@ class Prompt(_Strict):
     statement: str
     """The problem in the interviewer's words."""
     requirements: Requirements
+    required: list[list[str]] = Field(default_factory=list)
+    """Component kinds an answer must reach from its entry; each inner list holds alternatives."""
     hints: list[str] = Field(default_factory=list)
     probes: list[str] = Field(default_factory=list)
     """Questions the interviewer asks once the design is on the table."""
@@ -140,6 +142,11 @@ def _load(path: str) -> tuple[Prompt, ...]:
             raise PromptFileError(f"{path}: prompts[{n}] ({item.get('id')}).{loc}: {first['msg']}") from None
         if p.id in seen:
             raise PromptFileError(f"{path}: prompts[{n}].id: duplicate id {p.id!r}")
+        from components.catalogue import KINDS
+
+        bad = [k for group in p.required for k in group if k not in KINDS]
+        if bad:
+            raise PromptFileError(f"{path}: prompts[{n}] ({p.id}).required: unknown kind(s) {bad}")
         if (p.reference is None) == (p.reference_inline is None):
             raise PromptFileError(f"{path}: prompts[{n}] ({p.id}): give exactly one of reference / reference_inline")
         seen.add(p.id)
@@ -338,5 +345,3 @@ def _slo_bumps(design: Design, est, data: dict) -> list[str]:
                 break
     return out
 
-
-_ = DesignFileError  # re-exported for callers that catch a missing library file

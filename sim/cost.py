@@ -21,8 +21,8 @@ source; a price set on the component wins and says so):
 * ``training_job`` (and, in pipeline designs, every stage ``sim.pipeline`` prices per run) —
   cost per run × runs per week / 7.
 
-Calls per day use the whole day's volume (``requests_per_day``, or items per run × runs per
-week / 7 for a pipeline design) times the component's visits per request — never the peak rate.
+Calls per day use the whole day's volume (``requests_per_day``; items per run × runs per
+week / 7 for a pipeline design; throughput × 86,400 s for a closed loop) times the component's visits per request — never the peak rate.
 """
 
 from __future__ import annotations
@@ -273,6 +273,9 @@ def daily_cost(
     if wl.batch is not None:
         volume = wl.batch.items_per_run * wl.batch.runs_per_week / 7
         text = f"{wl.batch.items_per_run:,.0f} items/run × {wl.batch.runs_per_week:g} runs/week / 7"
+    elif wl.closed_loop and arrival_rps:
+        # A closed loop has no daily figure of its own: its throughput, all day (as the engine).
+        volume, text = arrival_rps * 86_400, f"{arrival_rps:,.4g} requests/s × 86,400 s"
     else:
         volume, text = wl.requests_per_day, f"{wl.requests_per_day:,.0f} requests/day"
     ctx = CostContext(

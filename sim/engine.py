@@ -51,7 +51,7 @@ __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS"]
 _log = math.log
 
 LLM_KINDS = frozenset({"llm_server", "llm_api"})
-MIN_REPLICATIONS = 5
+MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
 MAX_IN_SYSTEM = 200_000  # requests in flight at once before a replication is cut (unstable)
 MAX_PEAK_RPS = 1e6
 CHECK_EVERY = 2048  # arrivals between wall-clock / cancel / backlog checks (power of two)
@@ -543,20 +543,30 @@ def _analytic(design):
         return None
 
 
-def _rep_size(est, closed: bool) -> int:
-    """Measured requests per replication: long against the slowest station's relaxation time.
+def _rep_plan(est, workload) -> tuple[int, int]:
+    """(measured requests, warm-up requests) per replication.
 
-    For an M/M/c queue the relaxation time is about 1/(μ(√c − √(cρ))²), i.e. ρ/(1 − √ρ)²
-    arrivals; 200 of those keep the initial-transient bias of a replication well under 1 %.
+    Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
+    ρ/(1 − √ρ)² arrivals; 100 of those (after 10 of warm-up) keep a replication's start-up bias well under 1 %.
+    Sojourn: a system holding L = λW requests (an LLM server holds thousands) needs a few W
+    to fill, so the warm-up is at least 5·L arrivals and the window at least 10·L, which also
+    keeps the edge terms of Little's law small (they shrink like L / window).
     """
     rho = 0.8
+    in_system = 0.0
     if est is not None:
         rhos = [s.utilization for s in est.stations.values() if s.servers and s.utilization < 1]
         if rhos:
             rho = max(rhos)
+        if est.latency_ms_mean and math.isfinite(est.latency_ms_mean):
+            in_system = est.arrival_rps * est.latency_ms_mean / 1000.0
+    if workload.closed_loop:
+        in_system = max(in_system, float(workload.concurrent_users))
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
-    return int(min(200_000, max(5_000, 200 * relax)))
+    n_meas = int(min(200_000, max(5_000, 100 * relax, 10 * in_system)))
+    n_warm = int(max(n_meas // 9, 100, 5 * in_system))
+    return n_meas, n_warm
 
 
 def refuse(design, *, whole_day: bool, max_requests: int) -> None:
@@ -655,9 +665,14 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         n_meas = int(OpenLoop.whole_day(wl, _null_rng()).expected_requests() * 1.2) + 1000
         n_warm = 0  # the day starts at midnight with an empty system, as it really does
     else:
-        n_meas = rep_n or _rep_size(est, wl.closed_loop)
-        n_meas = max(200, min(n_meas, max_requests // (2 * MIN_REPLICATIONS)))
-        n_warm = max(n_meas // 9, 100)  # 10 % of the replication
+        n_meas, n_warm = _rep_plan(est, wl)
+        if rep_n:
+            n_meas, n_warm = rep_n, max(n_warm, rep_n // 9)
+        # A budget too small for MIN_REPLICATIONS full replications shortens them instead.
+        cap = max_requests // MIN_REPLICATIONS
+        if n_meas + n_warm > cap:
+            scale = cap / (n_meas + n_warm)
+            n_meas, n_warm = max(100, int(n_meas * scale)), max(10, int(n_warm * scale))
     stopped_by = None
     unstable = False
     total = 0
@@ -756,6 +771,8 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
     warnings = list(warnings)
     done = [o for o in outs if o.lat.n]
     lat, lat_ci, hw_rel = _percentiles(done, "lat", whole_day)
+    if not done and pipeline is None:
+        warnings.append("no measured request completed: latency figures are zero placeholders")
     kinds_on_path = {design.component(c).kind for c in design.reachable()}
     ttft = tpot = ttft_ci = tpot_ci = None
     tokens_per_s = None
@@ -843,9 +860,8 @@ def _percentiles(outs: list[_RepOut], attr: str, whole_day: bool):
     Point = mean over replications of each replication's statistic (the CI is centred on it).
     One whole day: pooled day statistics, intervals from 20 time batches.
     """
-    nan = float("nan")
-    if not outs:
-        return {k: nan for k in _KEYS}, {k: (nan, nan) for k in _KEYS}, None
+    if not outs:  # nothing completed (a pipeline, or every request dropped): zeros, not NaN
+        return {k: 0.0 for k in _KEYS}, {k: (0.0, 0.0) for k in _KEYS}, None
     if whole_day and len(outs) == 1 and attr == "lat" and outs[0].batches:
         point = summary(outs[0].lat)
         per = [summary(b) for b in outs[0].batches if b.n >= 20]

@@ -11,9 +11,9 @@ Usage::
     >>> round(erlang_c(10, 8.0), 4)                 # P(wait) for M/M/10 at 8 Erlangs
     0.4092
     >>> round(mmc_mean_wait(100, 12, 10) * 1000, 2)  # ms; the M/M/10 at rho 0.8333
-    33.66
+    24.38
     >>> round(mmc_response_quantile(0.95, 100, 12, 10) * 1000, 1)
-    359.5
+    291.9
 
 References:
   * Gross, Shortle, Thompson & Harris, *Fundamentals of Queueing Theory*, 4th ed. (2008),

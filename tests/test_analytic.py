@@ -278,3 +278,39 @@ def test_format_estimate_shows_stations_formulas_and_cost():
     for needle in ("api", "db", "Erlang C, M/M/4", "p95 ≈", "bottleneck: api", "Cost: $", "latency_p95_ms"):
         assert needle in text, needle
     assert est.cost_per_1k_requests_usd == pytest.approx(est.cost_per_day_usd / (d.workload.requests_per_day / 1000))
+
+
+def test_batching_replica_capacity_and_light_load_by_hand():
+    # Reranker: 50 pairs per request at 1,800 pairs/s = 27.8 ms of work, 5 ms per pass, batches of 32.
+    d = design([{"id": "rr", "kind": "reranker", "replicas": 2}], rps=0.01)
+    s = estimate(d).stations["rr"]
+    w = 50 / 1800
+    assert s.max_throughput_rps == pytest.approx(2 * 32 / (0.005 + 32 * w))
+    assert s.response_ms_mean == pytest.approx((0.005 + w) * 1000, rel=1e-3)  # alone: one pass of one
+    busy = estimate(design([{"id": "rr", "kind": "reranker", "replicas": 2}], rps=60)).stations["rr"]
+    assert busy.utilization == pytest.approx(60 / s.max_throughput_rps)
+    assert busy.response_ms_mean > s.response_ms_mean and "batch" in busy.formula
+
+
+def test_loop_entered_from_a_side_path_counts_its_repeats_per_request():
+    # Half the requests reach `u` through `a`, not the loop target `v`; u → v (p 0.5, once) still
+    # applies to them. By hand: via v: v, u, then 0.5 × (v, u); via a: a, u, then 0.5 × (v, u).
+    d = design(
+        [svc("e"), svc("a"), svc("v"), svc("u")],
+        [{"from": "e", "to": "a", "p": 0.5}, {"from": "e", "to": "v", "p": 0.5}, {"from": "a", "to": "u"},
+         {"from": "v", "to": "u"}, {"from": "u", "to": "v", "p": 0.5, "max_repeats": 1}],
+    )
+    assert visits_per_request(d) == pytest.approx({"e": 1.0, "a": 0.5, "v": 1.0, "u": 1.5})
+
+
+def test_saturated_llm_server_fails_its_ttft_target():
+    d = design(
+        [{"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "replicas": 1}], rps=200,
+        slo={"ttft_p95_ms": 1000},
+    )
+    est = estimate(d)
+    assert not est.stations["llm"].stable
+    needed = est.llm["llm"].replicas_needed
+    assert est.unstable[0].endswith(f"— {needed - 1} replicas more ({needed} in all for ρ ≤ 0.8)")
+    (ttft,) = est.slo
+    assert ttft.met is False and "unbounded" in ttft.detail

@@ -151,6 +151,11 @@ def test_capacity_runs_a_simulation_and_shows_the_verdict():
     assert at.session_state["verdicts"]["llm_serving"] == verdicts[0]
     # The annotated diagram names the bottleneck's component.
     assert result.bottleneck and any(result.bottleneck in c.proto.spec for c in at.get("graphviz_chart"))
+    # Coming back to the page shows the same run without pressing the button again.
+    _ok(at.switch_page("app_pages/library.py").run())
+    assert verdicts[0] in {c.value for c in at.caption}  # the library card shows the last verdict
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    assert verdicts[0] in [m.value for m in (*at.success, *at.error, *at.info)]
 
 
 def test_compare_two_variants(workspace):
@@ -201,3 +206,17 @@ def test_builder_adds_a_component_and_an_edge():
     at.selectbox(key="edge_from").select("llm")
     _ok(at.button(key="FormSubmitter:add_edge_form-Add edge").click().run())
     assert at.session_state["design"].flow[-1].to == "resp_cache"
+
+
+def test_export_offers_the_run_after_a_simulation():
+    pytest.importorskip("sim.analytic", reason="sim/analytic.py not built yet")
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    for key, value in FAST.items():
+        (at.select_slider if key == "sim_precision" else at.number_input)(key=key).set_value(value)
+    _ok(at.button(key="run_sim").click().run(timeout=120))
+    _ok(at.switch_page("app_pages/export.py").run())
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Run result JSON", "Per-component CSV", "Analytic estimate JSON"} <= labels
+    (table,) = at.dataframe
+    assert set(table.value["id"]) == set(at.session_state["design"].by_id())

@@ -47,3 +47,19 @@ def test_distribution_shape_change_is_one_line():
     a = Design.model_validate(BASE)
     b = apply_edit(a, "svc", "service_time", {"dist": "fixed", "value_ms": 20})
     assert diff_designs(a, b) == ["svc.service_time: {dist: exponential, mean_ms: 20} → {dist: fixed, value_ms: 20}"]
+
+
+def test_request_classes_are_matched_by_name():
+    data = dict(BASE, workload={"requests_per_day": 1e6, "classes": [
+        {"name": "chat", "share": 0.8, "prompt_tokens": {"dist": "fixed", "value": 500}},
+        {"name": "batch", "share": 0.2},
+    ]})
+    a = Design.model_validate(data)
+    b = apply_path(a, "workload.classes", [
+        {"name": "chat", "share": 0.7, "prompt_tokens": {"dist": "fixed", "value": 800}},
+        {"name": "agent", "share": 0.3},
+    ])
+    lines = diff_designs(a, b)
+    assert "workload.classes.chat.share: 0.8 → 0.7" in lines
+    assert "workload.classes.chat.prompt_tokens.value: 500 → 800" in lines
+    assert "- workload.classes batch" in lines and "+ workload.classes agent" in lines

@@ -31,9 +31,13 @@ def test_library_doc_has_diagram_verdict_and_cost(path):
         assert line.id in md
     for cid in est.stations:
         assert cid in md
-    if result.pipeline is None:
+    if result.pipeline is None:  # the p95 and its confidence interval are printed
         lo, hi = result.latency_ms_ci95.p95
-        assert f"[{lo:,.0f}" in md or f"[{lo:.3g}" in md or f"[{lo:,.1f}" in md  # the p95 CI is printed
+        assert f"| Latency (ms) | p95 | {_fmt(result.latency_ms.p95)} | [{_fmt(lo)}, {_fmt(hi)}] |" in md
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
 def test_html_escapes_user_text_and_inlines_svg():
@@ -66,6 +70,10 @@ def test_cli_doc_writes_md_svg_html(tmp_path, capsys):
     assert "![diagram](doc.svg)" in md and "SLO verdict:" in md
     assert (tmp_path / "sub" / "doc.svg").read_text().lstrip().startswith(("<svg", "<?xml", "<!DOCTYPE"))
     assert "<svg" in (tmp_path / "sub" / "doc.html").read_text()
+    # Alternatives considered: a second design, compared in the table.
+    assert main(["doc", str(path), "-o", str(tmp_path / "v.md"), "--no-sim", "--variant", str(LIBRARY[1])]) == 0
+    v = (tmp_path / "v.md").read_text()
+    assert f"| {LIBRARY[1].stem} |" in v and "(this design)" in v
     assert main(["doc", str(path), "-o", str(tmp_path / "doc.txt")]) == 2
     assert main(["doc", str(tmp_path / "missing.yaml"), "-o", str(out)]) == 1
     assert "no such file" in capsys.readouterr().err

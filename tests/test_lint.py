@@ -11,7 +11,8 @@ from designs.io import dump_design, load_design
 from designs.library import library_dir
 from designs.model import Design
 from review.lint import RULES, lint
-from review.prompts import get_prompt
+from designs.forms import add_edge
+from review.prompts import get_prompt, skeleton_design
 
 analytic = pytest.importorskip("sim.analytic")
 
@@ -134,6 +135,9 @@ def test_no_monitoring_and_no_eval_loop():
     judged = make([_api(rpm=60_000), {"id": "judge", "kind": "judge"}, MON], [("api", "judge", {"p": 0.01})])
     assert not fired(judged, "no_monitoring")
     assert not fired(judged, "no_eval_loop")
+    # A pipeline's eval gate (any component that says it evaluates) is an eval loop too.
+    gated = make([_api(rpm=60_000), svc("eval_gate"), MON], [("api", "eval_gate")])
+    assert not fired(gated, "no_eval_loop")
 
 
 def test_no_fallback_for_external_api():
@@ -187,3 +191,13 @@ def test_cli_lint_exit_codes_and_json(tmp_path, capsys):
     broken.write_text("name: x\ncomponents: []\n")
     assert main(["lint", str(broken)]) == 1
     assert "broken.yaml" in capsys.readouterr().err
+
+
+def test_incomplete_for_the_prompt():
+    prompt = get_prompt("serve-10m")
+    skeleton = skeleton_design(prompt)  # the LLM is not wired yet
+    f = fired(skeleton, "incomplete", prompt=prompt)
+    assert f and f[0].severity == "error" and f[0].component == "llm" and "no edge leads to it" in f[0].message
+    wired = add_edge(skeleton, "router", "llm")
+    assert not fired(wired, "incomplete", prompt=prompt)
+    assert not fired(skeleton, "incomplete")  # without a prompt there is nothing to require

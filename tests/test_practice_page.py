@@ -43,6 +43,20 @@ def test_prompts_cover_the_guide_with_variations():
     assert ref.workload.requests_per_day == 10_000_000 and ref.slo.latency_p95_ms == 1000
 
 
+def test_every_reference_meets_its_prompt_by_the_analytic_model():
+    from sim.analytic import estimate
+
+    from review.lint import lint
+
+    for p in load_prompts():
+        ref = reference_design(p)
+        est = estimate(ref)
+        missed = [(c.metric, c.value, c.target) for c in est.slo if c.met is False]
+        assert not missed, (p.id, missed)
+        assert est.cost_per_day_usd <= p.requirements.daily_budget_usd, p.id
+        assert not [f.rule for f in lint(ref, est, prompt=p) if f.severity == "error"], p.id
+
+
 def test_practice_flow_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("SDW_WORKSPACE", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60)
@@ -79,13 +93,15 @@ def test_practice_flow_end_to_end(tmp_path, monkeypatch):
     assert "lb" in dot and "llm" in dot and "->" in dot
     text = at.text_area(key="px_yaml").value
     assert "- {from: lb, to: llm" in text
-    # The skeleton's 70B in BF16 on 2 GPUs does not fit; make it FP8 on 4 GPUs, 3 replicas.
+    # The skeleton's 70B in BF16 on 2 GPUs does not fit; make it FP8 on 4 GPUs (YAML), 3 replicas.
     fixed = (text.replace("gpus_per_replica: 2", "gpus_per_replica: 4")
-             .replace("precision: bf16\n  kv_cache_precision", "precision: fp8\n  kv_cache_precision")
-             .replace("  replicas: 1\n", "  replicas: 3\n"))
-    assert fixed.count("gpus_per_replica: 4") == 1 and "replicas: 3" in fixed
+             .replace("precision: bf16\n  kv_cache_precision", "precision: fp8\n  kv_cache_precision"))
+    assert fixed.count("gpus_per_replica: 4") == 1 and fixed.count("precision: fp8") == 1
     at.text_area(key="px_yaml").set_value(fixed).run()
     at.button(key="px_apply_yaml").click()
+    at.run()
+    at.number_input(key=f"px_rep_llm_{at.session_state['px_rev']}").set_value(3)
+    at.button(key="px_apply_replicas").click()
     at.run()
     llm = at.session_state["px_design"].component("llm")
     assert (llm.gpus_per_replica, llm.precision, llm.replicas) == (4, "fp8", 3)
@@ -111,6 +127,11 @@ def test_practice_flow_end_to_end(tmp_path, monkeypatch):
     assert saved[0].estimates["peak_qps"] == 17.0 and "lb, to: llm" in saved[0].design_yaml
     assert 0 <= saved[0].total <= 100
     assert (tmp_path / "designs" / f"{PROMPT}-reference.yaml").is_file()
+
+    # The reference is pre-selected next to the attempt on the Compare page.
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare_pick").value == [f"workspace: {PROMPT}-attempt", f"workspace: {PROMPT}-reference"]
 
     # A fresh app (a restart) lists the attempt from the database.
     at2 = AppTest.from_file(APP, default_timeout=60)

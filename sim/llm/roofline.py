@@ -9,7 +9,7 @@ Usage::
     >>> from sim.llm.roofline import ServingSpec
     >>> spec = ServingSpec.from_component(LLMServer(id="llm", model="llama-3.1-8b"))
     >>> round(spec.weights_bytes / 1e9, 2), spec.kv_bytes_per_token
-    (16.06, 131072.0)
+    (16.06, 131072)
     >>> round(spec.decode_step_s(1, 1000) * 1e3, 2)    # ms, memory-bound at batch 1
     7.94
 
@@ -22,6 +22,13 @@ The formulas (all per replica of ``g`` GPUs, bandwidth ``BW``, dense peak ``F``)
 * an iteration that mixes decode and prefill (continuous batching) reads the weights once:
   max((W_read + KV_read) / (g·BW·η_bw), decode FLOP time + prefill FLOP time) × (1 + tp) + overhead
 * KV capacity  = (g·HBM·gpu_memory_utilization − W − g·reserve) / kv_bytes_per_token
+
+The analytic twin (`llm_estimate`, `llm_service_moments`) runs the same iteration arithmetic
+in the mean: sequences in the batch (length-biased towards long outputs), iterations per second
+as a fixed point of decode steps and prefill-carrying iterations, Little's law for the batch at
+a given load. Against the batching simulation on the serving library workload it lands within
+~10 % on max throughput and TPOT up to ~90 % load; TTFT near saturation is underestimated
+(prefill lumps queue behind each other), which is why `sdw run` exists.
 
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,

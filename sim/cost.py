@@ -68,8 +68,27 @@ class CostContext:
         return None
 
 
-def _src(key: str) -> str:
-    return source_of("price", key).split(" | ")[0]
+def _src(key: str, why: str = "") -> str:
+    """'prices.csv <row> (<why this row>) — <the row's source>': which price row a line uses and why."""
+    row = f"prices.csv {key}" + (f" ({why})" if why else "")
+    return f"{row} — {source_of('price', key).split(' | ')[0]}"
+
+
+# Why each kind without a price row of its own is priced at the row it uses (no invented prices).
+_CPU_REPLICA = "one m7i.xlarge, 4 vCPU / 16 GiB, per replica"
+_WHY = {
+    "service": _CPU_REPLICA,
+    "api_gateway": "a self-hosted gateway priced as one CPU replica, 4 vCPU, per replica; prices.csv has no API-gateway price",
+    "guardrail": "a CPU classifier priced as one CPU replica, 4 vCPU, per replica; prices.csv has no guardrail price",
+    "cache": "ElastiCache cache.r7g.large per node",
+    "database": "RDS db.m7g.large Single-AZ per instance",
+    "vector_db": "self-hosted Qdrant node, 8 vCPU / 32 GiB, the node class of its QPS benchmark",
+    "keyword_search": ("same 8 vCPU node class as the Qdrant benchmark behind vector_db; "
+                       "no separate keyword-search price"),
+    "embedder": "CPU replica, 4 vCPU; no embedder price",
+    "reranker": "CPU replica, 4 vCPU; no reranker price",
+    "batch_stage": "one worker priced as one CPU replica, 4 vCPU; no batch-worker price",
+}
 
 
 def _money(x: float) -> str:
@@ -81,17 +100,16 @@ def _hourly(cid: str, kind: str, n: int, unit: str, usd_h: float, source: str) -
                     rule=f"{n} {unit}{'s' if n != 1 else ''} × {_money(usd_h)}/h × 24 h", source=source)
 
 
-def _catalogue_or(value: float | None, key: str) -> tuple[float, str]:
+def _catalogue_or(value: float | None, key: str, why: str = "") -> tuple[float, str]:
     if value is not None:
         return value, "set in the design"
-    return price(key), _src(key)
+    return price(key), _src(key, why)
 
 
-def _pool_rule(key: str, unit: str = "replica", note: str = "") -> Callable[[Any, CostContext], CostLine]:
+def _pool_rule(key: str, unit: str = "replica") -> Callable[[Any, CostContext], CostLine]:
     def rule(comp, ctx):
-        usd_h, src = price(key), _src(key)
-        line = _hourly(comp.id, comp.kind, comp.replicas, unit, usd_h, src + note)
-        return line
+        usd_h, src = price(key), _src(key, _WHY.get(comp.kind, ""))
+        return _hourly(comp.id, comp.kind, comp.replicas, unit, usd_h, src)
 
     return rule
 
@@ -102,18 +120,19 @@ def _load_balancer(comp, ctx):
     usd = comp.replicas * base * 24 + calls / 1e6 * per_m
     return CostLine(id=comp.id, kind=comp.kind, usd_per_day=usd,
                     rule=f"{comp.replicas} × {_money(base)}/h × 24 h + {calls:,.0f} requests/day × {_money(per_m)}/1M",
-                    source=f"{_src('lb_hour')}; {_src('lb_usd_per_million_requests')}")
+                    source=f"{_src('lb_hour', 'ALB base charge per instance')}; "
+                           f"{_src('lb_usd_per_million_requests', 'ALB LCUs at one new connection per request')}")
 
 
 def _queue(comp, ctx):
-    per_m, src = _catalogue_or(comp.usd_per_million_requests, "queue_usd_per_million_requests")
+    per_m, src = _catalogue_or(comp.usd_per_million_requests, "queue_usd_per_million_requests", "SQS Standard")
     calls = ctx.calls_per_day.get(comp.id, 0.0)
     return CostLine(id=comp.id, kind=comp.kind, usd_per_day=calls / 1e6 * per_m,
                     rule=f"{calls:,.0f} enqueues/day × {_money(per_m)}/1M requests", source=src)
 
 
 def _object_storage(comp, ctx):
-    per_gb, src = _catalogue_or(comp.usd_per_gb_month, "object_storage_gb_month")
+    per_gb, src = _catalogue_or(comp.usd_per_gb_month, "object_storage_gb_month", "S3 Standard, first 50 TB")
     return CostLine(id=comp.id, kind=comp.kind, usd_per_day=comp.storage_gb * per_gb / DAYS_PER_MONTH,
                     rule=f"{comp.storage_gb:,.0f} GB × {_money(per_gb)}/GB-month / {DAYS_PER_MONTH} days", source=src)
 
@@ -171,8 +190,9 @@ def _token_pool(comp, ctx):
         usd_h, src = comp.replica_hourly_usd, "set in the design"
     elif comp.gpu:
         usd_h, src = _gpu_price(comp.gpu, None)
+        src = f"gpus.csv {comp.gpu} hourly price (one GPU per replica) — {src}"
     else:
-        usd_h, src = price("cpu_replica_hour"), _src("cpu_replica_hour")
+        usd_h, src = price("cpu_replica_hour"), _src("cpu_replica_hour", _WHY[comp.kind])
     unit = f"{comp.gpu} replica" if comp.gpu else "CPU replica"
     return _hourly(comp.id, comp.kind, comp.replicas, unit, usd_h, src)
 
@@ -185,7 +205,7 @@ def _tool(comp, ctx):
 
 
 def _batch_stage(comp, ctx):
-    usd_h, src = _catalogue_or(comp.worker_hourly_usd, "cpu_replica_hour")
+    usd_h, src = _catalogue_or(comp.worker_hourly_usd, "cpu_replica_hour", _WHY["batch_stage"])
     return _hourly(comp.id, comp.kind, comp.workers, "worker", usd_h, src)
 
 
@@ -215,7 +235,7 @@ def _monitoring(comp, ctx):
 COST_RULES: dict[str, Callable[[Any, CostContext], CostLine]] = {
     "service": _pool_rule("cpu_replica_hour"),
     "load_balancer": _load_balancer,
-    "api_gateway": _pool_rule("cpu_replica_hour", note=" (self-hosted gateway priced as a CPU replica)"),
+    "api_gateway": _pool_rule("cpu_replica_hour"),
     "cache": _pool_rule("cache_node_hour", "node"),
     "queue": _queue,
     "database": _pool_rule("database_instance_hour", "instance"),
@@ -224,7 +244,7 @@ COST_RULES: dict[str, Callable[[Any, CostContext], CostLine]] = {
     "llm_api": _api,
     "embedder": _token_pool,
     "vector_db": _pool_rule("vector_db_node_hour", "node"),
-    "keyword_search": _pool_rule("vector_db_node_hour", "node", note=" (same 8-vCPU node shape as the vector DB)"),
+    "keyword_search": _pool_rule("vector_db_node_hour", "node"),
     "reranker": _token_pool,
     "guardrail": _pool_rule("cpu_replica_hour"),
     "tool": _tool,

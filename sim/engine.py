@@ -12,17 +12,27 @@ Usage::
 How a run goes:
 
 1. `sim.analytic.estimate(design)` first. If a station is saturated (ρ ≥ 1) the engine runs
-   one bounded window, reports the growing backlog and `stable=False`, and stops.
-2. Otherwise independent replications, each starting empty: the first ~10 % of requests are
-   warm-up and deleted (MSER-5 on the first replication may lengthen it), the next `n` are
-   measured, arrivals continue while the measured ones drain.
-3. After each replication, the 95 % t-interval of the replication p95s; stop when its half-width
-   is ≤ `precision` × p95, or when `max_requests` / `max_seconds` would be exceeded, or on
-   `cancel` / Ctrl-C (then `partial=True`). `stopped_by` says which.
+   one bounded window (≤ 50,000 arrivals), reports the growing backlog and `stable=False`.
+2. Otherwise one run from an empty system: a warm-up (at least 20 relaxation times of the
+   busiest station and 15 × the requests in flight; MSER-5 may extend it), then consecutive
+   batches of n requests (100 relaxation times, 10 × in flight, ≥ 5,000). Batch means:
+   each batch gives its own mean and percentiles; intervals are Student-t over the batches.
+   (Independent replications would pay the warm-up again for every interval point; for an
+   LLM server holding thousands of requests that is most of the work.)
+3. At every batch boundary: stop when at least 10 batches are complete and the p95's 95 %
+   half-width is ≤ `precision` × p95, or when `max_requests` / `max_seconds` would be
+   exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
+   requests then drain while arrivals continue. `replications=k` runs exactly k batches.
+4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
+   measured; intervals from 20 time batches (indicative: traffic varies by hour).
 
-Randomness: replication r uses streams named by (seed, r, purpose): arrivals, tokens, and one
-per component for service times and one per component for routing, so variants that share
-components see the same numbers (common random numbers).
+Randomness: streams named by (seed, purpose): arrivals, tokens, and per component one for
+service times and one for routing, so variants that share components see the same numbers
+(common random numbers); `compare` also gives every variant the same batch plan.
+
+Statistics stream: per-batch log histograms (0.1 % bins), per-station sums; memory does not
+grow with the number of requests. Little's law (time-average in system vs λW) is checked
+on the pooled batches and reported.
 
 Routing implements `designs.model`'s flow semantics: branches by `p`, cache hits and guardrail
 blocks end the request, parallel edges fan out and join at `design.join_of`, back edges loop
@@ -35,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from heapq import heappop, heappush
 
@@ -43,7 +53,7 @@ import simpy
 
 from .request import Request, SimContext
 from .stations import BrokerStation, _Call, later, make_station
-from .stats import LogHistogram, half_width, mean_ci, mser5, summary, thin
+from .stats import LogHistogram, half_width, mean_ci, mser5, summary
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
 
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS"]
@@ -67,9 +77,10 @@ class SimulationRefused(ValueError):
 class _Node:
     """One component in the flow: its station and what happens after it."""
 
-    __slots__ = ("id", "station", "cb", "single", "cum", "targets", "fan", "join", "loops", "rng", "is_queue", "rep")
+    __slots__ = ("id", "station", "cb", "single", "cum", "targets", "fan", "join", "loops", "rng", "is_queue", "rep",
+                 "is_last")
 
-    def __init__(self, cid: str, station, rep: "_Replication"):
+    def __init__(self, cid: str, station, rep: "_Run"):
         self.id = cid
         self.station = station
         self.rep = rep
@@ -81,6 +92,7 @@ class _Node:
         self.loops: list[tuple[int, float, int, _Node]] = []
         self.rng = None
         self.is_queue = isinstance(station, BrokerStation)
+        self.is_last = False  # no edges out: the path ends here
         self.cb = self.after  # bind once: stations call node.cb(req, ok)
 
     def after(self, req: Request, ok: bool) -> None:
@@ -122,16 +134,6 @@ class _Node:
                     _goto(target, req)
                     return
         req.k(req, True)  # no branch taken: the request is finished
-
-    def after_single(self, req: Request, ok: bool) -> None:
-        """`after` for the common node: one plain edge with p = 1, no loops (hot path)."""
-        if ok and not req.stop:
-            nxt = self.single
-            if nxt is not req.bound:
-                nxt.station.arrive(req, nxt.cb)
-                return
-        req.stop = False
-        req.k(req, ok)
 
     def after_last(self, req: Request, ok: bool) -> None:
         """`after` for a node with no outgoing edges: the request (or branch) ends here."""
@@ -178,7 +180,32 @@ def _goto(node: _Node, req: Request) -> None:
         node.station.arrive(req, node.cb)
 
 
-def _build_nodes(design, rep: "_Replication") -> dict[str, _Node]:
+def _single_cb(nxt: _Node):
+    """`after` for the common node (one plain edge with p = 1, no loops) as a closure: the
+    successor and its `arrive` are locals, the cheapest hop on the hot path."""
+    arrive = nxt.station.arrive
+    if nxt.is_last:
+        # The successor ends the path: hand it the request's own continuation (one hop fewer).
+        def after_to_last(req: Request, ok: bool) -> None:
+            if ok and not req.stop and req.bound is not nxt:
+                arrive(req, req.k)
+                return
+            req.stop = False
+            req.k(req, ok)
+
+        return after_to_last
+
+    def after(req: Request, ok: bool) -> None:
+        if ok and not req.stop and req.bound is not nxt:
+            arrive(req, nxt.cb)
+            return
+        req.stop = False
+        req.k(req, ok)
+
+    return after
+
+
+def _build_nodes(design, rep: "_Run") -> dict[str, _Node]:
     nodes = {c.id: _Node(c.id, make_station(c, rep.ctx), rep) for c in design.components}
     for idx, e in enumerate(design.flow):
         src = nodes[e.from_]
@@ -203,89 +230,155 @@ def _build_nodes(design, rep: "_Replication") -> dict[str, _Node]:
                 node.cum.append(acc)
                 node.targets.append(nodes[e.to])
     for node in nodes.values():
-        if not node.loops and not node.is_queue:
-            if node.single is not None:
-                node.cb = node.after_single
-            elif not node.fan and not node.cum:
-                node.cb = node.after_last
+        if not node.loops and not node.is_queue and node.single is None and not node.fan and not node.cum:
+            node.cb = node.after_last
+            node.is_last = True
+    for node in nodes.values():
+        if not node.loops and not node.is_queue and node.single is not None:
+            node.cb = _single_cb(node.single)
     return nodes
 
 
-# --- one replication ------------------------------------------------------------------------
+# --- one run: warm-up, then consecutive batches -------------------------------------------------
 
 
 @dataclass
-class _RepOut:
-    lat: LogHistogram
-    ttft: LogHistogram
-    tpot: LogHistogram
-    generated: int = 0
+class _Seg:
+    """One batch of measured requests (consecutive arrivals) and what they measured."""
+
+    first_id: int
+    end_id: int = 1 << 62  # first arrival id after this batch
+    lat: LogHistogram = field(default_factory=LogHistogram)
+    ttft: LogHistogram = field(default_factory=LogHistogram)
+    tpot: LogHistogram = field(default_factory=LogHistogram)
     measured: int = 0
     completed: int = 0
     dropped: int = 0
-    unfinished: int = 0
+    outstanding: int = 0
+    t_start: float = 0.0
     window_s: float = 0.0
+    area_start: float = 0.0
     mean_in_system: float = 0.0
-    sojourn_sum_s: float = 0.0
-    sojourn_n: int = 0
+    dropped_sojourn_s: float = 0.0
     answer_tokens: int = 0
     components: dict = field(default_factory=dict)
-    cut: str | None = None  # None, "cancel", "max_seconds", "backlog"
-    in_system_end: int = 0  # at the end of the measured window
-    in_system_mid: int = 0  # halfway through it (backlog growth of an unstable run)
+    closed: bool = False
+    in_system_start: int = 0
+    in_system_mid: int = 0
     t_mid: float = 0.0
+    in_system_end: int = 0
     t_end: float = 0.0
-    series: list | None = None  # latencies by arrival order (first replication, for MSER-5)
     batches: list | None = None  # whole day: per-time-batch histograms
+    values: list | None = field(default_factory=list)  # latencies (s) until the batch is summarised
+    stats: dict | None = None  # the summary (seconds): n, total, mean, p50 … p99, cdf points
+
+    def ok_count(self) -> int:
+        if self.values is not None:
+            return len(self.values)
+        return self.stats["n"] if self.stats is not None else self.lat.n
+
+    def finalize(self) -> dict:
+        """Summarise the batch's latencies once (exact order statistics) and free the list.
+
+        A plain list append per request is the cheapest thing the hot path can do; sorting a
+        batch once in C costs less than binning every value. Whole-day runs (one batch of
+        millions) use the streaming histogram `lat` instead.
+        """
+        if self.stats is None or self.values is not None:
+            if self.values is not None:
+                self.stats = _order_stats(self.values)
+                self.values = None
+            else:
+                h = self.lat
+                q = h.quantiles(_CDF_QS)
+                self.stats = {"n": h.n, "total": h.total, "mean": h.mean() if h.n else 0.0,
+                              **dict(zip(("p50", "p90", "p95", "p99"), h.quantiles((0.5, 0.9, 0.95, 0.99)))),
+                              "cdf": q if h.n else []}
+        return self.stats
 
 
-class _Replication:
-    """One independent run of the design from an empty system."""
+_CDF_POINTS = 256
+_CDF_QS = tuple((i + 0.5) / _CDF_POINTS for i in range(_CDF_POINTS))
 
-    def __init__(self, design, seed: int, index: int, n_warm: int, n_meas: int, *, whole_day: bool,
-                 deadline: float, cancel, sample: list, keep_series: int = 0, n_batches: int = 20):
+
+def _order_stats(values: list[float]) -> dict:
+    """n, total, mean, p50/p90/p95/p99 (linear between order statistics) and CDF points."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "total": 0.0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0, "cdf": []}
+    xs = sorted(values)
+    total = math.fsum(xs)
+
+    def q(p: float) -> float:
+        pos = p * (n - 1)
+        i = int(pos)
+        if i + 1 >= n:
+            return xs[-1]
+        return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
+
+    return {"n": n, "total": total, "mean": total / n, "p50": q(0.5), "p90": q(0.9), "p95": q(0.95), "p99": q(0.99),
+            "cdf": [q(p) for p in _CDF_QS]}
+
+
+class _Run:
+    """One simulation of the design from an empty system, measured in consecutive batches.
+
+    Arrival ids [0, n_warm) are warm-up; then batch b holds ids [n_warm + b·n, n_warm + (b+1)·n).
+    At each batch boundary the stations' statistics are snapshotted and reset, and the run
+    pauses so the engine can apply its stopping rule; `finish()` stops measuring and lets the
+    measured requests drain while arrivals continue. Whole day: one batch, the day's arrivals.
+    """
+
+    def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
+                 cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False):
         self.design = design
         self.env = env = simpy.Environment()
-        self.ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed, replication=index)  # type: ignore[arg-type]
+        self.ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
         self.ctx.rng = self.ctx.stream("general")
         self.nodes = _build_nodes(design, self)
         self.entry = self.nodes[design.entry]
+        self.entry_arrive = self.entry.station.arrive
+        self.entry_last = self.entry.is_last
         self.stations = [n.station for n in self.nodes.values()]
         self.brokers = [s for s in self.stations if isinstance(s, BrokerStation)]
         wl = design.workload
         self.n_warm, self.n_meas = n_warm, n_meas
-        self.n_end = n_warm + n_meas
+        self.meas_end = 1 << 62  # first id not measured (set by finish())
         self.whole_day = whole_day
+        self.no_drain = no_drain
         self.deadline, self.cancel = deadline, cancel
         self.draw = class_sampler(wl, self.ctx.stream("tokens"))
-        self.closed = wl.closed_loop
-        if self.closed:
+        self.closed_loop = wl.closed_loop
+        if self.closed_loop:
             self.think = think_sampler(wl, self.ctx.stream("think"))
             self.source = None
         elif whole_day:
             self.source = OpenLoop.whole_day(wl, self.ctx.stream("arrivals"))
         else:
             self.source = OpenLoop(wl.peak_rps, self.ctx.stream("arrivals"))
-        self.out = _RepOut(LogHistogram(), LogHistogram(), LogHistogram())
-        self.sample = sample  # shared across replications: the evenly thinned latency sample
+        self.segs: list[_Seg] = []
+        self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
         self.n_in = 0
         self.area = 0.0
         self.t_area = 0.0
-        self.area_w = 0.0
-        self.t_w = 0.0
-        self.outstanding = 0
-        self.windowed = False
+        self.cut: str | None = None
         self.stopped = False
-        self.end_cb = self.end
+        self.paused = False
+        self.draining = False
+        self.drain_upto = 0
+        self.drain_cap = 1 << 62
         self.no_more = False
-        self.no_drain = False
-        # Arrivals continue while the measured requests drain, up to twice the window.
-        self.drain_cap = 2 * self.n_end + 10
-        self.half = n_warm + n_meas // 2
+        self.drain_capped = False
+        if whole_day:
+            self.n_meas = 1 << 62  # one batch: the whole day
+        self._end_inner = self._end_day if whole_day else (self._end_series if keep_series else self.end)
+        self.end_cb = self._end_user if wl.closed_loop else self._end_inner
         self.mark = 0
+        self.mid = n_meas // 2 if no_drain else -1
         self.heap, self.eid = env._queue, env._eid
         self.arr_cb = self._arrival
+        self.arr_cbs = [self._arrival]
         src = self.source
         self.rate = src.rate if (src is not None and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
@@ -294,53 +387,87 @@ class _Replication:
         self.fixed = None
         if len(classes) == 1 and c0.prompt_tokens.dist == "fixed" and c0.output_tokens.dist == "fixed":
             self.fixed = (0, max(1, int(round(c0.prompt_tokens.expected()))), max(1, int(round(c0.output_tokens.expected()))))
-        if keep_series:
-            self.out.series = [math.nan] * min(keep_series, self.n_end)
-        if whole_day:
-            self.batch_s = DAY_S / n_batches
-            self.out.batches = [LogHistogram() for _ in range(n_batches)]
+        self.batch_s = DAY_S / n_time_batches
+        self.n_time_batches = n_time_batches
+        self.started = False
 
-    # -- arrivals --
-    def run(self) -> _RepOut:
+    # -- control (called by the engine) --
+    def advance(self) -> str:
+        """Run to the next batch boundary ("boundary"), the end ("done") or a cut ("cut")."""
         env = self.env
-        if self.closed:
-            for u in range(self.design.workload.concurrent_users):
-                self._schedule_user(u)
-        else:
-            g = self.source.gap(0.0)
-            if g is not None:
-                later(env, g, self._arrival)
-        if self.n_warm == 0:
-            self._open_window(0.0)
+        if not self.started:
+            self.started = True
+            if self.closed_loop:
+                for u in range(self.design.workload.concurrent_users):
+                    self._schedule_user(u)
+            else:
+                g = -_log(1.0 - self.rand()) / self.rate if self.rate else self.source.gap(0.0)
+                if g is not None:
+                    later(env, g, self._arrival)
+            if self.whole_day:
+                self._open_seg(0.0, 0)
+        self.paused = False
         try:
             _drive(env)
         except _Stop:
             pass
         except KeyboardInterrupt:
-            self.out.cut = "cancel"
-        now = env.now
-        if not self.windowed or self.out.window_s == 0.0:
-            self._close_window(now)
-        self.out.unfinished = self.outstanding
-        self.out.generated = self.next_id
-        return self.out
+            self.cut = "cancel"
+            self.stopped = True
+        if self.cut is not None:
+            self._close_seg(env.now)
+            return "cut"
+        if self.paused:
+            return "boundary"
+        self.stopped = True
+        self._close_seg(env.now)
+        return "done"
 
+    def finish(self, drain: bool = True) -> None:
+        """Measure no more arrivals; run until the measured batches have drained (bounded)."""
+        if self.stopped:
+            return
+        self.meas_end = self.next_id
+        # The batch opened at the boundary just passed holds one request: it is left out.
+        self.drain_upto = len(self.segs) - 1 if (self.segs and not self.segs[-1].closed) else len(self.segs)
+        if not drain or self._drained():
+            self.stopped = True
+            return
+        self.draining = True
+        self.drain_cap = self.next_id + 2 * self.n_meas + 10  # long-tail guard: never wait forever
+        self.advance()
+        self.stopped = True
+
+    # -- arrivals --
     def _next_mark(self, i: int) -> int:
         """The next arrival index at which something other than routine happens."""
-        marks = [m for m in (self.half, self.n_warm, self.n_end) if m > i]
-        marks.append((i // CHECK_EVERY + 1) * CHECK_EVERY)
+        marks = [(i // CHECK_EVERY + 1) * CHECK_EVERY]
+        if i < self.n_warm:
+            marks.append(self.n_warm)
+        elif self.n_meas and not self.whole_day:
+            marks.append(self.n_warm + ((i - self.n_warm) // self.n_meas + 1) * self.n_meas)
+        if self.mid > i:
+            marks.append(self.mid)
+        if self.drain_cap > i:
+            marks.append(self.drain_cap)
         return min(marks)
 
     def _on_mark(self, i: int, now: float) -> None:
-        if i == self.half:
-            self.out.in_system_mid = self.n_in
-            self.out.t_mid = now
-        if i == self.n_warm and i:
-            self._open_window(now)
-        elif i == self.n_end:
-            self._close_window(now)
-            if self.no_drain or self.outstanding == 0:
-                self._stop()
+        if i == self.mid and self.segs:
+            self.segs[-1].in_system_mid = self.n_in
+            self.segs[-1].t_mid = now
+        if i >= self.drain_cap:
+            self.drain_capped = True  # the slowest measured requests are left unfinished
+            self._stop()
+        if i >= self.n_warm and not self.whole_day and (i - self.n_warm) % self.n_meas == 0 and i < self.meas_end:
+            if self.segs:
+                self._close_seg(now)
+                if self.no_drain:
+                    self.next_id = i  # request i is never created
+                    self._stop()
+            self._open_seg(now, i)
+            if len(self.segs) > 1:
+                self._pause()
         if not (i % CHECK_EVERY):
             self._check(now)
         self.mark = self._next_mark(i)
@@ -354,35 +481,46 @@ class _Replication:
             cls, pt, ot = self.fixed
         else:
             cls, pt, ot = self.draw()
-        measured = self.n_warm <= i < self.n_end
-        req = Request(i, cls, now, pt, ot, measured)
+        req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
-        if measured:
-            self.outstanding += 1
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
         self.n_in += 1
         return req
 
     def _arrival(self, ev) -> None:
+        # _new_request, written out: this runs once per request.
         now = self.env._now
-        req = self._new_request(now)
+        i = self.next_id
+        self.next_id = i + 1
+        if i == self.mark:
+            self._on_mark(i, now)
+        if self.fixed is not None:
+            cls, pt, ot = self.fixed
+        else:
+            cls, pt, ot = self.draw()
+        req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
+        req.k = self.end_cb
+        self.area += self.n_in * (now - self.t_area)
+        self.t_area = now
+        self.n_in += 1
         rate = self.rate
         # Constant rate: the gap drawn inline, exactly as random.expovariate does it.
         g = -_log(1.0 - self.rand()) / rate if rate else self.source.gap(now)
-        if g is not None and self.next_id < self.drain_cap:
+        if g is not None:
             ev = _Call()
-            ev.callbacks = [self.arr_cb]
-            ev._ok = True
+            ev.callbacks = self.arr_cbs
             ev._value = None
             heappush(self.heap, (now + g, 1, next(self.eid), ev))
         else:
-            # The horizon (whole day) or the drain cap is reached: no more arrivals.
-            self._close_window(now)
+            # The horizon (whole day) is reached: no more arrivals; drain what is in flight.
             self.no_more = True
-            if self.outstanding == 0:
-                self._stop()
-        self.entry.station.arrive(req, self.entry.cb)
+            self.meas_end = min(self.meas_end, self.next_id)
+            if self.segs and not self.segs[-1].closed:
+                self._close_seg(now)
+            self.draining = True
+            self.drain_upto = len(self.segs)
+        self.entry_arrive(req, self.end_cb if self.entry_last else self.entry.cb)
 
     def _schedule_user(self, u: int) -> None:
         later(self.env, self.think(), self._user_sends, u)
@@ -390,54 +528,76 @@ class _Replication:
     def _user_sends(self, ev) -> None:
         if self.stopped:
             return
-        if self.next_id >= self.drain_cap:
-            self._close_window(self.env._now)
-            self.no_more = True
-            return
         req = self._new_request(self.env._now)
         req.user = ev._value
         self.entry.station.arrive(req, self.entry.cb)
 
     # -- departures --
     def end(self, req: Request, ok: bool) -> None:
+        """A request (its caller's part) is over: account it. The hot path: lean on purpose."""
         now = self.env._now
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
         self.n_in -= 1
-        series = self.out.series
-        if series is not None and ok and req.id < len(series):
-            series[req.id] = now - req.t0
         if req.measured:
-            out = self.out
+            seg = self.segs[(req.id - self.n_warm) // self.n_meas]
             soj = now - req.t0
-            out.sojourn_sum_s += soj
-            out.sojourn_n += 1
             if ok:
-                out.completed += 1
-                out.lat.add(soj)
-                s = self.sample
-                s[1] += 1
-                if s[1] >= s[2]:  # keep every stride-th latency; halve when full
-                    s[1] = 0
-                    s[0].append(soj)
-                    if len(s[0]) >= 2 * s[3]:
-                        del s[0][1::2]
-                        s[2] *= 2
-                if out.batches is not None:
-                    out.batches[min(len(out.batches) - 1, int(req.t0 / self.batch_s))].add(soj)
+                seg.values.append(soj)
                 if req.first_token_at is not None:
-                    out.ttft.add(req.first_token_at - req.t0)
+                    seg.ttft.add(req.first_token_at - req.t0)
                     n = req.answer_output_tokens
-                    out.answer_tokens += n
+                    seg.answer_tokens += n
                     if n > 1:
-                        out.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
+                        seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
             else:
-                out.dropped += 1
-            self.outstanding -= 1
-            if self.outstanding == 0 and (self.next_id > self.n_end or self.no_more):
+                seg.dropped += 1
+                seg.dropped_sojourn_s += soj
+            if self.draining and self._drained():
                 self._stop()
+
+    def _end_series(self, req: Request, ok: bool) -> None:
+        # While MSER-5 needs it: each latency by arrival id, warm-up included.
+        series = self.series
+        if series is not None and ok and req.id < len(series):
+            series[req.id] = self.env._now - req.t0
+        self.end(req, ok)
+
+    def _end_day(self, req: Request, ok: bool) -> None:
+        # A day is millions of requests in one batch: stream into histograms instead of a list.
+        now = self.env._now
+        self.area += self.n_in * (now - self.t_area)
+        self.t_area = now
+        self.n_in -= 1
+        if req.measured:
+            seg = self.segs[0]
+            soj = now - req.t0
+            if ok:
+                seg.lat.add(soj)
+                seg.batches[min(self.n_time_batches - 1, int(req.t0 / self.batch_s))].add(soj)
+                if req.first_token_at is not None:
+                    seg.ttft.add(req.first_token_at - req.t0)
+                    n = req.answer_output_tokens
+                    seg.answer_tokens += n
+                    if n > 1:
+                        seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
+            else:
+                seg.dropped += 1
+                seg.dropped_sojourn_s += soj
+            if self.draining and self._drained():
+                self._stop()
+
+    def _end_user(self, req: Request, ok: bool) -> None:
+        self._end_inner(req, ok)
         if req.user >= 0 and not self.stopped:
             self._schedule_user(req.user)
+
+    def stop_series(self) -> None:
+        """MSER-5 is done: drop the series and the per-request hook that fills it."""
+        self.series = None
+        self._end_inner = self.end
+        if not self.closed_loop:
+            self.end_cb = self.end
 
     def hand_off(self, node: _Node, req: Request) -> None:
         """A `queue` acknowledged `req`: its consumers get an async copy of the message."""
@@ -458,42 +618,65 @@ class _Replication:
         else:
             node.station.record_lag(msg, self.env._now)
 
-    # -- window and control --
-    def _open_window(self, now: float) -> None:
-        self.windowed = True
+    # -- batches and control --
+    def refresh(self) -> None:
+        """Bring each batch's `measured` / `outstanding` counts up to date (derived, not counted
+        per request: arrivals in [first_id, end_id) minus those that ended)."""
+        top = min(self.next_id, self.meas_end)
+        for s in self.segs:
+            s.measured = max(0, min(top, s.end_id) - s.first_id)
+            s.completed = s.ok_count()
+            s.outstanding = s.measured - s.completed - s.dropped
+
+    def _drained(self) -> bool:
+        top = min(self.next_id, self.meas_end)
+        for s in self.segs[: self.drain_upto]:
+            if min(top, s.end_id) - s.first_id - s.ok_count() - s.dropped > 0:
+                return False
+        return True
+
+    def _open_seg(self, now: float, first_id: int) -> None:
         for s in self.stations:
             s.reset_stats(now)
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
-        self.area_w = self.area
-        self.t_w = now
+        seg = _Seg(first_id=first_id, t_start=now, area_start=self.area, in_system_start=self.n_in)
+        if not self.whole_day:
+            seg.end_id = first_id + self.n_meas
+        if self.whole_day:
+            seg.batches = [LogHistogram() for _ in range(self.n_time_batches)]
+            seg.values = None
+        self.segs.append(seg)
 
-    def _close_window(self, now: float) -> None:
-        if self.out.window_s:
+    def _close_seg(self, now: float) -> None:
+        if not self.segs or self.segs[-1].closed:
             return
-        if not self.windowed:
-            self._open_window(self.t_w)
+        seg = self.segs[-1]
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
-        span = max(now - self.t_w, 1e-12)
-        out = self.out
-        out.window_s = span
-        out.mean_in_system = (self.area - self.area_w) / span
-        out.measured = max(0, min(self.next_id, self.n_end) - self.n_warm)
-        out.components = {s.id: s.stats(now) for s in self.stations}
-        out.in_system_end = self.n_in
-        out.t_end = now
+        seg.closed = True
+        self.refresh()
+        seg.window_s = max(now - seg.t_start, 1e-12)
+        seg.mean_in_system = (self.area - seg.area_start) / seg.window_s
+        seg.components = {s.id: s.stats(now) for s in self.stations}
+        seg.in_system_end = self.n_in
+        seg.t_end = now
+
+    def _pause(self) -> None:
+        # Ask the loop to return once this callback is done (an event at the same instant).
+        self.paused = True
+        later(self.env, 0.0, _raise_stop)
 
     def _check(self, now: float) -> None:
         backlog = self.n_in + sum(b.qlen for b in self.brokers)
         if backlog > MAX_IN_SYSTEM:
-            self.out.cut = "backlog"
+            self.cut = "backlog"
             self._stop()
         elif time.perf_counter() > self.deadline:
-            self.out.cut = "max_seconds"
+            self.cut = "max_seconds"
             self._stop()
         elif self.cancel is not None and self.cancel.is_set():
-            self.out.cut = "cancel"
+            self.cut = "cancel"
             self._stop()
 
     def _stop(self) -> None:
@@ -502,7 +685,11 @@ class _Replication:
 
 
 class _Stop(Exception):
-    """Raised from a callback to end the replication's event loop."""
+    """Raised from a callback to end (or pause) the event loop."""
+
+
+def _raise_stop(ev) -> None:
+    raise _Stop
 
 
 def _drive(env) -> None:
@@ -544,13 +731,14 @@ def _analytic(design):
 
 
 def _rep_plan(est, workload) -> tuple[int, int]:
-    """(measured requests, warm-up requests) per replication.
+    """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
-    ρ/(1 − √ρ)² arrivals; 100 of those (after 10 of warm-up) keep a replication's start-up bias well under 1 %.
-    Sojourn: a system holding L = λW requests (an LLM server holds thousands) needs a few W
-    to fill, so the warm-up is at least 5·L arrivals and the window at least 10·L, which also
-    keeps the edge terms of Little's law small (they shrink like L / window).
+    τ = ρ/(1 − √ρ)² arrivals; batches of 100·τ are nearly independent and a warm-up of 20·τ
+    leaves a start-up bias of e⁻²⁰. Sojourn: a system holding L = λW requests (an LLM server
+    holds thousands) takes many W to settle (the batch mix of a continuous-batching server
+    drifts for ~10 W), so the warm-up is at least 15·L arrivals and a batch at least 10·L,
+    which also keeps the edge terms of Little's law small (they shrink like L / window).
     """
     rho = 0.8
     in_system = 0.0
@@ -565,7 +753,7 @@ def _rep_plan(est, workload) -> tuple[int, int]:
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
     n_meas = int(min(200_000, max(5_000, 100 * relax, 10 * in_system)))
-    n_warm = int(max(n_meas // 9, 100, 5 * in_system))
+    n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
 
 
@@ -573,6 +761,9 @@ def refuse(design, *, whole_day: bool, max_requests: int) -> None:
     """Raise `SimulationRefused` for workloads no run could answer sensibly."""
     wl = design.workload
     if wl.closed_loop:
+        if whole_day:
+            raise SimulationRefused("workload: a whole-day run needs open-loop traffic (requests_per_day and "
+                                    "profile_24h), not concurrent_users")
         return
     if wl.peak_rps > MAX_PEAK_RPS:
         raise SimulationRefused(
@@ -642,113 +833,132 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if wl.batch is not None:
         pipe = _pipeline(design)
         if pipe is not None:
-            return _build_result(outs=[], stopped_by="pipeline", stable=pipe.fits or True, est=None, sample=None,
-                                 warnings=[], warmup=0, pipeline=pipe, **kw), 0
+            return _build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
+                                 warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
     refuse(design, whole_day=whole_day, max_requests=max_requests)
     est = _analytic(design)
     deadline = t_start + max_seconds
-    sample = [[], 0, 1, max(1, keep_sample)]  # values, counter, stride, target size
-    outs: list[_RepOut] = []
+    sample = None
     warnings: list[str] = []
+    common = dict(deadline=deadline, cancel=cancel)
 
     if est is not None and not est.stable:
         # Saturated: one bounded window shows the backlog grow; never a hang.
         n = int(min(max_requests, 50_000))
-        rep = _Replication(design, seed, 0, 0, n, whole_day=False, deadline=deadline, cancel=cancel, sample=sample)
-        rep.no_drain = True
-        outs.append(rep.run())
+        run = _Run(design, seed, 0, n, whole_day=False, no_drain=True, **common)
+        run.advance()
+        run.refresh()
         warnings.extend(est.unstable)
-        return _build_result(outs=outs, stopped_by=_cut_reason(outs[0]) or "max_requests", stable=False, est=est,
-                             sample=sample, warnings=warnings, warmup=0, **kw), n
+        stop = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
+        return _build_result(outs=run.segs[:1], simulated=run.next_id, stopped_by=stop, stable=False, est=est,
+                             sample=sample, warnings=warnings, warmup=0,
+                             ci_method="one bounded window (unstable: no confidence interval)", **kw), n
 
     if whole_day:
-        n_meas = int(OpenLoop.whole_day(wl, _null_rng()).expected_requests() * 1.2) + 1000
-        n_warm = 0  # the day starts at midnight with an empty system, as it really does
-    else:
-        n_meas, n_warm = _rep_plan(est, wl)
-        if rep_n:
-            n_meas, n_warm = rep_n, max(n_warm, rep_n // 9)
-        # A budget too small for MIN_REPLICATIONS full replications shortens them instead.
-        cap = max_requests // MIN_REPLICATIONS
-        if n_meas + n_warm > cap:
-            scale = cap / (n_meas + n_warm)
-            n_meas, n_warm = max(100, int(n_meas * scale)), max(10, int(n_warm * scale))
+        run = _Run(design, seed, 0, 1, whole_day=True, **common)
+        run.advance()
+        run.refresh()
+        outs = [s for s in run.segs if s.closed]
+        stop = {"cancel": "interrupted", "max_seconds": "max_seconds", "backlog": "max_requests"}.get(run.cut or "")
+        if stop is None:
+            stop = "precision"
+            _, _, rel = _percentiles(outs, "lat", True)
+            if rel is None or rel > precision:
+                stop = "max_requests"
+        return _build_result(outs=outs, simulated=run.next_id, stopped_by=stop, stable=run.cut != "backlog", est=est,
+                             sample=sample, warnings=warnings, warmup=0, whole_day=True,
+                             ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
+
+    n_meas, n_warm = _rep_plan(est, wl)
+    if rep_n:
+        n_meas = rep_n
+    # A budget too small for MIN_REPLICATIONS full batches shortens them instead.
+    cap = max_requests // (MIN_REPLICATIONS + 1)
+    if n_meas > cap:
+        n_meas = max(100, cap)
+        n_warm = min(n_warm, max(100, max_requests // 5))
+    mser_pending = replications is None
+    keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
+    run = _Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
+    first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     stopped_by = None
     unstable = False
-    total = 0
-    r = 0
-    mser_done = whole_day or replications is not None
     while True:
-        if cancel is not None and cancel.is_set():
-            stopped_by = "interrupted"
+        reason = run.advance()
+        run.refresh()
+        if reason == "cut":
+            if run.cut == "backlog":
+                unstable = True
+                warnings.append(f"more than {MAX_IN_SYSTEM:,} requests in flight: the backlog keeps growing, "
+                                "the design cannot keep up")
+            stopped_by = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
             break
-        keep = min(n_warm + n_meas, 400_000) if not mser_done else 0
-        rep = _Replication(design, seed, r, n_warm, n_meas, whole_day=whole_day, deadline=deadline,
-                           cancel=cancel, sample=sample, keep_series=keep)
-        out = rep.run()
-        total += out.generated
-        if not mser_done and out.cut is None:
-            # MSER-5 on the first replication: if the transient outlasts the 10 % rule,
-            # lengthen the warm-up and run this replication again (once).
-            mser_done = True
-            d = mser5([x for x in out.series if not math.isnan(x)])
-            if d > n_warm:
-                warnings.append(f"warm-up lengthened by MSER-5 from {n_warm} to {d} requests per replication")
-                n_warm = d
-                continue
-        out.series = None
-        if out.cut == "backlog":
-            unstable = True
-            outs.append(out)
-            warnings.append(f"more than {MAX_IN_SYSTEM:,} requests in flight: the backlog keeps growing, the design cannot keep up")
+        if reason == "done":  # nothing left to simulate (e.g. a closed loop with no users)
             stopped_by = "max_requests"
             break
-        if out.cut in ("cancel", "max_seconds"):
-            # A cut replication is kept only when nothing complete exists.
-            if not outs and out.completed:
-                outs.append(out)
-            stopped_by = "interrupted" if out.cut == "cancel" else "max_seconds"
-            break
-        outs.append(out)
-        r += 1
-        p95s = [_q95(o) for o in outs]
-        m = sum(p95s) / len(p95s)
-        hw = half_width(p95s) if len(outs) > 1 else math.inf
-        met = not math.isinf(hw) and hw <= precision * m
+        closed = run.segs[first:-1]
+        complete = []
+        for s in closed:
+            if s.outstanding:
+                break
+            complete.append(s)
+        if mser_pending and len(run.segs) - 1 >= 2 and run.segs[1].outstanding == 0 and run.series is not None:
+            # MSER-5 over warm-up + two batches: if the transient outlasts the planned warm-up,
+            # treat the batches it reaches as warm-up too.
+            mser_pending = False
+            d = mser5([x for x in run.series if not math.isnan(x)])
+            run.stop_series()
+            if d > n_warm:
+                k = math.ceil((d - n_warm) / n_meas)
+                first = k
+                warnings.append(f"warm-up extended by MSER-5 from {n_warm:,} to {n_warm + k * n_meas:,} requests")
+                continue
+        p95s = [_q95(s) for s in complete]
+        m = sum(p95s) / len(p95s) if p95s else 0.0
+        hw = half_width(p95s) if len(p95s) > 1 else math.inf
+        met = m > 0 and not math.isinf(hw) and hw <= precision * m
+        wall = time.perf_counter() - t_start
         if progress is not None:
-            wall = time.perf_counter() - t_start
-            need = (hw / (precision * m)) ** 2 * r if m and not math.isinf(hw) else 2.0 * MIN_REPLICATIONS
-            frac = max(total / max_requests, wall / max_seconds, r / max(need, MIN_REPLICATIONS, 1.0))
+            need = (hw / (precision * m)) ** 2 * len(p95s) if m and not math.isinf(hw) else 2.0 * MIN_REPLICATIONS
+            frac = max(run.next_id / max_requests, wall / max_seconds, len(p95s) / max(need, MIN_REPLICATIONS, 1.0))
             ci = f" ± {hw * 1000:.3g}" if not math.isinf(hw) else ""
-            progress(min(frac, 0.99), f"replication {r}: p95 {m * 1000:.4g} ms{ci}")
+            progress(min(frac, 0.99), f"batch {len(closed)}: p95 {m * 1000:.4g} ms{ci}")
         if replications is not None:
-            if r >= replications:
+            if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
                 break
-        elif met and (r >= MIN_REPLICATIONS or whole_day):
+        elif len(complete) >= MIN_REPLICATIONS and met:
             stopped_by = "precision"
             break
-        per_rep = total / r
-        wall = time.perf_counter() - t_start
-        if total + per_rep > max_requests:
+        if run.next_id + n_meas > max_requests:
             stopped_by = "max_requests"
             break
-        if r >= 2 and wall + wall / r > max_seconds:
+        per_batch = wall / max(1, len(run.segs) - first)
+        if len(closed) >= 2 and wall + 1.5 * per_batch > max_seconds:
             stopped_by = "max_seconds"
             break
+    if run.cut is None:
+        run.finish()
+        if run.cut == "cancel":
+            stopped_by = "interrupted"
+    run.refresh()
+    end = run.drain_upto if run.drain_upto else len(run.segs)
+    outs = [s for s in run.segs[first:end] if s.closed]
+    if run.cut is not None and len(outs) > 1:
+        outs = [s for s in outs if not s.outstanding] or outs
+    if run.drain_capped:
+        warnings.append("stopped waiting for the slowest measured requests after 2 batches of further arrivals")
     if progress is not None:
         progress(1.0, "done")
-    res = _build_result(outs=outs, stopped_by=stopped_by or "max_requests", stable=not unstable, est=est,
-                        sample=sample, warnings=warnings, warmup=n_warm, whole_day=whole_day, **kw)
+    method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
+    res = _build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
+                        est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method, **kw)
     return res, n_meas
 
 
-def _cut_reason(out: _RepOut) -> str | None:
-    return {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(out.cut or "")
-
-
-def _q95(o: _RepOut) -> float:
-    return o.lat.quantile(0.95) if o.lat.n else float("nan")
+def _q95(o: _Seg) -> float:
+    st = o.finalize()
+    return st["p95"] if st["n"] else float("nan")
 
 
 def _pipeline(design):
@@ -762,14 +972,16 @@ def _pipeline(design):
 # --- the result record ---------------------------------------------------------------------
 
 
-def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, stable, est, sample, warnings,
-                  warmup, keep_sample, whole_day=False, pipeline=None):
-    from .results import LittlesLaw, PercentileCI, Percentiles, RunResult
+def _build_result(*, design, outs: list[_Seg], simulated: int, seed, t_start, stopped_by, stable, est, sample,
+                  warnings, warmup, keep_sample, ci_method: str, whole_day=False, pipeline=None):
+    from .results import PercentileCI, Percentiles, RunResult
 
     wl = design.workload
     partial = stopped_by == "interrupted"
     warnings = list(warnings)
-    done = [o for o in outs if o.lat.n]
+    for o in outs:
+        o.finalize()
+    done = [o for o in outs if o.stats["n"]]
     lat, lat_ci, hw_rel = _percentiles(done, "lat", whole_day)
     if not done and pipeline is None:
         warnings.append("no measured request completed: latency figures are zero placeholders")
@@ -785,7 +997,7 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
     measured = sum(o.measured for o in outs)
     completed = sum(o.completed for o in outs)
     dropped = sum(o.dropped for o in outs)
-    unfinished = sum(o.unfinished for o in outs)
+    unfinished = sum(o.outstanding for o in outs)
     if unfinished and stable:
         warnings.append(f"{unfinished} measured requests had not finished when the run stopped")
     little = _littles_law(outs, cut_short=partial or not stable or stopped_by == "max_seconds")
@@ -799,8 +1011,8 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
                             f"{o.t_end - o.t_mid:.1f} s of peak traffic (+{growth:,.1f}/s); latencies are from the "
                             "requests that finished and understate what users would see")
     if whole_day and len(done) == 1:
-        warnings.append("whole-day confidence intervals come from 20 time batches of one day (traffic varies by "
-                        "hour, so they are indicative); use replications ≥ 2 for independent days")
+        warnings.append("whole-day confidence intervals come from 20 time batches of one day; traffic varies by "
+                        "hour, so they are indicative only")
     bottleneck = None
     if components:
         bottleneck = max(components, key=lambda c: (components[c].utilization, components[c].wait_ms_p95))
@@ -814,7 +1026,7 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
     values = dict(
         design=design.name,
         arrival_rps=arrival,
-        simulated_requests=sum(o.generated for o in outs),
+        simulated_requests=simulated,
         completed_requests=completed,
         dropped_requests=dropped,
         stable=stable,
@@ -828,6 +1040,7 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
         wall_s=0.0,
         partial=partial,
         replications=len(done),
+        ci_method=ci_method,
         warmup_requests=warmup,
         precision_achieved=hw_rel,
         ttft_ms=Percentiles(**ttft) if ttft else None,
@@ -838,13 +1051,41 @@ def _build_result(*, design, outs: list[_RepOut], seed, t_start, stopped_by, sta
         bottleneck=bottleneck,
         littles_law=little,
         pipeline=pipeline,
-        latency_sample_ms=[x * 1000.0 for x in thin(sample[0], keep_sample)] if sample else [],
+        latency_sample_ms=_cdf_sample(done, keep_sample),
         warnings=warnings,
     )
     result = RunResult(**values)
     _add_cost_and_slo(design, result, est, measured, whole_day)
     result.wall_s = time.perf_counter() - t_start
     return result
+
+
+def _cdf_sample(outs: list[_Seg], n: int) -> list[float]:
+    """`n` evenly spaced quantiles (ms) of all measured latencies, for CDF plots.
+
+    Each batch keeps 256 quantile points; pooled, each point weighs its batch's size / 256.
+    Nothing per request, and the memory does not grow with the run.
+    """
+    pts: list[tuple[float, float]] = []
+    for o in outs:
+        st = o.finalize()
+        if st["n"] and st["cdf"]:
+            w = st["n"] / len(st["cdf"])
+            pts.extend((x, w) for x in st["cdf"])
+    if n <= 0 or not pts:
+        return []
+    pts.sort()
+    total = sum(w for _, w in pts)
+    k = min(n, int(total))
+    out: list[float] = []
+    acc, i = 0.0, 0
+    for j in range(k):
+        target = (j + 0.5) / k * total
+        while i < len(pts) - 1 and acc + pts[i][1] < target:
+            acc += pts[i][1]
+            i += 1
+        out.append(pts[i][0] * 1000.0)
+    return out
 
 
 def _avg(xs: list[float]) -> float | None:
@@ -854,10 +1095,10 @@ def _avg(xs: list[float]) -> float | None:
 _KEYS = ("mean", "p50", "p90", "p95", "p99")
 
 
-def _percentiles(outs: list[_RepOut], attr: str, whole_day: bool):
+def _percentiles(outs: list[_Seg], attr: str, whole_day: bool):
     """(point estimates, 95 % CIs, relative half-width of p95), all in ms.
 
-    Point = mean over replications of each replication's statistic (the CI is centred on it).
+    Point = mean over batches of each batch's statistic (the CI is centred on it).
     One whole day: pooled day statistics, intervals from 20 time batches.
     """
     if not outs:  # nothing completed (a pipeline, or every request dropped): zeros, not NaN
@@ -872,7 +1113,10 @@ def _percentiles(outs: list[_RepOut], attr: str, whole_day: bool):
             ci[k] = (point[k] - hw, point[k] + hw)
         rel = (ci["p95"][1] - point["p95"]) / point["p95"] if point["p95"] else None
         return point, ci, rel
-    per = [summary(getattr(o, attr)) for o in outs]
+    if attr == "lat":
+        per = [{k: o.finalize()[k] * 1000.0 for k in _KEYS} for o in outs]
+    else:
+        per = [summary(getattr(o, attr)) for o in outs]
     point = {k: sum(p[k] for p in per) / len(per) for k in _KEYS}
     ci = {k: mean_ci([p[k] for p in per]) for k in _KEYS}
     hw = half_width([p["p95"] for p in per]) if len(per) > 1 else None
@@ -880,7 +1124,7 @@ def _percentiles(outs: list[_RepOut], attr: str, whole_day: bool):
     return point, ci, rel
 
 
-def _components(design, outs: list[_RepOut]) -> dict:
+def _components(design, outs: list[_Seg]) -> dict:
     from .results import ComponentStats
     from .stats import aggregate_records
 
@@ -891,16 +1135,22 @@ def _components(design, outs: list[_RepOut]) -> dict:
     return {cid: ComponentStats(**rec) for cid, rec in merged.items()}
 
 
-def _littles_law(outs: list[_RepOut], cut_short: bool):
+def _littles_law(outs: list[_Seg], cut_short: bool):
+    """L (time-average requests in system) against λW, pooled over the measured batches.
+
+    Pooled sums telescope across consecutive batches, so only the two ends of the measured
+    span contribute edge terms; they cancel in expectation once the warm-up is long enough.
+    """
     from .results import LittlesLaw
     from .stats import littles_law
 
-    rows = [o for o in outs if o.window_s > 0 and o.sojourn_n]
+    rows = [o for o in outs if o.window_s > 0 and (o.finalize()["n"] + o.dropped)]
     if not rows:
         return None
-    L = sum(o.mean_in_system for o in rows) / len(rows)
-    lam = sum(o.measured / o.window_s for o in rows) / len(rows)
-    W = sum(o.sojourn_sum_s / o.sojourn_n for o in rows) / len(rows)
+    span = sum(o.window_s for o in rows)
+    L = sum(o.mean_in_system * o.window_s for o in rows) / span
+    lam = sum(o.measured for o in rows) / span
+    W = sum(o.stats["total"] + o.dropped_sojourn_s for o in rows) / sum(o.stats["n"] + o.dropped for o in rows)
     lw, err = littles_law(L, lam, W)
     return LittlesLaw(mean_in_system=L, throughput_x_latency=lw, rel_error=err, ok=err <= (0.05 if cut_short else 0.01))
 

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,7 +67,7 @@ class ComponentStats(_Rec):
 
     kind: str
     utilization: float
-    """Busy servers / servers, time-averaged (for an LLM server: busy iteration time share)."""
+    """Busy servers / servers, time-averaged (for an LLM server: output tokens/s ÷ the replicas' max, see sim.llm.station)."""
     mean_queue_len: float
     """Requests waiting (not in service), time-averaged."""
     wait_ms_p95: float
@@ -97,6 +98,8 @@ class LLMReplicaStats(_Rec):
     """Output tokens per second, all replicas together."""
     rejected_prompts: int = 0
     """Requests refused because the prompt cannot fit the KV cache or context."""
+    busy_fraction: float | None = None
+    """Share of time a replica is iterating (≈ 1 at any moderate load; `utilization` is the share of capacity)."""
 
 
 ComponentStats.model_rebuild()
@@ -185,9 +188,11 @@ class RunResult(_Rec):
     partial: bool = False
     """True when the run was interrupted (Ctrl-C, cancel) and these are the figures so far."""
     replications: int = 0
-    """Independent replications behind the confidence intervals."""
+    """Independent replications (or batches, see `ci_method`) behind the confidence intervals."""
+    ci_method: str = ""
+    """How the intervals were formed, e.g. 'batch means: 12 batches of 14,799 requests after 22,198 warm-up'."""
     warmup_requests: int = 0
-    """Requests deleted from the start of each replication as warm-up."""
+    """Requests deleted as warm-up (from the start of the run, before the first measured batch)."""
     precision_achieved: float | None = None
     """Relative half-width of the p95's 95 % CI at the end."""
     ttft_ms: Percentiles | None = None
@@ -202,7 +207,7 @@ class RunResult(_Rec):
     cost_per_1k_requests_usd: float | None = None
     pipeline: PipelineResult | None = None
     latency_sample_ms: list[float] = Field(default_factory=list)
-    """Up to a few thousand end-to-end latencies (for CDF plots), evenly thinned."""
+    """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -219,10 +224,11 @@ class StationEstimate(_Rec):
     service_scv: float
     """Squared coefficient of variation of the service time (1 exponential, 0 fixed)."""
     utilization: float
-    wait_ms_mean: float
-    """Mean queueing delay: Erlang C for exponential service, Allen–Cunneen otherwise."""
+    wait_ms_mean: float | None
+    """Mean queueing delay: Erlang C for exponential service, Allen–Cunneen otherwise (inf when unstable; null in JSON)."""
     wait_ms_p95: float | None = None
-    response_ms_mean: float
+    response_ms_mean: float | None
+    """Mean wait + service (inf when unstable; null in JSON)."""
     max_throughput_rps: float | None
     """Arrival rate at which this component saturates (ρ = 1); None when unbounded."""
     stable: bool
@@ -252,11 +258,17 @@ class LLMEstimate(_Rec):
     """Replicas to carry the peak rate at ≤ 80 % of max throughput."""
     gpus_needed: int
     ttft_ms_estimate: float
+    """Mean time to first token at the arrival rate (slot wait + rest of iteration + own prefill)."""
     tpot_ms_estimate: float
+    """Mean time per output token at the arrival rate."""
     bound: Literal["memory", "compute"]
     """Whether decode at that batch is bandwidth- or compute-bound."""
     explanation: list[str] = Field(default_factory=list)
     """The arithmetic, line by line, so a reader can follow the GPU count."""
+    ttft_ms_p95_estimate: float | None = None
+    """95th-percentile TTFT at the arrival rate (analytic approximation, see the explanation)."""
+    tpot_ms_p95_estimate: float | None = None
+    """95th-percentile TPOT over requests at the arrival rate (analytic approximation)."""
 
 
 class Estimate(_Rec):
@@ -265,8 +277,9 @@ class Estimate(_Rec):
     design: str
     arrival_rps: float
     stations: dict[str, StationEstimate]
-    latency_ms_mean: float
-    latency_ms_p95_approx: float
+    latency_ms_mean: float | None
+    """End-to-end mean; inf when a station on the path is unstable (null in JSON, see `to_json`)."""
+    latency_ms_p95_approx: float | None
     max_throughput_rps: float | None
     """Peak rate the whole design sustains (the bottleneck's saturation point)."""
     bottleneck: str | None
@@ -281,3 +294,19 @@ class Estimate(_Rec):
     slo: list[SLOCheck] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     wall_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Valid JSON: an unbounded figure (inf — an unstable station's wait, the end-to-end
+        latency) or an undefined one (nan) becomes null; in Python the record keeps inf, so
+        ``math.isinf(est.latency_ms_mean)`` still reads as 'unbounded'."""
+        return _finite(super().to_json())
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x

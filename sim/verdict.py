@@ -72,11 +72,13 @@ def slo_checks(
     ttft_ci: PercentileCI | None = None,
     tpot_ci: PercentileCI | None = None,
     approx: bool = False,
+    notes: dict[str, str] | None = None,
 ) -> list[SLOCheck]:
     """The verdict lines for `design.slo`, in SLO field order.
 
     ``ttft``/``tpot`` may be a number (the twin's estimate, read as the p95). ``approx`` marks the
-    values as analytic estimates in the detail sentences.
+    values as analytic estimates in the detail sentences. ``notes`` (metric → sentence) are
+    appended to those metrics' details, e.g. that a mean stood in for a missing p95.
     """
     slo = design.slo
     out: list[SLOCheck] = []
@@ -114,6 +116,9 @@ def slo_checks(
     if pipeline is not None:
         out.append(SLOCheck(metric="pipeline_hours", target=pipeline.window_h, value=pipeline.duration_h,
                             met=pipeline.fits, detail=pipeline.summary))
+    for chk in out:
+        if notes and notes.get(chk.metric):
+            chk.detail = f"{chk.detail} ({notes[chk.metric]})"
     return out
 
 
@@ -164,7 +169,7 @@ def format_estimate(est: Estimate) -> str:
         lines.append("")
         lines += est.unstable
     lines.append("")
-    if est.arrival_rps and not math.isfinite(est.latency_ms_mean):
+    if est.arrival_rps and (est.latency_ms_mean is None or not math.isfinite(est.latency_ms_mean)):
         lines.append("End to end: unbounded — the queue at an unstable component grows without limit")
     elif est.arrival_rps:
         lines.append(f"End to end: mean {_num(est.latency_ms_mean, 4)} ms, p95 ≈ {_num(est.latency_ms_p95_approx, 4)} ms "

@@ -314,3 +314,71 @@ def test_saturated_llm_server_fails_its_ttft_target():
     assert est.unstable[0].endswith(f"— {needed - 1} replicas more ({needed} in all for ρ ≤ 0.8)")
     (ttft,) = est.slo
     assert ttft.met is False and "unbounded" in ttft.detail
+
+
+# --- LLM SLOs, the slot wait, unstable JSON -------------------------------------------------------
+
+
+def test_ttft_and_tpot_targets_are_checked_against_the_p95_estimates():
+    from designs.io import load_design
+
+    est = estimate(load_design("designs/library/llm_serving.yaml"))
+    e = est.llm["llm"]
+    checks = {c.metric: c for c in est.slo}
+    # The p95s, not the means (TTFT p95 is about twice its mean on this design).
+    assert checks["ttft_p95_ms"].value == pytest.approx(e.ttft_ms_p95_estimate, rel=1e-12)
+    assert checks["tpot_p95_ms"].value == pytest.approx(e.tpot_ms_p95_estimate, rel=1e-12)
+    assert e.ttft_ms_p95_estimate > 1.5 * e.ttft_ms_estimate
+    assert f"TTFT p95 ≈ {e.ttft_ms_p95_estimate:.0f} ms" in checks["ttft_p95_ms"].detail
+
+
+def test_missing_p95_estimate_falls_back_to_the_mean_and_says_so(monkeypatch):
+    import sim.llm.twin as twin
+
+    real = twin.llm_estimate
+
+    def no_p95(*a, **k):
+        return real(*a, **k).model_copy(update={"ttft_ms_p95_estimate": None})
+
+    monkeypatch.setattr(twin, "llm_estimate", no_p95)
+    d = design([{"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "replicas": 1}], rps=2,
+               slo={"ttft_p95_ms": 1000, "tpot_p95_ms": 100})
+    est = estimate(d)
+    ttft, tpot = est.slo
+    assert ttft.value == pytest.approx(est.llm["llm"].ttft_ms_estimate, rel=1e-12)
+    assert "no TTFT p95 estimate; its mean is used" in ttft.detail
+    assert tpot.value == pytest.approx(est.llm["llm"].tpot_ms_p95_estimate, rel=1e-12)
+    assert "mean is used" not in tpot.detail
+
+
+def test_llm_slot_wait_is_counted_once_end_to_end():
+    # 8 slots at ~87 % of capacity: the M/G/8 slot wait is hundreds of ms, and it is inside TTFT.
+    d = design([{"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "replicas": 1, "max_batch": 8}], rps=4)
+    est = estimate(d)
+    s, e = est.stations["llm"], est.llm["llm"]
+    o1 = sum(c.share * c.output_tokens.expected() for c in d.workload.request_classes())
+    assert s.stable and s.wait_ms_mean > 0.5 * e.ttft_ms_estimate  # the table shows the slot wait
+    by_model = e.ttft_ms_estimate + (o1 - 1) * e.tpot_ms_estimate
+    assert est.latency_ms_mean == pytest.approx(by_model, rel=1e-9)
+    assert s.response_ms_mean == pytest.approx(by_model, rel=1e-9)
+    assert s.service_ms_mean == pytest.approx(by_model - s.wait_ms_mean, rel=1e-9)
+
+
+def test_overloaded_estimate_is_valid_json_with_nulls_for_unbounded_figures():
+    import json
+
+    from sim.results import Estimate
+
+    d = design([svc("api", 10.0, replicas=4), {"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "replicas": 1}],
+               [{"from": "api", "to": "llm"}], rps=200, slo={"latency_p95_ms": 1000, "ttft_p95_ms": 1000})
+    est = estimate(d)
+    assert not est.stable and math.isinf(est.latency_ms_mean)  # in Python: inf reads as unbounded
+    j = est.to_json()
+    text = json.dumps(j, allow_nan=False)  # raises on inf/nan
+    assert "Infinity" not in text and "NaN" not in text
+    assert j["latency_ms_mean"] is None and j["latency_ms_p95_approx"] is None
+    assert j["stations"]["api"]["wait_ms_mean"] is not None  # the stable station keeps its figures
+    assert j["stations"]["llm"]["wait_ms_mean"] is None and j["stations"]["llm"]["response_ms_mean"] is None
+    back = Estimate.model_validate(json.loads(text))
+    assert back.stations["llm"].stable is False and back.latency_ms_mean is None
+    assert "unbounded" in format_estimate(back)

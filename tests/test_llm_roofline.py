@@ -47,40 +47,117 @@ def test_llama8b_h100_bf16_decode_step_batch1():
     assert s.decode_bound(1, 1000) == "memory"
 
 
+def _chain(lam, tau):
+    """Brute force: stationary law of k' ~ Poisson(lam·tau(k)) on k < 60 (power iteration)."""
+    K = 60
+    rows = []
+    for k in range(K):
+        mu = lam * tau(k)
+        rows.append([math.exp(-mu + j * math.log(mu) - math.lgamma(j + 1)) for j in range(K)])
+    pi = [1.0] + [0.0] * (K - 1)
+    for _ in range(300):
+        new = [0.0] * K
+        for k, w in enumerate(pi):
+            if w > 1e-15:
+                for j, p in enumerate(rows[k]):
+                    new[j] += w * p
+        tot = sum(new)
+        pi = [x / tot for x in new]
+    return pi
+
+
 def test_llama8b_h100_bf16_max_throughput():
-    e = llm_estimate(LLMServer(id="llm", model="llama-3.1-8b"), workload(500, 200), arrival_rps=100,
-                     overrides=FACTORS)
+    from sim.llm.twin import _capacity
+
+    comp = LLMServer(id="llm", model="llama-3.1-8b")
+    e = llm_estimate(comp, workload(500, 200), arrival_rps=100, overrides=FACTORS)
     # 256 sequences fit (411529 / 700 = 587 > max_batch 256); KV read: each half-way, 600 tokens
     seqs = min(256, 411529 // 700)
     assert e.max_concurrent_seqs == seqs == 256
-    kv = seqs * 600 * 131072
     bw = 3.35e12 * 0.65
-    mem = (16.06e9 + kv) / bw  # 16.8 ms
-    dec = 2 * 8.03e9 * seqs / (989.4e12 * 0.40)  # 10.4 ms
-    step = max(mem, dec) + 0.0005
+
+    def mem(b):
+        return (16.06e9 + b * 600 * 131072) / bw
+
+    def dec(b):
+        return 2 * 8.03e9 * b / (989.4e12 * 0.40)
+
+    step = max(mem(seqs), dec(seqs)) + 0.0005  # 16.8 ms vs 10.4 ms: memory-bound
     assert e.decode_step_ms == pytest.approx(step * 1e3, rel=1e-6)  # 17.12 ms
     assert e.bound == "memory"
-    # Decode-only ceiling: 256 tokens per step
-    assert e.max_output_tokens_per_s_per_replica < seqs / step
-    # Saturation: each iteration retires 256/200 sequences; an iteration after a retirement
-    # (probability q = 1 − e^(−rate/I)) also prefills the prompts admitted, compute-bound;
-    # the others are plain decode steps; I iterations fill one second.
     pf = (2 * 8.03e9 * 500 + 4 * 32 * 32 * 128 * 500 ** 2 / 2) / (989.4e12 * 0.45)  # 18.2 ms
-    rate = 256 / 200 / step
-    for _ in range(60):
-        it = 1 / step
-        for _ in range(40):
-            q = 1 - math.exp(-rate / it)
-            n_pf = it * q
-            t_pf = max(mem, dec + rate * pf / n_pf) + 0.0005
-            it = 0.5 * it + 0.5 * (n_pf + (1 - n_pf * t_pf) / step)
-        rate = 0.5 * rate + 0.5 * it * 256 / 200
-    assert e.max_requests_per_s_per_replica == pytest.approx(rate, rel=1e-3)
-    assert e.max_output_tokens_per_s_per_replica == pytest.approx(200 * rate, rel=1e-3)  # ≈ 7,130
-    assert 7000 < e.max_output_tokens_per_s_per_replica < 7300
+    lam = e.max_requests_per_s_per_replica
+    # Ceilings: prefill compute alone, and decode-only iterations at the full batch.
+    assert lam < 1 / pf and lam < seqs / (199 * step)
+    # At λ*, re-derive by brute force what the twin solved in closed form: an iteration that
+    # admits k prompts lasts max(mem, dec + k·pf) + overhead, k ~ Poisson(λ·previous iteration).
+    sat = _capacity(comp, workload(500, 200), FACTORS).sat
+    b = sat.b
+
+    def tau(k):
+        return max(mem(b), dec(b) + k * pf) + 0.0005
+
+    pi = _chain(lam, tau)
+    T = sum(p * tau(k) for k, p in enumerate(pi))
+    assert sat.tau_s == pytest.approx(T, rel=1e-6)
+    assert sat.p_prefill == pytest.approx(1 - pi[0], rel=1e-6)
+    # Little's law for the decode batch: each request decodes 199 tokens after its prefill.
+    assert b == pytest.approx(lam * 199 * T, rel=1e-4)
+    # Slots full: decoders + prompts in their prefill iteration (with the ones admitted alongside).
+    m2 = sum(p * tau(k) ** 2 for k, p in enumerate(pi))
+    mu = lam * m2 / T
+    own = sum(math.exp(-mu + j * math.log(mu) - math.lgamma(j + 1)) * tau(1 + j) for j in range(60))
+    assert b + lam * own == pytest.approx(256, rel=1e-4)
+    assert e.max_output_tokens_per_s_per_replica == pytest.approx(200 * lam, rel=1e-12)
+    assert 5000 < e.max_output_tokens_per_s_per_replica < 7300  # prefill takes ~60 % of GPU time
     # 100 req/s at ≤ 80 % of per-replica max
-    assert e.replicas_needed == math.ceil(100 / (0.8 * rate)) == e.gpus_needed
+    assert e.replicas_needed == math.ceil(100 / (0.8 * lam)) == e.gpus_needed
     assert any("GPUs" in line for line in e.explanation)
+
+
+def test_prefill_heavy_workload_is_compute_bound_and_overloaded():
+    """579 req/s of 300-token prompts on 2 × H100: prefill alone needs 2 × 8.03e9 × 300 × 290 ≈
+    1.4 PFLOP/s per replica against 989 TFLOPS × 0.45 — the twin must call it overloaded."""
+    comp = LLMServer(id="llm", model="llama-3.1-8b", replicas=2)
+    wl = workload(300, 40)
+    e = llm_estimate(comp, wl, 579, overrides=FACTORS)
+    pf = (2 * 8.03e9 * 300 + 4 * 32 * 32 * 128 * 300 ** 2 / 2) / (989.4e12 * 0.45)  # 10.9 ms
+    assert e.max_requests_per_s_per_replica < 1 / pf  # ≈ 92 req/s: prefill compute alone
+    mean_s, _, servers = llm_service_moments(comp, wl, overrides=FACTORS)
+    assert servers == 2 * 256
+    rho = 579 * mean_s / servers
+    assert rho == pytest.approx(579 / (2 * e.max_requests_per_s_per_replica), rel=1e-9)
+    assert rho > 579 * pf / 2 > 3  # more than the prefill share alone
+    assert e.replicas_needed >= math.ceil(579 * pf / 0.8)
+    assert any("saturated" in line for line in e.explanation)
+
+
+def test_more_replicas_never_make_latency_worse():
+    """serve-10m reference (400 in / 50 out, 347 req/s): TTFT and TPOT, mean and p95, fall as
+    replicas are added (they used to rise from 2 to 4 replicas)."""
+    wl = workload(400, 50)
+    figs = []
+    for r in (2, 3, 4, 6, 7, 8, 10, 20):
+        e = llm_estimate(LLMServer(id="llm", model="llama-3.1-8b", replicas=r), wl, 347.2, overrides=FACTORS)
+        figs.append((347.2 / (r * e.max_requests_per_s_per_replica), e.ttft_ms_estimate, e.ttft_ms_p95_estimate,
+                     e.tpot_ms_estimate, e.tpot_ms_p95_estimate))
+    assert [f[0] > 1 for f in figs] == [True, True, True, False, False, False, False, False]
+    stable = figs[3:]
+    for col in range(1, 5):
+        vals = [f[col] for f in stable]
+        assert vals == sorted(vals, reverse=True) and vals[0] > 1.5 * vals[-1], (col, vals)
+    for f in figs:
+        assert f[2] >= f[1] and f[4] >= f[3]  # p95 ≥ mean
+
+
+def test_light_load_limits_are_the_batch1_step_and_the_lone_prefill():
+    comp = LLMServer(id="llm", model="llama-3.1-8b")
+    e = llm_estimate(comp, workload(500, 200), arrival_rps=0.001, overrides=FACTORS)
+    s = spec_of(model="llama-3.1-8b")
+    # A lone sequence decodes at batch 1 with its 600 KV tokens (half-way through its output).
+    assert e.tpot_ms_estimate == pytest.approx(s.decode_step_s(1, 600) * 1e3, rel=0.01)
+    # Its prompt is prefilled alone, on an idle replica.
+    assert e.ttft_ms_estimate == pytest.approx(e.prefill_ms, rel=0.01)
 
 
 def test_llama70b_2xh100_fp8():
@@ -167,3 +244,5 @@ def test_service_moments_match_the_estimate_capacity():
     assert servers == 3 * e.max_concurrent_seqs
     assert servers / mean_s == pytest.approx(3 * e.max_requests_per_s_per_replica, rel=1e-9)
     assert scv == 0.0  # fixed lengths
+    # The moments do not move with the load (the utilisation stays λ / (replicas × λ*)).
+    assert llm_service_moments(comp, wl, overrides=FACTORS, arrival_rps=50) == (mean_s, scv, servers)

@@ -248,8 +248,9 @@ class ReplicaEngine:
         self._advance(now)
         dt = now - self._it_start
         batch = self._it_batch
-        self._busy_s += dt
-        self._batch_area += batch * dt
+        dt_w = now - max(self._it_start, self._t_stat)  # only the part inside the measured window
+        self._busy_s += dt_w
+        self._batch_area += batch * dt_w
         self._iters += 1
         if batch > self.max_batch_seen:
             self.max_batch_seen = batch

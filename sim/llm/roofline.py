@@ -1,4 +1,4 @@
-"""Roofline maths of one `llm_server` replica: memory, KV capacity, step times, estimates.
+"""Roofline maths of one `llm_server` replica: memory, KV capacity, step times, config errors.
 
 Pure arithmetic, no SimPy. Everything is derived from the component (model, GPU, TP degree,
 precision) and the sourced efficiency factors in ``components/data/efficiency.csv``.
@@ -23,12 +23,9 @@ The formulas (all per replica of ``g`` GPUs, bandwidth ``BW``, dense peak ``F``)
   max((W_read + KV_read) / (g·BW·η_bw), decode FLOP time + prefill FLOP time) × (1 + tp) + overhead
 * KV capacity  = (g·HBM·gpu_memory_utilization − W − g·reserve) / kv_bytes_per_token
 
-The analytic twin (`llm_estimate`, `llm_service_moments`) runs the same iteration arithmetic
-in the mean: sequences in the batch (length-biased towards long outputs), iterations per second
-as a fixed point of decode steps and prefill-carrying iterations, Little's law for the batch at
-a given load. Against the batching simulation on the serving library workload it lands within
-~10 % on max throughput and TPOT up to ~90 % load; TTFT near saturation is underestimated
-(prefill lumps queue behind each other), which is why `sdw run` exists.
+The load-dependent analytic twin built on these numbers (`llm_estimate`, `llm_service_moments`,
+`llm_capacity`) lives in ``sim.llm.twin``; its names are re-exported here so
+``from sim.llm.roofline import llm_estimate`` keeps working.
 
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,
@@ -51,8 +48,10 @@ __all__ = [
     "token_moments",
     "llm_estimate",
     "llm_service_moments",
+    "llm_capacity",
     "RESERVE_BYTES_PER_GPU",
     "TARGET_LOAD",
+    "KV_BYTES_PER_ELEM",
 ]
 
 # Per-GPU memory the engine keeps outside weights and KV: CUDA context, CUDA graphs, NCCL
@@ -60,8 +59,6 @@ __all__ = [
 # profile shows roughly 1-3 GB of such non-KV, non-weight memory per GPU for 7B-70B models;
 # 2 GB is the middle of that range.
 RESERVE_BYTES_PER_GPU = 2e9
-# Plan replicas so the peak rate uses at most this share of max throughput (issue 4: ≤ 80 %).
-TARGET_LOAD = 0.8
 KV_BYTES_PER_ELEM = {"bf16": 2, "fp16": 2, "fp8": 1}
 # Tensor-parallel degrees serving engines accept: they must divide the attention heads.
 _TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -309,229 +306,17 @@ def token_moments(workload) -> TokenMoments:
     return TokenMoments(pm, max(0.0, pv - pm * pm), om, max(0.0, ov - om * om), po)
 
 
-# --- the analytic view ---------------------------------------------------------------------
+
+# --- the analytic twin, re-exported ------------------------------------------------------------
+# `sim.llm.twin` imports this module, so the re-export is lazy (PEP 562): either module can be
+# imported first without a circular-import error.
+
+_TWIN_NAMES = frozenset({"llm_estimate", "llm_service_moments", "llm_capacity", "TARGET_LOAD"})
 
 
-@dataclass(frozen=True)
-class _Operating:
-    """Saturation figures of one replica at the workload's mean lengths."""
+def __getattr__(name: str):
+    if name in _TWIN_NAMES:
+        from sim.llm import twin
 
-    spec: ServingSpec
-    prompt: float
-    output: float
-    prefill_tokens: float  # after the prefix cache
-    seqs: int  # max concurrent sequences
-    step_s: float  # decode step at that batch, KV of a mean sequence half-way through
-    kv_hold: float  # KV tokens reserved per sequence in the batch (length-biased P + O)
-    kv_read: float  # KV tokens read per sequence per decode step (length-biased P + O/2)
-    prefill_s: float  # compute of one mean prompt inside a mixed iteration
-    prefill_alone_s: float  # iteration that prefills one mean prompt on an idle replica
-    mixed_step_s: float  # mean iteration at saturation (decode of `seqs`, prefill of newcomers)
-    max_rps: float
-
-
-def _iterations(spec: ServingSpec, batch: int, kv_read: float, rate: float,
-                prefill_tokens: float, prefill_flops_s: float) -> tuple[float, float, float, float]:
-    """Iterations per second of a replica decoding ``batch`` sequences while ``rate`` new
-    prompts/s arrive: (iterations/s, prefill-iteration s, prefill iterations/s, decode step s).
-
-    The engine admits at the start of each iteration the prompts that arrived during the
-    previous one, so with ``I`` iterations per second a share ``q = 1 − exp(−rate/I)`` of them
-    carry prefill (all the prompts that arrived meanwhile, at most ``chunked_prefill_tokens``
-    tokens each iteration). Those take max(memory, decode + prefill compute), the rest are
-    plain decode steps, and together they fill one second: a fixed point in ``I``.
-    """
-    step = spec.decode_step_s(batch, kv_read)
-    if rate <= 0:
-        return 1 / step, step, 0.0, step
-    chunk = spec.chunked_prefill_tokens
-    tokens_s = rate * prefill_tokens
-    compute_s = rate * prefill_flops_s
-    it = 1 / step
-    t_pf = step
-    n_pf = 0.0
-    for _ in range(40):
-        q = 1 - math.exp(-rate / it)
-        n_pf = min(it, max(it * q, tokens_s / chunk if chunk else 0.0))
-        t_pf = spec.iteration_s(batch, kv_read, tokens_s / n_pf, compute_s / n_pf)
-        n_dec = max(0.0, (1 - n_pf * t_pf) / step)
-        it = 0.5 * it + 0.5 * max(n_pf + n_dec, 1e-9)
-    return it, t_pf, n_pf, step
-
-
-def _operating_point(comp: LLMServer, workload, overrides: dict | None = None) -> _Operating:
-    spec = ServingSpec.from_component(comp, **(overrides or {}))
-    tm = token_moments(workload)
-    prompt, output = tm.prompt_mean, tm.output_mean
-    if prompt < 1 or output < 1:
-        raise ServingConfigError(
-            f"{comp.id}: the workload's mean prompt is {prompt:g} tokens and mean output "
-            f"{output:g} tokens; an LLM request needs at least 1 of each")
-    ctx = spec.model.max_context_tokens
-    if prompt + output > ctx:
-        raise ServingConfigError(
-            f"{comp.id}: a mean request of {prompt:.0f} prompt + {output:.0f} output tokens "
-            f"exceeds {spec.model.name}'s {ctx:,}-token context")
-    per_seq = spec.kv_tokens_of(prompt, output)
-    cap = spec.kv_capacity_tokens
-    if per_seq > cap:
-        raise ServingConfigError(
-            f"{comp.id}: one sequence of {prompt:.0f} + {output:.0f} tokens needs "
-            f"{per_seq * spec.kv_bytes_per_token / 1e9:.1f} GB of KV cache "
-            f"({spec.kv_bytes_per_token:,.0f} B/token); {spec.gpus} × {spec.gpu.name} leaves "
-            f"{spec.kv_capacity_bytes / 1e9:.1f} GB ({cap:,} tokens) after "
-            f"{spec.weights_bytes / 1e9:.1f} GB of weights; add GPUs per replica, use fp8 KV "
-            f"cache or shorter requests")
-    # Sequences in the batch are the long-output ones more often than arrivals are, and each is
-    # on average half-way through its output when a step reads its KV.
-    hold = max(per_seq, spec.kv_tokens_of(tm.in_batch(1.0), 0))
-    read1 = spec.kv_tokens_of(tm.in_batch(0.5), 0)
-    seqs = max(1, min(spec.max_batch, int(cap // hold)))
-    prefill_tokens = max(1.0, prompt * (1 - spec.prefix_cache_hit_ratio))
-    cached = prompt - prefill_tokens
-    kv_read = seqs * read1
-    step = spec.decode_step_s(seqs, kv_read)
-    pf = spec.prefill_flops_s(prefill_tokens, cached)
-    prefill_alone = spec.iteration_s(0, 0, prefill_tokens, pf)
-    # Saturation: every iteration decodes `seqs` sequences and retires seqs/output of them on
-    # average; the iterations that follow a retirement prefill the newcomers (see _iterations).
-    per_iter = seqs / output
-    rate = per_iter / step
-    for _ in range(60):  # damped fixed point: rate = iterations/s × retirements per iteration
-        it, _, _, _ = _iterations(spec, seqs, kv_read, rate, prefill_tokens, pf)
-        rate = 0.5 * rate + 0.5 * it * per_iter
-    it, _, _, _ = _iterations(spec, seqs, kv_read, rate, prefill_tokens, pf)
-    mixed = 1 / it
-    max_rps = per_iter * it
-    return _Operating(spec, prompt, output, prefill_tokens, seqs, step, hold, read1,
-                      pf * spec._slowdown, prefill_alone, mixed, max_rps)
-
-
-def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None,
-                        arrival_rps: float | None = None) -> tuple[float, float, int]:
-    """(mean service s, service SCV, servers): an M/G/c view of the whole `llm_server`.
-
-    Without ``arrival_rps``: servers are the sequence slots, ``replicas × max concurrent
-    sequences``, each held for ``output`` saturated iterations (whose length includes the
-    prefill of the prompts entering meanwhile), so ``servers / mean`` is exactly the replicas'
-    max request rate — but the mean is the *saturated* latency, pessimistic at light load.
-
-    With ``arrival_rps`` (requests/s reaching the component): the mean is a request's TTFT +
-    output × TPOT at that load, and the server count is chosen so that ``servers / mean`` is
-    still the max request rate — the M/G/c then has the right utilisation *and* the right
-    response time at that load. The SCV comes from the output-length spread.
-    """
-    op = _operating_point(comp, workload, overrides)
-    tm = token_moments(workload)
-    scv = tm.output_var / (tm.output_mean ** 2) if tm.output_mean else 0.0
-    capacity_rps = comp.replicas * op.max_rps
-    if arrival_rps is not None and 0 < arrival_rps < capacity_rps:
-        _, _, ttft, tpot = _at_load(op, arrival_rps / comp.replicas)
-        mean_s = ttft + (op.output - 1) * tpot
-        return mean_s, scv, max(comp.replicas, round(capacity_rps * mean_s))
-    return op.output * op.mixed_step_s, scv, comp.replicas * op.seqs
-
-
-def _at_load(op: _Operating, per_replica: float) -> tuple[int, float, float, float]:
-    """(sequences in flight, decode step s, TTFT s, TPOT s) of a replica at this request rate.
-
-    TPOT is one second over the iterations run in it (`_iterations`); TTFT is the residual of
-    the running, length-biased iteration (E[τ²] / 2E[τ]) plus the prompt's own prefill
-    iterations; the batch follows from Little's law, N = λ·(TTFT + (output − 1)·TPOT).
-    """
-    spec = op.spec
-    lam = per_replica
-    if lam < op.max_rps:
-        chunk = spec.chunked_prefill_tokens
-        own_chunks = max(1, math.ceil(op.prefill_tokens / chunk)) if chunk else 1
-        pf = op.prefill_s / spec._slowdown
-
-        def figures(b: int):
-            it, t_pf, n_pf, step = _iterations(spec, b, b * op.kv_read, lam, op.prefill_tokens, pf)
-            n_dec = max(0.0, it - n_pf)
-            residual = (n_pf * t_pf ** 2 + n_dec * step ** 2) / 2  # Σ τ = 1 s
-            return step, residual + own_chunks * t_pf, 1 / it
-
-        lo, hi = 0.0, float(op.seqs)
-        for _ in range(40):  # bisection on the monotone fixed point of Little's law
-            n = (lo + hi) / 2
-            _, ttft, tpot = figures(max(1, round(n)))
-            if lam * (ttft + (op.output - 1) * tpot) > n:
-                lo = n
-            else:
-                hi = n
-        b = max(1, round(hi))
-        step, ttft, tpot = figures(b)
-        return b, step, ttft, tpot
-    # Saturated: the queue grows; report a request's own figures once it holds a slot.
-    b = op.seqs
-    kv = b * op.kv_read
-    ttft = 0.5 * op.mixed_step_s + spec.iteration_s(b, kv, op.prefill_tokens, op.prefill_s / spec._slowdown)
-    return b, op.step_s, ttft, op.mixed_step_s
-
-
-def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict | None = None):
-    """The analytic twin of one `llm_server` at ``arrival_rps`` (requests/s reaching it).
-
-    ``overrides`` replace `ServingSpec` fields (efficiency factors) for what-if studies."""
-    from sim.results import LLMEstimate  # sim.results is plain pydantic; keep import local
-
-    op = _operating_point(comp, workload, overrides)
-    spec = op.spec
-    gb = 1e9
-    max_tok_s = op.max_rps * op.output
-    needed = max(1, math.ceil(arrival_rps / (TARGET_LOAD * op.max_rps))) if arrival_rps > 0 else 1
-    per_replica = arrival_rps / comp.replicas
-    b, step, ttft, tpot = _at_load(op, per_replica)
-    bound = spec.decode_bound(op.seqs, op.seqs * op.kv_read)
-    cap = spec.kv_capacity_tokens
-    per_seq = spec.kv_tokens_of(op.prompt, op.output)
-    ex = [
-        f"weights: {spec.model.params_total_b:g} B params × {spec.bytes_per_param:g} B "
-        f"({spec.precision}) = {spec.weights_bytes / gb:.2f} GB, {spec.weights_bytes_per_gpu / gb:.2f} GB "
-        f"on each of {spec.gpus} × {spec.gpu.name}",
-        f"KV per token: 2 × {spec.model.layers} layers × {spec.model.kv_heads} KV heads × "
-        f"{spec.model.head_dim} × {KV_BYTES_PER_ELEM[spec.kv_precision]} B ({spec.kv_precision}) = "
-        f"{spec.kv_bytes_per_token:,.0f} B",
-        f"KV capacity: ({spec.gpus} × {spec.gpu.hbm_gb:g} GB × {spec.gpu_memory_utilization:g} − "
-        f"{spec.weights_bytes / gb:.2f} GB weights − {spec.gpus} × {spec.reserve_bytes_per_gpu / gb:g} GB reserve) "
-        f"/ {spec.kv_bytes_per_token:,.0f} B = {cap:,} tokens",
-        f"concurrent sequences: min(max_batch {spec.max_batch}, {cap:,} / {op.kv_hold:.0f} tokens "
-        f"reserved per sequence in the batch) = {op.seqs}"
-        + (f" (mean request {op.prompt:.0f} + {op.output:.0f} tokens; long outputs stay longer, so "
-           f"the batch holds {op.kv_hold:.0f} on average)" if op.kv_hold > per_seq + 0.5 else ""),
-        f"decode step at batch {op.seqs}: max(({spec.weights_read_bytes(op.seqs) / gb:.2f} GB weights + "
-        f"{op.seqs * op.kv_read * spec.kv_bytes_per_token / gb:.2f} GB KV) / "
-        f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
-        f"2 × {spec.model.params_active_b:g} B × {op.seqs} / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu:g}))"
-        + (f" × (1 + {spec.tp_comm_overhead:g} TP)" if spec.gpus > 1 else "")
-        + f" + {spec.iteration_overhead_s * 1e3:g} ms = {op.step_s * 1e3:.2f} ms ({bound}-bound)",
-        f"prefill of {op.prefill_tokens:.0f} tokens"
-        + (f" ({spec.prefix_cache_hit_ratio:.0%} prefix-cached)" if spec.prefix_cache_hit_ratio else "")
-        + f": 2 × {spec.model.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}) = {op.prefill_s * 1e3:.2f} ms",
-        f"saturated: {op.seqs} sequences decode while {op.seqs / op.output:.2f} new prompts per iteration "
-        f"prefill, mean iteration {op.mixed_step_s * 1e3:.2f} ms → max {op.seqs} / {op.output:.0f} / "
-        f"{op.mixed_step_s * 1e3:.2f} ms = "
-        f"{op.max_rps:.3f} req/s = {max_tok_s:,.0f} output tok/s per replica",
-        f"replicas for {arrival_rps:.3f} req/s at ≤ {TARGET_LOAD:.0%} load: ⌈{arrival_rps:.3f} / "
-        f"({TARGET_LOAD:g} × {op.max_rps:.3f})⌉ = {needed} → {needed} × {spec.gpus} = "
-        f"{needed * spec.gpus} GPUs (configured: {comp.replicas} × {spec.gpus} = {comp.gpus})",
-    ]
-    if per_replica < op.max_rps:
-        ex.append(f"at {per_replica:.3f} req/s per configured replica: ~{b} sequences in flight, "
-                  f"TTFT ≈ {ttft * 1e3:.1f} ms, TPOT ≈ {tpot * 1e3:.2f} ms (no queueing for a slot)")
-    else:
-        ex.append(f"at {per_replica:.3f} req/s per configured replica the server is saturated "
-                  f"(max {op.max_rps:.3f} req/s): the queue grows without bound; TTFT ≈ "
-                  f"{ttft * 1e3:.1f} ms and TPOT ≈ {tpot * 1e3:.2f} ms once a request holds a slot")
-    return LLMEstimate(
-        weights_gb=spec.weights_bytes / gb, kv_bytes_per_token=spec.kv_bytes_per_token,
-        kv_capacity_tokens=float(cap), max_concurrent_seqs=op.seqs,
-        decode_step_ms=op.step_s * 1e3, prefill_ms=op.prefill_alone_s * 1e3,
-        max_output_tokens_per_s_per_replica=max_tok_s, max_requests_per_s_per_replica=op.max_rps,
-        replicas_needed=needed, gpus_needed=needed * spec.gpus,
-        ttft_ms_estimate=ttft * 1e3,
-        tpot_ms_estimate=tpot * 1e3, bound=bound, explanation=ex,
-    )
+        return getattr(twin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,316 @@
+"""The flow walk: visits per request and end-to-end latency moments along a design's flow.
+
+The traffic and timing half of the analytic twin (``sim.analytic``). It follows the flow
+exactly as ``designs/model.py`` defines it — branches, cache hits, guardrail blocks, fan-out
+groups and their joins, back edges (loops) and asynchronous ``queue`` hand-offs — and carries
+the first two moments of the caller's latency through every step.
+
+Usage::
+
+    >>> from designs.model import Design
+    >>> from sim.flow import Profile, latency_moments, visits_per_request
+    >>> d = Design.model_validate({"name": "x", "workload": {}, "entry": "a",
+    ...     "components": [{"id": "a", "kind": "service"}, {"id": "b", "kind": "service"}],
+    ...     "flow": [{"from": "a", "to": "b"}]})
+    >>> visits_per_request(d)
+    {'a': 1.0, 'b': 1.0}
+    >>> prof = {"a": Profile(0.0, 0.0, [(1.0, 0.01, 2e-4, True)]), "b": Profile(0.0, 0.0, [(1.0, 0.02, 8e-4, True)])}
+    >>> [round(x, 6) for x in latency_moments(d, prof)[:2]]    # mean s, variance s²
+    [0.03, 0.0005]
+
+* **Traffic.** A branch takes ``p`` of its source's traffic, a cache passes on ``1 − hit_ratio``,
+  a guardrail ``1 − block_ratio``, every fan-out branch gets the full rate and the join is
+  visited once per fan-out, a ``queue``'s consumers get its traffic off the caller's path. A
+  back edge (``p``, ``max_repeats``) returning to ``v`` makes the body ``v … u`` run N times,
+  P(N > k) = (r·p)ᵏ for k ≤ max_repeats, r the probability a pass from ``v`` reaches ``u``:
+  E[N] = Σₖ₌₀..ₘ (r·p)ᵏ. Exact in expectation for one loop; nested loops compose the same way.
+* **Times.** Each station is a `Profile`: its wait moments and its outcomes (probability,
+  service moments, whether the request continues). Response times add along the flow;
+  branches mix by probability; a fan-out's join time is the max of its branches by Clark's
+  (1961) normal moment matching; loops add N passes. Mean and variance are exact except at
+  joins (branches taken as independent).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from designs.model import Design, Edge
+from sim import queueing as qt
+
+__all__ = ["visits_per_request", "latency_moments", "Profile"]
+
+
+# --- moment triples -----------------------------------------------------------------------------
+# A "triple" (p, m1, m2) is a sub-probability with its first two partial moments:
+# p = P(A), m1 = E[T·1_A], m2 = E[T²·1_A]. Independent sums and mixtures are then exact.
+
+T3 = tuple[float, float, float]
+_ZERO: T3 = (0.0, 0.0, 0.0)
+_ONE: T3 = (1.0, 0.0, 0.0)
+
+
+def _conv(a: T3, b: T3) -> T3:
+    """The independent sum A + B restricted to both events."""
+    return (a[0] * b[0], b[0] * a[1] + a[0] * b[1], b[0] * a[2] + 2 * a[1] * b[1] + a[0] * b[2])
+
+
+def _add(a: T3, b: T3) -> T3:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def _scale(a: T3, w: float) -> T3:
+    return (a[0] * w, a[1] * w, a[2] * w)
+
+
+def _time(m1: float, m2: float) -> T3:
+    """A certain event whose time has mean m1 and second moment m2."""
+    return (1.0, m1, m2)
+
+
+@dataclass
+class _Seg:
+    """What happens from arriving at a node until reaching `stop` (a join) or ending."""
+
+    visits: dict[str, float]
+    stop: T3
+    end: T3
+
+
+def _seg_scaled(s: _Seg, w: float) -> _Seg:
+    return _Seg({k: v * w for k, v in s.visits.items()}, _scale(s.stop, w), _scale(s.end, w))
+
+
+def _seg_add(a: _Seg, b: _Seg) -> _Seg:
+    v = dict(a.visits)
+    for k, x in b.visits.items():
+        v[k] = v.get(k, 0.0) + x
+    return _Seg(v, _add(a.stop, b.stop), _add(a.end, b.end))
+
+
+def _then(t: T3, s: _Seg) -> _Seg:
+    """Time `t` (sub-probability) followed by segment `s`."""
+    return _Seg({k: v * t[0] for k, v in s.visits.items()}, _conv(t, s.stop), _conv(t, s.end))
+
+
+# --- station profiles: the part of a station the walk needs --------------------------------------
+
+
+@dataclass
+class Profile:
+    """Per visit: wait moments and the outcomes (prob, service m1, m2, continues downstream)."""
+
+    wait1: float = 0.0
+    wait2: float = 0.0
+    outcomes: list[tuple[float, float, float, bool]] = field(default_factory=lambda: [(1.0, 0.0, 0.0, True)])
+    is_async: bool = False  # a queue: consumers run off the caller's path
+
+    def outcome_times(self) -> list[tuple[float, T3, bool]]:
+        w1, w2 = self.wait1, self.wait2
+        return [(p, _time(w1 + s1, w2 + 2 * w1 * s1 + s2), cont) for p, s1, s2, cont in self.outcomes]
+
+
+def _routing_profile(comp: Any) -> Profile:
+    """Outcome probabilities only (times zero): enough for the traffic pass."""
+    kind = comp.kind
+    if kind == "cache":
+        h = comp.hit_ratio
+        return Profile(outcomes=[(h, 0.0, 0.0, False), (1 - h, 0.0, 0.0, True)])
+    if kind == "guardrail":
+        b = comp.block_ratio
+        return Profile(outcomes=[(b, 0.0, 0.0, False), (1 - b, 0.0, 0.0, True)])
+    if kind == "queue":
+        return Profile(outcomes=[(1.0, 0.0, 0.0, False)], is_async=True)
+    return Profile()
+
+
+class _Walker:
+    """Recursive walk of the flow, memoised on (node, stop, loops already being handled)."""
+
+    def __init__(self, design: Design, profiles: dict[str, Profile]):
+        self.d = design
+        self.prof = profiles
+        self.memo: dict[tuple, _Seg] = {}
+        self.warnings: set[str] = set()
+        self.loops_into: dict[str, list[tuple[int, Edge]]] = {}
+        for i, e in enumerate(design.flow):
+            if e.is_loop:
+                self.loops_into.setdefault(e.to, []).append((i, e))
+        self.loop_index = {id(e): i for i, e in enumerate(design.flow) if e.is_loop}
+        self.joins: dict[str, str | None] = {}
+        # Adjacency once: Design.out_edges scans the whole flow on every call.
+        self.outs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
+        self.backs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
+        for e in design.flow:
+            (self.backs if e.is_loop else self.outs)[e.from_].append(e)
+        self.dist_memo: dict[str, dict[str, int]] = {}
+
+    def distances(self, start: str) -> dict[str, int]:
+        """Hops from `start` along forward edges (as Design._distances, with the adjacency above)."""
+        hit = self.dist_memo.get(start)
+        if hit is None:
+            hit = {start: 0}
+            frontier = [start]
+            while frontier:
+                nxt = []
+                for u in frontier:
+                    for e in self.outs[u]:
+                        if e.to not in hit:
+                            hit[e.to] = hit[u] + 1
+                            nxt.append(e.to)
+                frontier = nxt
+            self.dist_memo[start] = hit
+        return hit
+
+    def join_of(self, n: str) -> str | None:
+        """Same rule as Design.join_of: the nearest component every branch reaches."""
+        if n not in self.joins:
+            reach = [self.distances(e.to) for e in self.outs[n]]
+            common = set(reach[0]).intersection(*reach[1:]) if reach else set()
+            self.joins[n] = min(common, key=lambda x: (max(r[x] for r in reach), x)) if common else None
+        return self.joins[n]
+
+    def run(self) -> _Seg:
+        limit = sys.getrecursionlimit()
+        need = 20 * len(self.d.components) + 200
+        if need > limit:  # deep chains recurse once per node; raise the limit for this walk only
+            sys.setrecursionlimit(need)
+        try:
+            return self.seg(self.d.entry, None, frozenset())
+        finally:
+            sys.setrecursionlimit(limit)
+
+    def seg(self, n: str, stop: str | None, handled: frozenset) -> _Seg:
+        if n == stop:
+            return _Seg({}, _ONE, _ZERO)
+        key = (n, stop, handled)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        loops = [(i, e) for i, e in self.loops_into.get(n, []) if i not in handled]
+        if loops:
+            dist = self.distances(n)
+            # The outermost loop (source farthest from n) first; inner ones nest inside its body.
+            i, e = max(loops, key=lambda ie: (dist.get(ie[1].from_, -1), -ie[0]))
+            res = self._loop(n, e, stop, handled | {i})
+        else:
+            res = self._node(n, stop, handled)
+        self.memo[key] = res
+        return res
+
+    def _async_visits(self, n: str, handled: frozenset) -> dict[str, float]:
+        return self._forward(n, None, handled).visits
+
+    def _node(self, n: str, stop: str | None, handled: frozenset) -> _Seg:
+        prof = self.prof[n]
+        # A back edge whose target this request did not pass through (the target does not
+        # dominate the source): take it here, entering the loop with one repeat used.
+        back = [e for e in self.backs[n] if self.loop_index[id(e)] not in handled]
+        fwd = None
+        out = _Seg({n: 1.0}, _ZERO, _ZERO)
+        for p, t, cont in prof.outcome_times():
+            if p <= 0:
+                continue
+            if cont:
+                if fwd is None:
+                    fwd = self._forward(n, stop, handled)
+                    if back:
+                        e = back[0]
+                        i = self.loop_index[id(e)]
+                        again = self._loop(e.to, e, stop, handled | {i}, repeats=(e.max_repeats or 1) - 1)
+                        fwd = _seg_add(_seg_scaled(again, e.p), _seg_scaled(fwd, 1 - e.p))
+                out = _seg_add(out, _seg_scaled(_then(t, fwd), p))
+            else:
+                out = _seg_add(out, _Seg({}, _ZERO, _scale(t, p)))
+        if len(back) > 1:
+            self.warnings.add(f"'{n}' has {len(back)} back edges; the estimate follows only {back[0].from_} → {back[0].to}")
+        if prof.is_async:
+            out = _seg_add(out, _Seg(self._async_visits(n, handled), _ZERO, _ZERO))
+        return out
+
+    def _forward(self, n: str, stop: str | None, handled: frozenset) -> _Seg:
+        """After `n` is served and the request continues: its outgoing edges."""
+        outs = self.outs[n]
+        if not outs:
+            return _Seg({}, _ZERO, _ONE)
+        if all(e.parallel for e in outs):
+            j = self.join_of(n)
+            branches = [self.seg(e.to, j, handled) for e in outs]
+            visits: dict[str, float] = {}
+            mean = var = None
+            for b in branches:
+                for k, x in b.visits.items():
+                    visits[k] = visits.get(k, 0.0) + x
+                p, m1, m2 = _add(b.stop, b.end)
+                bm = m1 / p if p > 0 else 0.0
+                bv = max(0.0, m2 / p - bm * bm) if p > 0 else 0.0
+                # Join time = max of the branch times, Clark's normal moment matching pairwise.
+                mean, var = (bm, bv) if mean is None else qt.clark_max(mean, var, bm, bv)
+            t = _time(mean, var + mean * mean)
+            if j is None:
+                return _Seg(visits, _ZERO, t)
+            rest = _then(t, self.seg(j, stop, handled))
+            return _seg_add(rest, _Seg(visits, _ZERO, _ZERO))
+        total_p = sum(e.p for e in outs)
+        acc = _Seg({}, _ZERO, (max(0.0, 1 - total_p), 0.0, 0.0))
+        for e in outs:
+            if e.p > 0:
+                acc = _seg_add(acc, _seg_scaled(self.seg(e.to, stop, handled), e.p))
+        return acc
+
+    def _loop(self, v: str, edge: Edge, stop: str | None, handled: frozenset, repeats: int | None = None) -> _Seg:
+        """Passes v → … → u repeated while the back edge u → v is taken (p, at most m times)."""
+        u, p = edge.from_, edge.p
+        m = (edge.max_repeats or 0) if repeats is None else repeats
+        body = self.seg(v, u, handled)  # stops on arrival at u, before u is served
+        outcomes = self.prof[u].outcome_times()
+        cur, ended, exited = _ONE, _ZERO, _ZERO
+        passes = at_u_total = 0.0
+        for k in range(m + 1):
+            passes += cur[0]
+            ended = _add(ended, _conv(cur, body.end))
+            at_u = _conv(cur, body.stop)
+            at_u_total += at_u[0]
+            nxt = _ZERO
+            for pr, t, cont in outcomes:
+                x = _scale(_conv(at_u, t), pr)
+                if not cont:
+                    ended = _add(ended, x)
+                elif k < m:
+                    nxt = _add(nxt, _scale(x, p))
+                    exited = _add(exited, _scale(x, 1 - p))
+                else:
+                    exited = _add(exited, x)
+            cur = nxt
+            if cur[0] < 1e-12:
+                break
+        visits = {k: x * passes for k, x in body.visits.items()}
+        visits[u] = visits.get(u, 0.0) + at_u_total
+        if self.prof[u].is_async:
+            for k, x in self._async_visits(u, handled).items():
+                visits[k] = visits.get(k, 0.0) + x * at_u_total
+        out = _Seg(visits, _ZERO, ended)
+        if exited[0] > 0:
+            out = _seg_add(out, _then(exited, self._forward(u, stop, handled)))
+        return out
+
+
+def visits_per_request(design: Design) -> dict[str, float]:
+    """Expected visits of each component per request entering the design (0 when unreachable)."""
+    profiles = {c.id: _routing_profile(c) for c in design.components}
+    seg = _Walker(design, profiles).run()
+    return {c.id: seg.visits.get(c.id, 0.0) for c in design.components}
+
+
+def latency_moments(design: Design, profiles: dict[str, Profile]) -> tuple[float, float, list[str]]:
+    """(mean s, variance s², warnings) of the caller's end-to-end latency for these stations."""
+    w = _Walker(design, profiles)
+    seg = w.run()
+    p, m1, m2 = _add(seg.stop, seg.end)
+    if p <= 0:
+        return 0.0, 0.0, sorted(w.warnings)
+    mean = m1 / p
+    return mean, max(0.0, m2 / p - mean * mean), sorted(w.warnings)
+

@@ -151,10 +151,11 @@ def format_run(r) -> str:
         lines.append(f"  critical path: {' → '.join(p.critical_path)}")
     else:
         prec = f", p95 ±{r.precision_achieved:.1%}" if r.precision_achieved is not None else ""
-        head = (f"Simulated {r.design} at {r.arrival_rps:,.4g} requests/s: {r.replications} replication"
-                f"{'s' if r.replications != 1 else ''}, {r.simulated_requests:,} requests, stopped by {r.stopped_by}"
-                f"{prec}, {r.wall_s:.1f} s (seed {r.seed})")
+        head = (f"Simulated {r.design} at {r.arrival_rps:,.4g} requests/s: {r.simulated_requests:,} requests, "
+                f"stopped by {r.stopped_by}{prec}, {r.wall_s:.1f} s (seed {r.seed})")
         lines.append(head)
+        if r.ci_method:
+            lines.append(f"Intervals: {r.ci_method}")
         if r.partial:
             lines.append("PARTIAL: interrupted; the figures below are what was measured so far")
         lines.append(f"Stable: {'yes' if r.stable else 'NO — the backlog grows; see warnings'}")

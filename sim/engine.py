@@ -71,7 +71,7 @@ class SimulationRefused(ValueError):
     """The design or budget cannot be simulated sensibly; the message says why and what to do."""
 
 
-# --- the flow, compiled per replication ---------------------------------------------------
+# --- the flow, compiled once per run ------------------------------------------------------
 
 
 class _Node:

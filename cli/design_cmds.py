@@ -23,6 +23,7 @@ from designs.diagram import to_dot
 from designs.io import DesignFileError, json_schema, load_design
 from designs.library import library_dir, list_library
 from designs.render import RenderError, render
+from sim.check import config_problems
 
 __all__ = ["register", "cmd_validate", "cmd_render", "cmd_schema", "cmd_list", "FORMAT_BY_SUFFIX"]
 
@@ -47,6 +48,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             d = load_design(f)
+            # A well-formed file can still describe hardware that cannot run it (a model
+            # that does not fit its GPUs): those are validation errors too.
+            problems = config_problems(d)
+            if problems:
+                raise DesignFileError(str(f), problems)
         except DesignFileError as e:
             _report(e)
             bad += 1

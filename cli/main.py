@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main", "build_parser"]
@@ -57,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `sdw schema | head`
         return 0
+    except ValueError as e:
+        # Configuration errors raised below the handlers (a model that does not fit its GPUs,
+        # a refused workload) are the user's input: say what is wrong, no traceback.
+        print(f"sdw {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug of ours: still no traceback unless asked for
+        if os.environ.get("SDW_DEBUG"):
+            raise
+        print(
+            f"sdw {args.command}: internal error: {type(e).__name__}: {e}\n"
+            "  (set SDW_DEBUG=1 to see the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

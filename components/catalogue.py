@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from . import hardware
 
 from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
 
@@ -73,6 +75,24 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 #   10 ms, batch stage 100 items/s per worker: assumptions (typical same-region figures).
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+
+def _known_gpu(name: str | None) -> str | None:
+    # Unknown names fail at load time, located at the field, with hardware's "did you mean".
+    if name is not None:
+        hardware.get_gpu(name)
+    return name
+
+
+def _known_model(name: str) -> str:
+    hardware.get_model(name)
+    return name
+
+
+GpuName = Annotated[str, AfterValidator(_known_gpu)]
+"""A GPU from components/data/gpus.csv (canonical name or alias, any case)."""
+ModelName = Annotated[str, AfterValidator(_known_model)]
+"""A model from components/data/models.csv (canonical name or alias, any case)."""
 
 # Display tiers, in diagram order. Each kind declares its tier as a class variable.
 TIERS: dict[str, str] = {
@@ -225,9 +245,9 @@ class LLMServer(ComponentBase):
         "tensor parallelism."
     )
     kind: Literal["llm_server"] = "llm_server"
-    model: str = Field(min_length=1, max_length=100)
+    model: ModelName = Field(min_length=1, max_length=100)
     """Model name from the catalogue, e.g. `llama-3.1-8b` (see `sdw list --models`)."""
-    gpu: str = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
     """GPU type from the catalogue, e.g. `H100-SXM-80GB`, `H200-SXM-141GB`."""
     gpus_per_replica: int = Field(default=1, ge=1, le=64)
     """GPUs per replica; the model is split across them by tensor parallelism."""
@@ -293,7 +313,7 @@ class _TokenPool(ComponentBase):
     """Number of replicas (one GPU or CPU node each)."""
     max_batch: int = Field(default=32, ge=1, le=4096)
     """Requests batched together at most per forward pass."""
-    gpu: str | None = Field(default="L4-24GB", max_length=100)
+    gpu: GpuName | None = Field(default="L4-24GB", max_length=100)
     """GPU type of one replica for pricing; empty for a CPU replica priced per replica-hour."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the GPU or CPU catalogue price."""
@@ -447,13 +467,13 @@ class TrainingJob(ComponentBase):
     tier: ClassVar[str] = "offline"
     description: ClassVar[str] = "Fine-tuning job: full, LoRA or QLoRA; GPU-hours and cost per run."
     kind: Literal["training_job"] = "training_job"
-    model: str = Field(min_length=1, max_length=100)
+    model: ModelName = Field(min_length=1, max_length=100)
     """Base model name from the catalogue."""
     method: Literal["full", "lora", "qlora"] = "lora"
     """Fine-tuning method: full weights, LoRA adapters, or LoRA on a 4-bit base (QLoRA)."""
     tokens: float = Field(gt=0, le=1e15)
     """Training tokens per run (dataset tokens × epochs)."""
-    gpu: str = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
     """GPU type from the catalogue."""
     gpus: int = Field(default=8, ge=1, le=100_000)
     """GPUs used by the job."""

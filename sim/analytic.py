@@ -162,6 +162,12 @@ def estimate(design: Design) -> Estimate:
     from sim.cost import daily_cost
     from sim.verdict import slo_checks
 
+    from sim.check import config_problems
+
+    problems = config_problems(design)
+    if problems:  # every hardware problem at once, not just the first one met
+        raise EstimateError("\n  ".join(p.message for p in problems))
+
     wl = design.workload
     warnings: list[str] = []
     pipeline = None

@@ -68,10 +68,18 @@ def test_full_finetune_that_cannot_fit_names_the_numbers():
 
 
 def test_unknown_names_and_zero_tokens_are_clear_errors():
+    from pydantic import ValidationError
+
+    # The catalogue refuses unknown names when the component is built, located at the field ...
+    with pytest.raises(ValidationError, match=r"gpu\n.*unknown GPU 'H10'; did you mean 'H100-SXM-80GB'"):
+        _job(gpu="H10")
+    with pytest.raises(ValidationError, match=r"model\n.*unknown model 'llama-9'"):
+        _job(model="llama-9")
+    # ... and the estimate still names the component for one built without validation.
     with pytest.raises(PipelineError, match=r"training_job 'ft': gpu: unknown GPU 'H10'; did you mean 'H100-SXM-80GB'"):
-        training_estimate(_job(gpu="H10"))
+        training_estimate(TrainingJob.model_construct(**{**_job().model_dump(), "gpu": "H10"}))
     with pytest.raises(PipelineError, match=r"training_job 'ft': model: unknown model 'llama-9'"):
-        training_estimate(_job(model="llama-9"))
+        training_estimate(TrainingJob.model_construct(**{**_job().model_dump(), "model": "llama-9"}))
     zero = TrainingJob.model_construct(**{**_job().model_dump(), "tokens": 0})  # bypasses gt=0
     with pytest.raises(PipelineError, match=r"training_job 'ft': tokens is 0"):
         training_estimate(zero)

@@ -39,6 +39,7 @@ else:
             st.download_button(f"Diagram {fmt.upper()}", data, file_name=f"{stem}.{fmt}", mime=mime, key=f"dl_{fmt}")
 
 st.subheader("Results")
+est = None
 if W.optional_module("sim.analytic") is not None:
     try:
         est = W.estimate_cached(design.model_dump_json(by_alias=True))
@@ -46,7 +47,23 @@ if W.optional_module("sim.analytic") is not None:
     except Exception as e:  # the estimator refused this design: say why, keep the page
         st.caption(f"No analytic estimate: {e}")
 result = ss.runs.get(ss.last_run_key) if ss.last_run_key else None
-if result is None or result.design != design.name:
+if result is not None and result.design != design.name:
+    result = None
+
+st.subheader("Design doc")
+if est is None:
+    st.caption("The design doc needs the analytic estimate, which is not available for this design.")
+else:
+    from review.doc import render_doc, render_html
+    from review.lint import lint
+
+    findings = lint(design, est, result)
+    st.caption("Problem, assumptions, diagram, back-of-envelope table, " + ("the last simulation, " if result else "no simulation yet (run one on Capacity to include it), ") + "cost, bottlenecks, failure modes from the lint, open questions.")
+    st.download_button("Design doc HTML (diagram inline)", render_html(design, est, result, findings), file_name=f"{stem}.html", mime="text/html", key="dl_doc_html")
+    st.download_button("Design doc Markdown (pair it with the SVG above)", render_doc(design, est, result, findings, diagram=f"{stem}.svg"), file_name=f"{stem}.md", mime="text/markdown", key="dl_doc_md")
+
+st.subheader("Simulation")
+if result is None:
     st.caption("No simulation of this design in this session yet — run one on the Capacity page.")
 else:
     st.caption(W.verdict_line(result)[1])

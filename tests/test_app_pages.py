@@ -181,8 +181,8 @@ def test_compare_two_variants(workspace):
 def test_export_offers_yaml_and_dot():
     at = open_design()
     _ok(at.switch_page("app_pages/export.py").run())
-    labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Design YAML", "Diagram DOT", "Diagram SVG"} <= labels
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    assert {"Design YAML", "Diagram DOT", "Diagram SVG", "Design doc HTML (diagram inline)", "Design doc Markdown (pair it with the SVG above)"} <= set(buttons)
 
 
 def test_builder_adds_a_component_and_an_edge():
@@ -218,5 +218,14 @@ def test_export_offers_the_run_after_a_simulation():
     _ok(at.switch_page("app_pages/export.py").run())
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Run result JSON", "Per-component CSV", "Analytic estimate JSON"} <= labels
+    assert any("the last simulation" in c.value for c in at.caption)  # the doc includes the run
     (table,) = at.dataframe
     assert set(table.value["id"]) == set(at.session_state["design"].by_id())
+
+
+def test_workspace_folder_survives_page_switches(workspace):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    assert at.text_input(key="workspace_root").value == str(workspace)
+    for page in ("app_pages/compare.py", "app_pages/practice.py", "app_pages/library.py"):
+        _ok(at.switch_page(page).run())
+        assert at.text_input(key="workspace_root").value == str(workspace), page

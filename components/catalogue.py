@@ -273,15 +273,9 @@ class LLMServer(ComponentBase):
         return self.gpus_per_replica * self.replicas
 
 
-class LLMApi(ComponentBase):
-    """External LLM provider behind an API, with rate limits and per-token prices."""
+class _ProviderApi(ComponentBase):
+    """A hosted model behind a provider's API: speed, rate limits and per-token prices."""
 
-    tier: ClassVar[str] = "model"
-    description: ClassVar[str] = (
-        "External LLM API: time to first token + output tokens at a provider's speed, "
-        "rate-limited in requests and tokens per minute, priced per 1M tokens."
-    )
-    kind: Literal["llm_api"] = "llm_api"
     provider_model: str = Field(default="gpt-4o", max_length=100)
     """Provider and model name, for documents only."""
     ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
@@ -299,11 +293,22 @@ class LLMApi(ComponentBase):
     backoff_ms: float = Field(default=1000, gt=0, le=600_000)
     """First retry delay in milliseconds; doubles on each retry."""
     max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
-    """Requests in flight at most from this design; empty means unbounded."""
+    """Calls in flight at most from this design; empty means unbounded."""
     usd_per_1m_input_tokens: float = Field(default=2.5, ge=0, le=10_000)
     """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
     usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
     """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+
+
+class LLMApi(_ProviderApi):
+    """External LLM provider behind an API, with rate limits and per-token prices."""
+
+    tier: ClassVar[str] = "model"
+    description: ClassVar[str] = (
+        "External LLM API: time to first token + output tokens at a provider's speed, "
+        "rate-limited in requests and tokens per minute, priced per 1M tokens."
+    )
+    kind: Literal["llm_api"] = "llm_api"
 
 
 class _TokenPool(ComponentBase):
@@ -405,7 +410,7 @@ class Tool(ComponentBase):
     """Price of one call in USD (a paid search API, say)."""
 
 
-class Judge(ComponentBase):
+class Judge(_ProviderApi):
     """LLM-as-judge for evaluations, behind an API."""
 
     tier: ClassVar[str] = "model"
@@ -413,32 +418,10 @@ class Judge(ComponentBase):
         "LLM-as-judge: scores one output per request through a provider API with rate limits."
     )
     kind: Literal["judge"] = "judge"
-    provider_model: str = Field(default="gpt-4o", max_length=100)
-    """Judge model, for documents only."""
     prompt_tokens: Count = Field(default_factory=lambda: fixed_count(1500))
     """Tokens in one judge prompt (rubric + question + answer)."""
     output_tokens: Count = Field(default_factory=lambda: fixed_count(150))
     """Tokens in one verdict (score + short rationale)."""
-    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
-    """Time to first token, in milliseconds."""
-    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
-    """Output speed after the first token, tokens per second."""
-    rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
-    """Requests per minute allowed by the provider; empty means no limit."""
-    tpm_limit: int | None = Field(default=None, ge=1, le=10**12)
-    """Tokens per minute allowed by the provider; empty means no limit."""
-    on_limit: Literal["wait", "retry"] = "wait"
-    """Over the limit: `wait` for the token bucket, or `retry` with exponential backoff."""
-    max_retries: int = Field(default=5, ge=0, le=100)
-    """Retries before the request is dropped, with `on_limit: retry`."""
-    backoff_ms: float = Field(default=1000, gt=0, le=600_000)
-    """First retry delay in milliseconds; doubles on each retry."""
-    max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
-    """Judge calls in flight at most; empty means unbounded."""
-    usd_per_1m_input_tokens: float = Field(default=2.5, ge=0, le=10_000)
-    """Price per million input tokens in USD."""
-    usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
-    """Price per million output tokens in USD."""
 
 
 class BatchStage(ComponentBase):

@@ -3,17 +3,18 @@
 Run with ``uv run python bench/bench_engine.py`` (add ``--quick`` for a shorter run). Every
 ratio is against a reference measured in the same run on the same machine:
 
-(a) minimal heapq event loops for a 3-station tandem M/M/c network: a generic kernel (events
-    are (time, seq, handler, arg), the reference for the 40 % target) and a fully inlined,
-    network-specific loop (pure Python's limit, for information); plain SimPy with
-    `env.timeout` callbacks for orientation;
+(a) minimal heapq event loops for a 3-station tandem M/M/c network: a fully inlined,
+    network-specific loop (pure Python's practical limit: the reference for the 40 % target)
+    and a generic kernel (events are (time, seq, handler, arg); for information); plain SimPy
+    with `env.timeout` callbacks for orientation;
 (b) the engine on the same network (`sim.engine`, one long replication, no stopping rule);
 (c) Ciw on the same network;
 (d) a whole day of 10 million requests through a 3-station design with a 24-hour profile:
     wall time and peak memory (targets ≤ 90 s, ≤ 1 GB);
 (e) the default `sdw run` of designs/library/llm_serving.yaml: time to 2 % precision (≤ 10 s).
 
-Targets (issue 3): engine ≥ 40 % of heapq, ≥ 8× Ciw.
+Targets (issue 3): engine ≥ 40 % of the inlined heapq loop, ≥ 8× Ciw. The machine is shared:
+expect a few % of noise in every ratio (each rate is the best of 3 runs).
 """
 
 from __future__ import annotations
@@ -305,6 +306,16 @@ def best_of(k: int, fn, *args):
     return min(runs, key=lambda r: r[0])
 
 
+def best_of_interleaved(k: int, fns: list, *args) -> list:
+    """The fastest of k runs of each function, run in turn (a, b, c, a, b, c, …) so a slow
+    spell of the shared machine hits every contender alike and the ratios stay fair."""
+    runs: list[list] = [[] for _ in fns]
+    for _ in range(k):
+        for i, fn in enumerate(fns):
+            runs[i].append(fn(*args))
+    return [min(r, key=lambda x: x[0]) for r in runs]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the benchmark)")
@@ -317,10 +328,8 @@ def main() -> int:
     k = 1 if args.quick else 3
     print(f"3-station tandem M/M/c (λ = {LAM:g}/s; c, μ = {STATIONS}), {n:,} requests, best of {k}")
     print(f"exact (Jackson) mean response: {jackson_mean_s() * 1000:.2f} ms")
-    wi, mi = best_of(k, heapq_tandem, n)
-    wh, mh = best_of(k, heapq_tandem_callbacks, n)
-    ws, ms = best_of(k, simpy_timeout_tandem, n)
-    we, me, ne = best_of(k, engine_tandem, n)
+    (wi, mi), (wh, mh), (ws, ms), (we, me, ne) = best_of_interleaved(
+        k, [heapq_tandem, heapq_tandem_callbacks, simpy_timeout_tandem, engine_tandem], n)
     # Ciw on the same number of requests (it slows as its records grow: ~30k/s at 15k requests,
     # ~24k/s at 300k here), once: it is the slow one.
     wc, mc, ncd = best_of(1, ciw_tandem, n)
@@ -329,8 +338,9 @@ def main() -> int:
     for name, r in rate.items():
         print(f"  {name:<15} {r:>10,.0f} requests/s   mean response {means[name] * 1000:7.2f} ms")
     ratios = {
-        "engine / heapq kernel": rate["engine"] / rate["heapq kernel"],
         "engine / heapq inlined": rate["engine"] / rate["heapq inlined"],
+        "engine / heapq kernel": rate["engine"] / rate["heapq kernel"],
+        "simpy timeouts / heapq inlined": rate["simpy timeouts"] / rate["heapq inlined"],
         "simpy timeouts / heapq kernel": rate["simpy timeouts"] / rate["heapq kernel"],
         "engine / ciw": rate["engine"] / rate["ciw"],
     }
@@ -350,8 +360,8 @@ def main() -> int:
 
     print("\nsummary                               measured        target   ok")
     rows = [
-        ("engine / heapq kernel", f"{ratios['engine / heapq kernel']:.1%}", "≥ 40 %", ratios["engine / heapq kernel"] >= 0.40),
-        ("engine / heapq inlined (info)", f"{ratios['engine / heapq inlined']:.1%}", "—", True),
+        ("engine / heapq inlined", f"{ratios['engine / heapq inlined']:.1%}", "≥ 40 %", ratios["engine / heapq inlined"] >= 0.40),
+        ("engine / heapq kernel (info)", f"{ratios['engine / heapq kernel']:.1%}", "—", True),
         ("engine / ciw", f"{ratios['engine / ciw']:.1f}×", "≥ 8×", ratios["engine / ciw"] >= 8),
         ("whole day wall time", f"{day['wall_s']:.1f} s", "≤ 90 s" if not args.quick else "(quick)", day["wall_s"] <= 90),
         ("whole day peak memory", f"{day['peak_mb']:.0f} MB", "≤ 1024 MB", day["peak_mb"] <= 1024),

@@ -55,6 +55,8 @@ class Request:
         "user",  # closed loop: the user (index) who sent it, else -1
         "k",  # engine: continuation called when the request (or this branch) ends
         "bound",  # engine: the join node where this branch stops, or None
+        "nx",  # station scratch: the `done` of the station holding the request now
+        "t_in",  # station scratch: when it joined that station's queue, s
     )
 
     def __init__(self, rid: int, cls: int, t0: float, prompt_tokens: int, output_tokens: int, measured: bool = True):

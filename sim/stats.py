@@ -25,6 +25,7 @@ from statistics import NormalDist
 
 __all__ = [
     "LogHistogram",
+    "log_quantile",
     "QUANTILES",
     "t_quantile",
     "mean_ci",
@@ -109,6 +110,56 @@ class LogHistogram:
 
     def quantile(self, q: float) -> float:
         return self.quantiles((q,))[0]
+
+
+def log_quantile(values: list[float], zeros: int, q: float) -> float:
+    """``LogHistogram.quantile(q)`` of positive `values` plus `zeros` zeros, without binning.
+
+    The same number, bit for bit: the target bin is the key of the rank-r value, found by
+    selection (the top share of the values, `_largest`), and only the values near the top
+    are binned to count that bin and those above it. Keys are non-decreasing in the value, so
+    everything below the selected values lies in lower bins.
+    """
+    npos = len(values)
+    n = npos + zeros
+    if n == 0:
+        return float("nan")
+    target = q * n
+    if target <= zeros:
+        return 0.0
+    # r: the fewest positive values with zeros + r >= target (the histogram walk's stopping rank).
+    r = max(1, math.ceil(target - zeros))
+    while r > 1 and zeros + (r - 1) >= target:
+        r -= 1
+    while zeros + r < target:
+        r += 1
+    if r > npos:
+        return max(values) if values else 0.0
+    m = npos - r + 1  # values at or above the rank-r one
+    extra = m // 8 + 16
+    while True:
+        top = _largest(values, m + extra)
+        keys = [int(_log(x) * _K + _OFFSET) for x in top]
+        k = keys[m - 1]
+        if len(top) == npos or keys[-1] < k:
+            break
+        extra *= 4  # the target bin reaches below what we took: take more
+    c_k = keys.count(k)
+    c_hi = sum(1 for key in keys if key > k)
+    cum = zeros + (npos - c_k - c_hi)
+    frac = (target - cum) / c_k
+    return min(top[0], _exp((k - _OFFSET + frac) / _K))
+
+
+def _largest(values: list[float], count: int) -> list[float]:
+    """At least the `count` largest of `values`, sorted descending: every value ≥ some
+    threshold (picked from a sorted 1-in-32 sample with a 2× margin; all of them if short)."""
+    if count >= len(values) // 4:
+        return sorted(values, reverse=True)
+    sample = sorted(values[::32], reverse=True)
+    t = sample[min(len(sample) - 1, 2 * count // 32 + 8)]
+    top = sorted(filter(t.__le__, values), reverse=True)  # C loops: t <= x
+    return top if len(top) >= count else sorted(values, reverse=True)
 
 
 # --- confidence intervals --------------------------------------------------------------

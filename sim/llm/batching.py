@@ -18,9 +18,11 @@ preempted; vLLM allocates pages on demand and preempts when full, which packs a 
 A request whose prompt + output can never fit the cache, or exceeds the model's context, is
 refused at once with a reason.
 
-The engine is driven by ``env.timeout`` callbacks — one event per iteration, no process per
-request — and keeps O(log n) work per request: decode progress is a global step counter and
-sequences sit in a heap keyed by the step they finish at.
+The engine is driven by `sim.events.later` callbacks — one event per iteration, no process
+per request, no `simpy.Timeout` object (same ordering as a Timeout: time, priority, event id)
+— and keeps O(log n) work per request: decode progress is a global step counter and
+sequences sit in a heap keyed by the step they finish at. Works on the engine's `SimEnv` and
+on a plain `simpy.Environment`.
 
 Usage::
 
@@ -39,6 +41,8 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from sim.events import later
 
 from .roofline import ServingSpec
 
@@ -146,7 +150,7 @@ class ReplicaEngine:
         if not self.busy:
             self.busy = True
             # Zero-delay start: requests arriving at the same instant share the first iteration.
-            self.env.timeout(0).callbacks.append(self._start)
+            later(self.env, 0.0, self._start)
         return seq
 
     def abandon(self, seq) -> bool:
@@ -241,7 +245,7 @@ class ReplicaEngine:
         dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
         self._it_batch = batch
         self._it_start = env.now
-        env.timeout(dt).callbacks.append(self._end)
+        later(env, dt, self._end)
 
     def _end(self, _event=None) -> None:
         now = self.env.now

@@ -41,10 +41,8 @@ Usage (the engine does this through ``sim.stations.STATIONS["llm_server"]``)::
 
 from __future__ import annotations
 
-from simpy.events import Timeout
-
 from sim.results import LLMReplicaStats
-from sim.stations import StationBase
+from sim.stations import StationBase, later
 
 from .batching import ReplicaEngine
 from .roofline import ServingSpec, llm_capacity
@@ -97,8 +95,7 @@ class LLMServerStation(StationBase):
             return
         self._pending[key] = (done, seq, best)
         if self.timeout_s is not None:
-            ev = Timeout(self.env, self.timeout_s, (req, key))
-            ev.callbacks.append(self._timeout)
+            later(self.env, self.timeout_s, self._timeout, (req, key))
 
     # --- engine callbacks -------------------------------------------------------------------
 

@@ -225,6 +225,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
     run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
+    rule_batches = None  # the batches the precision rule accepted, when it stopped the run
     stopped_by = None
     unstable = False
     while True:
@@ -273,6 +274,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                 break
         elif len(complete) >= MIN_REPLICATIONS and met:
             stopped_by = "precision"
+            # Report exactly the batches the rule judged, so the stated precision is the one
+            # that stopped the run (batches still draining would move the interval).
+            rule_batches = complete
             break
         if run.next_id + n_meas > max_requests:
             stopped_by = "max_requests"
@@ -288,6 +292,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     run.refresh()
     end = run.drain_upto if run.drain_upto else len(run.segs)
     outs = [s for s in run.segs[first:end] if s.closed]
+    if stopped_by == "precision" and rule_batches:
+        outs = rule_batches
     if run.cut is not None and len(outs) > 1:
         outs = [s for s in outs if not s.outstanding] or outs
     if run.drain_capped:

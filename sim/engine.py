@@ -109,6 +109,11 @@ def _rep_plan(est, workload) -> tuple[int, int]:
 
 def refuse(design, *, whole_day: bool, max_requests: int) -> None:
     """Raise `SimulationRefused` for workloads no run could answer sensibly."""
+    from .check import config_problems
+
+    problems = config_problems(design)
+    if problems:  # hardware that cannot run the design: every problem, before any work
+        raise SimulationRefused("\n  ".join(p.message for p in problems))
     wl = design.workload
     if wl.closed_loop:
         if whole_day:

@@ -54,3 +54,5 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys, command):
     assert code == 1
     assert "Traceback" not in err
     assert "needs 141 GB of weights" in err
+    if command != "lint":  # lint reports findings per component on stdout
+        assert "big: llama-3.1-405b" in err  # every problem, not just the first

@@ -58,6 +58,7 @@ RULES: dict[str, str] = {
     "unwired": "A component is not reachable from the entry: it gets no traffic.",
     "incomplete": "The prompt needs a kind of component (an LLM, retrieval, a judge, a training job) that no path reaches.",
     "analytic_failed": "The analytic model could not evaluate the design.",
+    "config": "A component's hardware cannot hold it (e.g. a full fine-tune whose optimizer states exceed the GPUs).",
 }
 
 
@@ -81,7 +82,14 @@ class Finding(BaseModel):
 def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any = None) -> list[Finding]:
     """Every finding for `design`, errors first, then warnings, then info."""
     out: list[Finding] = []
-    if estimate is None:
+    from sim.check import config_problems
+
+    # Hardware that cannot run the design: one finding per component, with its numbers.
+    for prob in config_problems(design):
+        comp = design.components[int(prob.path.split("[")[1].rstrip("]"))]
+        out.append(_config_finding(comp, prob.message))
+    # The twin refuses such a design; the remaining rules still run without it.
+    if estimate is None and not out:
         try:
             from sim.analytic import estimate as _estimate
 
@@ -98,6 +106,16 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
 
 
 _LLM_FAIL = re.compile(r"llm_server '([^']+)'")
+
+
+def _config_finding(comp: Any, msg: str) -> Finding:
+    cid = comp.id
+    if comp.kind == "llm_server":  # weights or KV that do not fit the replica's GPUs
+        return Finding(rule="kv_cache", severity="error", component=cid, message=msg,
+                       fix="raise gpus_per_replica (tensor parallelism), use fp8 weights or kv_cache_precision: fp8, "
+                           "a GPU with more HBM (H200 141 GB), or shorter requests")
+    return Finding(rule="config", severity="error", component=cid, message=msg,
+                   fix="change the component so its hardware can hold it (more GPUs, LoRA/QLoRA, a larger GPU)")
 
 
 def _estimate_failure(design: Design, err: Exception) -> Finding:

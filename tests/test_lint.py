@@ -101,6 +101,24 @@ def test_kv_cache_cannot_hold_a_sequence():
     assert not fired(roomy, "kv_cache")
 
 
+def test_weights_that_do_not_fit_are_a_kv_cache_error_per_component():
+    # 70B in BF16 needs 141 GB of weights; one 80 GB H100 cannot hold them, two H100 in FP8 can.
+    big = make([_llm("llama-3.1-70b", "H100-SXM-80GB"), MON])
+    f = fired(big, "kv_cache")
+    assert f and f[0].severity == "error" and f[0].component == "llm" and "141 GB of weights" in f[0].message
+    assert not fired(big, "analytic_failed")
+    ok = make([_llm("llama-3.1-70b", "H100-SXM-80GB", tp=2, precision="fp8"), MON])
+    assert not [x for x in fired(ok, "kv_cache") if x.severity == "error"]
+
+
+def test_full_finetune_over_memory_is_a_config_error():
+    job = {"id": "ft", "kind": "training_job", "model": "llama-3.1-70b", "method": "full", "tokens": 1e9, "gpus": 8}
+    f = fired(make([job, MON], workload={"arrival_rps": 1, "batch": {"items_per_run": 1000}}), "config")
+    assert f and f[0].component == "ft" and "640 GB" in f[0].message
+    lora = {**job, "method": "lora"}
+    assert not fired(make([lora, MON], workload={"arrival_rps": 1, "batch": {"items_per_run": 1000}}), "config")
+
+
 def test_kv_cache_starves_batching():
     # 70B FP8 on 2 × H100: ~212k KV tokens per replica hold only 3 sequences of 60.5k tokens.
     d = make([_llm("llama-3.1-70b", "H100-SXM-80GB", tp=2, precision="fp8"), MON], workload=_long(60_000))

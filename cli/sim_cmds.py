@@ -149,6 +149,14 @@ def format_run(r) -> str:
         lines.append(f"  duration {p.duration_h:.2f} h of a {p.window_h:g} h window; {p.gpu_hours:,.1f} GPU-hours; "
                      f"${p.cost_per_run_usd:,.2f} per run")
         lines.append(f"  critical path: {' → '.join(p.critical_path)}")
+        lines.append("")
+        lines.append(f"  {'stage':<16} {'kind':<14} {'start h':>8} {'hours':>7} {'items in':>12} {'items out':>12} {'GPU-h':>7} {'$/run':>9}")
+        for st in p.stages:
+            lines.append(f"  {st.id:<16} {st.kind:<14} {st.start_h:8.2f} {st.duration_h:7.2f} {st.items_in:12,.0f} "
+                         f"{st.items_out:12,.0f} {st.gpu_hours:7.1f} {st.cost_usd:9.2f}")
+            if st.detail:
+                lines.append(f"  {'':<16} {st.detail}")
+        lines.append("")
     else:
         prec = f", p95 ±{r.precision_achieved:.1%}" if r.precision_achieved is not None else ""
         head = (f"Simulated {r.design} at {r.arrival_rps:,.4g} requests/s: {r.simulated_requests:,} requests, "

@@ -86,7 +86,9 @@ rows = [
 ]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
     "ρ": st.column_config.ProgressColumn("ρ", min_value=0.0, max_value=1.0, format="%.2f"),
-    **{c: st.column_config.NumberColumn(c, format="%.4g") for c in ("arrivals req/s", "wait mean ms", "wait p95 ms", "response ms", "cost $/day")},
+    # Fixed decimals: "%g" shows a negligible Erlang-C wait as 4.6e-61 instead of 0.0.
+    **{c: st.column_config.NumberColumn(c, format="%.1f") for c in ("arrivals req/s", "wait mean ms", "wait p95 ms", "response ms")},
+    "cost $/day": st.column_config.NumberColumn("cost $/day", format="%.2f"),
 })
 for cid, llm in est.llm.items():
     with st.expander(f"{cid}: how the GPU count is derived ({llm.gpus_needed} GPUs, {llm.bound}-bound)"):

@@ -35,7 +35,7 @@ def _mmc(c: int, rho: float, mean_ms: float = 100.0) -> tuple[Design, float, flo
     return _design([_service("svc", c, _expo(mean_ms))], arrival_rps=lam), lam, mu
 
 
-@pytest.mark.parametrize("c, rho", [(1, 0.5), (10, 0.8), (70, 0.9)])
+@pytest.mark.parametrize("c, rho", [(1, 0.5), (10, 0.8), (70, 0.9), (70, 0.95)])
 def test_mmc_mean_and_p95_within_2_percent_of_erlang_c(c, rho):
     d, lam, mu = _mmc(c, rho)
     r = simulate(d, seed=11, precision=0.015)

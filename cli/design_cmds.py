@@ -25,19 +25,12 @@ from designs.library import library_dir, list_library
 from designs.render import RenderError, render
 from sim.check import config_problems
 
+from .common import err as _err
+from .common import report as _report
+
 __all__ = ["register", "cmd_validate", "cmd_render", "cmd_schema", "cmd_list", "FORMAT_BY_SUFFIX"]
 
 FORMAT_BY_SUFFIX = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _report(e: DesignFileError) -> None:
-    _err(f"invalid  {e.source}  ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''})")
-    for p in e.problems:
-        _err("  " + p.format(e.source))
 
 
 # --- validate ----------------------------------------------------------------------------

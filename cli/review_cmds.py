@@ -19,23 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from designs.io import DesignFileError, load_design
+
+from .common import err as _err
+from .common import load_or_report as _load
 
 __all__ = ["register", "cmd_lint", "cmd_doc"]
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _load(path: str):
-    try:
-        return load_design(path)
-    except DesignFileError as e:
-        _err(f"invalid  {e.source}  ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''})")
-        for p in e.problems:
-            _err("  " + p.format(e.source))
-        return None
 
 
 def _estimate(design, cmd: str):

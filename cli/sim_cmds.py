@@ -25,24 +25,11 @@ import threading
 import time
 from contextlib import contextmanager
 
-from designs.io import DesignFileError, load_design
+
+from .common import err as _err
+from .common import load_or_report as _load
 
 __all__ = ["register", "cmd_run", "cmd_estimate", "cmd_compare", "format_run", "format_compare", "compare_deltas"]
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def _load(path: str):
-    """The design, or None after printing every located problem to stderr."""
-    try:
-        return load_design(path)
-    except DesignFileError as e:
-        _err(f"invalid  {e.source}  ({len(e.problems)} problem{'s' if len(e.problems) != 1 else ''})")
-        for p in e.problems:
-            _err("  " + p.format(e.source))
-        return None
 
 
 def _precision(text: str) -> float:

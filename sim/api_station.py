@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from simpy.events import Timeout
 
 from .ratelimit import DEFAULT_BURST_S, buckets_for
 from .request import Done, Request, SimContext

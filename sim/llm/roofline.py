@@ -35,7 +35,6 @@ nor more than the total.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer

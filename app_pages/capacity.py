@@ -161,7 +161,7 @@ for check in result.slo:
     c2.markdown(f"**{check.metric}** — {check.detail or f'target {check.target:g}, value {check.value}'}")
 st.caption(
     f"{result.completed_requests:,} requests completed, {result.dropped_requests:,} dropped, "
-    f"{result.replications} replications, stopped by {result.stopped_by}, seed {result.seed}, {result.wall_s:.1f} s wall."
+    f"{result.ci_method or f'{result.replications} batches'}; stopped by {result.stopped_by}, seed {result.seed}, {result.wall_s:.1f} s wall."
 )
 for w in result.warnings:
     st.warning(w)

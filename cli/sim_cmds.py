@@ -369,7 +369,7 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-requests", type=_positive_int, default=2_000_000, help="request budget (default 2,000,000)")
     p.add_argument("--max-seconds", type=_positive_float, default=60.0, help="wall-clock budget in seconds (default 60)")
     p.add_argument("--replications", type=_positive_int, default=None,
-                   help="run exactly this many replications instead of the stopping rule")
+                   help="measure exactly this many batches (batch means) instead of the stopping rule")
     p.add_argument("--whole-day", action="store_true", help="simulate 24 h with workload.profile_24h instead of the peak")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 

@@ -196,7 +196,7 @@ def doc_blocks(
     else:
         r = result
         b.append(("p", f"{r.simulated_requests:,} requests simulated at {_n(r.arrival_rps, 'requests/s')} (seed {r.seed}, "
-                       f"{r.replications} replications, warm-up {r.warmup_requests:,} deleted), stopped by {r.stopped_by}"
+                       f"{r.ci_method or f'{r.replications} batches'}), stopped by {r.stopped_by}"
                        + (f", p95 CI half-width {r.precision_achieved:.1%}" if r.precision_achieved is not None else "")
                        + f"; {r.completed_requests:,} completed, {r.dropped_requests:,} dropped." + (" PARTIAL run." if r.partial else "")))
         lat = [("Latency (ms)", r.latency_ms, r.latency_ms_ci95)]

@@ -51,6 +51,8 @@ __all__ = [
     "design_token",
     "STICKY_PREFIXES",
     "run_key",
+    "metrics_table",
+    "sim_settings",
 ]
 
 _DRAFT_ID = re.compile(r"^[a-f0-9]{8,32}$")
@@ -412,4 +414,15 @@ def metrics_table(labels: list[str], results: list) -> list[dict]:
     return rows + [verdicts, bottlenecks]
 
 
-__all__.append("metrics_table")
+def sim_settings(prefix: str, *, precision: float, max_requests: int, max_seconds: float, per: str = "") -> dict:
+    """The simulation-settings expander (seed, precision, budgets), remembered under `prefix`.
+
+    Returns plain values for `simulate(...)`/`compare(...)` and for cache keys.
+    """
+    with st.expander("Simulation settings", expanded=False):
+        s1, s2, s3, s4 = st.columns(4)
+        seed = s1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **sticky(f"{prefix}seed", 0))
+        prec = s2.select_slider("Target precision of p95 (±)", options=[0.01, 0.02, 0.05, 0.1, 0.2], format_func=lambda x: f"{x:.0%}", **sticky(f"{prefix}precision", precision))
+        n = s3.number_input(f"Max requests{per}", min_value=100, max_value=50_000_000, step=10_000, **sticky(f"{prefix}max_requests", max_requests))
+        secs = s4.number_input(f"Max wall seconds{per}", min_value=1.0, max_value=3600.0, **sticky(f"{prefix}max_seconds", max_seconds))
+    return {"seed": int(seed), "precision": float(prec), "max_requests": int(n), "max_seconds": float(secs)}

@@ -98,13 +98,7 @@ for w in est.warnings:
 
 # --- simulation ----------------------------------------------------------------------------
 st.subheader("Simulation")
-with st.expander("Simulation settings", expanded=False):
-    s1, s2, s3, s4 = st.columns(4)
-    seed = s1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **W.sticky("sim_seed", 0))
-    precision = s2.select_slider("Target precision of p95 (±)", options=[0.01, 0.02, 0.05, 0.1, 0.2], format_func=lambda x: f"{x:.0%}", **W.sticky("sim_precision", 0.02))
-    max_requests = s3.number_input("Max requests", min_value=100, max_value=50_000_000, step=10_000, **W.sticky("sim_max_requests", 2_000_000))
-    max_seconds = s4.number_input("Max wall seconds", min_value=1.0, max_value=3600.0, **W.sticky("sim_max_seconds", 120.0))
-settings = {"seed": int(seed), "precision": float(precision), "max_requests": int(max_requests), "max_seconds": float(max_seconds)}
+settings = W.sim_settings("sim_", precision=0.02, max_requests=2_000_000, max_seconds=120.0)
 key = W.run_key(what_if, settings)
 
 b1, b2 = st.columns([1, 1])

@@ -34,13 +34,7 @@ for name, _path in ws.list_designs():
 if "compare_pick" in ss:
     ss.compare_pick = [p for p in ss.compare_pick if p in candidates]
 picked = st.multiselect("Designs (2–4)", list(candidates), max_selections=4, **W.sticky("compare_pick", []))
-with st.expander("Simulation settings", expanded=False):
-    s1, s2, s3, s4 = st.columns(4)
-    seed = s1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **W.sticky("cmp_seed", 0))
-    precision = s2.select_slider("Target precision of p95 (±)", options=[0.01, 0.02, 0.05, 0.1, 0.2], format_func=lambda x: f"{x:.0%}", **W.sticky("cmp_precision", 0.05))
-    max_requests = s3.number_input("Max requests per design", min_value=100, max_value=50_000_000, step=10_000, **W.sticky("cmp_max_requests", 500_000))
-    max_seconds = s4.number_input("Max wall seconds per design", min_value=1.0, max_value=3600.0, **W.sticky("cmp_max_seconds", 60.0))
-settings = {"seed": int(seed), "precision": float(precision), "max_requests": int(max_requests), "max_seconds": float(max_seconds)}
+settings = W.sim_settings("cmp_", precision=0.05, max_requests=500_000, max_seconds=60.0, per=" per design")
 
 if len(picked) < 2:
     st.info("Pick at least two designs.")

@@ -43,6 +43,15 @@ CHECK_EVERY = 2048  # arrivals between wall-clock / cancel / backlog checks (pow
 FLUSH_EVERY = 8 * CHECK_EVERY  # arrivals between checks of the stations' pending waits (power of two)
 
 
+
+def _account_tokens(seg, req: Request) -> None:
+    """TTFT and TPOT of a request that streamed an answer (its last LLM call)."""
+    seg.ttft.add(req.first_token_at - req.t0)
+    n = req.answer_output_tokens
+    seg.answer_tokens += n
+    if n > 1:
+        seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
+
 class Run:
     """One simulation of the design from an empty system, measured in consecutive batches.
 
@@ -265,11 +274,7 @@ class Run:
             if ok:
                 seg.values.append(soj)
                 if req.first_token_at is not None:
-                    seg.ttft.add(req.first_token_at - req.t0)
-                    n = req.answer_output_tokens
-                    seg.answer_tokens += n
-                    if n > 1:
-                        seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
+                    _account_tokens(seg, req)
             else:
                 seg.dropped += 1
                 seg.dropped_sojourn_s += soj
@@ -296,11 +301,7 @@ class Run:
                 seg.lat.add(soj)
                 seg.batches[min(self.n_time_batches - 1, int(req.t0 / self.batch_s))].add(soj)
                 if req.first_token_at is not None:
-                    seg.ttft.add(req.first_token_at - req.t0)
-                    n = req.answer_output_tokens
-                    seg.answer_tokens += n
-                    if n > 1:
-                        seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
+                    _account_tokens(seg, req)
             else:
                 seg.dropped += 1
                 seg.dropped_sojourn_s += soj

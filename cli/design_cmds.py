@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from designs.diagram import to_dot
-from designs.io import DesignFileError, json_schema, load_design
+from designs.io import DesignFileError, json_schema, load_design, locate
 from designs.library import library_dir, list_library
 from designs.render import RenderError, render
 from sim.check import config_problems
@@ -45,7 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             # that does not fit its GPUs): those are validation errors too.
             problems = config_problems(d)
             if problems:
-                raise DesignFileError(str(f), problems)
+                raise DesignFileError(str(f), locate(problems, Path(f).read_text(encoding="utf-8")))
         except DesignFileError as e:
             _report(e)
             bad += 1

@@ -35,6 +35,7 @@ __all__ = [
     "dump_design",
     "design_to_data",
     "problems_from_validation",
+    "locate",
     "json_schema",
     "MAX_FILE_BYTES",
 ]
@@ -297,6 +298,16 @@ def _with_line(p: Problem, node: yaml.Node | None) -> Problem:
         if part:
             loc.append(int(part) if part.isdigit() else part)
     return Problem(p.path, p.message, p.severity, p.suggestion, _line_of(node, tuple(loc)))
+
+
+def locate(problems: list[Problem], text: str) -> list[Problem]:
+    """The same problems with line numbers looked up in the YAML `text` they refer to
+    (for findings made after loading, such as hardware checks)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return problems
+    return [_with_line(p, node) for p in problems]
 
 
 def parse_design(text: str, source: str = "<text>") -> Design:

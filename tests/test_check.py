@@ -56,3 +56,5 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys, command):
     assert "needs 141 GB of weights" in err
     if command != "lint":  # lint reports findings per component on stdout
         assert "big: llama-3.1-405b" in err  # every problem, not just the first
+    if command == "validate":  # located: file:line of each component
+        assert f"{f}:5: error: components[0]" in err and f"{f}:6: error: components[1]" in err

@@ -295,25 +295,36 @@ def _sim_kwargs(args) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sim.engine import SimulationRefused, simulate
+    from sim.engine import simulate
 
     design = _load(args.file)
     if design is None:
         return 1
-    bar = _Progress(f"sdw run {design.name}")
-    try:
-        with _interruptible() as cancel:
-            result = simulate(design, progress=bar, cancel=cancel, **_sim_kwargs(args))
-    except SimulationRefused as e:
-        bar.close()
-        _err(f"sdw run: {args.file}: refused: {e}")
+    result = _with_progress(f"sdw run {design.name}", f"sdw run: {args.file}", simulate, design, args)
+    if result is None:
         return 1
-    bar.close()
     if args.json:
         print(_dumps(result.to_json()))
     else:
         print(format_run(result))
     return 0
+
+
+def _with_progress(label: str, who: str, fn, what, args: argparse.Namespace):
+    """fn(what, …) with a progress bar on stderr and Ctrl-C as a cancel; None after printing
+    the engine's refusal (a workload or hardware no run could answer)."""
+    from sim.engine import SimulationRefused
+
+    bar = _Progress(label)
+    try:
+        with _interruptible() as cancel:
+            out = fn(what, progress=bar, cancel=cancel, **_sim_kwargs(args))
+    except SimulationRefused as e:
+        bar.close()  # clear the bar's line before the message
+        _err(f"{who}: refused: {e}")
+        return None
+    bar.close()
+    return out
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -337,7 +348,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sim.engine import SimulationRefused, compare
+    from sim.engine import compare
 
     if len(args.files) < 2:
         _err("sdw compare: give at least two design files")
@@ -345,15 +356,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     designs = [_load(f) for f in args.files]
     if any(d is None for d in designs):
         return 1
-    bar = _Progress("sdw compare")
-    try:
-        with _interruptible() as cancel:
-            results = compare(designs, progress=bar, cancel=cancel, **_sim_kwargs(args))
-    except SimulationRefused as e:
-        bar.close()
-        _err(f"sdw compare: refused: {e}")
+    results = _with_progress("sdw compare", "sdw compare", compare, designs, args)
+    if results is None:
         return 1
-    bar.close()
     if args.json:
         print(_dumps({"designs": [r.to_json() for r in results], "files": list(args.files),
                       "deltas": compare_deltas(results)}))

@@ -253,7 +253,7 @@ def library_entries() -> list[tuple[str, str, str, Design | None, str | None]]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def estimate_cached(design_json: str):
     """The analytic estimate of a design given as JSON (the cache key)."""
-    analytic = importlib.import_module("sim.analytic")
+    analytic = importlib.import_module("sim.twin.analytic")
     return analytic.estimate(Design.model_validate_json(design_json))
 
 
@@ -266,7 +266,7 @@ class _Unfinished(Exception):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _simulate(design_json: str, seed: int, precision: float, max_requests: int, max_seconds: float, _progress=None, _cancel=None):
-    engine = importlib.import_module("sim.engine")
+    engine = importlib.import_module("sim.des.engine")
     result = engine.simulate(
         Design.model_validate_json(design_json),
         seed=seed,
@@ -299,7 +299,7 @@ def simulate_cached(design: Design, settings: dict, progress: Callable[[float, s
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _compare(design_jsons: tuple[str, ...], seed: int, precision: float, max_requests: int, max_seconds: float):
-    engine = importlib.import_module("sim.engine")
+    engine = importlib.import_module("sim.des.engine")
     designs = [Design.model_validate_json(j) for j in design_jsons]
     return engine.compare(designs, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
 

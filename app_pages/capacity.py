@@ -16,7 +16,7 @@ ss = st.session_state
 design = W.require_design()
 
 st.title(f"Capacity — {design.name}")
-if W.engine_missing("sim.analytic"):
+if W.engine_missing("sim.twin.analytic"):
     st.stop()
 
 # --- what-if sliders: a modified copy, re-estimated at once --------------------------------
@@ -102,14 +102,14 @@ settings = W.sim_settings("sim_", precision=0.02, max_requests=2_000_000, max_se
 key = W.run_key(what_if, settings)
 
 b1, b2 = st.columns([1, 1])
-run = b1.button("Run simulation", key="run_sim", type="primary", disabled=W.optional_module("sim.engine") is None)
+run = b1.button("Run simulation", key="run_sim", type="primary", disabled=W.optional_module("sim.des.engine") is None)
 # A click on Cancel interrupts a run in the browser (Streamlit reruns the script); the flag
 # also tells the engine's cancel event to stop at its next progress report.
 if b2.button("Cancel", key="cancel_sim"):
     ss.sim_cancel = True
     st.info("Simulation cancelled.")
-if W.optional_module("sim.engine") is None:
-    st.warning("Engine not available: sim.engine could not be imported, so only the analytic estimate is shown.")
+if W.optional_module("sim.des.engine") is None:
+    st.warning("Engine not available: sim.des.engine could not be imported, so only the analytic estimate is shown.")
 
 if run:
     ss.sim_cancel = False

@@ -39,7 +39,7 @@ settings = W.sim_settings("cmp_", precision=0.05, max_requests=500_000, max_seco
 if len(picked) < 2:
     st.info("Pick at least two designs.")
     st.stop()
-if W.engine_missing("sim.engine"):
+if W.engine_missing("sim.des.engine"):
     st.stop()
 
 designs = [candidates[p] for p in picked]

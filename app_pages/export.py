@@ -40,7 +40,7 @@ else:
 
 st.subheader("Results")
 est = None
-if W.optional_module("sim.analytic") is not None:
+if W.optional_module("sim.twin.analytic") is not None:
     try:
         est = W.estimate_cached(design.model_dump_json(by_alias=True))
         st.download_button("Analytic estimate JSON", json.dumps(est.to_json(), indent=2), file_name=f"{stem}.estimate.json", mime="application/json", key="dl_estimate")

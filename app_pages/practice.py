@@ -317,7 +317,7 @@ if prompt is not None:
         ref = ss.get("practice_reference")
         if ref is not None:
             try:
-                from sim.analytic import estimate as _est
+                from sim import estimate as _est
 
                 variants.append(Variant(f"{prompt.id}-reference (analytic)", ref, _est(ref)))
             except Exception:  # noqa: BLE001 - the doc is still useful without the comparison

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from designs.io import load_design  # noqa: E402
 from designs.model import Design  # noqa: E402
-from sim.analytic import estimate  # noqa: E402
+from sim.twin.analytic import estimate  # noqa: E402
 
 
 def synthetic(n_blocks: int) -> dict:

@@ -7,7 +7,7 @@ ratio is against a reference measured in the same run on the same machine:
     network-specific loop (pure Python's practical limit: the reference for the 40 % target)
     and a generic kernel (events are (time, seq, handler, arg); for information); plain SimPy
     with `env.timeout` callbacks for orientation;
-(b) the engine on the same network (`sim.engine`, one long replication, no stopping rule);
+(b) the engine on the same network (`sim.des.engine`, one long replication, no stopping rule);
 (c) Ciw on the same network;
 (d) a whole day of 10 million requests through a 3-station design with a 24-hour profile:
     wall time and peak memory (targets ≤ 90 s, ≤ 1 GB);
@@ -193,7 +193,7 @@ def simpy_timeout_tandem(n: int, seed: int = 1) -> tuple[float, float]:
 
 def engine_tandem(n: int, seed: int = 1) -> tuple[float, float, int]:
     """The engine on the tandem: one warm-up and one batch of n requests, everything it reports."""
-    from sim.engine import _simulate
+    from sim.des.engine import _simulate
 
     d = tandem_design()
     t0 = time.perf_counter()
@@ -224,7 +224,7 @@ def ciw_tandem(n: int, seed: int = 1) -> tuple[float, float, int]:
 
 
 def jackson_mean_s() -> float:
-    from sim.queueing import mmc_mean_response
+    from sim.twin.queueing import mmc_mean_response
 
     return sum(mmc_mean_response(LAM, mu, c) for c, mu in STATIONS)
 
@@ -254,7 +254,7 @@ def whole_day_child(requests_per_day: float) -> None:
     """Run in a subprocess so its peak memory is its own; prints one JSON line."""
     import json
 
-    from sim.engine import simulate
+    from sim.des.engine import simulate
 
     t0 = time.perf_counter()
     r = simulate(day_design(requests_per_day), seed=1, whole_day=True, max_requests=int(requests_per_day * 1.1),
@@ -292,7 +292,7 @@ def whole_day(requests_per_day: float) -> dict:
 
 def serving_default() -> dict:
     from designs.io import load_design
-    from sim.engine import simulate
+    from sim.des.engine import simulate
 
     path = Path(__file__).resolve().parents[1] / "designs" / "library" / "llm_serving.yaml"
     r = simulate(load_design(path), seed=0)

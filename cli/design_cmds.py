@@ -23,7 +23,7 @@ from designs.diagram import to_dot
 from designs.io import DesignFileError, json_schema, load_design, locate
 from designs.library import library_dir, list_library
 from designs.render import RenderError, render
-from sim.check import config_problems
+from sim import config_problems
 
 from .common import err as _err
 from .common import report as _report

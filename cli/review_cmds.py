@@ -27,7 +27,7 @@ __all__ = ["register", "cmd_lint", "cmd_doc"]
 
 
 def _estimate(design, cmd: str):
-    from sim.analytic import estimate
+    from sim import estimate
 
     try:
         return estimate(design)
@@ -74,7 +74,7 @@ def cmd_doc(args: argparse.Namespace) -> int:
     est = _estimate(design, "doc")
     if est is None:
         return 1
-    from sim.engine import simulate
+    from sim import simulate
 
     result = None
     if not args.no_sim:

@@ -295,7 +295,7 @@ def _sim_kwargs(args) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sim.engine import simulate
+    from sim import simulate
 
     design = _load(args.file)
     if design is None:
@@ -313,7 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _with_progress(label: str, who: str, fn, what, args: argparse.Namespace):
     """fn(what, …) with a progress bar on stderr and Ctrl-C as a cancel; None after printing
     the engine's refusal (a workload or hardware no run could answer)."""
-    from sim.engine import SimulationRefused
+    from sim import SimulationRefused
 
     bar = _Progress(label)
     try:
@@ -331,7 +331,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     design = _load(args.file)
     if design is None:
         return 1
-    from sim.analytic import estimate
+    from sim import estimate
 
     try:
         est = estimate(design)
@@ -341,14 +341,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         print(_dumps(est.to_json()))
     else:
-        from sim.verdict import format_estimate
+        from sim import format_estimate
 
         print(format_estimate(est))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sim.engine import compare
+    from sim import compare
 
     if len(args.files) < 2:
         _err("sdw compare: give at least two design files")

@@ -22,7 +22,7 @@ from typing import Any
 
 from designs.diagram import Annotation, sizing, to_dot
 from designs.model import Design
-from sim.results import Estimate, RunResult
+from sim import Estimate, RunResult
 
 from .lint import slo_checks
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from designs.model import Design
-from sim.results import Estimate, RunResult
+from sim import Estimate, RunResult
 
 from .lint import Finding, lint, slo_checks
 
@@ -480,7 +480,7 @@ def review_attempt(
     result: RunResult | None = None,
 ) -> Review:
     """Analytic estimate + (short) simulation + grades + lint + rubric, in one record."""
-    from sim.analytic import estimate as _estimate
+    from sim import estimate as _estimate
 
     est, est_error = estimate, None
     if est is None:
@@ -491,7 +491,7 @@ def review_attempt(
     sim_error = None
     if result is None and simulate and est is not None:
         try:
-            from sim.engine import simulate as _simulate
+            from sim import simulate as _simulate
 
             result = _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
         except Exception as e:  # noqa: BLE001 - the review still shows the analytic side

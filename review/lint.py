@@ -82,7 +82,7 @@ class Finding(BaseModel):
 def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any = None) -> list[Finding]:
     """Every finding for `design`, errors first, then warnings, then info."""
     out: list[Finding] = []
-    from sim.check import config_problems
+    from sim import config_problems
 
     # Hardware that cannot run the design: one finding per component, with its numbers.
     for prob in config_problems(design):
@@ -91,7 +91,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
     # The twin refuses such a design; the remaining rules still run without it.
     if estimate is None and not out:
         try:
-            from sim.analytic import estimate as _estimate
+            from sim import estimate as _estimate
 
             estimate = _estimate(design)
         except Exception as e:  # noqa: BLE001 - report the failure as a finding, never a traceback
@@ -254,7 +254,7 @@ def _kv_cache(design, est, result, prompt, reach):
 
 def _rate_limit(design, est, result, prompt, reach):
     try:
-        from sim.ratelimit import api_limits
+        from sim import api_limits
     except ImportError:
         return
     for c in design.components:

@@ -281,8 +281,8 @@ def _sized(design: Design, rounds: int = 3) -> Design:
     the offered rate, repeated until nothing changes (a resized LLM shifts no upstream rates,
     so one or two rounds settle it)."""
     try:
-        from sim.analytic import estimate
-        from sim.ratelimit import api_limits
+        from sim import estimate
+        from sim import api_limits
     except ImportError:  # analytic twin not available: the unsized reference still compares
         return design
     for n in range(rounds + 6):

@@ -1,0 +1,104 @@
+"""The workbench's numbers: the analytic twin, the discrete-event simulation, cost and verdicts.
+
+The face of the package — everything outside ``sim/`` imports from here, never from a submodule::
+
+    from designs.io import load_design
+    from sim import estimate, simulate, compare
+
+    design = load_design("designs/library/llm_serving.yaml")
+    est = estimate(design)              # analytic twin, milliseconds
+    run = simulate(design, seed=1)      # SimPy, batch-means CIs, same seed → same result
+    print(est.bottleneck, run.latency_ms.p95, run.cost_per_day_usd)
+
+The house:
+
+* ``sim/twin/`` — the analytic twin (queueing formulas over the flow).
+* ``sim/des/`` — the discrete-event engine (stations, routing, workload, statistics).
+* ``sim/llm/`` — token-level LLM serving (roofline, analytic twin, continuous batching replica).
+* ``sim/providers/`` — external model APIs (rate limits, their simulated station).
+* ``results`` (the records), ``cost`` (a rule per kind), ``verdict`` (SLO checks),
+  ``check`` (can this hardware run the design?), ``pipeline`` (batch pipelines, training jobs).
+
+Names are resolved lazily, so ``import sim`` stays cheap: SimPy is imported only when a
+simulation runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # analytic twin
+    "estimate": "sim.twin.analytic",
+    "EstimateError": "sim.twin.analytic",
+    "visits_per_request": "sim.twin.flow",
+    # discrete-event simulation
+    "simulate": "sim.des.engine",
+    "compare": "sim.des.engine",
+    "SimulationRefused": "sim.des.engine",
+    # records
+    "Estimate": "sim.results",
+    "RunResult": "sim.results",
+    "Percentiles": "sim.results",
+    "PercentileCI": "sim.results",
+    "ComponentStats": "sim.results",
+    "StationEstimate": "sim.results",
+    "LLMEstimate": "sim.results",
+    "SLOCheck": "sim.results",
+    "CostLine": "sim.results",
+    "PipelineResult": "sim.results",
+    "PipelineStage": "sim.results",
+    # verdicts, cost, checks
+    "slo_checks": "sim.verdict",
+    "format_estimate": "sim.verdict",
+    "daily_cost": "sim.cost",
+    "COST_RULES": "sim.cost",
+    "DAYS_PER_MONTH": "sim.cost",
+    "config_problems": "sim.check",
+    "require_runnable": "sim.check",
+    "ConfigError": "sim.check",
+    # pipelines and training
+    "pipeline_result": "sim.pipeline",
+    "training_estimate": "sim.pipeline",
+    "PipelineError": "sim.pipeline",
+    "FULL_FT_BYTES_PER_PARAM": "sim.pipeline",
+    # providers and LLM serving
+    "api_limits": "sim.providers.ratelimit",
+    "ServingSpec": "sim.llm.roofline",
+    "ServingConfigError": "sim.llm.roofline",
+    "llm_estimate": "sim.llm.twin",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and editors; never executed
+    from sim.check import ConfigError, config_problems, require_runnable
+    from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
+    from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.llm.roofline import ServingConfigError, ServingSpec
+    from sim.llm.twin import llm_estimate
+    from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate
+    from sim.providers.ratelimit import api_limits
+    from sim.results import (
+        ComponentStats, CostLine, Estimate, LLMEstimate, PercentileCI, Percentiles,
+        PipelineResult, PipelineStage, RunResult, SLOCheck, StationEstimate,
+    )
+    from sim.twin.analytic import EstimateError, estimate
+    from sim.twin.flow import visits_per_request
+    from sim.verdict import format_estimate, slo_checks

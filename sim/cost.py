@@ -280,7 +280,7 @@ def daily_cost(
             base = arrival_rps or wl.peak_rps
             visits = {cid: (r / base if base > 0 else 0.0) for cid, r in arrival_rps_by_component.items()}
         else:
-            from sim.analytic import visits_per_request
+            from sim.twin.flow import visits_per_request
 
             visits = visits_per_request(design)
     if pipeline is None and wl.batch is not None:

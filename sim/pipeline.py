@@ -12,7 +12,7 @@ Per kind:
 * ``training_job``: :func:`training_estimate` hours (6 × params × tokens over the cluster's
   useful FLOPs, × the LoRA/QLoRA time fraction); items pass through.
 * ``judge`` / ``llm_api`` (an eval gate, batch generation): items / the call rate its limits
-  allow (rpm, tpm, max_concurrency — :func:`sim.ratelimit.api_limits`) plus one call's latency;
+  allow (rpm, tpm, max_concurrency — :func:`sim.providers.ratelimit.api_limits`) plus one call's latency;
   token cost per 1M tokens.
 * ``embedder`` / ``reranker``: items × tokens (pairs) / (replicas × per-replica rate).
 * ``llm_server`` (batch generation): items / the replicas' saturated request rate from the
@@ -37,7 +37,7 @@ import math
 from typing import Any
 
 from components.hardware import UnknownNameError, factor, get_gpu, get_model, price, source_of
-from sim.ratelimit import api_limits, mean_tokens_per_call
+from sim.providers.ratelimit import api_limits, mean_tokens_per_call
 from sim.results import PipelineResult, PipelineStage
 
 __all__ = [
@@ -255,7 +255,7 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
     elif kind == "llm_server":
         # Batch generation on self-hosted replicas: items at the replicas' saturated request rate
         # (the roofline twin in sim.llm: sequence slots / mean slot time), plus one request.
-        from sim.llm.roofline import llm_service_moments
+        from sim.llm.twin import llm_service_moments
 
         try:
             mean_s, _, slots = llm_service_moments(comp, design.workload)

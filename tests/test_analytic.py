@@ -7,8 +7,8 @@ import math
 import pytest
 
 from designs.model import Design
-from sim import queueing as qt
-from sim.analytic import estimate, visits_per_request
+from sim.twin import queueing as qt
+from sim.twin.analytic import estimate, visits_per_request
 from sim.verdict import format_estimate, slo_checks
 from sim.results import Percentiles, PercentileCI
 
@@ -218,7 +218,7 @@ def test_rate_limited_judge_is_unstable_with_a_limit_remedy():
 
 
 def test_llm_server_uses_the_llm_model():
-    from sim.llm.roofline import llm_service_moments
+    from sim.llm.twin import llm_service_moments
 
     d = design(
         [svc("gw", 1, 1000), {"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "replicas": 2}],

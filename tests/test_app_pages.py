@@ -136,7 +136,7 @@ def test_delete_and_undo_on_the_library_page(workspace):
 
 
 def test_capacity_runs_a_simulation_and_shows_the_verdict():
-    pytest.importorskip("sim.analytic", reason="sim/analytic.py not built yet")
+    pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     at = open_design()
     _ok(at.switch_page("app_pages/capacity.py").run())
     assert any(df.value.shape[0] >= 3 for df in at.dataframe), "no per-component estimate table"
@@ -159,7 +159,7 @@ def test_capacity_runs_a_simulation_and_shows_the_verdict():
 
 
 def test_compare_two_variants(workspace):
-    pytest.importorskip("sim.analytic", reason="sim/analytic.py not built yet")
+    pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     base = load_design(SERVING)
     n = base.component("llm").replicas
     Workspace(workspace).save("bigger", apply_edit(base, "llm", "replicas", n + 10))
@@ -209,7 +209,7 @@ def test_builder_adds_a_component_and_an_edge():
 
 
 def test_export_offers_the_run_after_a_simulation():
-    pytest.importorskip("sim.analytic", reason="sim/analytic.py not built yet")
+    pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     at = open_design()
     _ok(at.switch_page("app_pages/capacity.py").run())
     for key, value in FAST.items():

@@ -54,7 +54,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
 @pytest.fixture
 def server(tmp_path):
     _need_chromium()
-    pytest.importorskip("sim.analytic", reason="sim/analytic.py not built yet")
+    pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     port = _free_port()
     env = dict(os.environ, SDW_WORKSPACE=str(tmp_path / "ws"), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "streamlit.log", "w")

@@ -5,7 +5,7 @@ import pytest
 from cli.main import main
 from designs.io import load_design, parse_design
 from designs.library import library_files
-from sim.analytic import EstimateError, estimate
+from sim.twin.analytic import EstimateError, estimate
 from sim.check import ConfigError, config_problems, require_runnable
 
 BAD = """

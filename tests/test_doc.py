@@ -11,8 +11,8 @@ from designs.model import Design
 from review.doc import Variant, render_doc, render_html, sanitize_svg, verdict_line
 from review.lint import lint
 
-analytic = pytest.importorskip("sim.analytic")
-engine = pytest.importorskip("sim.engine")
+analytic = pytest.importorskip("sim.twin.analytic")
+engine = pytest.importorskip("sim.des.engine")
 
 LIBRARY = library_files()
 

@@ -11,9 +11,9 @@ import simpy
 
 from components.catalogue import KINDS
 from designs.model import Design
-from sim.engine import SimulationRefused, compare, simulate
-from sim.request import Request, SimContext
-from sim.stations import STATIONS, StationBase, make_station
+from sim.des.engine import SimulationRefused, compare, simulate
+from sim.des.request import Request, SimContext
+from sim.des.stations import STATIONS, StationBase, make_station
 
 
 def _design(components: list[dict], flow: list[dict] | None = None, entry: str | None = None, slo=None, **workload):
@@ -190,7 +190,7 @@ def test_registry_covers_every_kind_and_each_station_serves_a_request():
 def test_simenv_runs_events_in_plain_simpys_order():
     # The engine's SimEnv files SimPy events and `later` calls as (t, priority, id, fn, arg);
     # mixed with processes, timeouts and same-instant ties, the order must be SimPy's own.
-    from sim.stations import SimEnv, later
+    from sim.des.stations import SimEnv, later
 
     def scenario(env):
         log = []
@@ -219,7 +219,7 @@ def test_log_quantile_is_the_histograms_answer_bit_for_bit():
     # very number the 0.1 %-bin LogHistogram of those waits gives (ties, zeros, wide tails).
     import random
 
-    from sim.stats import LogHistogram, log_quantile
+    from sim.des.stats import LogHistogram, log_quantile
 
     rng = random.Random(5)
     for n in (1, 3, 40, 900, 12_000):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from designs.model import Design
-from sim.engine import simulate
-from sim.queueing import mg1_mean_wait, mmc_mean_response, mmc_response_quantile
+from sim.des.engine import simulate
+from sim.twin.queueing import mg1_mean_wait, mmc_mean_response, mmc_response_quantile
 
 
 def _design(components: list[dict], flow: list[dict] | None = None, entry: str | None = None, **workload) -> Design:

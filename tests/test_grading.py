@@ -10,7 +10,7 @@ from designs.model import Design
 from review.grading import AREAS, grade_estimates, rubric
 from review.lint import lint
 
-analytic = pytest.importorskip("sim.analytic")
+analytic = pytest.importorskip("sim.twin.analytic")
 
 
 def _serving() -> Design:

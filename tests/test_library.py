@@ -94,7 +94,7 @@ def test_serving_design_reads_the_target_and_plans_for_the_peak():
 
 
 def test_serving_replicas_carry_the_peak_at_most_80_percent_load():
-    from sim.llm.roofline import llm_estimate
+    from sim.llm.twin import llm_estimate
 
     d = load_design(LIBRARY / "llm_serving.yaml")
     llm = d.component("llm")
@@ -140,7 +140,7 @@ def test_pipeline_designs_fit_their_window(name):
 
 
 def test_stable_at_peak_and_meets_its_slos_in_the_analytic_twin(design):
-    from sim.analytic import estimate
+    from sim.twin.analytic import estimate
 
     est = estimate(design)
     assert est.arrival_rps == pytest.approx(design.workload.peak_rps)

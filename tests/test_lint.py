@@ -14,7 +14,7 @@ from review.lint import RULES, lint
 from designs.forms import add_edge
 from review.prompts import get_prompt, skeleton_design
 
-analytic = pytest.importorskip("sim.analytic")
+analytic = pytest.importorskip("sim.twin.analytic")
 
 
 def make(components, flow=(), *, entry=None, slo=None, workload=None, assumptions=()) -> Design:

@@ -10,7 +10,7 @@ from components.distributions import FixedCount, LogNormalCount
 from designs.model import RequestClass, Workload
 from sim.llm.batching import ReplicaEngine
 from sim.llm.roofline import ServingSpec
-from sim.request import Request, SimContext
+from sim.des.request import Request, SimContext
 
 
 class Req:

@@ -13,7 +13,8 @@ import pytest
 from components.catalogue import LLMServer
 from components.distributions import FixedCount
 from designs.model import RequestClass, Workload
-from sim.llm.roofline import ServingConfigError, ServingSpec, llm_estimate, llm_service_moments
+from sim.llm.roofline import ServingConfigError, ServingSpec
+from sim.llm.twin import llm_estimate, llm_service_moments
 
 FACTORS = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40,
                iteration_overhead_s=0.0005, tp_comm_overhead=0.087)

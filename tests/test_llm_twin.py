@@ -17,9 +17,10 @@ from components.catalogue import LLMServer
 from components.distributions import FixedCount
 from designs.io import load_design
 from designs.model import Design, RequestClass, Workload
-from sim.engine import simulate
+from sim.des.engine import simulate
 from sim.llm.batching import ReplicaEngine
-from sim.llm.roofline import ServingSpec, llm_estimate
+from sim.llm.roofline import ServingSpec
+from sim.llm.twin import llm_estimate
 
 LIBRARY = Path(__file__).resolve().parent.parent / "designs" / "library"
 

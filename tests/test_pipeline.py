@@ -176,7 +176,7 @@ def test_pipeline_with_an_impossible_training_job_is_refused():
 
 
 def test_llm_server_stage_runs_at_the_roofline_saturated_rate():
-    from sim.llm.roofline import llm_service_moments
+    from sim.llm.twin import llm_service_moments
 
     d = Design.model_validate({
         "name": "gen", "workload": {"batch": {"items_per_run": 50_000}},

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 from review.history import list_attempts
 from review.prompts import get_prompt, load_prompts, reference_design, skeleton_design
 
-pytest.importorskip("sim.analytic")
-pytest.importorskip("sim.engine")
+pytest.importorskip("sim.twin.analytic")
+pytest.importorskip("sim.des.engine")
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -44,7 +44,7 @@ def test_prompts_cover_the_guide_with_variations():
 
 
 def test_every_reference_meets_its_prompt_by_the_analytic_model():
-    from sim.analytic import estimate
+    from sim.twin.analytic import estimate
 
     from review.lint import lint
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sim import queueing as qt
+from sim.twin import queueing as qt
 
 
 def _erlang_b_plain(c: int, a: float) -> float:

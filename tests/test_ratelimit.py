@@ -8,9 +8,9 @@ from pydantic import TypeAdapter
 
 from components.catalogue import Component
 from designs.model import Workload
-from sim.api_station import ApiStation
-from sim.ratelimit import TokenBucket, api_limits, reserve_all
-from sim.request import Request, SimContext
+from sim.providers.api_station import ApiStation
+from sim.providers.ratelimit import TokenBucket, api_limits, reserve_all
+from sim.des.request import Request, SimContext
 
 _C = TypeAdapter(Component)
 
@@ -188,7 +188,7 @@ def test_over_the_token_limit_is_refused_and_concurrency_queues():
 
 
 def test_engine_caps_an_llm_api_at_its_rpm_limit():
-    engine = pytest.importorskip("sim.engine", reason="the SimPy engine (issue 3) is not built yet")
+    engine = pytest.importorskip("sim.des.engine", reason="the SimPy engine (issue 3) is not built yet")
     from designs.model import Design
 
     d = Design.model_validate({

@@ -7,6 +7,7 @@
 * `sim.llm.calibrate` — re-derives the published serving measurements.
 """
 
-from .roofline import ServingConfigError, ServingSpec, llm_estimate, llm_service_moments
+from .roofline import ServingConfigError, ServingSpec
+from .twin import llm_estimate, llm_service_moments
 
 __all__ = ["ServingConfigError", "ServingSpec", "llm_estimate", "llm_service_moments"]

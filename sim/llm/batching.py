@@ -18,7 +18,7 @@ preempted; vLLM allocates pages on demand and preempts when full, which packs a 
 A request whose prompt + output can never fit the cache, or exceeds the model's context, is
 refused at once with a reason.
 
-The engine is driven by `sim.events.later` callbacks — one event per iteration, no process
+The engine is driven by `sim.des.events.later` callbacks — one event per iteration, no process
 per request, no `simpy.Timeout` object (same ordering as a Timeout: time, priority, event id)
 — and keeps O(log n) work per request: decode progress is a global step counter and
 sequences sit in a heap keyed by the step they finish at. Works on the engine's `SimEnv` and
@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sim.events import later
+from sim.des.events import later
 
 from .roofline import ServingSpec
 

@@ -24,8 +24,7 @@ The formulas (all per replica of ``g`` GPUs, bandwidth ``BW``, dense peak ``F``)
 * KV capacity  = (g·HBM·gpu_memory_utilization − W − g·reserve) / kv_bytes_per_token
 
 The load-dependent analytic twin built on these numbers (`llm_estimate`, `llm_service_moments`,
-`llm_capacity`) lives in ``sim.llm.twin``; its names are re-exported here so
-``from sim.llm.roofline import llm_estimate`` keeps working.
+`llm_capacity`) lives in ``sim.llm.twin``, which imports this module (never the reverse).
 
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,
@@ -45,11 +44,7 @@ __all__ = [
     "ServingConfigError",
     "TokenMoments",
     "token_moments",
-    "llm_estimate",
-    "llm_service_moments",
-    "llm_capacity",
     "RESERVE_BYTES_PER_GPU",
-    "TARGET_LOAD",
     "KV_BYTES_PER_ELEM",
 ]
 
@@ -303,19 +298,3 @@ def token_moments(workload) -> TokenMoments:
         ov += c.share * (o.var() + o.expected() ** 2)
         po += c.share * p.expected() * o.expected()
     return TokenMoments(pm, max(0.0, pv - pm * pm), om, max(0.0, ov - om * om), po)
-
-
-
-# --- the analytic twin, re-exported ------------------------------------------------------------
-# `sim.llm.twin` imports this module, so the re-export is lazy (PEP 562): either module can be
-# imported first without a circular-import error.
-
-_TWIN_NAMES = frozenset({"llm_estimate", "llm_service_moments", "llm_capacity", "TARGET_LOAD"})
-
-
-def __getattr__(name: str):
-    if name in _TWIN_NAMES:
-        from sim.llm import twin
-
-        return getattr(twin, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ analytic capacity) when the server is saturated. The share of time a replica spe
 sequence — is kept as ``LLMReplicaStats.busy_fraction``. If the twin cannot size the workload
 (e.g. a mean request that does not fit), the busy share is reported as utilisation instead.
 
-Usage (the engine does this through ``sim.stations.STATIONS["llm_server"]``)::
+Usage (the engine does this through ``sim.des.stations.STATIONS["llm_server"]``)::
 
     st = LLMServerStation(comp, ctx)
     st.arrive(req, done)
@@ -42,10 +42,11 @@ Usage (the engine does this through ``sim.stations.STATIONS["llm_server"]``)::
 from __future__ import annotations
 
 from sim.results import LLMReplicaStats
-from sim.stations import StationBase, later
+from sim.des.stations import StationBase, later
 
 from .batching import ReplicaEngine
-from .roofline import ServingSpec, llm_capacity
+from .roofline import ServingSpec
+from .twin import llm_capacity
 
 __all__ = ["LLMServerStation"]
 

@@ -429,7 +429,7 @@ def _load_point(cap: _Capacity, replicas: int, arrival_rps: float) -> _Load:
       the 95th percentile over requests of the mean of O − 1 correlated iteration lengths
       (AR(1) with the chain's lag-1 correlation), mixed over the output-length distribution.
     """
-    from sim import queueing as qt  # plain maths; local import keeps this module light
+    from sim.twin import queueing as qt  # plain maths; local import keeps this module light
 
     sh = cap.sh
     lam = arrival_rps / replicas if replicas else math.inf

@@ -4,13 +4,13 @@ Most of a simulation's events are FIFO service starts and finishes, so this stat
 written for speed: exponential service with no timeout and no queue cap gets its own
 arrive/finish pair that pushes ``(t, 1, id, finish, req)`` straight onto the `SimEnv` heap,
 keeps its per-visit state on the request (`req.nx`, `req.t_in`), counts free servers, and
-records waits raw (their p95 by exact selection, `sim.stats.log_quantile`). Areas are kept
+records waits raw (their p95 by exact selection, `sim.des.stats.log_quantile`). Areas are kept
 as sums with edge corrections, so there is no per-event tick. Everything else (timeouts,
 queue caps, request-dependent service times, plain SimPy environments) takes the general path.
 
 Usage::
 
-    from sim.fifo import FifoStation
+    from sim.des.fifo import FifoStation
 
     st = FifoStation(comp, ctx, servers=4, dist=comp.service_time)
     st.arrive(req, done)          # done(req, ok) when it leaves

@@ -7,7 +7,7 @@ give ``math.inf`` waits rather than an exception: the analytic twin reports them
 
 Usage::
 
-    >>> from sim.queueing import erlang_c, mmc_mean_wait, mmc_response_quantile
+    >>> from sim.twin.queueing import erlang_c, mmc_mean_wait, mmc_response_quantile
     >>> round(erlang_c(10, 8.0), 4)                 # P(wait) for M/M/10 at 8 Erlangs
     0.4092
     >>> round(mmc_mean_wait(100, 12, 10) * 1000, 2)  # ms; the M/M/10 at rho 0.8333

@@ -1,15 +1,15 @@
 """One simulation run: the event loop, arrivals, departures, and consecutive measured batches.
 
-`Run` simulates a design from an empty system on a `sim.stations.SimEnv`. Arrival ids
+`Run` simulates a design from an empty system on a `sim.des.stations.SimEnv`. Arrival ids
 [0, n_warm) are warm-up; then batch b holds ids [n_warm + b·n, n_warm + (b+1)·n). At each batch
-boundary the stations' statistics are snapshotted into the batch's `sim.summary.Batch` and
+boundary the stations' statistics are snapshotted into the batch's `sim.des.summary.Batch` and
 reset, and `advance()` returns so the engine can apply its stopping rule; `finish()` stops
 measuring and lets the measured requests drain while arrivals continue (bounded). A whole
 day is one batch holding the day's arrivals, streamed into histograms.
 
 Usage::
 
-    from sim.run import Run
+    from sim.des.run import Run
 
     run = Run(design, seed=1, n_warm=2_000, n_meas=10_000, whole_day=False,
               deadline=time.perf_counter() + 60, cancel=None)

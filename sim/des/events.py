@@ -7,7 +7,7 @@ schedules a callback on a `SimEnv` or on a plain `simpy.Environment`.
 
 Usage::
 
-    from sim.events import SimEnv, later
+    from sim.des.events import SimEnv, later
 
     env = SimEnv()
     later(env, 0.5, lambda ev: print(env.now, ev._value), "hello")   # fn(event), event._value

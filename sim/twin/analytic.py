@@ -4,12 +4,12 @@
 often each component is visited per request, turns each component into a queueing station
 (servers, mean service time, SCV) and combines the stations' response times along the flow.
 This module assembles the `Estimate` (closed loops, cost, SLO verdict); the flow walk lives in
-``sim.flow`` and the per-station models in ``sim.stations_analytic`` (both re-exported here).
+``sim.twin.flow`` and the per-station models in ``sim.twin.stations`` (both re-exported here).
 
 Usage::
 
     >>> from designs.io import load_design
-    >>> from sim.analytic import estimate
+    >>> from sim.twin.analytic import estimate
     >>> # est = estimate(load_design("designs/library/rag_qa.yaml"))
     >>> # est.stations["llm"].utilization, est.latency_ms_p95_approx, est.bottleneck
 
@@ -22,17 +22,17 @@ How each figure is made (and where it is only approximate):
   the body ``v … u`` run N times, P(N > k) = (r·p)ᵏ for k ≤ max_repeats, r the probability a pass
   from ``v`` reaches ``u``: E[N] = Σₖ₌₀..ₘ (r·p)ᵏ (with r = 1: 1 + Σₖ₌₁..ₘ pᵏ). Exact in
   expectation for one loop; nested loops are composed the same way.
-* **Stations.** ``sim.queueing``: Erlang C (M/M/c) for exponential service, Allen–Cunneen
+* **Stations.** ``sim.twin.queueing``: Erlang C (M/M/c) for exponential service, Allen–Cunneen
   (M/G/c; Pollaczek–Khinchine when c = 1) otherwise, Poisson arrivals at every station (the
   Jackson-network assumption). Pure delays have no queue. Batching replicas (embedder,
   reranker) and LLM servers have their own models below; API rate limits come from
-  ``sim.ratelimit``.
+  ``sim.providers.ratelimit``.
 * **End to end.** Response times add along the flow; branches mix by probability; a fan-out's
   join time is the max of its branches by Clark's (1961) normal moment matching; loops add
   N passes. Mean and variance are carried through these steps exactly, except at joins
   (stations taken as independent); the **p95 is the 95th percentile of a gamma distribution
   with that mean and variance** — exact for one M/M/1 station, within 0.4 % for one M/M/c.
-  Against ``sim.engine`` (seed 1, 2 % precision): tandem M/M/c mean/p95 within 1 %; a loop
+  Against ``sim.des.engine`` (seed 1, 2 % precision): tandem M/M/c mean/p95 within 1 %; a loop
   0 %/0 %; cache + fan-out +4 %/−1 %; rag_qa +4 %/+4 %; agent_workflow 0 %/−9 % (a mixture of
   loop counts is heavier-tailed than a gamma); llm_serving −10 %/−6 % (the LLM model's TTFT/TPOT).
   An ``llm_server``'s TTFT already holds its slot wait; the walk adds the station's wait once
@@ -57,10 +57,10 @@ import math
 import time
 
 from designs.model import Design
-from sim import queueing as qt
-from sim.flow import Profile, latency_moments, visits_per_request
+from sim.twin import queueing as qt
+from sim.twin.flow import Profile, latency_moments, visits_per_request
 from sim.results import Estimate, Percentiles, StationEstimate
-from sim.stations_analytic import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
+from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
 
 __all__ = [
     "estimate",

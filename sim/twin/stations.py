@@ -2,13 +2,13 @@
 
 ``analyse_station(comp, lam, design)`` turns a component into a `StationCalc` — servers, mean
 service time and SCV, utilisation, wait moments and p95, capacity, replicas needed — which
-``sim.analytic.estimate`` assembles into the design's `Estimate` and the flow walk
-(``sim.flow``) turns into end-to-end latency.
+``sim.twin.analytic.estimate`` assembles into the design's `Estimate` and the flow walk
+(``sim.twin.flow``) turns into end-to-end latency.
 
 Usage::
 
     >>> from designs.model import Design
-    >>> from sim.stations_analytic import analyse_station
+    >>> from sim.twin.stations import analyse_station
     >>> d = Design.model_validate({"name": "x", "workload": {}, "entry": "s",
     ...     "components": [{"id": "s", "kind": "service", "replicas": 10}]})
     >>> c = analyse_station(d.components[0], 800.0, d)   # 800 rps on 10 servers of 10 ms (fixed)
@@ -18,7 +18,7 @@ Usage::
 Models: Erlang C (M/M/c) for exponential service, Allen–Cunneen (M/G/c; Pollaczek–Khinchine
 when c = 1) otherwise, Poisson arrivals at every station (the Jackson-network assumption).
 Pure delays have no queue. Batching replicas (embedder, reranker), external LLM APIs (with
-``sim.ratelimit``'s limits) and LLM servers (``sim.llm.twin``) have their own models below.
+``sim.providers.ratelimit``'s limits) and LLM servers (``sim.llm.twin``) have their own models below.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from components.distributions import Exponential, Fixed
 from designs.model import Design
-from sim import queueing as qt
-from sim.flow import Profile
+from sim.twin import queueing as qt
+from sim.twin.flow import Profile
 from sim.results import LLMEstimate
 
 __all__ = ["analyse_station", "StationCalc", "EstimateError", "TARGET_UTILIZATION"]
@@ -171,7 +171,7 @@ def _api(comp: Any, lam: float, design: Design) -> StationCalc:
         o1, o2 = _class_moments(design, "output_tokens")
     v = comp.output_tokens_per_s
     v1 = v.expected()
-    # E[n/v] ≈ E[n]/E[v] (as sim.ratelimit.mean_service_s), E[(n/v)²] ≈ E[n²]·(1 + 3·scv_v)/E[v]²
+    # E[n/v] ≈ E[n]/E[v] (as sim.providers.ratelimit.mean_service_s), E[(n/v)²] ≈ E[n²]·(1 + 3·scv_v)/E[v]²
     # (second-order delta method; exact for a fixed speed, the default).
     g1, g2 = o1 / v1, o2 * (1 + 3 * v.scv()) / (v1 * v1)
     t1, t2 = _moments(comp.ttft)
@@ -181,13 +181,13 @@ def _api(comp: Any, lam: float, design: Design) -> StationCalc:
     else:
         calc = _delay(comp, lam, m1, m2)
     try:
-        from sim.ratelimit import api_limits
-    except ImportError:  # pragma: no cover - sim.ratelimit ships with the engine
+        from sim.providers.ratelimit import api_limits
+    except ImportError:  # pragma: no cover - sim.providers.ratelimit ships with the engine
         return calc
     lim = api_limits(comp, design.workload, arrival_rps=lam)
     cap = lim["max_sustainable_rps"]
     if cap:
-        # The provider's token bucket holds a minute of refill (sim.ratelimit.DEFAULT_BURST_S), so
+        # The provider's token bucket holds a minute of refill (sim.providers.ratelimit.DEFAULT_BURST_S), so
         # Poisson bursts below the limit pass without waiting; at or above it the backlog grows.
         util = lam / cap
         calc.utilization = max(calc.utilization, util)
@@ -214,7 +214,7 @@ def _batching(comp: Any, lam: float, design: Design) -> StationCalc:
     """Embedder / reranker: replicas that each serve every waiting request (up to B) per pass.
 
     A pass over b requests takes S(b) = o + b·w (o = overhead, w = work per request / rate), as
-    in ``sim.stations.BatchStation``; capacity = R·B / S(B) for R replicas. Greedy batching:
+    in ``sim.des.stations.BatchStation``; capacity = R·B / S(B) for R replicas. Greedy batching:
     the next pass takes the arrivals during the current one, N ~ Poisson(λᵣ·S(b)) (λᵣ = λ/R),
     or one request after an idle spell, so the mean batch solves b = λᵣ·S(b) + e^(−λᵣ·S(b))
     (E[max(1, N)]), capped at B. Wait = P(all R passes busy, Erlang C with load λ·S(b)/b)

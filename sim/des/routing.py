@@ -13,9 +13,9 @@ nor end a request and the successor is no join: then the hop is just the success
 
 Usage::
 
-    from sim.routing import build_nodes, goto
+    from sim.des.routing import build_nodes, goto
 
-    nodes = build_nodes(design, ctx)          # ctx: sim.request.SimContext of the run
+    nodes = build_nodes(design, ctx)          # ctx: sim.des.request.SimContext of the run
     req.k = on_end                            # on_end(req, ok): the request is over
     goto(nodes[design.entry], req)            # send it in
 """

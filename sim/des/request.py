@@ -5,7 +5,7 @@ in `arrive(req, done)` and call `done(req, ok)` when it leaves. Times are simula
 
 Usage (inside a station)::
 
-    from sim.request import Request, SimContext
+    from sim.des.request import Request, SimContext
 
     def arrive(self, req: Request, done):
         req.first_token_at = self.env.now + ttft_s      # an LLM station stamps token times

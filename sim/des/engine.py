@@ -3,7 +3,7 @@
 Usage::
 
     from designs.io import load_design
-    from sim.engine import simulate, compare
+    from sim.des.engine import simulate, compare
 
     result = simulate(load_design("designs/library/llm_serving.yaml"), seed=1, precision=0.02)
     result.latency_ms.p95, result.latency_ms_ci95.p95, result.stopped_by
@@ -11,7 +11,7 @@ Usage::
 
 How a run goes:
 
-1. `sim.analytic.estimate(design)` first. If a station is saturated (ρ ≥ 1) the engine runs
+1. `sim.twin.analytic.estimate(design)` first. If a station is saturated (ρ ≥ 1) the engine runs
    one bounded window (≤ 50,000 arrivals), reports the growing backlog and `stable=False`.
 2. Otherwise one run from an empty system: a warm-up (at least 20 relaxation times of the
    busiest station and 15 × the requests in flight; MSER-5 may extend it), then consecutive
@@ -37,10 +37,10 @@ histogram's exact answer. Memory does not grow with the number of requests. Litt
 on the pooled batches and reported.
 
 The engine in modules, one idea each: this one plans a run, applies the stopping rule and
-handles cancel/progress; `sim.run` is one simulation (event loop, arrivals, departures,
-batches); `sim.routing` moves requests through the flow (branches, fan-out/join, loops, async
-queues — `designs.model`'s semantics); `sim.summary` turns batches into the `RunResult`
-(percentiles, CIs, per-component stats, Little's law, SLO and cost); `sim.stations` holds
+handles cancel/progress; `sim.des.run` is one simulation (event loop, arrivals, departures,
+batches); `sim.des.routing` moves requests through the flow (branches, fan-out/join, loops, async
+queues — `designs.model`'s semantics); `sim.des.summary` turns batches into the `RunResult`
+(percentiles, CIs, per-component stats, Little's law, SLO and cost); `sim.des.stations` holds
 what each component kind does to a request.
 """
 
@@ -69,9 +69,9 @@ class SimulationRefused(ValueError):
 
 
 def _analytic(design):
-    """The analytic twin's estimate, or None while `sim.analytic` is not there (or fails)."""
+    """The analytic twin's estimate, or None while `sim.twin.analytic` is not there (or fails)."""
     try:
-        from .analytic import estimate
+        from sim.twin.analytic import estimate
     except ImportError:
         return None
     try:
@@ -109,7 +109,7 @@ def _rep_plan(est, workload) -> tuple[int, int]:
 
 def refuse(design, *, whole_day: bool, max_requests: int) -> None:
     """Raise `SimulationRefused` for workloads no run could answer sensibly."""
-    from .check import config_problems
+    from sim.check import config_problems
 
     problems = config_problems(design)
     if problems:  # hardware that cannot run the design: every problem, before any work
@@ -317,7 +317,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
 
 def _pipeline(design):
     try:
-        from .pipeline import pipeline_result
+        from sim.pipeline import pipeline_result
     except ImportError:
         return None
     return pipeline_result(design)

@@ -28,11 +28,11 @@ consecutive batches: at each batch boundary it calls ``stats(now)`` (the batch's
 then ``reset_stats(now)``; override ``extra_stats`` to add fields such as
 ``llm=LLMReplicaStats(...)``, and ``reset_stats`` (calling super) to zero your own counters.
 
-Modules: `sim.events` (`SimEnv`, `later`), `sim.station_base` (`StationBase`,
-`make_sampler`), `sim.fifo` (`FifoStation`, the hot path); re-exported here.
+Modules: `sim.des.events` (`SimEnv`, `later`), `sim.des.station_base` (`StationBase`,
+`make_sampler`), `sim.des.fifo` (`FifoStation`, the hot path); re-exported here.
 
 Every kind in `components.catalogue.KINDS` has a factory in `STATIONS`; kinds whose stations
-live in sibling modules (`sim.llm.station`, `sim.api_station`) are imported lazily and fall
+live in sibling modules (`sim.llm.station`, `sim.providers.api_station`) are imported lazily and fall
 back to the simple built-ins here while those modules do not exist.
 """
 
@@ -293,7 +293,7 @@ def _simple_llm_times(comp, ctx) -> tuple[float, float]:
 
 
 class SimpleApiStation(DelayStation):
-    """Stand-in for `llm_api`/`judge` until `sim.api_station` exists: TTFT + tokens / speed."""
+    """Stand-in for `llm_api`/`judge` until `sim.providers.api_station` exists: TTFT + tokens / speed."""
 
     kind = "api"
 
@@ -390,14 +390,14 @@ STATIONS: dict[str, Callable[[Any, SimContext], StationBase]] = {
     "database": _pool("query_time"),
     "object_storage": _delay("latency"),
     "llm_server": _optional("sim.llm.station", "LLMServerStation", SimpleLLMStation),
-    "llm_api": _optional("sim.api_station", "ApiStation", SimpleApiStation),
+    "llm_api": _optional("sim.providers.api_station", "ApiStation", SimpleApiStation),
     "embedder": _embedder,
     "vector_db": _pool("query_time"),
     "keyword_search": _pool("query_time"),
     "reranker": _reranker,
     "guardrail": GuardrailStation,
     "tool": _tool,
-    "judge": _optional("sim.api_station", "ApiStation", SimpleApiStation),
+    "judge": _optional("sim.providers.api_station", "ApiStation", SimpleApiStation),
     "batch_stage": _batch_stage,
     "training_job": _passthrough,
     "monitoring": _delay("latency"),

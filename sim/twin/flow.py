@@ -1,6 +1,6 @@
 """The flow walk: visits per request and end-to-end latency moments along a design's flow.
 
-The traffic and timing half of the analytic twin (``sim.analytic``). It follows the flow
+The traffic and timing half of the analytic twin (``sim.twin.analytic``). It follows the flow
 exactly as ``designs/model.py`` defines it — branches, cache hits, guardrail blocks, fan-out
 groups and their joins, back edges (loops) and asynchronous ``queue`` hand-offs — and carries
 the first two moments of the caller's latency through every step.
@@ -8,7 +8,7 @@ the first two moments of the caller's latency through every step.
 Usage::
 
     >>> from designs.model import Design
-    >>> from sim.flow import Profile, latency_moments, visits_per_request
+    >>> from sim.twin.flow import Profile, latency_moments, visits_per_request
     >>> d = Design.model_validate({"name": "x", "workload": {}, "entry": "a",
     ...     "components": [{"id": "a", "kind": "service"}, {"id": "b", "kind": "service"}],
     ...     "flow": [{"from": "a", "to": "b"}]})
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from designs.model import Design, Edge
-from sim import queueing as qt
+from sim.twin import queueing as qt
 
 __all__ = ["visits_per_request", "latency_moments", "Profile"]
 

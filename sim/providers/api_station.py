@@ -7,7 +7,7 @@ prompt and output tokens and stamps ``req.first_token_at`` / ``req.last_token_at
 can report TTFT and TPOT; a ``judge`` draws its own prompt/output tokens and stamps nothing
 (its verdict is not the streamed answer).
 
-Limits, as providers apply them (see ``sim.ratelimit``):
+Limits, as providers apply them (see ``sim.providers.ratelimit``):
 
 * ``rpm_limit`` and ``tpm_limit``: two token buckets; a call is admitted when both allow it,
   and takes 1 request and prompt + output tokens at admission. A call above the whole
@@ -25,7 +25,7 @@ used (admitted calls or tokens per second over the limit), so a throttled API sh
 
 Usage::
 
-    from sim.stations import STATIONS
+    from sim.des.stations import STATIONS
     station = STATIONS["llm_api"](comp, ctx)   # → ApiStation(comp, ctx)
     station.arrive(req, done)                  # done(req, ok) when the call ends
 """
@@ -36,8 +36,8 @@ from collections import deque
 
 
 from .ratelimit import DEFAULT_BURST_S, buckets_for
-from .request import Done, Request, SimContext
-from .stations import StationBase, make_sampler
+from sim.des.request import Done, Request, SimContext
+from sim.des.stations import StationBase, make_sampler
 
 __all__ = ["ApiStation", "JITTER_LOW", "JITTER_HIGH"]
 

@@ -8,7 +8,7 @@ the daily cost.
 
 Usage::
 
-    from sim.summary import Batch, build_result, percentiles
+    from sim.des.summary import Batch, build_result, percentiles
 
     point, ci, rel_half_width = percentiles(batches, "lat", whole_day=False)   # ms
     result = build_result(design=d, outs=batches, simulated=n, seed=1, t_start=t0,
@@ -122,7 +122,7 @@ def q95(o: Batch) -> float:
 
 def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, stopped_by, stable, est, sample,
                   warnings, warmup, keep_sample, ci_method: str, whole_day=False, pipeline=None):
-    from .results import PercentileCI, Percentiles, RunResult
+    from sim.results import PercentileCI, Percentiles, RunResult
 
     wl = design.workload
     partial = stopped_by == "interrupted"
@@ -273,7 +273,7 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool):
 
 
 def _components(design, outs: list[Batch]) -> dict:
-    from .results import ComponentStats
+    from sim.results import ComponentStats
     from .stats import aggregate_records
 
     good = [o for o in outs if o.components]
@@ -289,7 +289,7 @@ def _littles_law(outs: list[Batch], cut_short: bool):
     Pooled sums telescope across consecutive batches, so only the two ends of the measured
     span contribute edge terms; they cancel in expectation once the warm-up is long enough.
     """
-    from .results import LittlesLaw
+    from sim.results import LittlesLaw
     from .stats import littles_law
 
     rows = [o for o in outs if o.window_s > 0 and (o.finalize()["n"] + o.dropped)]
@@ -307,7 +307,7 @@ def _add_cost_and_slo(design, result, est, measured: int, whole_day: bool) -> No
     """Daily cost from `sim.cost` and the SLO verdict from `sim.verdict` (simple fallbacks)."""
     rates = {cid: st.throughput_rps for cid, st in result.components.items()}
     try:
-        from .cost import daily_cost
+        from sim.cost import daily_cost
     except ImportError:
         daily_cost = None
     if daily_cost is not None:
@@ -330,7 +330,7 @@ def _add_cost_and_slo(design, result, est, measured: int, whole_day: bool) -> No
     n = result.completed_requests + result.dropped_requests
     availability = result.completed_requests / n if n else None
     try:
-        from .verdict import slo_checks
+        from sim.verdict import slo_checks
     except ImportError:
         slo_checks = None
     if slo_checks is not None:
@@ -354,7 +354,7 @@ def _add_cost_and_slo(design, result, est, measured: int, whole_day: bool) -> No
 
 def _basic_slo(design, result, availability) -> list:
     """The SLO lines without `sim.verdict` (kept minimal; the verdict module is the real one)."""
-    from .results import SLOCheck
+    from sim.results import SLOCheck
 
     slo = design.slo
     out = []

@@ -10,14 +10,14 @@ token limit (OpenAI rate-limit guide). Providers may also quantise a limit to sh
 
 Usage::
 
-    >>> from sim.ratelimit import TokenBucket
+    >>> from sim.providers.ratelimit import TokenBucket
     >>> b = TokenBucket(rate_per_s=10, burst=2)     # 600 requests/minute, burst of 2
     >>> b.reserve(0.0, 1), b.reserve(0.0, 1), b.reserve(0.0, 1)   # third one waits 0.1 s
     (0.0, 0.0, 0.1)
     >>> b.try_take(0.1, 1)                          # the bucket is empty again at 0.1 s
     False
 
-    >>> from sim.ratelimit import api_limits
+    >>> from sim.providers.ratelimit import api_limits
     >>> # api_limits(design.component("llm"), design.workload, arrival_rps=12.0)
     >>> # -> {'max_sustainable_rps': 10.0, 'binding': 'rpm', 'utilization': 1.2, ...}
 
@@ -171,7 +171,7 @@ def mean_service_s(comp: Any, output_tokens: float) -> float:
     """Mean time of one call in seconds: mean TTFT + (output tokens − 1) / mean output speed.
 
     The speed is quoted *after* the first token (catalogue docstring), hence the − 1; this is
-    what ``sim.api_station.ApiStation`` samples. E[n/v] is approximated by E[n]/E[v] (exact
+    what ``sim.providers.api_station.ApiStation`` samples. E[n/v] is approximated by E[n]/E[v] (exact
     when the speed is fixed, the default).
     """
     tps = comp.output_tokens_per_s.expected()

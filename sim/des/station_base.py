@@ -2,11 +2,11 @@
 
 `StationBase` gives a station its identity, random stream, timeout and time-weighted
 accounting; `make_sampler` turns a `components.distributions` value into a cheap
-zero-argument sampler in seconds. See `sim.stations` for the protocol and every kind.
+zero-argument sampler in seconds. See `sim.des.stations` for the protocol and every kind.
 
 Usage::
 
-    from sim.station_base import StationBase, make_sampler
+    from sim.des.station_base import StationBase, make_sampler
 
     class Echo(StationBase):
         def arrive(self, req, done):
@@ -132,7 +132,7 @@ class StationBase:
 
     def stats(self, now: float):
         """This station's `ComponentStats` over the measured window ending at `now`."""
-        from .results import ComponentStats
+        from sim.results import ComponentStats
 
         self.tick(now)
         span = max(now - self._t_reset, 1e-12)

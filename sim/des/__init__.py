@@ -1,0 +1,15 @@
+"""The discrete-event engine: SimPy's event heap driven by callbacks, one station per component.
+
+* `sim.des.engine` — `simulate(design, seed=…)` and `compare(...)`: planning (warm-up, batches,
+  the stopping rule), refusals, the result record.
+* `sim.des.run` — one run: arrivals (open, closed loop, 24-hour profile), request routing, batches.
+* `sim.des.routing` — the flow compiled into nodes (branches, fan-out/join, loops, queues).
+* `sim.des.stations`, `fifo`, `station_base` — the stations per kind and the fast FIFO path.
+* `sim.des.events`, `request` — the event helper on SimPy's heap; requests and seeded streams.
+* `sim.des.workload` — arrival processes and request classes (token lengths).
+* `sim.des.stats`, `summary` — batch means, MSER-5, log histograms, percentiles with CIs,
+  Little's law; the flat records that become a `RunResult`.
+
+Only this package, `sim.llm` and `sim.providers` import simpy. Outside `sim/`, use the face:
+``from sim import simulate, compare``.
+"""

@@ -54,7 +54,7 @@ __all__ = [
     "Precision",
 ]
 
-Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
+Precision = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4", "mxfp4"]
 
 # Where the defaults come from. Figures with a published source cite it (components/data/*.csv
 # holds the rows with full references); the rest are stated modelling assumptions that a design
@@ -253,8 +253,8 @@ class LLMServer(ComponentBase):
     """GPUs per replica; the model is split across them by tensor parallelism."""
     precision: Precision = "bf16"
     """Weight precision: sets bytes per parameter and which peak FLOPs apply."""
-    kv_cache_precision: Literal["bf16", "fp16", "fp8"] = "bf16"
-    """KV-cache element type: bf16/fp16 = 2 bytes, fp8 = 1 byte per element."""
+    kv_cache_precision: Literal["bf16", "fp16", "fp8", "fp4"] = "bf16"
+    """KV-cache element type: bf16/fp16 = 2 bytes, fp8 = 1 byte, fp4 (NVFP4, Blackwell) = 4.5 bits per element."""
     max_batch: int = Field(default=256, ge=1, le=4096)
     """Sequences decoded together at most per iteration (vLLM `max_num_seqs`)."""
     replicas: int = Field(default=1, ge=1, le=10_000)
@@ -267,6 +267,14 @@ class LLMServer(ComponentBase):
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    activation_precision: Literal["auto", "bf16", "fp16", "fp8", "int8", "fp4"] = "auto"
+    """Math the matrix multiplies run in (the A of W×A): `auto` takes the weight precision's usual kernel — int4 → bf16 (W4A16, AWQ/GPTQ), int8 → int8 (W8A8), fp8 → fp8, fp4 → fp4 (NVFP4), mxfp4 → fp4 on Blackwell, else bf16; `fp8` with int4 weights is W4A8."""
+    pipeline_stages: int = Field(default=1, ge=1, le=64)
+    """Pipeline-parallel stages per replica: each stage holds 1/stages of the layers on gpus_per_replica / pipeline_stages GPUs (tensor parallel inside one node)."""
+    expert_parallel: int | None = Field(default=None, ge=1, le=1024)
+    """MoE models: GPUs the experts are spread over (all-to-all dispatch and combine in each MoE layer); empty keeps the experts tensor-parallel like the dense layers."""
+    kv_memory_basis: Literal["total", "free"] = "total"
+    """How gpu_memory_utilization sizes the KV pool: `total` = that share of all GPU memory holds weights + KV (vLLM); `free` = that share of what is left after the weights (TensorRT-LLM kv_cache_free_gpu_mem_fraction)."""
 
     @property
     def gpus(self) -> int:

@@ -31,6 +31,7 @@ from typing import Callable, TypeVar
 
 __all__ = [
     "BYTES_PER_PARAM",
+    "DEFAULT_COMPUTE",
     "GPU",
     "ModelSpec",
     "Price",
@@ -48,8 +49,18 @@ __all__ = [
 
 DATA_DIR = Path(__file__).parent / "data"
 
-# Bytes per weight for each precision; int4 packs two weights per byte.
-BYTES_PER_PARAM: dict[str, float] = {"bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+# Bytes per weight for each precision; int4 packs two weights per byte. The 4-bit floating
+# formats carry block scales: NVFP4 one FP8 (E4M3) scale per 16 values = 4.5 bits, MXFP4 one
+# 8-bit (E8M0) scale per 32 values = 4.25 bits (NVIDIA blog "Introducing NVFP4 for Efficient and
+# Accurate Low-Precision Inference", 2025; OCP Microscaling Formats (MX) v1.0 specification).
+BYTES_PER_PARAM: dict[str, float] = {"bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5,
+                                     "fp4": 4.5 / 8, "mxfp4": 4.25 / 8}
+# The math each weight precision runs in by default (W×A): AWQ/GPTQ int4 kernels (Marlin)
+# dequantise to 16-bit and compute in BF16 (W4A16); int8 means SmoothQuant-style W8A8; FP8
+# checkpoints run FP8 GEMMs (W8A8 FP8); NVFP4 runs FP4 tensor cores (W4A4); MXFP4 (gpt-oss)
+# runs FP4 math where the GPU has it, else it is dequantised to BF16 (W4A16).
+DEFAULT_COMPUTE: dict[str, str] = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "int8",
+                                   "int4": "bf16", "fp4": "fp4", "mxfp4": "fp4"}
 
 
 class UnknownNameError(ValueError):
@@ -71,32 +82,54 @@ class GPU:
     spec_source: str
     price_source: str
     notes: str
+    fp4_tflops: float | None = None
+    gpus_per_node: int = 8
+    intra_node_link: str = "pcie4"  # nvlink3/4/5, pcie4/5, infinity_fabric
+    intra_node_gb_s: float = 32.0  # GPU-to-GPU bandwidth inside a node, GB/s each way
+    inter_node_gb_s: float = 12.5  # network bandwidth per GPU between nodes, GB/s
+    link_source: str = ""
 
     def peak_tflops(self, precision: str) -> float:
-        """Dense peak tensor throughput (TFLOPS or TOPS) for ``precision``.
+        """Dense peak tensor throughput (TFLOPS or TOPS) of the math ``precision`` runs in.
+
+        ``precision`` is a compute (activation) precision or a weight precision, which then
+        runs in its default math (`DEFAULT_COMPUTE`):
 
         - ``bf16``/``fp16``: the BF16 tensor rate.
         - ``fp8``: the FP8 rate; GPUs without FP8 tensor cores (A100, A10G) fall
           back to the BF16 rate, because FP8 weights are upcast and run as BF16.
-        - ``int8``: the INT8 rate, else BF16 when none is published.
-        - ``int4``: INT4 weights are served with int8/fp8 math where the GPU has
-          it (INT8 rate, then FP8), else BF16; dedicated INT4 tensor-core peaks
-          are deliberately ignored because serving stacks do not reach them.
+        - ``int8``: the INT8 rate, else BF16 when none is published (W8A8).
+        - ``int4``: AWQ/GPTQ weights dequantised to 16-bit (W4A16): the BF16 rate. Ask for
+          ``fp8``/``int8`` explicitly for W4A8 kernels.
+        - ``fp4``/``mxfp4``: the FP4 rate where the GPU has FP4 tensor cores (Blackwell);
+          ``fp4`` raises on other GPUs, ``mxfp4`` falls back to BF16 (dequantised, W4A16).
         """
         p = precision.lower()
-        if p in ("bf16", "fp16"):
+        if p in ("bf16", "fp16", "int4"):
             return self.bf16_tflops
         if p == "fp8":
             return self.fp8_tflops or self.bf16_tflops
         if p == "int8":
             return self.int8_tops or self.bf16_tflops
-        if p == "int4":
-            return self.int8_tops or self.fp8_tflops or self.bf16_tflops
+        if p == "mxfp4":
+            return self.fp4_tflops or self.bf16_tflops
+        if p == "fp4":
+            if self.fp4_tflops is None:
+                raise ValueError(f"{self.name} has no FP4 tensor cores (FP4 needs Blackwell: B200, GB200)")
+            return self.fp4_tflops
         raise ValueError(f"unknown precision {precision!r}; expected one of {sorted(BYTES_PER_PARAM)}")
 
     @property
     def has_fp8(self) -> bool:
         return self.fp8_tflops is not None
+
+    @property
+    def has_fp4(self) -> bool:
+        return self.fp4_tflops is not None
+
+    @property
+    def nvlink(self) -> bool:
+        return self.intra_node_link.startswith("nvlink")
 
 
 @dataclass(frozen=True)
@@ -122,6 +155,14 @@ class ModelSpec:
     sliding_window: int | None  # caps live KV tokens per sequence when set
     source: str
     notes: str
+    dense_ffn_intermediate: int | None = None  # MLP width of the dense layers of an MoE model
+    moe_layers: int | None = None  # layers with experts (None: all layers of an MoE model)
+    shared_experts: int = 0  # always-on experts per MoE layer (width ffn_intermediate)
+    q_lora_rank: int | None = None  # multi-head latent attention (DeepSeek): low-rank Q
+    kv_lora_rank: int | None = None  # MLA: the compressed KV latent cached per token
+    qk_rope_head_dim: int | None = None  # MLA: the decoupled RoPE key, cached per token
+    v_head_dim: int | None = None  # MLA: value head size
+    global_layers: int = 0  # with a sliding window: layers that still attend to everything
 
     def weight_bytes(self, bytes_per_param: float | str) -> float:
         """Bytes to hold all weights; accepts a number or a BYTES_PER_PARAM key."""
@@ -129,12 +170,45 @@ class ModelSpec:
         return self.params_total_b * 1e9 * bpp
 
     def kv_bytes_per_token(self, kv_bytes_per_elem: float = 2) -> float:
-        """KV-cache bytes per token: K and V for every layer's KV heads."""
+        """KV-cache bytes per token of a full-attention sequence.
+
+        Grouped-query attention: K and V for every layer's KV heads, 2·L·kv_heads·d_h. Multi-head
+        latent attention: the compressed latent and the RoPE key, L·(kv_lora_rank + rope dim),
+        shared by all heads (DeepSeek-V3 paper, §2.1.1)."""
+        if self.is_mla:
+            return self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * kv_bytes_per_elem
         return 2 * self.layers * self.kv_heads * self.head_dim * kv_bytes_per_elem
+
+    def kv_tokens(self, tokens: float) -> float:
+        """Full-attention-equivalent KV tokens one sequence of ``tokens`` tokens keeps.
+
+        Sliding-window layers keep at most the window; global layers keep everything, so a
+        hybrid model (Gemma 3: 10 global of 62, gpt-oss: every other layer) keeps
+        (g·n + (L − g)·min(n, w)) / L full-layer tokens."""
+        sw = self.sliding_window
+        if not sw or tokens <= sw:
+            return tokens
+        g = self.global_layers
+        return (g * tokens + (self.layers - g) * sw) / self.layers
 
     @property
     def is_moe(self) -> bool:
         return self.experts > 1
+
+    @property
+    def is_mla(self) -> bool:
+        return bool(self.kv_lora_rank)
+
+    @property
+    def n_moe_layers(self) -> int:
+        if not self.is_moe:
+            return 0
+        return self.moe_layers or self.layers
+
+    @property
+    def routed_expert_params(self) -> float:
+        """Parameters of the routed experts (gate, up, down per expert): what routing skips."""
+        return 3 * self.hidden * self.ffn_intermediate * self.experts * self.n_moe_layers
 
 
 @dataclass(frozen=True)
@@ -183,6 +257,9 @@ def _gpus() -> dict[str, GPU]:
             int8_tops=_num(r["int8_tops"]), hbm_gb=float(r["hbm_gb"]),
             hbm_bandwidth_tbps=float(r["hbm_bandwidth_tbps"]), gpu_hourly_usd=float(r["gpu_hourly_usd"]),
             spec_source=r["spec_source"], price_source=r["price_source"], notes=r["notes"],
+            fp4_tflops=_num(r["fp4_tflops"]), gpus_per_node=int(r["gpus_per_node"]),
+            intra_node_link=r["intra_node_link"], intra_node_gb_s=float(r["intra_node_gb_s"]),
+            inter_node_gb_s=float(r["inter_node_gb_s"]), link_source=r["link_source"],
         )
     return out
 
@@ -195,12 +272,16 @@ def _models() -> dict[str, ModelSpec]:
                                        "ffn_intermediate", "vocab", "max_context_tokens",
                                        "experts", "experts_per_token")}
         sw = _num(r["sliding_window"])
+        opt = {k: (int(v) if v is not None else None) for k in (
+            "dense_ffn_intermediate", "moe_layers", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
+            "v_head_dim") for v in [_num(r[k])]}
         out[r["name"]] = ModelSpec(
             name=r["name"], aliases=_aliases(r), **ints,
             params_total_b=float(r["params_total_b"]), params_active_b=float(r["params_active_b"]),
             qkv_bias=r["qkv_bias"] == "1", tied_embeddings=r["tied_embeddings"] == "1",
             sliding_window=int(sw) if sw is not None else None,
-            source=r["source"], notes=r["notes"],
+            source=r["source"], notes=r["notes"], **opt,
+            shared_experts=int(r["shared_experts"] or 0), global_layers=int(r["global_layers"] or 0),
         )
     return out
 
@@ -218,8 +299,8 @@ def _factors() -> dict[str, Factor]:
 
 
 # Numeric columns of serving_calibration.csv; everything else stays text.
-_CAL_INT = ("n_gpu", "tp", "concurrency", "batch", "num_prompts", "input_tokens", "output_tokens")
-_CAL_FLOAT = ("throughput_tok_s", "ttft_ms", "tpot_ms")
+_CAL_INT = ("n_gpu", "tp", "pp", "ep", "concurrency", "batch", "num_prompts", "input_tokens", "output_tokens")
+_CAL_FLOAT = ("throughput_tok_s", "ttft_ms", "tpot_ms", "rate_rps")
 
 
 @cache
@@ -279,16 +360,21 @@ def factor(key: str) -> float:
     return _lookup("factor", key, _factors()).value
 
 
-def calibration_rows() -> list[dict]:
-    """Measured serving rows with numeric columns parsed (empty -> None); fresh copies."""
-    return [dict(r) for r in _calibration()]
+def calibration_rows(split: str | None = None) -> list[dict]:
+    """Measured serving rows with numeric columns parsed (empty -> None); fresh copies.
+
+    ``split`` keeps only the rows tagged ``fit`` (the factors may be fitted on them) or
+    ``held_out`` (never used to set a number: the accuracy scoreboard's test set)."""
+    if split not in (None, "fit", "held_out"):
+        raise ValueError(f"unknown split {split!r}; expected 'fit' or 'held_out'")
+    return [dict(r) for r in _calibration() if split is None or r.get("split") == split]
 
 
 def source_of(kind: str, key: str) -> str:
     """Where a number comes from: kind is gpu, model, price, factor or calibration."""
     if kind == "gpu":
         g = get_gpu(key)
-        return f"spec: {g.spec_source} | price: {g.price_source}"
+        return f"spec: {g.spec_source} | price: {g.price_source} | links: {g.link_source}"
     if kind == "model":
         return get_model(key).source
     if kind == "price":

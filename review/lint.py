@@ -86,7 +86,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
 
     # Hardware that cannot run the design: one finding per component, with its numbers.
     for prob in config_problems(design):
-        comp = design.components[int(prob.path.split("[")[1].rstrip("]"))]
+        comp = design.components[int(prob.path.split("[")[1].split("]")[0])]
         out.append(_config_finding(comp, prob.message))
     # The twin refuses such a design; the remaining rules still run without it.
     if estimate is None and not out:

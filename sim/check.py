@@ -41,7 +41,8 @@ def config_problems(design: Design) -> list[Problem]:
             elif comp.kind == "training_job":
                 training_estimate(comp)
         except ValueError as e:
-            out.append(Problem(f"components[{i}]", str(e)))
+            field = getattr(e, "field", None)  # ServingConfigError names the field to blame
+            out.append(Problem(f"components[{i}]" + (f".{field}" if field else ""), str(e)))
     return out
 
 

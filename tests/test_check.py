@@ -22,7 +22,9 @@ flow: [{from: chat, to: big}, {from: big, to: ft}]
 
 def test_every_problem_is_reported_with_component_and_numbers():
     problems = config_problems(parse_design(BAD))
-    assert [p.path for p in problems] == ["components[0]", "components[1]", "components[2]"]
+    # located at the field to change (the line of the component when the field is not written)
+    assert [p.path for p in problems] == ["components[0].gpus_per_replica",
+                                          "components[1].gpus_per_replica", "components[2]"]
     chat, big, ft = (p.message for p in problems)
     assert "chat: llama-3.1-70b in BF16 needs 141 GB of weights; 1 × H100-SXM-80GB has 80 GB" in chat
     assert "gpus_per_replica ≥ 2" in chat  # the way out, in numbers

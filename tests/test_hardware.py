@@ -22,14 +22,21 @@ from components.hardware import (
 
 EFFICIENCY_KEYS = [
     "decode_bw_efficiency", "prefill_mfu", "decode_mfu", "iteration_overhead_ms",
-    "tp_comm_overhead", "training_mfu", "lora_time_fraction", "qlora_time_fraction",
+    "training_mfu", "lora_time_fraction", "qlora_time_fraction",
     "embedder_tokens_per_s_per_gpu_l4", "reranker_pairs_per_s_per_gpu",
     "vector_db_qps_per_node", "cache_get_latency_ms",
+    # issue 11: the LLM model's communication, precision, MoE and host terms
+    "allreduce_latency_us", "allreduce_bus_efficiency", "p2p_latency_us", "prefill_mfu_half_tokens",
+    "vllm05_host_ms_per_seq", "moe_expert_half_tokens", "mfu_ratio@fp4",
+    "decode_bw_efficiency@H200-SXM-141GB", "decode_bw_efficiency@B200-180GB",
+    "decode_bw_efficiency@GB200-186GB", "vllm05_host_ms_per_step",
 ]
+# Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
+MAY_BE_ZERO = {"prefill_mfu_half_tokens"}
 
 
 def test_all_gpus_load_with_positive_numbers_and_sources():
-    assert len(gpu_names()) == 9
+    assert len(gpu_names()) == 10
     for name in gpu_names():
         g = get_gpu(name)
         assert g.name == name
@@ -44,8 +51,10 @@ def test_all_gpus_load_with_positive_numbers_and_sources():
 
 
 def test_all_models_load_with_positive_numbers_and_sources():
-    assert set(model_names()) == {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
-                                  "mistral-7b", "mixtral-8x7b", "qwen2.5-72b"}
+    assert {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mistral-7b", "mixtral-8x7b",
+            "qwen2.5-72b", "qwen3-235b-a22b", "qwen3-30b-a3b", "qwen3-32b", "llama-4-scout",
+            "llama-4-maverick", "deepseek-v3", "gpt-oss-120b", "gpt-oss-20b", "mistral-small-24b",
+            "gemma-3-27b"} == set(model_names())
     for name in model_names():
         m = get_model(name)
         for v in (m.layers, m.hidden, m.q_heads, m.kv_heads, m.head_dim, m.ffn_intermediate,
@@ -53,6 +62,7 @@ def test_all_models_load_with_positive_numbers_and_sources():
             assert v > 0
         assert m.params_active_b <= m.params_total_b
         assert m.q_heads % m.kv_heads == 0  # GQA groups must divide evenly
+        assert m.sliding_window is None or 0 <= m.global_layers < m.layers
         assert m.source.strip()
     assert get_model("llama-3.1-8b").max_context_tokens == 131072
     assert get_model("qwen2.5-72b").max_context_tokens == 32768
@@ -100,29 +110,71 @@ def test_kv_bytes_per_token():
     assert get_model("llama-3.1-8b").kv_bytes_per_token(kv_bytes_per_elem=1) == 65536
 
 
-def _params_from_config(m) -> tuple[float, float]:
-    """Standard decoder count: embeddings + layers*(attention + MLP + 2 norms) + norm + lm_head."""
-    q_out = m.q_heads * m.head_dim
-    kv_out = m.kv_heads * m.head_dim
-    attn = m.hidden * q_out + 2 * m.hidden * kv_out + q_out * m.hidden
-    if m.qkv_bias:
-        attn += q_out + 2 * kv_out
-    mlp = 3 * m.hidden * m.ffn_intermediate  # gate, up, down (SwiGLU)
-    router = m.hidden * m.experts if m.is_moe else 0
-    norms = 2 * m.hidden
-    embed = m.vocab * m.hidden * (1 if m.tied_embeddings else 2)
-    total = embed + m.layers * (attn + m.experts * mlp + router + norms) + m.hidden
-    active = embed + m.layers * (attn + m.experts_per_token * mlp + router + norms) + m.hidden
-    return total / 1e9, active / 1e9
+def _params_from_config(m) -> tuple[float, float, float]:
+    """Decoder count from the config: embeddings + layers × (attention + MLP/experts + norms) +
+    final norm + lm_head. Returns (total, active, active without the input embedding) in B.
+
+    Attention: GQA q/k/v/o projections (+ biases), or DeepSeek's multi-head latent attention
+    (q down/up, kv down to the latent + RoPE key, kv up to per-head K_nope and V, o). MoE: the
+    routed experts in the MoE layers (k of them active), shared experts and the router; the
+    other layers are dense MLPs."""
+    h = m.hidden
+    if m.is_mla:
+        qk = m.head_dim + m.qk_rope_head_dim  # qk_nope + rope per head
+        attn = (h * m.q_lora_rank + m.q_lora_rank * m.q_heads * qk
+                + h * (m.kv_lora_rank + m.qk_rope_head_dim)
+                + m.kv_lora_rank * m.q_heads * (m.head_dim + m.v_head_dim)
+                + m.q_heads * m.v_head_dim * h + m.q_lora_rank + m.kv_lora_rank)
+    else:
+        q_out, kv_out = m.q_heads * m.head_dim, m.kv_heads * m.head_dim
+        attn = h * q_out + 2 * h * kv_out + q_out * h
+        if m.qkv_bias:
+            attn += q_out + 2 * kv_out
+    expert = 3 * h * m.ffn_intermediate  # gate, up, down (SwiGLU)
+    n_moe = m.n_moe_layers
+    dense_mlp = 3 * h * (m.dense_ffn_intermediate or m.ffn_intermediate)
+    norms = 2 * h
+    moe_total = m.experts * expert + m.shared_experts * expert + h * m.experts
+    moe_active = (m.experts_per_token + m.shared_experts) * expert + h * m.experts
+    embed = m.vocab * h
+    head = 0 if m.tied_embeddings else m.vocab * h
+    base = m.layers * (attn + norms) + (m.layers - n_moe) * dense_mlp + h
+    total = embed + head + base + n_moe * moe_total
+    active = embed + head + base + n_moe * moe_active
+    return total / 1e9, active / 1e9, (active - (embed if head else 0)) / 1e9
 
 
-@pytest.mark.parametrize("name", ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
-                                  "mistral-7b", "mixtral-8x7b", "qwen2.5-72b"])
-def test_params_match_standard_formula_within_1pct(name):
+# (total, active) published on each model card, next to the config-derived count. Llama 4's
+# card totals include the vision encoder (text-only derivation ~1 % lower); gpt-oss's card
+# counts active parameters without the input embedding; Mistral's "24B" is rounded (23.6).
+CARD = {"qwen3-235b-a22b": (235, 22), "qwen3-30b-a3b": (30.5, 3.3), "qwen3-32b": (32.8, 32.8),
+        "llama-4-scout": (109, 17), "llama-4-maverick": (400, 17), "deepseek-v3": (671, 37),
+        "gpt-oss-120b": (116.8, 5.1), "gpt-oss-20b": (20.9, 3.6), "mistral-small-24b": (23.6, 23.6),
+        "gemma-3-27b": (27, 27)}
+
+
+@pytest.mark.parametrize("name", sorted(set(model_names())))
+def test_params_rederived_from_config_match_the_card(name):
     m = get_model(name)
-    total, active = _params_from_config(m)
-    assert total == pytest.approx(m.params_total_b, rel=0.01)
-    assert active == pytest.approx(m.params_active_b, rel=0.01)
+    total, active, active_no_embed = _params_from_config(m)
+    tol = 0.02 if name.startswith("llama-4") else 0.01
+    assert total == pytest.approx(m.params_total_b, rel=tol)
+    assert (active == pytest.approx(m.params_active_b, rel=0.02)
+            or active_no_embed == pytest.approx(m.params_active_b, rel=0.02))
+    if name in CARD:  # the data file carries the card's figures
+        assert (m.params_total_b, m.params_active_b) == CARD[name]
+    assert m.source.startswith("https://huggingface.co/") or "config" in m.source
+
+
+def test_mla_and_hybrid_attention_kv():
+    ds = get_model("deepseek-r1")
+    # 61 layers × (512 latent + 64 RoPE) × 2 B = 70,272 B/token, vs 2·61·128·128·2 = 4.0 MB as MHA
+    assert ds.is_mla and ds.kv_bytes_per_token() == 61 * 576 * 2
+    g = get_model("gemma-3-27b")
+    # 10 global layers keep all 8,000 tokens, 52 local ones the 1,024-token window
+    assert g.kv_tokens(8000) == pytest.approx((10 * 8000 + 52 * 1024) / 62)
+    assert g.kv_tokens(900) == 900
+    assert get_model("mistral-7b").kv_tokens(10_000) == 4096  # every layer sliding
 
 
 def test_moe_and_weight_bytes():
@@ -137,7 +189,7 @@ def test_peak_tflops_fallbacks():
     h100, a100 = get_gpu("H100-SXM-80GB"), get_gpu("A100-SXM-80GB")
     assert h100.peak_tflops("fp8") == 1978.9 and h100.peak_tflops("FP16") == 989.4
     assert a100.peak_tflops("fp8") == a100.peak_tflops("bf16") == 312  # no FP8 -> BF16
-    assert a100.peak_tflops("int4") == a100.int8_tops == 624  # int4 served on int8 math
+    assert a100.peak_tflops("int4") == a100.bf16_tflops == 312  # AWQ/GPTQ int4 is W4A16
     a10g = get_gpu("A10G")
     assert a10g.peak_tflops("int4") == a10g.peak_tflops("int8") == a10g.bf16_tflops
     with pytest.raises(ValueError):
@@ -146,8 +198,11 @@ def test_peak_tflops_fallbacks():
 
 def test_every_efficiency_key_present_with_source():
     for key in EFFICIENCY_KEYS:
-        assert factor(key) > 0
-        assert source_of("factor", key).strip(" |")
+        assert factor(key) > 0 or (key in MAY_BE_ZERO and factor(key) == 0)
+        src = source_of("factor", key)
+        assert src.strip(" |")
+        if key in EFFICIENCY_KEYS[11:]:  # issue 11's: fitted on named fit rows, or an assumption
+            assert "fit" in src or "ASSUMPTION" in src, key
     for key in ("decode_bw_efficiency", "prefill_mfu", "decode_mfu", "training_mfu"):
         assert 0 < factor(key) < 1
     # efficiency.csv holds exactly the agreed keys, nothing stale
@@ -167,13 +222,21 @@ def test_prices_have_sources_and_known_anchors():
 
 def test_calibration_rows_are_machine_readable():
     rows = calibration_rows()
-    assert [r["id"] for r in rows] == ["S1", "S5", "S12", "S16", "S20"]
+    # The five rows the model was first calibrated on stay first; every row is tagged.
+    assert [r["id"] for r in rows[:5]] == ["S1", "S5", "S12", "S16", "S20"]
+    assert len({r["id"] for r in rows}) == len(rows) > 200
+    assert {r["split"] for r in rows} == {"fit", "held_out"}
+    assert len(calibration_rows("fit")) + len(calibration_rows("held_out")) == len(rows)
+    assert all(r["split"] == "fit" for r in rows[:5])
     for r in rows:
         get_model(r["model_name"])  # canonical ids must resolve
         assert get_gpu(r["gpu_name"]).name == r["gpu_name"]
-        assert r["mode"] in {"closed_loop", "fixed_batch", "max_throughput", "rate_inf"}
-        assert r["input_tokens"] > 0 and r["output_tokens"] > 0 and r["throughput_tok_s"] > 0
-        assert r["source"].strip()
+        assert r["mode"] in {"closed_loop", "fixed_batch", "max_throughput", "rate_inf", "poisson"}
+        assert r["input_tokens"] > 0 and r["output_tokens"] > 0
+        assert r["throughput_tok_s"] or r["ttft_ms"]  # every row publishes something
+        assert r["source"].strip() and r["tp"] >= 1 and r["pp"] >= 1
+        if r["mode"] == "poisson":
+            assert r["rate_rps"] > 0
         if r["mode"] == "closed_loop":
             assert r["concurrency"] >= 1
         if r["mode"] == "fixed_batch":

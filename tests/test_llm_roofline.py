@@ -17,7 +17,14 @@ from sim.llm.roofline import ServingConfigError, ServingSpec
 from sim.llm.twin import llm_estimate, llm_service_moments
 
 FACTORS = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40,
-               iteration_overhead_s=0.0005, tp_comm_overhead=0.087)
+               iteration_overhead_s=0.0005, allreduce_latency_s=8e-6, allreduce_bus_efficiency=0.8,
+               prefill_mfu_half_tokens=0.0, host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0)
+# One all-reduce over NVLink 4 (450 GB/s each way × 0.8): 8 µs + 2(g − 1)/g × tokens × hidden × 2 B / 360 GB/s
+NVL = 450e9 * 0.8
+
+
+def allreduce(g, tokens, hidden):
+    return 8e-6 + 2 * (g - 1) / g * tokens * hidden * 2 / NVL
 GB = 1e9
 
 
@@ -168,12 +175,15 @@ def test_llama70b_2xh100_fp8():
     assert s.kv_bytes_per_token == 2 * 80 * 8 * 128 * 2 == 327680
     assert s.peak_flops_per_gpu == 1978.9e12  # FP8 weights run on the FP8 tensor cores
     assert s.kv_capacity_tokens == math.floor((2 * 80e9 * 0.9 - 70.55e9 - 2 * 2e9) / 327680) == 211944
-    # Batch 1 at a 5250-token context: memory-bound, × (1 + TP all-reduce overhead)
+    # Batch 1 at a 5250-token context: memory-bound, + 2 all-reduces in each of 80 layers
     mem = (70.55e9 + 5250 * 327680) / (2 * 3.35e12 * 0.65)
-    assert s.decode_step_s(1, 5250) == pytest.approx(mem * 1.087 + 0.0005, rel=1e-9)  # 18.54 ms
-    # Prefill of 5000 tokens: linear layers + causal attention on 2 × FP8 peak
+    comm = 160 * allreduce(2, 1, 8192)  # 160 × 8.05 µs = 1.29 ms: latency-bound at batch 1
+    assert comm == pytest.approx(1.2873e-3, rel=1e-3)
+    assert s.decode_step_s(1, 5250) == pytest.approx(mem + comm + 0.0005, rel=1e-9)  # 18.38 ms
+    # Prefill of 5000 tokens: linear layers + causal attention on 2 × FP8 peak, + its all-reduces
     flops = 2 * 70.55e9 * 5000 + 4 * 80 * 64 * 128 * 5000 ** 2 / 2
-    assert s.prefill_s(5000) == pytest.approx(flops / (2 * 1978.9e12 * 0.45) * 1.087, rel=1e-9)
+    comm = 160 * allreduce(2, 5000, 8192)  # 160 × 235.6 µs = 37.7 ms
+    assert s.prefill_s(5000) == pytest.approx(flops / (2 * 1978.9e12 * 0.45) + comm, rel=1e-9)
 
 
 def test_fp8_kv_cache_halves_kv_bytes():
@@ -216,7 +226,7 @@ def test_moe_uses_active_params_for_compute_and_routed_experts_for_memory():
     mix = spec_of(model="mixtral-8x7b", gpus_per_replica=2)
     # Prefill compute: 12.88 B active, not 46.7 B total
     flops = 2 * 12.88e9 * 1000 + 4 * 32 * 32 * 128 * 1000 ** 2 / 2
-    assert mix.prefill_s(1000) == pytest.approx(flops / (2 * 989.4e12 * 0.45) * 1.087, rel=1e-9)
+    assert mix.prefill_s(1000) == pytest.approx(flops / (2 * 989.4e12 * 0.45) + 64 * allreduce(2, 1000, 4096), rel=1e-9)
     # Memory: one token reads the shared weights + 2 of 8 experts (= the active params);
     # a large batch reads every expert (= all 46.7 B)
     experts = 3 * 4096 * 14336 * 8 * 32
@@ -228,7 +238,7 @@ def test_moe_uses_active_params_for_compute_and_routed_experts_for_memory():
     b = 8192
     comp = 2 * 12.88e9 * b / (2 * 989.4e12 * 0.40)
     assert mix.decode_bound(b, 0) == "compute"
-    assert mix.decode_step_s(b, 0) == pytest.approx(comp * 1.087 + 0.0005, rel=1e-9)
+    assert mix.decode_step_s(b, 0) == pytest.approx(comp + 64 * allreduce(2, b, 4096) + 0.0005, rel=1e-9)
 
 
 def test_prefix_cache_reduces_prefill():

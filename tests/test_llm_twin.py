@@ -63,7 +63,7 @@ def test_overload_is_seen_by_both_and_the_capacities_agree():
     d = llm_only(9)  # about half the replicas the twin asks for
     lam = d.workload.peak_rps
     e = llm_estimate(d.component("llm"), d.workload, lam)
-    assert e.replicas_needed >= 16
+    assert e.replicas_needed >= 15  # 16 before issue 11's refit (8B on H100: slightly faster now)
     assert lam / (9 * e.max_requests_per_s_per_replica) > 1.3
     assert any("saturated" in line for line in e.explanation)
     res = simulate(d, seed=1, max_requests=40_000)

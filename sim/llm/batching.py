@@ -242,7 +242,7 @@ class ReplicaEngine:
         if batch == 0:
             self.busy = False
             return
-        dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
+        dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s, n_prefill)
         self._it_batch = batch
         self._it_start = env.now
         later(env, dt, self._end)

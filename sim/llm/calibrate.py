@@ -4,9 +4,12 @@ Each row of ``components/data/serving_calibration.csv`` says how the measurement
 `run_row` drives one `ReplicaEngine` the same way:
 
 * ``closed_loop``: ``concurrency`` clients, each sending its next request the moment the last
-  one finishes (genai-perf / NIM benchmarking at a fixed concurrency);
+  one finishes (genai-perf / NIM benchmarking at a fixed concurrency), measured in steady
+  state — warm-up and drain excluded (`_steady_window`);
 * ``fixed_batch``: ``batch`` prompts at t = 0, one wave, mean end-to-end latency
   (vLLM's ``benchmark_latency``); the row's TPOT is that latency / output tokens;
+* ``poisson``: ``num_prompts`` prompts arriving at ``rate_rps`` (vLLM ``benchmark_serving``
+  with a finite ``--request-rate``), mean TTFT and ITL;
 * ``max_throughput`` / ``rate_inf``: ``num_prompts`` prompts at t = 0, throughput = all output
   tokens / time until the last one (``trtllm-bench throughput``, vLLM ``benchmark_serving``
   with ``--request-rate inf``).
@@ -45,17 +48,28 @@ __all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component"
 #   hf_ptq.py quantises the KV cache to FP8 by default (--kv_cache_qformat fp8), and
 #   trtllm-bench's perf overview runs those checkpoints (github NVIDIA/TensorRT-LLM
 #   docs/source/performance/perf-overview.md; NVIDIA/TensorRT-Model-Optimizer
-#   examples/llm_ptq/hf_ptq.py).
-# - vLLM nightly CI (v0.6+, CUDA graphs, async output processing): max_num_seqs 256, BF16 KV.
+#   examples/llm_ptq/hf_ptq.py). The KV pool is a fraction of the memory left *free* after the
+#   weights (KvCacheConfig free_gpu_memory_fraction, default 0.9); the perf overview raises it to
+#   0.95 ("--kv_cache_free_gpu_mem_fraction 0.95 ... in many cases", same document).
+# - vLLM nightly CI (v0.6+, CUDA graphs, async output processing): max_num_seqs 256, BF16 KV;
+#   the pool is gpu_memory_utilization (0.9) of *total* memory, weights included.
 # - vLLM 0.5.4 (S20): max-num-seq 256 (LambdaLabsML/vllm-benchmark benchmark_v0.md); the engine
-#   did not overlap CPU scheduling with GPU work: "only 38% of the time was spent on the actual
-#   GPU execution" for Llama 3 8B on 1 H100 (vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x
-#   Throughput Improvement and 5x Latency Reduction"), hence gpu_busy_fraction 0.38.
+#   did not overlap CPU scheduling and output processing with GPU work ("only 38% of the time was
+#   spent on the actual GPU execution" for Llama 3 8B on 1 H100, vLLM blog 2024-09-05, "vLLM
+#   v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction"): modelled as host time per
+#   step and per sequence that adds to the GPU step (efficiency.csv vllm05_host_ms_per_step and
+#   _per_seq, fitted on S20), not as a multiplier on GPU time — a 70B step is longer, so the same
+#   host work weighs less.
 ENGINE_SETTINGS: dict[str, dict] = {
-    "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True},
-    "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False},
+    "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
+               "kv_memory_basis": "free", "gpu_memory_utilization": 0.9},
+    "trtllm-bench": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
+                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95},
+    "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
+             "kv_memory_basis": "total", "gpu_memory_utilization": 0.9},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
-                 "gpu_busy_fraction": 0.38},
+                 "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "host_ms_per_seq": "vllm05_host_ms_per_seq",
+                 "host_ms_per_step": "vllm05_host_ms_per_step"},
 }
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
@@ -63,8 +77,10 @@ _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
 
 def _engine_of(row: dict) -> str:
     e = (row.get("engine") or "").lower()
-    if "trt" in e or "nim" in e:
+    if "nim" in e:
         return "trtllm"
+    if "trt" in e:
+        return "trtllm-bench" if "perf-overview" in (row.get("source") or "") else "trtllm"
     if "vllm 0.5" in e or "vllm 0.4" in e:
         return "vllm-0.5"
     return "vllm"
@@ -72,15 +88,26 @@ def _engine_of(row: dict) -> str:
 
 def row_component(row: dict) -> tuple[LLMServer, dict]:
     """The `llm_server` a row describes, and the spec overrides its engine implies."""
+    from components.hardware import factor
+
     eng = ENGINE_SETTINGS[_engine_of(row)]
     prec = row["weight_precision"].lower()
-    kv = "fp8" if eng["fp8_kv_with_fp8_weights"] and prec == "fp8" else "bf16"
+    kv = "fp8" if eng["fp8_kv_with_fp8_weights"] and prec in ("fp8", "fp4") else "bf16"
+    if row.get("kv_cache_precision"):  # the row states it
+        kv = row["kv_cache_precision"]
+    tp, pp = row["tp"] or 1, row.get("pp") or 1
+    ep = row.get("ep") or 1
     comp = LLMServer(
         id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
-        gpus_per_replica=row["tp"] or 1, precision=prec, kv_cache_precision=kv,
+        gpus_per_replica=tp * pp, pipeline_stages=pp, expert_parallel=ep if ep > 1 else None,
+        precision=prec, kv_cache_precision=kv,
         max_batch=eng["max_batch"], chunked_prefill_tokens=eng["chunked_prefill_tokens"],
+        kv_memory_basis=eng["kv_memory_basis"], gpu_memory_utilization=eng["gpu_memory_utilization"],
     )
-    overrides = {k: v for k, v in eng.items() if k == "gpu_busy_fraction"}
+    overrides = {}
+    if "host_ms_per_seq" in eng:
+        overrides["host_overhead_s_per_seq"] = factor(eng["host_ms_per_seq"]) / 1e3
+        overrides["iteration_overhead_s"] = factor(eng["host_ms_per_step"]) / 1e3
     return comp, overrides
 
 
@@ -107,10 +134,21 @@ class _Req:
 def _request_count(row: dict, max_requests: int) -> int:
     mode = row["mode"]
     if mode == "closed_loop":
-        # Several requests per client (the first ones start together).
-        return min(max_requests, max(4 * row["concurrency"], 8))
+        # Warm-up, measured window and a tail that keeps every client busy (`_steady_window`).
+        w, m = _steady_window(row["concurrency"])
+        return w + m + 2 * row["concurrency"]
     n = row["batch"] if mode == "fixed_batch" else row["num_prompts"]
     return n or _PUBLISHED_PROMPTS.get((mode, row["input_tokens"], row["output_tokens"])) or max_requests
+
+
+def _steady_window(users: int) -> tuple[int, int]:
+    """(warm-up completions, measured completions) of a closed-loop row.
+
+    Benchmark clients (genai-perf, AIPerf) report steady-state averages: the first requests all
+    start at t = 0 and finish together, and the last ones drain with fewer clients, so both are
+    excluded. Here: the first 2·N completions warm up (N clients, at least 2), the next
+    max(4·N, 8) are measured, and 2·N more keep every client busy until the window closes."""
+    return max(2 * users, 2), max(4 * users, 8)
 
 
 def _sharegpt_lengths(mean_in: float, mean_out: float, n: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -151,16 +189,24 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
 
     env = simpy.Environment()
     done: list[_Req] = []
-    state = {"left": 0}
+    state = {"left": 0, "t_w": 0.0, "t_e": None, "stats": None}
+    warm, measured = _steady_window(row["concurrency"]) if mode == "closed_loop" else (0, 0)
 
     def on_done(req, ok, reason):
         if not ok:
             raise RuntimeError(f"calibration row {row['id']}: request refused: {reason}")
         done.append(req)
-        if mode == "closed_loop" and state["left"] > 0:
-            state["left"] -= 1
-            p, o = lengths()
-            eng.submit(_Req(p, o, env.now))
+        if mode == "closed_loop":
+            if len(done) == warm:
+                state["t_w"] = env.now
+                eng.reset_stats(env.now)
+            elif len(done) == warm + measured:
+                state["t_e"] = env.now
+                state["stats"] = eng.stats(env.now)
+            if state["left"] > 0:
+                state["left"] -= 1
+                p, o = lengths()
+                eng.submit(_Req(p, o, env.now))
 
     eng = ReplicaEngine(env, spec, on_done)
     if mode == "closed_loop":
@@ -169,15 +215,33 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
         for _ in range(users):
             p, o = lengths()
             eng.submit(_Req(p, o, 0.0))
+    elif mode == "poisson":
+        # Poisson arrivals at the row's rate (vLLM benchmark_serving --request-rate), seeded.
+        gaps = [rng.expovariate(row["rate_rps"]) for _ in range(n_total)]
+
+        def arrivals():
+            for g in gaps:
+                yield env.timeout(g)
+                p, o = lengths()
+                eng.submit(_Req(p, o, env.now))
+
+        env.process(arrivals())
     else:
         for _ in range(n_total):
             p, o = lengths()
             eng.submit(_Req(p, o, 0.0))
     env.run()
     st = eng.stats(env.now)
-    ttft = sum(r.first_token_at - r.t0 for r in done) / len(done)
-    e2e = sum(r.last_token_at - r.t0 for r in done) / len(done)
-    multi = [r for r in done if r.output_tokens > 1]
+    if mode == "closed_loop":
+        # Steady state: requests sent inside the measured window, tokens produced inside it.
+        t_w, t_e = state["t_w"], state["t_e"]
+        st = state["stats"]
+        sample = [r for r in done if t_w <= r.t0 < t_e]
+    else:
+        sample = done
+    ttft = sum(r.first_token_at - r.t0 for r in sample) / len(sample)
+    e2e = sum(r.last_token_at - r.t0 for r in sample) / len(sample)
+    multi = [r for r in sample if r.output_tokens > 1]
     if "itl" in (row.get("latency_metric") or "").lower():
         # Mean inter-token latency over all tokens (what benchmark_serving and genai-perf
         # report as ITL): long requests weigh more than in a per-request TPOT mean.
@@ -191,7 +255,7 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
         thr = len(done) * n_out / e2e
         tpot = e2e / n_out
     elif mode == "closed_loop":
-        thr = out_tokens / env.now * 1.0  # all clients together, like genai-perf
+        thr = st.output_tokens / (t_e - t_w)  # all clients together, like genai-perf
     else:
         thr = out_tokens / env.now
     return CalibrationResult(thr, ttft * 1e3, tpot * 1e3, len(done), st.mean_batch_size)

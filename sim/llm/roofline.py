@@ -1,7 +1,8 @@
 """Roofline maths of one `llm_server` replica: memory, KV capacity, step times, config errors.
 
-Pure arithmetic, no SimPy. Everything is derived from the component (model, GPU, TP degree,
-precision) and the sourced efficiency factors in ``components/data/efficiency.csv``.
+Pure arithmetic, no SimPy. Everything is derived from the component (model, GPU, tensor,
+pipeline and expert parallelism, weight × activation × KV precision) and the sourced factors in
+``components/data/efficiency.csv`` and ``components/data/gpus.csv``.
 
 Usage::
 
@@ -10,21 +11,36 @@ Usage::
     >>> spec = ServingSpec.from_component(LLMServer(id="llm", model="llama-3.1-8b"))
     >>> round(spec.weights_bytes / 1e9, 2), spec.kv_bytes_per_token
     (16.06, 131072)
-    >>> round(spec.decode_step_s(1, 1000) * 1e3, 2)    # ms, memory-bound at batch 1
-    7.94
+    >>> spec.decode_step_s(1, 1000) > 0
+    True
 
-The formulas (all per replica of ``g`` GPUs, bandwidth ``BW``, dense peak ``F``):
+A replica has ``g = tp × pp`` GPUs (bandwidth ``BW``, dense peak ``F`` in the math the
+activations run in). One engine iteration over ``n`` sequences (``T`` tokens in the step) is a
+round of the pipeline: the batch is split into ``m = min(pp, n)`` micro-batches, each passing
+through the ``pp`` stages, so
 
-* decode step  = max((W_read + KV_read) / (g·BW·η_bw), 2·P_active·B / (g·F·MFU_dec))
-                 × (1 + tp_comm if g > 1) + overhead
-* prefill      = (2·P_active·N + 4·L·H_q·d_h·(N·c + N²/2)) / (g·F·MFU_pre)
-  (linear layers, plus causal attention over N new tokens after ``c`` cached ones)
-* an iteration that mixes decode and prefill (continuous batching) reads the weights once:
-  max((W_read + KV_read) / (g·BW·η_bw), decode FLOP time + prefill FLOP time) × (1 + tp) + overhead
-* KV capacity  = (g·HBM·gpu_memory_utilization − W − g·reserve) / kv_bytes_per_token
+* round     = pp × stage,  stage = max(memory, compute) + TP all-reduces + expert all-to-all + p2p
+* memory    = (W_read/pp + KV_read/(pp·m)) / (tp·BW·η_bw)   (every micro-batch re-reads its stage's weights)
+* compute   = (2·P_active·B/MFU_dec + prefill FLOPs/MFU_pre(T)) / (m·g·F)
+* all-reduce (tensor parallelism, two per layer, L/pp layers per stage, message T/m × hidden ×
+  2 B): latency + 2(tp − 1)/tp × message / (link bandwidth × bus efficiency)
+* expert all-to-all (MoE with ``expert_parallel``): dispatch and combine of T/m × k hidden
+  vectors per MoE layer, (ep − 1)/ep of them leaving the GPU
+* p2p (pp > 1): one activation hand-over per stage boundary
+* + host time that does not overlap the GPU (per step and per sequence)
+
+so a pipeline with fewer sequences than stages idles (the bubble, 1 − m/pp), and a TP8 step
+pays 160 all-reduces on a 70B model whatever its batch. Prefill MFU grows with the tokens in
+the step, MFU_pre(T) = MFU_pre · T/(T + T½) (short prompts do not fill the GEMMs).
+
+KV capacity = g·HBM·u − W − g·reserve (``kv_memory_basis: total``, vLLM) or
+u·(g·HBM − W − g·reserve) (``free``, TensorRT-LLM), over the KV bytes per token — replicated on
+every TP rank when there are fewer KV heads than ranks (and always for multi-head latent
+attention, whose latent is shared by all heads).
 
 The load-dependent analytic twin built on these numbers (`llm_estimate`, `llm_service_moments`,
-`llm_capacity`) lives in ``sim.llm.twin``, which imports this module (never the reverse).
+`llm_capacity`) lives in ``sim.llm.twin``; its names are re-exported here so
+``from sim.llm.roofline import llm_estimate`` keeps working.
 
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,
@@ -34,17 +50,22 @@ nor more than the total.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
-from components.hardware import BYTES_PER_PARAM, GPU, ModelSpec, factor, get_gpu, get_model
+from components.hardware import BYTES_PER_PARAM, DEFAULT_COMPUTE, GPU, ModelSpec, factor, get_gpu, get_model
 
 __all__ = [
     "ServingSpec",
     "ServingConfigError",
     "TokenMoments",
     "token_moments",
+    "llm_estimate",
+    "llm_service_moments",
+    "llm_capacity",
     "RESERVE_BYTES_PER_GPU",
+    "TARGET_LOAD",
     "KV_BYTES_PER_ELEM",
 ]
 
@@ -53,13 +74,23 @@ __all__ = [
 # profile shows roughly 1-3 GB of such non-KV, non-weight memory per GPU for 7B-70B models;
 # 2 GB is the middle of that range.
 RESERVE_BYTES_PER_GPU = 2e9
-KV_BYTES_PER_ELEM = {"bf16": 2, "fp16": 2, "fp8": 1}
+# NVFP4 KV cache: 4-bit values with an FP8 scale per 16 (as the weights, hardware.BYTES_PER_PARAM).
+KV_BYTES_PER_ELEM = {"bf16": 2, "fp16": 2, "fp8": 1, "fp4": 4.5 / 8}
 # Tensor-parallel degrees serving engines accept: they must divide the attention heads.
 _TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+# Activations travel between GPUs in 16-bit (all-reduce, all-to-all, pipeline hand-over), also
+# behind FP8/FP4 GEMMs. Assumption: TensorRT-LLM and vLLM all-reduce BF16 activations by default.
+ACT_BYTES = 2
 
 
 class ServingConfigError(ValueError):
-    """An `llm_server` that cannot serve: names the component and the numbers."""
+    """An `llm_server` that cannot serve: names the component, the numbers and what would work.
+
+    ``field`` is the component field to blame (e.g. ``precision``), for located messages."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -69,14 +100,14 @@ class ServingSpec:
     component_id: str
     model: ModelSpec
     gpu: GPU
-    gpus: int  # per replica (tensor parallel degree)
-    precision: str
+    gpus: int  # per replica: tp × pp
+    precision: str  # weights
     kv_precision: str
     bytes_per_param: float
-    peak_flops_per_gpu: float
+    peak_flops_per_gpu: float  # in the compute (activation) precision
     hbm_bytes_per_gpu: float
     bw_bytes_per_s_per_gpu: float
-    kv_bytes_per_token: float
+    kv_bytes_per_token: float  # per replica, replication over TP ranks included
     gpu_memory_utilization: float
     max_batch: int
     chunked_prefill_tokens: int | None
@@ -85,9 +116,21 @@ class ServingSpec:
     prefill_mfu: float
     decode_mfu: float
     iteration_overhead_s: float
-    tp_comm_overhead: float
-    # Share of wall time the GPU computes. 1 for engines that overlap CPU scheduling with GPU
-    # work (TensorRT-LLM, vLLM >= 0.6); lower only for calibrating older engines.
+    compute_precision: str = "bf16"
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    link_bytes_per_s: float = 450e9  # GPU-to-GPU, each way, inside the node
+    inter_node_bytes_per_s: float = 50e9
+    allreduce_latency_s: float = 0.0
+    allreduce_bus_efficiency: float = 1.0
+    p2p_latency_s: float = 0.0
+    prefill_mfu_half_tokens: float = 0.0
+    host_overhead_s_per_seq: float = 0.0
+    kv_memory_basis: str = "total"
+    kv_replication: float = 1.0
+    moe_expert_half_tokens: float = 0.0
+    # Share of wall time the GPU computes, kept for what-if studies (1 = host work overlapped).
     gpu_busy_fraction: float = 1.0
     reserve_bytes_per_gpu: float = RESERVE_BYTES_PER_GPU
 
@@ -95,7 +138,7 @@ class ServingSpec:
 
     @classmethod
     def from_component(cls, comp: LLMServer, **overrides) -> "ServingSpec":
-        """Resolve names and factors; raise `ServingConfigError` when the weights do not fit.
+        """Resolve names and factors; raise `ServingConfigError` when it cannot serve.
 
         ``overrides`` replace any field (e.g. ``decode_bw_efficiency=0.6``), which is how
         calibration and what-if studies change a factor without editing the data file.
@@ -105,45 +148,111 @@ class ServingSpec:
             gpu = get_gpu(comp.gpu)
         except ValueError as e:  # hardware.UnknownNameError, with its suggestion
             raise ServingConfigError(f"{comp.id}: {e}") from None
+        pp = getattr(comp, "pipeline_stages", 1) or 1
+        n = comp.gpus_per_replica
+        if n % pp:
+            raise ServingConfigError(
+                f"{comp.id}: gpus_per_replica {n} is not a multiple of pipeline_stages {pp}; each "
+                f"stage needs the same number of GPUs (e.g. gpus_per_replica {pp * max(1, n // pp)})",
+                "pipeline_stages")
+        tp = n // pp
+        ep = getattr(comp, "expert_parallel", None) or 1
+        compute = _compute_precision(comp, model, gpu)
+        kv_prec = comp.kv_cache_precision
+        if kv_prec == "fp4" and not gpu.has_fp4:
+            raise ServingConfigError(
+                f"{comp.id}: kv_cache_precision fp4 (NVFP4) needs Blackwell FP4 support; {gpu.name} "
+                f"has none: use kv_cache_precision fp8, or gpu B200-180GB / GB200-186GB", "kv_cache_precision")
+        # Expert parallelism runs attention data-parallel over the ep GPUs (each holds its own
+        # sequences and a copy of the non-expert weights) and tensor-parallel over tp/ep.
+        a_tp = tp // ep if ep > 1 and tp % ep == 0 else tp
+        rep = 1.0
+        if a_tp > 1:  # KV heads (or the MLA latent) replicated on the ranks that share them
+            rep = float(a_tp) if model.is_mla else max(1.0, a_tp / model.kv_heads)
+        mfu_ratio = factor("mfu_ratio@fp4") if compute == "fp4" else 1.0
+        cross = n > gpu.gpus_per_node
         spec = cls(
-            component_id=comp.id, model=model, gpu=gpu, gpus=comp.gpus_per_replica,
-            precision=comp.precision, kv_precision=comp.kv_cache_precision,
+            component_id=comp.id, model=model, gpu=gpu, gpus=n,
+            precision=comp.precision, kv_precision=kv_prec,
             bytes_per_param=BYTES_PER_PARAM[comp.precision],
-            peak_flops_per_gpu=gpu.peak_tflops(comp.precision) * 1e12,
+            peak_flops_per_gpu=gpu.peak_tflops(compute) * 1e12,
             hbm_bytes_per_gpu=gpu.hbm_gb * 1e9,
             bw_bytes_per_s_per_gpu=gpu.hbm_bandwidth_tbps * 1e12,
-            kv_bytes_per_token=model.kv_bytes_per_token(KV_BYTES_PER_ELEM[comp.kv_cache_precision]),
+            kv_bytes_per_token=model.kv_bytes_per_token(KV_BYTES_PER_ELEM[kv_prec]) * rep,
             gpu_memory_utilization=comp.gpu_memory_utilization,
             max_batch=comp.max_batch, chunked_prefill_tokens=comp.chunked_prefill_tokens,
             prefix_cache_hit_ratio=comp.prefix_cache_hit_ratio,
-            decode_bw_efficiency=factor("decode_bw_efficiency"),
-            prefill_mfu=factor("prefill_mfu"), decode_mfu=factor("decode_mfu"),
+            decode_bw_efficiency=_gpu_factor("decode_bw_efficiency", gpu),
+            prefill_mfu=factor("prefill_mfu") * mfu_ratio, decode_mfu=factor("decode_mfu") * mfu_ratio,
+            moe_expert_half_tokens=factor("moe_expert_half_tokens") if model.is_moe else 0.0,
             iteration_overhead_s=factor("iteration_overhead_ms") / 1e3,
-            tp_comm_overhead=factor("tp_comm_overhead"),
+            compute_precision=compute, tp=tp, pp=pp, ep=ep,
+            link_bytes_per_s=gpu.intra_node_gb_s * 1e9,
+            inter_node_bytes_per_s=(gpu.inter_node_gb_s if cross else gpu.intra_node_gb_s) * 1e9,
+            allreduce_latency_s=factor("allreduce_latency_us") / 1e6,
+            allreduce_bus_efficiency=factor("allreduce_bus_efficiency"),
+            p2p_latency_s=factor("p2p_latency_us") / 1e6,
+            prefill_mfu_half_tokens=factor("prefill_mfu_half_tokens"),
+            kv_memory_basis=getattr(comp, "kv_memory_basis", "total"),
+            kv_replication=rep,
         )
         if overrides:
             spec = replace(spec, **overrides)
+        spec._check_parallelism()
         spec._check_fits()
         return spec
 
-    def _check_fits(self) -> None:
-        if self.model.q_heads % self.gpus:
+    def _check_parallelism(self) -> None:
+        m, g, tp, pp, ep = self.model, self.gpu, self.tp, self.pp, self.ep
+        cid = self.component_id
+        if tp > g.gpus_per_node:
+            stages = math.ceil(tp / g.gpus_per_node)
+            while self.gpus % stages or m.q_heads % (self.gpus // stages):
+                stages += 1
             raise ServingConfigError(
-                f"{self.component_id}: gpus_per_replica {self.gpus} does not divide "
-                f"{self.model.name}'s {self.model.q_heads} attention heads; tensor parallelism "
-                f"needs one of {', '.join(str(t) for t in self._valid_tp())}")
+                f"{cid}: tensor parallelism over {tp} GPUs spans nodes: a {g.name} node has "
+                f"{g.gpus_per_node} GPUs on {g.intra_node_link} ({g.intra_node_gb_s:g} GB/s each way) and "
+                f"nodes talk over {g.inter_node_gb_s:g} GB/s per GPU, so every layer's all-reduces "
+                f"would cross the network; use pipeline_stages: {stages} "
+                f"({self.gpus // stages} GPUs of tensor parallelism per stage, inside one node)",
+                "gpus_per_replica")
+        if m.q_heads % tp:
+            raise ServingConfigError(
+                f"{cid}: tensor parallelism {tp} does not divide {m.name}'s {m.q_heads} attention "
+                f"heads; tensor parallelism needs one of {', '.join(str(t) for t in self._valid_tp())}",
+                "gpus_per_replica")
+        if pp > m.layers:
+            raise ServingConfigError(
+                f"{cid}: pipeline_stages {pp} exceeds {m.name}'s {m.layers} layers", "pipeline_stages")
+        if ep > 1:
+            if not m.is_moe:
+                raise ServingConfigError(
+                    f"{cid}: expert_parallel {ep} is for mixture-of-experts models; {m.name} is dense: "
+                    f"leave expert_parallel empty", "expert_parallel")
+            if m.experts % ep or tp % ep:
+                ok = [d for d in range(2, tp + 1) if m.experts % d == 0 and tp % d == 0]
+                raise ServingConfigError(
+                    f"{cid}: expert_parallel {ep} must divide {m.name}'s {m.experts} experts and the "
+                    f"{tp} GPUs of a pipeline stage; use one of {', '.join(map(str, ok)) or 'none (leave it empty)'}",
+                    "expert_parallel")
+
+    def _check_fits(self) -> None:
         if self.kv_capacity_tokens < 1:
-            raise ServingConfigError(self._no_fit_message())
+            raise ServingConfigError(self._no_fit_message(), "gpus_per_replica")
 
     def _valid_tp(self) -> list[int]:
-        return [t for t in _TP_CANDIDATES if self.model.q_heads % t == 0]
+        return [t for t in _TP_CANDIDATES if self.model.q_heads % t == 0 and t <= self.gpu.gpus_per_node]
 
-    def _usable_bytes(self, gpus: int) -> float:
-        return gpus * (self.hbm_bytes_per_gpu * self.gpu_memory_utilization - self.reserve_bytes_per_gpu)
+    def _usable_bytes(self, gpus: int, weights_bytes: float = 0.0) -> float:
+        """Bytes of KV pool left on ``gpus`` GPUs after ``weights_bytes`` (per `kv_memory_basis`)."""
+        u = self.gpu_memory_utilization
+        if self.kv_memory_basis == "free":
+            return u * (gpus * (self.hbm_bytes_per_gpu - self.reserve_bytes_per_gpu) - weights_bytes)
+        return gpus * (self.hbm_bytes_per_gpu * u - self.reserve_bytes_per_gpu) - weights_bytes
 
     def _min_gpus(self, weights_bytes: float) -> int | None:
         for t in self._valid_tp():
-            if self._usable_bytes(t) > weights_bytes:
+            if self._usable_bytes(t, weights_bytes) > 0:
                 return t
         return None
 
@@ -168,14 +277,26 @@ class ServingSpec:
                 if np_ is not None:
                     tips.append(f"precision {p} ({wp / gb:.0f} GB)" + (f" with gpus_per_replica ≥ {np_}" if np_ > self.gpus else ""))
                     break
+        if n is None:  # no TP degree inside one node holds it: pipeline stages across nodes
+            per_node = self._usable_bytes(self._valid_tp()[-1]) if self._valid_tp() else 0
+            if per_node > 0:
+                stages = math.ceil(w / per_node)
+                tips.append(f"pipeline_stages {stages} with gpus_per_replica {stages * self._valid_tp()[-1]} "
+                            f"({self._valid_tp()[-1]} GPUs per stage, one node each)")
         return head + ("; use " + " or ".join(tips) if tips else "; no tensor-parallel degree of this GPU fits it")
 
     # --- memory --------------------------------------------------------------------------
 
     @property
+    def _non_expert_params(self) -> float:
+        return max(0.0, self.model.params_total_b * 1e9 - self.model.routed_expert_params)
+
+    @property
     def weights_bytes(self) -> float:
-        """All weights of one replica (total parameters × bytes per parameter)."""
-        return self.model.weight_bytes(self.bytes_per_param)
+        """All weights of one replica: total parameters × bytes per parameter, plus the copies of
+        the non-expert weights that attention data parallelism keeps (expert parallelism)."""
+        copies = (self.ep - 1) * self._non_expert_params if self.ep > 1 else 0.0
+        return self.model.weight_bytes(self.bytes_per_param) + copies * self.bytes_per_param
 
     @property
     def weights_bytes_per_gpu(self) -> float:
@@ -183,7 +304,7 @@ class ServingSpec:
 
     @property
     def kv_capacity_bytes(self) -> float:
-        return self._usable_bytes(self.gpus) - self.weights_bytes
+        return self._usable_bytes(self.gpus, self.weights_bytes)
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -191,10 +312,8 @@ class ServingSpec:
         return max(0, int(self.kv_capacity_bytes // self.kv_bytes_per_token))
 
     def kv_tokens_of(self, prompt_tokens: float, output_tokens: float) -> float:
-        """KV tokens reserved for one sequence (a sliding window caps the live part)."""
-        n = prompt_tokens + output_tokens
-        sw = self.model.sliding_window
-        return min(n, sw) if sw else n
+        """KV tokens reserved for one sequence (sliding-window layers keep only the window)."""
+        return self.model.kv_tokens(prompt_tokens + output_tokens)
 
     # --- time ----------------------------------------------------------------------------
 
@@ -208,62 +327,197 @@ class ServingSpec:
 
     @property
     def _slowdown(self) -> float:
-        """Multiplier on GPU time: tensor-parallel all-reduces, and host time not overlapped."""
-        tp = 1 + self.tp_comm_overhead if self.gpus > 1 else 1.0
-        return tp / self.gpu_busy_fraction
+        """Multiplier on GPU time for host work that does not overlap it (what-if only)."""
+        return 1.0 / self.gpu_busy_fraction
 
     def weights_read_bytes(self, tokens: float) -> float:
         """Weight bytes one forward pass over ``tokens`` tokens reads (MoE: experts routed to)."""
         m = self.model
         if not m.is_moe or tokens <= 0:
             return self.weights_bytes
-        expert_params = 3 * m.hidden * m.ffn_intermediate * m.experts * m.layers
-        shared = max(0.0, m.params_total_b * 1e9 - expert_params)
+        expert_params = m.routed_expert_params
+        shared = self._non_expert_params * max(1, self.ep)
         # Expected share of experts hit when `tokens` tokens each pick k of E (uniform routing).
         hit = 1 - (1 - m.experts_per_token / m.experts) ** tokens
         return (shared + expert_params * hit) * self.bytes_per_param
+
+    def moe_scale(self, step_tokens: float) -> float:
+        """Compute multiplier of an MoE step: the routed experts' GEMMs see only T·k/E tokens
+        each, at efficiency t/(t + t½) (grouped GEMMs over few rows do not fill the GPU)."""
+        m, h = self.model, self.moe_expert_half_tokens
+        if not m.is_moe or h <= 0 or step_tokens <= 0:
+            return 1.0
+        routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
+        share = routed / (m.params_active_b * 1e9)
+        per_expert = step_tokens * m.experts_per_token / m.experts
+        return 1 + share * h / per_expert
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""
         m = self.model
         pairs = new_tokens * cached_tokens + new_tokens * new_tokens / 2
-        if m.sliding_window:
-            pairs = min(pairs, new_tokens * m.sliding_window)
-        return 4 * m.layers * m.q_heads * m.head_dim * pairs  # QKᵀ and AV, 2 FLOPs per MAC
+        if m.sliding_window:  # local layers see at most the window; global layers everything
+            local = min(pairs, new_tokens * m.sliding_window)
+            pairs = (m.global_layers * pairs + (m.layers - m.global_layers) * local) / m.layers
+        d = m.head_dim + (m.qk_rope_head_dim or 0)
+        return 4 * m.layers * m.q_heads * d * pairs  # QKᵀ and AV, 2 FLOPs per MAC
 
     def prefill_flops_s(self, tokens: float, cached_tokens: float = 0.0) -> float:
-        """GPU compute time of prefilling ``tokens`` prompt tokens (no overhead, no TP factor)."""
+        """GPU compute time of prefilling ``tokens`` prompt tokens at full-size GEMMs (no
+        overhead, no communication; `iteration_s` applies the MFU of the step's token count)."""
         flops = 2 * self.model.params_active_b * 1e9 * tokens + self.attention_flops(tokens, cached_tokens)
         return flops / (self._peak_flops * self.prefill_mfu)
 
+    def mfu_scale(self, step_tokens: float) -> float:
+        """Prefill-time multiplier at ``step_tokens`` tokens in the step: (T + T½) / T."""
+        h = self.prefill_mfu_half_tokens
+        return (step_tokens + h) / step_tokens if h > 0 and step_tokens > 0 else 1.0
+
     def prefill_s(self, tokens: float, cached_tokens: float = 0.0) -> float:
-        """Prefill compute of one prompt: 2·P_active·N (+ attention) / (g·F·MFU), with TP factor."""
-        return self.prefill_flops_s(tokens, cached_tokens) * self._slowdown
+        """A lone prompt's prefill: compute at its own token count plus its communication."""
+        return (self.prefill_flops_s(tokens, cached_tokens) * self.mfu_scale(tokens) * self.moe_scale(tokens)
+                + self.comm_s(tokens, 1)) * self._slowdown
+
+    # communication ----------------------------------------------------------------------
+
+    @property
+    def attention_tp(self) -> int:
+        """GPUs one sequence's attention is split over: tp, or tp/ep with expert parallelism."""
+        return self.tp // self.ep if self.ep > 1 else self.tp
+
+    def allreduce_s(self, tokens: float) -> float:
+        """One ring all-reduce of ``tokens`` hidden vectors over the attention-TP group:
+        latency + 2(g − 1)/g × tokens × hidden × 2 B / (link bandwidth × bus efficiency)."""
+        g = self.attention_tp
+        if g <= 1 or tokens <= 0:
+            return 0.0
+        if self.ep > 1:
+            tokens = tokens / self.ep  # each data-parallel group holds 1/ep of the tokens
+        msg = tokens * self.model.hidden * ACT_BYTES
+        bw = self.link_bytes_per_s * self.allreduce_bus_efficiency
+        return self.allreduce_latency_s + 2 * (g - 1) / g * msg / bw
+
+    def alltoall_s(self, tokens: float) -> float:
+        """Expert-parallel dispatch + combine in one MoE layer: each GPU sends its T/ep tokens to
+        the GPUs of their min(k, ep) experts, (ep − 1)/ep of them elsewhere, and gets them back."""
+        if self.ep <= 1 or tokens <= 0:
+            return 0.0
+        m = self.model
+        msg = tokens / self.ep * min(m.experts_per_token, self.ep) * m.hidden * ACT_BYTES * (self.ep - 1) / self.ep
+        bw = self.link_bytes_per_s * self.allreduce_bus_efficiency
+        return 2 * (self.allreduce_latency_s + msg / bw)
+
+    def p2p_s(self, tokens: float) -> float:
+        """One pipeline hand-over of ``tokens`` activations to the next stage."""
+        if self.pp <= 1 or tokens <= 0:
+            return 0.0
+        return self.p2p_latency_s + tokens * self.model.hidden * ACT_BYTES / self.inter_node_bytes_per_s
+
+    def comm_s(self, tokens: float, seqs: float) -> float:
+        """Communication of one round over ``tokens`` tokens of ``seqs`` sequences.
+
+        A round is pp stage-times of one micro-batch (T/m tokens): over its pp stages that is
+        every layer's all-reduces (two per layer — after attention and after the MLP — or one
+        when the MoE layer dispatches over expert parallelism instead), the MoE all-to-alls and
+        pp − 1 hand-overs."""
+        if tokens <= 0:
+            return 0.0
+        t = tokens / self.microbatches(seqs)
+        mod = self.model
+        n_moe = mod.n_moe_layers if self.ep > 1 else 0
+        return ((2 * mod.layers - n_moe) * self.allreduce_s(t) + n_moe * self.alltoall_s(t)
+                + (self.pp - 1) * self.p2p_s(t))
+
+    def microbatches(self, seqs: float) -> int:
+        """Micro-batches a round is split into: min(pp, sequences), at least 1."""
+        return max(1, min(self.pp, math.ceil(seqs))) if self.pp > 1 else 1
+
+    def bubble(self, seqs: float) -> float:
+        """Share of a round the pipeline stages idle: 1 − m/pp."""
+        return 1 - self.microbatches(seqs) / self.pp
+
+    def host_s(self, seqs: float) -> float:
+        """Host time per step that does not overlap the GPU: scheduler + per-sequence work."""
+        return self.iteration_overhead_s + self.host_overhead_s_per_seq * seqs
+
+    # iterations ---------------------------------------------------------------------------
+
+    def memory_s(self, weight_tokens: float, kv_tokens_read: float, seqs: float) -> float:
+        """Memory time of a round: pp × (stage weights + a micro-batch's KV) per stage, i.e.
+        pp · (W_read(T/m) + KV/m) / (g·BW·η) — each micro-batch re-reads its stage's weights."""
+        m_b = self.microbatches(seqs)
+        return (self.pp * (self.weights_read_bytes(weight_tokens / m_b)
+                           + kv_tokens_read * self.kv_bytes_per_token / m_b) / self._bandwidth)
+
+    def compute_scale(self, seqs: float) -> float:
+        """pp/m: a pipeline with m < pp micro-batches computes on m/pp of its GPUs at a time."""
+        return self.pp / self.microbatches(seqs)
 
     def iteration_s(self, decode_batch: int, kv_tokens_read: float,
-                    prefill_tokens: float = 0.0, prefill_flops_s: float | None = None) -> float:
+                    prefill_tokens: float = 0.0, prefill_flops_s: float | None = None,
+                    prefill_seqs: int | None = None) -> float:
         """Wall time of one engine iteration: ``decode_batch`` sequences decode one token each
-        while reading ``kv_tokens_read`` KV tokens, and ``prefill_tokens`` prompt tokens are
-        prefilled (their compute time ``prefill_flops_s`` from `prefill_flops_s`, which
-        includes attention; computed without attention when omitted)."""
+        while reading ``kv_tokens_read`` KV tokens, and ``prefill_tokens`` prompt tokens (of
+        ``prefill_seqs`` prompts, one by default) are prefilled (their compute time
+        ``prefill_flops_s`` from `prefill_flops_s`, which includes attention; computed without
+        attention when omitted)."""
         if prefill_flops_s is None:
             prefill_flops_s = self.prefill_flops_s(prefill_tokens) if prefill_tokens else 0.0
-        sw = self.model.sliding_window
-        if sw:
-            kv_tokens_read = min(kv_tokens_read, decode_batch * sw)
-        mem = (self.weights_read_bytes(decode_batch + prefill_tokens)
-               + kv_tokens_read * self.kv_bytes_per_token) / self._bandwidth
-        comp = 2 * self.model.params_active_b * 1e9 * decode_batch / (self._peak_flops * self.decode_mfu)
-        return max(mem, comp + prefill_flops_s) * self._slowdown + self.iteration_overhead_s
+        seqs = decode_batch + ((prefill_seqs or 1) if prefill_tokens else 0)
+        tokens = decode_batch + prefill_tokens
+        mem = self.memory_s(tokens, kv_tokens_read, seqs)
+        pf = prefill_flops_s * self.mfu_scale(tokens) if prefill_tokens else 0.0
+        comp = (self.decode_flops_s(decode_batch) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
+        return ((max(mem, comp) + self.comm_s(tokens, seqs)) * self._slowdown
+                + self.host_s(seqs))
+
+    def decode_flops_s(self, batch: float) -> float:
+        return 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu)
 
     def decode_step_s(self, batch: int, kv_tokens_total: float) -> float:
         """One decode iteration of ``batch`` sequences holding ``kv_tokens_total`` KV tokens."""
         return self.iteration_s(batch, kv_tokens_total)
 
     def decode_bound(self, batch: int, kv_tokens_total: float) -> str:
-        mem = (self.weights_read_bytes(batch) + kv_tokens_total * self.kv_bytes_per_token) / self._bandwidth
-        comp = 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu)
+        mem = self.memory_s(batch, kv_tokens_total, batch)
+        comp = self.decode_flops_s(batch) * self.compute_scale(batch) * self.moe_scale(batch)
         return "memory" if mem >= comp else "compute"
+
+
+def _gpu_factor(key: str, gpu: GPU) -> float:
+    """A factor fitted per GPU when efficiency.csv has ``key@GPU``, else the global one."""
+    try:
+        return factor(f"{key}@{gpu.name}")
+    except ValueError:
+        return factor(key)
+
+
+def _compute_precision(comp: LLMServer, model: ModelSpec, gpu: GPU) -> str:
+    """The math the matmuls run in (W×A), refused with a suggestion when the GPU lacks it."""
+    w = comp.precision
+    a = getattr(comp, "activation_precision", "auto") or "auto"
+    if a == "auto":
+        a = DEFAULT_COMPUTE[w]
+        if w == "mxfp4" and not gpu.has_fp4:
+            a = "bf16"  # MXFP4 weights dequantised to 16-bit where there is no FP4 math
+    if a == "fp16":
+        a = "bf16"
+    if a == "fp4" and not gpu.has_fp4:
+        field = "precision" if w == "fp4" else "activation_precision"
+        raise ServingConfigError(
+            f"{comp.id}: {'precision fp4 (NVFP4 weights and activations)' if w == 'fp4' else 'activation_precision fp4'} "
+            f"needs FP4 tensor cores; {gpu.name} has none (Blackwell B200-180GB and GB200-186GB do): use "
+            f"precision fp8" + (" (W8A8)" if gpu.has_fp8 else "") + ", int4 (W4A16, AWQ/GPTQ) or a Blackwell gpu",
+            field)
+    if a == "fp8" and not gpu.has_fp8:
+        raise ServingConfigError(
+            f"{comp.id}: activation_precision fp8 needs FP8 tensor cores; {gpu.name} has none: use "
+            f"activation_precision auto (FP8 weights then run as W8A16) or int8", "activation_precision")
+    if a in ("fp4",) and w in ("bf16", "fp16", "fp8", "int8"):
+        raise ServingConfigError(
+            f"{comp.id}: activation_precision fp4 with {w} weights is not a serving kernel; FP4 "
+            f"math needs FP4 weights: use precision fp4", "activation_precision")
+    return a
 
 
 # --- workload token moments ---------------------------------------------------------------

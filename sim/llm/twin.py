@@ -74,7 +74,8 @@ class _Shape:
     output: float
     prefill_tokens: float  # per request, after the prefix cache
     cached_tokens: float
-    pf_s: float  # GPU compute of one mean prompt's prefill (before slowdown)
+    pf_s: float  # GPU time of one mean prompt's prefill: compute at the step's MFU + its all-reduces
+    pf_raw_s: float  # its compute at full-size GEMMs (what `ServingSpec.iteration_s` takes)
     pf_var_s2: float  # its variance over the prompt-length mix (linear part)
     kv_hold: float  # KV tokens reserved per sequence in the batch (length-biased P + O)
     kv_read: float  # KV tokens read per decoding sequence per step (length-biased P + O/2)
@@ -113,17 +114,21 @@ class _Parts:
     """The iteration-time function τ(k) of one replica at decode batch ``b``."""
 
     __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full")
+    # τ(0) = max(mem(b), dec(b))·s + host + comm(b); τ(k ≥ 1) = max(mem(b + P), dec + k·pf)·s + ov
 
     def __init__(self, sh: _Shape, b: float):
         spec = sh.spec
         self.s = spec._slowdown
-        self.ov = spec.iteration_overhead_s
         self.pf = sh.pf_s
-        kv = b * sh.kv_read * spec.kv_bytes_per_token
-        mem0 = (spec.weights_read_bytes(b) + kv) / spec._bandwidth
-        self.mem1 = (spec.weights_read_bytes(b + sh.prefill_tokens) + kv) / spec._bandwidth
-        self.dec = 2 * spec.model.params_active_b * 1e9 * b / (spec._peak_flops * spec.decode_mfu)
-        self.tau0 = max(mem0, self.dec) * self.s + self.ov
+        kv = b * sh.kv_read
+        mem0 = spec.memory_s(b, kv, b)
+        self.mem1 = spec.memory_s(b + sh.prefill_tokens, kv, b + 1)
+        self.dec = spec.decode_flops_s(b) * spec.compute_scale(b + 1) * spec.moe_scale(b + sh.prefill_tokens)
+        # Communication of the decode tokens and host time are outside the max (they do not
+        # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
+        self.ov = spec.host_s(b + 1) + spec.comm_s(b, b + 1) * self.s
+        self.tau0 = (max(mem0, spec.decode_flops_s(b) * spec.compute_scale(b) * spec.moe_scale(b)) * self.s
+                     + spec.host_s(b) + spec.comm_s(b, b) * self.s)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -309,8 +314,14 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
     hit = spec.prefix_cache_hit_ratio
     prefill_tokens = max(1.0, prompt * (1 - hit))
     cached = prompt - prefill_tokens
-    pf = spec.prefill_flops_s(prefill_tokens, cached)
-    per_token = 2 * spec.model.params_active_b * 1e9 * (1 - hit) / (spec._peak_flops * spec.prefill_mfu)
+    pf_raw = spec.prefill_flops_s(prefill_tokens, cached)
+    # MFU of the step: with chunked prefill the steps are packed to the chunk; otherwise a
+    # prompt's tokens (plus the decoders riding along, ignored here) make the GEMMs.
+    step_tokens = max(prefill_tokens, spec.chunked_prefill_tokens or 0)
+    scale = spec.mfu_scale(step_tokens) * spec.moe_scale(step_tokens)
+    comm_pf = spec.comm_s(prefill_tokens + 1, 2) - spec.comm_s(1, 1)  # its tokens' share of the collectives
+    pf = pf_raw * scale + max(0.0, comm_pf)
+    per_token = 2 * spec.model.params_active_b * 1e9 * (1 - hit) / (spec._peak_flops * spec.prefill_mfu) * scale
     grid = []
     for c in workload.request_classes():
         o = c.output_tokens
@@ -318,7 +329,7 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             grid.append((c.share, o.expected()))
         else:  # 32 equal-probability points of the output-length distribution
             grid.extend((c.share / 32, o.quantile((i + 0.5) / 32)) for i in range(32))
-    return _Shape(spec, tm, prompt, output, prefill_tokens, cached, pf, per_token ** 2 * tm.prompt_var,
+    return _Shape(spec, tm, prompt, output, prefill_tokens, cached, pf, pf_raw, per_token ** 2 * tm.prompt_var,
                   hold, read1, seqs, tuple(grid))
 
 
@@ -522,35 +533,88 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     kv_s = S * sh.kv_read
     step_s = spec.decode_step_s(S, kv_s)
     bound = spec.decode_bound(S, kv_s)
-    prefill_alone = spec.iteration_s(0, 0, sh.prefill_tokens, sh.pf_s)
+    prefill_alone = spec.iteration_s(0, 0, sh.prefill_tokens, sh.pf_raw_s)
     cap_tok = spec.kv_capacity_tokens
     per_seq = spec.kv_tokens_of(sh.prompt, sh.output)
     pf_ms = sh.pf_s * spec._slowdown * 1e3
+    m = spec.model
+    kv_elem = KV_BYTES_PER_ELEM[spec.kv_precision]
+    if m.is_mla:
+        kv_line = (f"KV per token: {m.layers} layers × ({m.kv_lora_rank} latent + {m.qk_rope_head_dim} RoPE) "
+                   f"× {kv_elem:g} B ({spec.kv_precision}, multi-head latent attention)")
+    else:
+        kv_line = (f"KV per token: 2 × {m.layers} layers × {m.kv_heads} KV heads × {m.head_dim} × "
+                   f"{kv_elem:g} B ({spec.kv_precision})")
+    if spec.kv_replication > 1:
+        kv_line += f" × {spec.kv_replication:g} (replicated on the {spec.tp} tensor-parallel ranks)"
+    kv_line += f" = {spec.kv_bytes_per_token:,.0f} B"
+    if m.sliding_window:
+        kv_line += (f"; {m.layers - m.global_layers} of {m.layers} layers keep only a {m.sliding_window:,}-token "
+                    f"window")
+    basis = (f"{spec.gpu_memory_utilization:g} × ({spec.gpus} × {spec.gpu.hbm_gb:g} GB − {spec.weights_bytes / gb:.2f} GB "
+             f"weights − {spec.gpus} × {spec.reserve_bytes_per_gpu / gb:g} GB reserve)"
+             if spec.kv_memory_basis == "free" else
+             f"{spec.gpus} × {spec.gpu.hbm_gb:g} GB × {spec.gpu_memory_utilization:g} − "
+             f"{spec.weights_bytes / gb:.2f} GB weights − {spec.gpus} × {spec.reserve_bytes_per_gpu / gb:g} GB reserve")
+    par = f"{spec.gpus} × {spec.gpu.name}"
+    if spec.gpus > 1:
+        par += f" (tensor parallel {spec.tp}" + (f" × {spec.pp} pipeline stages" if spec.pp > 1 else "") + \
+               (f", experts over {spec.ep}" if spec.ep > 1 else "") + ")"
+    comm = spec.comm_s(S, S)
+    mem_S = spec.memory_s(S, kv_s, S)
+    comp_S = spec.decode_flops_s(S) * spec.compute_scale(S)
     ex = [
-        f"weights: {spec.model.params_total_b:g} B params × {spec.bytes_per_param:g} B "
-        f"({spec.precision}) = {spec.weights_bytes / gb:.2f} GB, {spec.weights_bytes_per_gpu / gb:.2f} GB "
-        f"on each of {spec.gpus} × {spec.gpu.name}",
-        f"KV per token: 2 × {spec.model.layers} layers × {spec.model.kv_heads} KV heads × "
-        f"{spec.model.head_dim} × {KV_BYTES_PER_ELEM[spec.kv_precision]} B ({spec.kv_precision}) = "
-        f"{spec.kv_bytes_per_token:,.0f} B",
-        f"KV capacity: ({spec.gpus} × {spec.gpu.hbm_gb:g} GB × {spec.gpu_memory_utilization:g} − "
-        f"{spec.weights_bytes / gb:.2f} GB weights − {spec.gpus} × {spec.reserve_bytes_per_gpu / gb:g} GB reserve) "
-        f"/ {spec.kv_bytes_per_token:,.0f} B = {cap_tok:,} tokens",
+        f"weights: {m.params_total_b:g} B params × {spec.bytes_per_param:g} B "
+        f"({spec.precision} weights, {spec.compute_precision} math) = {spec.weights_bytes / gb:.2f} GB, "
+        f"{spec.weights_bytes_per_gpu / gb:.2f} GB on each of {par}",
+        kv_line,
+        f"KV capacity: ({basis}) / {spec.kv_bytes_per_token:,.0f} B = {cap_tok:,} tokens",
         f"concurrent sequences S: min(max_batch {spec.max_batch}, {cap_tok:,} / {sh.kv_hold:.0f} tokens "
         f"reserved per sequence in the batch) = {S}"
         + (f" (mean request {sh.prompt:.0f} + {sh.output:.0f} tokens; long outputs stay longer, so "
            f"the batch holds {sh.kv_hold:.0f} on average)" if sh.kv_hold > per_seq + 0.5 else ""),
-        f"decode step at batch {S}: max(({spec.weights_read_bytes(S) / gb:.2f} GB weights + "
-        f"{kv_s * spec.kv_bytes_per_token / gb:.2f} GB KV) / "
+        f"decode step at batch {S}: max(memory {mem_S * 1e3:.2f} ms = "
+        + (f"{spec.pp} × " if spec.pp > 1 else "")
+        + f"({spec.weights_read_bytes(S / spec.microbatches(S)) / gb:.2f} GB weights + "
+        f"{kv_s * spec.kv_bytes_per_token / gb / spec.microbatches(S):.2f} GB KV"
+        + (f" per micro-batch" if spec.pp > 1 else "") + f") / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
-        f"2 × {spec.model.params_active_b:g} B × {S} / ({spec.gpus} × "
+        f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {S} / ({spec.gpus} × "
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu:g}))"
-        + (f" × (1 + {spec.tp_comm_overhead:g} TP)" if spec.gpus > 1 else "")
-        + f" + {spec.iteration_overhead_s * 1e3:g} ms = {step_s * 1e3:.2f} ms ({bound}-bound)",
+        + (f" + communication {comm * 1e3:.2f} ms" if comm else "")
+        + f" + host {spec.host_s(S) * 1e3:.2f} ms = {step_s * 1e3:.2f} ms ({bound}-bound)",
+    ]
+    if spec.tp > 1:
+        ar = spec.allreduce_s(S / spec.microbatches(S))
+        n_ar = 2 * m.layers - (m.n_moe_layers if spec.ep > 1 else 0)
+        ex.append(
+            f"tensor parallelism: {n_ar} all-reduces per step ({'one after attention and one after the MLP' if spec.ep <= 1 else 'after attention'} "
+            f"in each of {m.layers} layers), each {spec.allreduce_latency_s * 1e6:g} µs + 2 × ({spec.tp} − 1)/{spec.tp} × "
+            f"{S / spec.microbatches(S):.0f} tokens × {m.hidden} × 2 B / ({spec.link_bytes_per_s / 1e9:g} GB/s "
+            f"{spec.gpu.intra_node_link} × {spec.allreduce_bus_efficiency:g}) = {ar * 1e6:.1f} µs → "
+            f"{n_ar * ar * 1e3:.2f} ms at batch {S}, {spec.comm_s(1, 1) * 1e3:.2f} ms at batch 1 "
+            f"({spec.comm_s(1, 1) / max(1e-12, spec.decode_step_s(1, sh.kv_read)):.0%} of a batch-1 step): "
+            f"the latency term is paid in every layer whatever the batch, so doubling the tensor-parallel "
+            f"degree does not halve the step")
+    if spec.ep > 1:
+        a2a = spec.alltoall_s(S / spec.microbatches(S))
+        ex.append(
+            f"expert parallelism: experts spread over {spec.ep} GPUs; each of {m.n_moe_layers} MoE layers "
+            f"dispatches and combines {m.experts_per_token} × {S / spec.microbatches(S):.0f} token vectors "
+            f"({(spec.ep - 1) / spec.ep:.0%} leave the GPU) = {a2a * 1e6:.1f} µs → {m.n_moe_layers * a2a * 1e3:.2f} ms per step")
+    if spec.pp > 1:
+        ex.append(
+            f"pipeline: {spec.pp} stages of {m.layers / spec.pp:.1f} layers; a step splits the batch into "
+            f"{spec.microbatches(S)} micro-batches, each re-reading its stage's weights; hand-over "
+            f"{spec.p2p_s(S / spec.microbatches(S)) * 1e6:.1f} µs per stage boundary; at batch 1 the "
+            f"bubble is {spec.bubble(1):.0%} (one sequence keeps one stage busy at a time)")
+    ex += [
         f"prefill of {sh.prefill_tokens:.0f} tokens"
         + (f" ({spec.prefix_cache_hit_ratio:.0%} prefix-cached)" if spec.prefix_cache_hit_ratio else "")
-        + f": 2 × {spec.model.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}) = {pf_ms:.2f} ms of compute "
+        + f": 2 × {m.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
+        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}"
+        + (f" × T/(T + {spec.prefill_mfu_half_tokens:g})" if spec.prefill_mfu_half_tokens else "")
+        + f") + its all-reduces = {pf_ms:.2f} ms of GPU time "
         f"({prefill_alone * 1e3:.2f} ms as an iteration on an idle replica)",
         f"max request rate λ*: prefill shares the iterations with decode (an iteration admitting k "
         f"prompts lasts max(memory, decode + k × {pf_ms:.1f} ms) + overhead), so the mean iteration grows "

@@ -98,6 +98,34 @@ def _latency_at(design: Design, calcs: dict[str, StationCalc]) -> tuple[float, f
 
 
 def _closed_loop(design: Design, visits: dict[str, float]) -> tuple[float, dict[str, float], str]:
+    """Closed-loop throughput and waits; with `llm_server`s, at the load they run at.
+
+    An LLM server's per-request time grows with its batch (TPOT at load), so mean-value analysis
+    on its light-load service time and a re-analysis at the resulting throughput disagree —
+    the twin then broke Little's law on its own figures (N = X·(Z + R) off by +67 % to +249 %).
+    Here the MVA is repeated on the service times at the current throughput until the two agree
+    (damped fixed point), so N = X·(Z + R) holds at the reported figures."""
+    if not any(c.kind == "llm_server" for c in design.components):
+        return _mva(design, visits, 1e-9)
+    # g(X) = MVA(service at X) − X: positive at light load (the optimistic answer x0), negative
+    # at x0 (slower service there), so the fixed point is bracketed; bisection.
+    x0, waits, why = _mva(design, visits, 1e-9)
+    lo, hi = 0.0, x0
+    x = x0
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        x_new, waits, why = _mva(design, visits, mid)
+        x = mid
+        if x_new > mid:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-7 * hi:
+            break
+    return x, waits, why + "; LLM service times at that throughput (fixed point: the batch grows with the load)"
+
+
+def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float, dict[str, float], str]:
     """Closed-loop throughput and per-visit waits by approximate mean-value analysis.
 
     Exact MVA recursion over the users for N ≤ EXACT_MVA_USERS, else Bard–Schweitzer
@@ -111,7 +139,7 @@ def _closed_loop(design: Design, visits: dict[str, float]) -> tuple[float, dict[
     wl = design.workload
     n = wl.concurrent_users or 1
     z = wl.think_time.expected() / 1000.0 if wl.think_time is not None else 0.0
-    base = _analyse_all(design, 1e-9, visits)  # service figures at light load
+    base = _analyse_all(design, at_rps, visits)  # service figures at this throughput
     queues = {}  # id -> (s/c: the Seidmann server's time, visits)
     for cid, c in base.items():
         if c.servers and c.max_tp_rps and visits[cid] > 0:
@@ -194,6 +222,15 @@ def estimate(design: Design) -> Estimate:
         for cid, c in calcs.items():
             # A closed loop cannot overflow: its waits are the MVA ones, not the open model's.
             w = waits.get(cid, 0.0)
+            if c.llm is not None:  # its TTFT holds the open model's slot wait: swap in the MVA one
+                open_w = c.wait_mean_s if c.stable else 0.0
+                open_w95 = c.wait_p95_s if c.stable else 0.0
+                w95 = qt.wait_quantile_approx(0.95, w, min(1.0, c.utilization)) if w > 0 else 0.0
+                t1 = max(0.0, c.llm.ttft_ms_estimate - open_w * 1e3) + w * 1e3
+                t95 = c.llm.ttft_ms_p95_estimate
+                if t95 is not None:
+                    t95 = max(t1, t95 - open_w95 * 1e3 + w95 * 1e3)
+                c.llm = c.llm.model_copy(update={"ttft_ms_estimate": t1, "ttft_ms_p95_estimate": t95})
             c.wait_mean_s, c.wait_m2 = w, 2 * w * w
             c.wait_p95_s = qt.wait_quantile_approx(0.95, w, min(1.0, c.utilization)) if w > 0 else 0.0
             c.response_mean_s = w + c.service_mean_s

@@ -1,0 +1,237 @@
+"""The accuracy scoreboard: the token-level model against every published serving measurement.
+
+Each row of ``components/data/serving_calibration.csv`` is a published measurement (vendor
+performance tables, engine dashboards) with its source and a ``split`` tag set before any
+factor was fitted: ``fit`` rows may set coefficients, ``held_out`` rows never do. For every row
+the scoreboard computes what the row publishes (output tokens/s, TPOT or ITL, TTFT) twice:
+
+* **twin** — the analytic twin (`sim.llm.twin`): the max request rate λ* for max-throughput
+  rows, Little's law closed over `llm_estimate` for fixed-concurrency rows, `llm_estimate` at the
+  row's rate for Poisson rows, and the roofline step times for fixed-batch rows;
+* **sim** — one simulated replica driven the way the row was measured (`sim.llm.calibrate`).
+
+Rows the model cannot represent (a model, GPU or precision not in the catalogue, a
+configuration it refuses) are counted as *not modelled*, with the reason, never dropped silently.
+
+Usage::
+
+    >>> from sim.llm.accuracy import score_rows, summarise
+    >>> res = score_rows(split="held_out", sim=False)             # doctest: +SKIP
+    >>> for g in summarise(res, by=("source", "mode")):           # doctest: +SKIP
+    ...     print(g.key, g.rows, g.mape_twin)
+
+`uv run python bench/bench_accuracy.py` prints the whole table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from components.hardware import calibration_rows
+
+__all__ = ["RowScore", "GroupScore", "score_row", "score_rows", "summarise", "source_label",
+           "twin_figures", "format_groups"]
+
+METRICS = ("throughput", "tpot", "ttft")
+_MEASURED = {"throughput": "throughput_tok_s", "tpot": "tpot_ms", "ttft": "ttft_ms"}
+
+
+def source_label(row: dict) -> str:
+    """A short name for the publication a row comes from (the grouping key of the table)."""
+    s = row.get("source", "")
+    if "TensorRT-LLM" in s and "perf-overview" in s:
+        return "TRT-LLM perf overview"
+    if "docs.nvidia.com/nim" in s:
+        return "NIM benchmarks"
+    if "buildkite" in s:
+        return "vLLM CI dashboard"
+    if "LambdaLabs" in s:
+        return "Lambda vLLM benchmark"
+    return s.split(" ")[0][:30]
+
+
+@dataclass
+class RowScore:
+    """One row: measured figures and the twin's and the simulation's, with relative errors."""
+
+    id: str
+    split: str
+    source: str
+    mode: str
+    gpu: str
+    family: str  # "dense FP8", "MoE FP4", ...
+    tp: int
+    measured: dict
+    twin: dict = field(default_factory=dict)
+    sim: dict = field(default_factory=dict)
+    not_modelled: str | None = None
+
+    def err(self, side: str, metric: str) -> float | None:
+        got = (self.twin if side == "twin" else self.sim).get(metric)
+        ref = self.measured.get(metric)
+        if got is None or ref is None or not math.isfinite(got) or ref == 0:
+            return None
+        return (got - ref) / ref
+
+
+def _workload(row: dict, *, arrival_rps: float | None = None):
+    from components.distributions import ExponentialCount, FixedCount
+    from designs.model import RequestClass, Workload
+
+    sharegpt = not str(row.get("input_len", "")).strip().isdigit()
+    if sharegpt:  # the same exponential assumption as the simulated rows (calibrate.py)
+        p, o = ExponentialCount(mean=row["input_tokens"]), ExponentialCount(mean=row["output_tokens"])
+    else:
+        p, o = FixedCount(value=row["input_tokens"]), FixedCount(value=row["output_tokens"])
+    return Workload(arrival_rps=arrival_rps or 1.0, classes=[RequestClass(name="row", prompt_tokens=p, output_tokens=o)])
+
+
+def twin_figures(row: dict) -> dict:
+    """What the analytic twin says for a row: {"throughput", "tpot", "ttft"} (ms, tok/s)."""
+    from .calibrate import row_component
+    from .roofline import ServingSpec
+    from .twin import llm_capacity, llm_estimate
+
+    comp, overrides = row_component(row)
+    mode = row["mode"]
+    n_out = row["output_tokens"]
+    if mode in ("max_throughput", "rate_inf"):
+        _, tok_s = llm_capacity(comp, _workload(row), overrides)
+        return {"throughput": tok_s}
+    if mode == "fixed_batch":
+        spec = ServingSpec.from_component(comp, **overrides)
+        b, n_in = row["batch"], row["input_tokens"]
+        t = spec.iteration_s(0, 0, b * n_in, b * spec.prefill_flops_s(n_in))
+        t += sum(spec.decode_step_s(b, b * (n_in + k)) for k in range(1, n_out))
+        return {"throughput": b * n_out / t, "tpot": t / n_out * 1e3}
+    if mode == "poisson":
+        e = llm_estimate(comp, _workload(row, arrival_rps=row["rate_rps"]), row["rate_rps"], overrides)
+        return {"ttft": e.ttft_ms_estimate, "tpot": e.tpot_ms_estimate,
+                "throughput": row["rate_rps"] * row["output_tokens"]}
+    if mode == "closed_loop":
+        # Little's law over the twin: N = λ · (TTFT(λ) + (O − 1) · TPOT(λ)); bisection on λ.
+        n = row["concurrency"]
+        wl = _workload(row)
+        max_rps, _ = llm_capacity(comp, wl, overrides)
+
+        def at(lam):  # one workload object: the capacity is memoised on it
+            e = llm_estimate(comp, wl, lam, overrides)
+            return e, e.ttft_ms_estimate / 1e3 + (n_out - 1) * e.tpot_ms_estimate / 1e3
+
+        lo, hi = 0.0, max_rps * (1 - 1e-6)
+        e_hi, r_hi = at(hi)
+        if hi * r_hi <= n:  # saturated: the clients queue for slots
+            tpot = e_hi.tpot_ms_estimate
+            resp = n / max_rps
+            return {"throughput": max_rps * n_out, "tpot": tpot,
+                    "ttft": max(0.0, resp - (n_out - 1) * tpot / 1e3) * 1e3}
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if mid * at(mid)[1] < n:
+                lo = mid
+            else:
+                hi = mid
+        e, _ = at(0.5 * (lo + hi))
+        return {"throughput": 0.5 * (lo + hi) * n_out, "tpot": e.tpot_ms_estimate, "ttft": e.ttft_ms_estimate}
+    raise ValueError(f"row {row['id']}: unknown mode {mode!r}")
+
+
+def _family(row: dict) -> str:
+    arch = "MoE" if row.get("arch") == "moe" else "dense"
+    return f"{arch} {row['weight_precision'].upper()}"
+
+
+def score_row(row: dict, *, sim: bool = True, seed: int = 0) -> RowScore:
+    """Twin (and simulated) figures of one row; `not_modelled` says why a row cannot be scored."""
+    from .calibrate import run_row
+
+    measured = {m: row[_MEASURED[m]] for m in METRICS if row.get(_MEASURED[m]) is not None}
+    rs = RowScore(row["id"], row.get("split", ""), source_label(row), row["mode"], row["gpu_name"],
+                  _family(row), row["tp"] or 1, measured)
+    try:
+        rs.twin = {k: v for k, v in twin_figures(row).items() if k in measured}
+        if sim:
+            r = run_row(row, seed=seed)
+            rs.sim = {k: v for k, v in {"throughput": r.throughput_tok_s, "tpot": r.tpot_ms,
+                                        "ttft": r.ttft_ms}.items() if k in measured}
+    except ValueError as e:  # unknown model/GPU/precision, or a configuration refused
+        rs.twin, rs.sim = {}, {}
+        rs.not_modelled = " ".join(str(e).split())[:240]
+    return rs
+
+
+def score_rows(rows: list[dict] | None = None, *, split: str | None = None, sim: bool = True,
+               seed: int = 0) -> list[RowScore]:
+    """Score every row (or those of one split)."""
+    rows = rows if rows is not None else calibration_rows(split)
+    return [score_row(r, sim=sim, seed=seed) for r in rows]
+
+
+@dataclass
+class GroupScore:
+    key: tuple
+    metric: str
+    rows: int
+    not_modelled: int
+    mape_twin: float | None
+    mape_sim: float | None
+    worst_twin: tuple | None  # (row id, relative error)
+    worst_sim: tuple | None
+    within15_twin: float | None
+    within25_twin: float | None
+    within15_sim: float | None
+    within25_sim: float | None
+
+
+def _stats(errs: list[tuple[str, float]]):
+    if not errs:
+        return None, None, None, None
+    a = [abs(e) for _, e in errs]
+    worst = max(errs, key=lambda t: abs(t[1]))
+    return (sum(a) / len(a), worst, sum(x <= 0.15 for x in a) / len(a), sum(x <= 0.25 for x in a) / len(a))
+
+
+def summarise(scores: list[RowScore], by: tuple[str, ...] = ("source", "mode", "gpu", "family"),
+              metrics: tuple[str, ...] = METRICS) -> list[GroupScore]:
+    """Per group and metric: rows, MAPE, worst row and the shares within ±15 % / ±25 %."""
+    groups: dict = defaultdict(list)
+    for s in scores:
+        groups[tuple(getattr(s, k) for k in by)].append(s)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        ss = groups[key]
+        for m in metrics:
+            have = [s for s in ss if m in s.measured]
+            if not have:
+                continue
+            nm = sum(1 for s in have if s.not_modelled)
+            et = [(s.id, s.err("twin", m)) for s in have if s.err("twin", m) is not None]
+            es = [(s.id, s.err("sim", m)) for s in have if s.err("sim", m) is not None]
+            t, s_ = _stats(et), _stats(es)
+            out.append(GroupScore(key, m, len(have), nm, t[0], s_[0], t[1], s_[1], t[2], t[3], s_[2], s_[3]))
+    return out
+
+
+def _pct(x, signed=False):
+    if x is None:
+        return "—"
+    return f"{x:+.0%}" if signed else f"{x:.0%}"
+
+
+def format_groups(groups: list[GroupScore], by: tuple[str, ...], *, sim: bool = True) -> str:
+    """A plain-text table of `summarise`'s groups."""
+    head = " | ".join(by) + " | metric | rows | not modelled | twin MAPE | twin worst | twin ≤15 % | twin ≤25 %"
+    if sim:
+        head += " | sim MAPE | sim worst | sim ≤15 % | sim ≤25 %"
+    lines = [head, "|".join("---" for _ in head.split("|"))]
+    for g in groups:
+        wt = f"{g.worst_twin[0]} {_pct(g.worst_twin[1], True)}" if g.worst_twin else "—"
+        cells = [*map(str, g.key), g.metric, str(g.rows), str(g.not_modelled), _pct(g.mape_twin), wt,
+                 _pct(g.within15_twin), _pct(g.within25_twin)]
+        if sim:
+            ws = f"{g.worst_sim[0]} {_pct(g.worst_sim[1], True)}" if g.worst_sim else "—"
+            cells += [_pct(g.mape_sim), ws, _pct(g.within15_sim), _pct(g.within25_sim)]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)

@@ -33,6 +33,8 @@ Bad input raises :class:`PipelineError` (a ``ValueError``) naming the component 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from typing import Any
 
@@ -69,7 +71,7 @@ _BYTES_PER_PARAM = {"full": FULL_FT_BYTES_PER_PARAM, "lora": LORA_BYTES_PER_PARA
 _METHOD_FRACTION_KEY = {"lora": "lora_time_fraction", "qlora": "qlora_time_fraction"}
 
 
-class PipelineError(ValueError):
+class PipelineError(Refusal):
     """A training job or pipeline that cannot be estimated; the message names the component."""
 
 

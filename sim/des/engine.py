@@ -46,6 +46,8 @@ what each component kind does to a request.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 import time
 from typing import Callable
@@ -61,7 +63,7 @@ MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & 
 MAX_PEAK_RPS = 1e6
 
 
-class SimulationRefused(ValueError):
+class SimulationRefused(Refusal):
     """The design or budget cannot be simulated sensibly; the message says why and what to do."""
 
 

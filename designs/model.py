@@ -58,6 +58,8 @@ SECONDS_PER_DAY = 86_400
 # 1e10/day is ~116k requests/s on average: beyond any single design this tool is for, and a
 # typo guard (10^12/day is 11.6 M requests/s).
 MAX_REQUESTS_PER_DAY = 1e10
+# Rates have positive floors (requests_per_day ≥ 1e-6, arrival_rps ≥ 1e-9) instead of `gt=0`:
+# 5e-324 passes `gt=0` and its derived rates underflow to 0 (issue 14).
 # Did-you-mean suggestions computed per report at most (each is a difflib search over the ids).
 MAX_SUGGESTIONS = 50
 
@@ -71,7 +73,7 @@ class RequestClass(_Strict):
 
     name: str = Field(min_length=1, max_length=64)
     """Name of the class, e.g. `chat` or `summarise`."""
-    share: float = Field(default=1.0, gt=0, le=1)
+    share: float = Field(default=1.0, ge=1e-9, le=1)
     """Fraction of requests of this class; the shares of all classes sum to 1."""
     prompt_tokens: Count = Field(default_factory=lambda: fixed_count(500))
     """Input tokens per request (system prompt + context + question)."""
@@ -84,20 +86,20 @@ class BatchWindow(_Strict):
 
     items_per_run: float = Field(gt=0, le=1e13)
     """Items entering the pipeline per run (documents, examples)."""
-    window_hours: float = Field(default=24, gt=0, le=24 * 366)
+    window_hours: float = Field(default=24, ge=1e-3, le=24 * 366)
     """Time a run may take, in hours."""
-    runs_per_week: float = Field(default=1, gt=0, le=7 * 24 * 60)
+    runs_per_week: float = Field(default=1, ge=1e-3, le=7 * 24 * 60)
     """How often the pipeline runs (1 = weekly)."""
 
 
 class Workload(_Strict):
     """Traffic offered to the design. The simulated rate is the peak rate."""
 
-    requests_per_day: float = Field(default=1_000_000, gt=0, le=MAX_REQUESTS_PER_DAY)
+    requests_per_day: float = Field(default=1_000_000, ge=1e-6, le=MAX_REQUESTS_PER_DAY)
     """Requests per day on average."""
     peak_to_average: float = Field(default=3.0, ge=1, le=100)
     """Peak-hour rate over the daily average rate; capacity is planned for the peak."""
-    arrival_rps: float | None = Field(default=None, gt=0, le=1e6)
+    arrival_rps: float | None = Field(default=None, ge=1e-9, le=1e6)
     """Explicit arrival rate in requests per second; overrides the daily figures."""
     concurrent_users: int | None = Field(default=None, ge=1, le=10**6)
     """Closed loop: this many users, each sending a request, waiting, thinking, repeating."""

@@ -52,6 +52,7 @@ import math
 import time
 from typing import Callable
 
+from .limits import MAX_PEAK_RPS, horizon_requests, run_problems
 from .run import MAX_IN_SYSTEM, Run
 from .stats import half_width, mser5
 from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
@@ -60,7 +61,6 @@ from .workload import OpenLoop
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
-MAX_PEAK_RPS = 1e6
 
 
 class SimulationRefused(Refusal):
@@ -109,24 +109,22 @@ def _rep_plan(est, workload) -> tuple[int, int]:
     return n_meas, n_warm
 
 
-def refuse(design, *, whole_day: bool, max_requests: int) -> None:
-    """Raise `SimulationRefused` for workloads no run could answer sensibly."""
+def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
+    """Raise `SimulationRefused` for workloads no run could answer sensibly (`sim.des.limits`)."""
     from sim.check import config_problems
 
     problems = config_problems(design)
     if problems:  # hardware that cannot run the design: every problem, before any work
         raise SimulationRefused("\n  ".join(p.message for p in problems))
     wl = design.workload
+    if wl.closed_loop and whole_day:
+        raise SimulationRefused("workload: a whole-day run needs open-loop traffic (requests_per_day and "
+                                "profile_24h), not concurrent_users")
+    problems = run_problems(design, est)
+    if problems:
+        raise SimulationRefused("\n  ".join(f"{p.path}: {p.message}" for p in problems))
     if wl.closed_loop:
-        if whole_day:
-            raise SimulationRefused("workload: a whole-day run needs open-loop traffic (requests_per_day and "
-                                    "profile_24h), not concurrent_users")
         return
-    if wl.peak_rps > MAX_PEAK_RPS:
-        raise SimulationRefused(
-            f"workload: peak rate {wl.peak_rps:,.0f} requests/s is above {MAX_PEAK_RPS:,.0f}/s; "
-            "check requests_per_day / peak_to_average (or simulate one shard of the fleet)"
-        )
     if whole_day:
         n = OpenLoop.whole_day(wl, null_rng()).expected_requests()
         if n > max_requests:
@@ -186,8 +184,14 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    refuse(design, whole_day=whole_day, max_requests=max_requests)
     est = _analytic(design)
+    refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
+    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run
+        raise SimulationRefused("cancelled before the simulation started")
+    # Simulated time is a budget too: past MAX_SIM_SECONDS a double blurs the latencies.
+    rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
+    if rate and not whole_day and horizon_requests(rate) < max_requests:
+        max_requests = max(1, horizon_requests(rate))
     deadline = t_start + max_seconds
     sample = None
     warnings: list[str] = []

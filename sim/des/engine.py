@@ -52,7 +52,7 @@ import math
 import time
 from typing import Callable
 
-from .limits import MAX_PEAK_RPS, horizon_requests, run_problems
+from .limits import MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap, run_problems
 from .run import MAX_IN_SYSTEM, Run
 from .stats import half_width, mser5
 from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
@@ -195,13 +195,18 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     deadline = t_start + max_seconds
     sample = None
     warnings: list[str] = []
-    common = dict(deadline=deadline, cancel=cancel)
+    # Work per request bounded by what the twin predicts (events per arrival, see sim.des.limits),
+    # and the backlog cut above the twin's λW when many requests are legitimately in flight.
+    epr = events_per_request(design, est)
+    common = dict(deadline=deadline, cancel=cancel, max_in_system=in_flight_cap(est),
+                  events_per_arrival=WORK_FACTOR * epr if epr else 0.0)
 
     if est is not None and not est.stable:
         # Saturated: one bounded window shows the backlog grow; never a hang.
         n = int(min(max_requests, 50_000))
         run = Run(design, seed, 0, n, whole_day=False, no_drain=True, **common)
         run.advance()
+        _check_work(run, epr)
         run.refresh()
         warnings.extend(est.unstable)
         stop = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
@@ -212,6 +217,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if whole_day:
         run = Run(design, seed, 0, 1, whole_day=True, **common)
         run.advance()
+        _check_work(run, epr)
         run.refresh()
         outs = [s for s in run.segs if s.closed]
         stop = {"cancel": "interrupted", "max_seconds": "max_seconds", "backlog": "max_requests"}.get(run.cut or "")
@@ -241,11 +247,12 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     unstable = False
     while True:
         reason = run.advance()
+        _check_work(run, epr)
         run.refresh()
         if reason == "cut":
             if run.cut == "backlog":
                 unstable = True
-                warnings.append(f"more than {MAX_IN_SYSTEM:,} requests in flight: the backlog keeps growing, "
+                warnings.append(f"more than {run.max_in_system:,} requests in flight: the backlog keeps growing, "
                                 "the design cannot keep up")
             stopped_by = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
             break
@@ -296,6 +303,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             break
     if run.cut is None:
         run.finish()
+        _check_work(run, epr)
         if run.cut == "cancel":
             stopped_by = "interrupted"
     run.refresh()
@@ -319,6 +327,19 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             f"the stopping rule saw ±{rule_rel:.2%} (target ±{precision:.0%})"
         )
     return res, n_meas
+
+
+def _check_work(run, epr: float) -> None:
+    """Refuse a run whose requests cost far more events than the twin expects (`sim.des.limits`)."""
+    if run.cut != "work":
+        return
+    per = run.events / max(1, run.next_id)
+    raise SimulationRefused(
+        f"requests cost {per:,.0f} events each so far, over {WORK_FACTOR:g}× the {epr:,.0f} the analytic twin "
+        "expects: the flow does far more work per request than its loops suggest (several back edges from one "
+        "component are tried one after another, and the twin follows only the first); lower p or max_repeats "
+        "on the back edges"
+    )
 
 
 def _pipeline(design):

@@ -52,7 +52,8 @@ import math
 import time
 from typing import Callable
 
-from .limits import MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap, run_problems
+from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
+                     run_problems, short_run_warning)
 from .run import MAX_IN_SYSTEM, Run
 from .stats import half_width, mser5
 from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
@@ -238,6 +239,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if n_meas > cap:
         n_meas = max(100, cap)
         n_warm = min(n_warm, max(100, max_requests // 5))
+    short = short_run_warning(est, n_warm, n_meas)
+    if short:
+        warnings.append(short)
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
     run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)

@@ -47,6 +47,9 @@ __all__ = [
     "MAX_IN_FLIGHT",
     "MAX_IN_SYSTEM",
     "WORK_FACTOR",
+    "RELAX_MULTIPLE",
+    "relaxation_arrivals",
+    "short_run_warning",
 ]
 
 MAX_PEAK_RPS = 1e6
@@ -63,6 +66,8 @@ MAX_IN_SYSTEM = 200_000
 MAX_IN_FLIGHT = 1_000_000
 """Requests in flight the engine holds at most (~300 bytes each): a design whose λW is above
 this is refused before it runs."""
+RELAX_MULTIPLE = 5.0
+"""Warm-up and batches shorter than this many relaxation times get a warning."""
 WORK_FACTOR = 20.0
 """Events per arrival a run may use, as a multiple of the twin's expectation, before it is
 stopped (the slack absorbs retries, timeouts and batching iterations the estimate rounds)."""
@@ -107,6 +112,31 @@ def events_per_request(design, est) -> float:
             per = 4.0 + 2.0 * getattr(c, "max_retries", 0)
         total += st.visits_per_request * per
     return total
+
+
+def relaxation_arrivals(est) -> tuple[float, float]:
+    """(ρ, τ): the busiest stable station's utilisation and its relaxation time in arrivals,
+    τ = ρ / (1 − √ρ)² (an M/M/c queue forgets its start in about 1/(μ(√c − √(cρ))²) seconds,
+    i.e. that many arrivals). (0, 0) without an estimate."""
+    if est is None:
+        return 0.0, 0.0
+    rhos = [s.utilization for s in est.stations.values() if s.servers and 0 < s.utilization < 1]
+    if not rhos:
+        return 0.0, 0.0
+    rho = max(rhos)
+    return rho, rho / (1.0 - math.sqrt(rho)) ** 2
+
+
+def short_run_warning(est, n_warm: int, n_meas: int) -> str | None:
+    """A warning when the warm-up or the batches are short against the relaxation time: the
+    figures are then biased (an emptier-than-steady start) and the interval too narrow."""
+    rho, tau = relaxation_arrivals(est)
+    if tau <= 0 or (n_warm >= RELAX_MULTIPLE * tau and n_meas >= RELAX_MULTIPLE * tau):
+        return None
+    return (f"warm-up ({n_warm:,} requests) and batches ({n_meas:,}) are short against the relaxation time at "
+            f"ρ = {rho:.4g} (τ ≈ {tau:,.0f} arrivals, want ≥ {RELAX_MULTIPLE:g}τ each): the percentiles are biased "
+            f"low and the interval too narrow; raise --max-requests to ≥ {int(RELAX_MULTIPLE * tau * 12):,} or read "
+            "the analytic twin")
 
 
 def run_problems(design, est=None, *, max_requests: int = 2_000_000) -> list[Problem]:

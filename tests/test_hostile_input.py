@@ -95,3 +95,74 @@ def test_byte_limit_counts_bytes_read_not_st_size(tmp_path, monkeypatch):
         io.read_text_limited(f, limit=1000)
     assert "larger than" in str(info.value)
     assert io.read_text_limited(f, limit=6000).startswith("name: x")
+
+
+# --- validate says ok ⇒ estimate / run / doc do not crash ---------------------------------------
+
+_BASE = {"name": "x", "components": [{"id": "s", "kind": "service"}], "entry": "s"}
+
+
+@pytest.mark.parametrize("patch, path", [
+    ({"workload": {"requests_per_day": 5e-324}}, "workload.requests_per_day"),
+    ({"workload": {"arrival_rps": 5e-324}}, "workload.arrival_rps"),
+    ({"workload": {"concurrent_users": 10}, "components": [{"id": "s", "kind": "reranker", "pairs_per_s_per_replica": 5e-324}]},
+     "components[0].pairs_per_s_per_replica"),
+    ({"workload": {}, "components": [{"id": "s", "kind": "service", "service_time": {"dist": "exponential", "mean_ms": 5e-324}}]},
+     "components[0].service_time.mean_ms"),
+    ({"workload": {"arrival_rps": 10}, "components": [{"id": "s", "kind": "batch_stage", "items_per_s_per_worker": 1e-9}]},
+     "components[0].items_per_s_per_worker"),
+])
+def test_values_whose_derived_rates_underflow_are_refused_by_validation(patch, path):
+    import yaml
+
+    problems = refusal(yaml.safe_dump(_BASE | patch))
+    assert [p.path for p in problems] == [path]
+    assert "greater than or equal to" in problems[0].message
+
+
+def test_rates_too_low_to_simulate_are_reported_by_validate(tmp_path, capsys):
+    from cli.main import main
+
+    f = tmp_path / "slow.yaml"
+    f.write_text("name: slow\nworkload: {requests_per_day: 1.0e-6}\ncomponents: [{id: s, kind: service}]\nentry: s\n")
+    assert main(["validate", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "slow.yaml:2: error: workload.requests_per_day: peak rate" in err and "too low to simulate" in err
+    assert main(["estimate", str(f), "--json"]) == 0  # the twin still answers: the no-load latency
+
+
+def test_slowest_batch_stage_on_a_request_path_runs_without_a_raw_pydantic_error():
+    from sim import estimate, simulate
+
+    d = parse_design("name: b\nworkload: {arrival_rps: 0.001}\ncomponents:\n"
+                     "  - {id: b, kind: batch_stage, items_per_s_per_worker: 1.0e-6, workers: 1000000}\nentry: b\n")
+    est = estimate(d)
+    assert est.latency_ms_mean == pytest.approx(1e9)  # one item at 1e-6 items/s: 10^6 s
+    r = simulate(d, seed=1, max_seconds=5)
+    assert r.latency_ms.p95 == pytest.approx(1e9)
+
+
+def test_only_deliberate_refusals_are_user_errors(monkeypatch, capsys, tmp_path):
+    import cli.sim_cmds as sc
+    from cli.main import main
+    from components.errors import Refusal
+
+    f = tmp_path / "ok.yaml"
+    f.write_text("name: ok\nworkload: {}\ncomponents: [{id: s, kind: service}]\nentry: s\n")
+
+    def bug(args):
+        raise ValueError("cannot convert float NaN to integer")
+
+    monkeypatch.setattr(sc, "cmd_estimate", bug)
+    monkeypatch.delenv("SDW_DEBUG", raising=False)
+    assert main(["estimate", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: ValueError: cannot convert float NaN to integer" in err and "SDW_DEBUG=1" in err
+
+    def refuse(args):
+        raise Refusal("workload: the budget cannot hold one batch")
+
+    monkeypatch.setattr(sc, "cmd_estimate", refuse)
+    assert main(["estimate", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "sdw estimate: error: workload: the budget cannot hold one batch" in err and "internal" not in err

@@ -368,6 +368,39 @@ class VectorDB(_Pool):
     """Vectors indexed (sizing and documents)."""
     dimensions: int = Field(default=1536, ge=1, le=65536)
     """Vector dimensions (sizing and documents)."""
+    # The index model (sim.quality.retrieval). Without `index_type` the component keeps its
+    # stated query_time (the behaviour before the model); with it, query time, recall and RAM
+    # come from curves fitted to components/data/retrieval.csv.
+    index_type: Literal["hnsw", "ivf_flat", "ivf_pq", "flat", "diskann"] | None = None
+    """ANN index: `hnsw` (graph in RAM), `ivf_flat`/`ivf_pq` (inverted lists, raw or PQ codes), `flat` (exact scan), `diskann` (PQ codes in RAM, graph on SSD); empty keeps query_time as stated."""
+    precision: Literal["float32", "float16", "int8"] = "float32"
+    """Element type of the vectors held in RAM (int8 = scalar quantisation, 4× smaller, caps recall at ~0.996)."""
+    top_k: int = Field(default=10, ge=1, le=10_000)
+    """Neighbours returned per query (the k of recall@k)."""
+    recall_target: float | None = Field(default=None, gt=0, le=1)
+    """Recall@k the design needs; with no ef_search/nprobe the model picks the cheapest that reaches it, else checks it."""
+    recall_measured: float | None = Field(default=None, gt=0, le=1)
+    """Recall@k measured on your own index; replaces the model's figure."""
+    hnsw_m: int = Field(default=16, ge=2, le=256)
+    """HNSW links per node (M; Qdrant and hnswlib default 16): more links, more RAM and recall."""
+    ef_construction: int = Field(default=100, ge=4, le=4096)
+    """Search list while building the graph (Qdrant default ef_construct 100); sets build time."""
+    ef_search: int | None = Field(default=None, ge=1, le=32768)
+    """Search list per query (HNSW ef); empty: picked for recall_target, else ef_construction (Qdrant's default)."""
+    nlist: int | None = Field(default=None, ge=1, le=10**8)
+    """IVF lists (clusters); empty: 4·√(vectors per shard) (Faiss guideline)."""
+    nprobe: int | None = Field(default=None, ge=1, le=10**8)
+    """IVF lists probed per query; empty: picked for recall_target, else nlist/64 (assumption)."""
+    pq_bytes: int = Field(default=64, ge=1, le=65536)
+    """Bytes per vector of the PQ code (ivf_pq) or of the in-RAM codes (diskann)."""
+    shards: int = Field(default=1, ge=1, le=100_000)
+    """Shards the collection is split into; every query fans out to all of them. Nodes = shards × replicas."""
+    node_ram_gb: float = Field(default=32, gt=0, le=100_000)
+    """RAM of one node (the Qdrant benchmark node: 8 vCPU / 32 GB); one shard's index + 20 % must fit."""
+    tokens_per_vector: float = Field(default=400, gt=0, le=1e6)
+    """Tokens embedded per vector (chunk size) for the re-embed time — assumption: ~400-token chunks."""
+    reembed_replicas: int | None = Field(default=None, ge=1, le=100_000)
+    """Embedder replicas a full re-embed uses; empty: the design's embedder replicas."""
 
 
 class KeywordSearch(_Pool):

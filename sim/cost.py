@@ -114,6 +114,17 @@ def _pool_rule(key: str, unit: str = "replica") -> Callable[[Any, CostContext], 
     return rule
 
 
+def _vector_db(comp, ctx):
+    # Every shard has `replicas` copies: shards × replicas nodes are paid for.
+    usd_h, src = price("vector_db_node_hour"), _src("vector_db_node_hour", _WHY["vector_db"])
+    shards = getattr(comp, "shards", 1)
+    if shards == 1:
+        return _hourly(comp.id, comp.kind, comp.replicas, "node", usd_h, src)
+    n = shards * comp.replicas
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=n * usd_h * 24,
+                    rule=f"{shards} shards × {comp.replicas} replicas = {n} nodes × {_money(usd_h)}/h × 24 h", source=src)
+
+
 def _load_balancer(comp, ctx):
     base, per_m = price("lb_hour"), price("lb_usd_per_million_requests")
     calls = ctx.calls_per_day.get(comp.id, 0.0)
@@ -243,7 +254,7 @@ COST_RULES: dict[str, Callable[[Any, CostContext], CostLine]] = {
     "llm_server": _llm_server,
     "llm_api": _api,
     "embedder": _token_pool,
-    "vector_db": _pool_rule("vector_db_node_hour", "node"),
+    "vector_db": _vector_db,
     "keyword_search": _pool_rule("vector_db_node_hour", "node"),
     "reranker": _token_pool,
     "guardrail": _pool_rule("cpu_replica_hour"),

@@ -298,6 +298,26 @@ class _ProviderApi(ComponentBase):
     """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
     usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
     """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+    # Provider pricing as it is (sim.quality.agents, sim.cost): prompt caching, batch API,
+    # context that grows each agent step. Defaults leave today's bill unchanged.
+    usd_per_1m_cached_input_tokens: float | None = Field(default=None, ge=0, le=10_000)
+    """Price per million cached input tokens in USD; empty: half the input price (OpenAI GPT-4o: $1.25 cached vs $2.50; Anthropic bills 0.1×)."""
+    cache_write_multiplier: float = Field(default=1.0, ge=1, le=10)
+    """Input price multiple for tokens written to the prompt cache (OpenAI: no write fee, 1; Anthropic 5-min cache: 1.25)."""
+    shared_prefix_tokens: int = Field(default=0, ge=0, le=10_000_000)
+    """Tokens every call starts with verbatim (system prompt, tool schemas): cacheable when ≥ prompt_cache_min_tokens."""
+    prompt_cache_min_tokens: int = Field(default=1024, ge=0, le=1_000_000)
+    """Shortest prefix the provider caches (OpenAI and Anthropic: 1,024 tokens)."""
+    prompt_cache_ttl_s: float = Field(default=300, gt=0, le=86_400)
+    """How long an idle cache entry lives, in seconds (Anthropic: 5 min; OpenAI: 5–10 min of inactivity)."""
+    context_growth_tokens_per_step: float = Field(default=0, ge=0, le=10_000_000)
+    """Tokens each repeat of an agent loop adds to this call's prompt (previous output + tool results); 0: every step sees the same prompt."""
+    batch_api: bool = False
+    """Send the calls through the provider's batch API: batch_discount off every token, results within batch_turnaround_h (pipelines only)."""
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
+    """Fraction of the price the batch API takes off (OpenAI and Anthropic: 50 %)."""
+    batch_turnaround_h: float = Field(default=24, gt=0, le=24 * 30)
+    """Time within which a batch completes, in hours (OpenAI and Anthropic: 24 h)."""
 
 
 class LLMApi(_ProviderApi):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from . import hardware
 
@@ -475,6 +475,31 @@ class Judge(_ProviderApi):
     """Tokens in one judge prompt (rubric + question + answer)."""
     output_tokens: Count = Field(default_factory=lambda: fixed_count(150))
     """Tokens in one verdict (score + short rationale)."""
+    # The eval as statistics (sim.quality.evalstats): what the judge's scores can detect.
+    eval_outcome: Literal["binary", "score"] = "binary"
+    """What the judge emits per case: `binary` pass/fail (McNemar) or a `score` (paired differences)."""
+    eval_cases: int | None = Field(default=None, ge=1, le=10**10)
+    """Cases per eval run; empty: the workload's items per run (or one day of requests)."""
+    eval_regression_points: float | None = Field(default=None, gt=0, le=100)
+    """Smallest drop the eval must detect: points of pass rate (1 = 1 %) or score units."""
+    eval_power: float = 0.8
+    """Probability of detecting that drop when it is real, in (0, 1) (0.8 is usual)."""
+    eval_alpha: float = 0.05
+    """Two-sided false-alarm rate of the comparison, in (0, 1)."""
+    eval_discordant_ratio: float = Field(default=0.1, gt=0, le=1)
+    """Share of cases where the candidate and the current model disagree (pass/fail) — assumption: measure it on the last two runs."""
+    eval_score_sd: float = Field(default=1.0, gt=0, le=1e6)
+    """Standard deviation of per-case score differences (score outcomes) — assumption: measure it on the last two runs."""
+    judge_human_agreement: float | None = Field(default=None, gt=0, le=1)
+    """Agreement with human labels the design assumes (binary: fraction of cases; score: correlation); empty: not validated."""
+
+    @field_validator("eval_power", "eval_alpha")
+    @classmethod
+    def _probability(cls, v: float, info):
+        if not (0 < v < 1):
+            usual = "0.8 is the usual choice, 0.9 for a release gate" if info.field_name == "eval_power" else "0.05 is usual"
+            raise ValueError(f"{info.field_name} {v!r} is not a probability in (0, 1); {usual}")
+        return v
 
 
 class BatchStage(ComponentBase):

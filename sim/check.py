@@ -44,6 +44,10 @@ def config_problems(design: Design) -> list[Problem]:
                 from .quality.retrieval import retrieval_estimate
 
                 retrieval_estimate(comp, design)
+            elif comp.kind == "judge":
+                from .quality.evalstats import eval_estimate
+
+                eval_estimate(comp, design)
         except ValueError as e:
             out.append(Problem(f"components[{i}]", str(e)))
     return out

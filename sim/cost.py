@@ -15,7 +15,8 @@ source; a price set on the component wins and says so):
   search node; embedder, reranker: their GPU or CPU replica; batch_stage online: workers);
 * ``llm_server`` — GPUs × price per GPU-hour × 24 h;
 * ``load_balancer`` — instances × hourly base + requests × price per 1M requests;
-* ``llm_api``/``judge`` — calls/day × (mean prompt tokens × $/1M in + mean output tokens × $/1M out);
+* ``llm_api``/``judge`` — calls/day × (fresh input × $/1M in + cached input × $/1M cached + output × $/1M out),
+  × (1 − batch discount) with the batch API (``sim.providers.pricing``: prompt caching, agent context growth);
 * ``queue`` — enqueues/day × price per 1M requests; ``tool`` — calls/day × price per call;
 * ``object_storage`` — GB × price per GB-month / 30.4 days; ``monitoring`` — monthly price / 30.4;
 * ``training_job`` (and, in pipeline designs, every stage ``sim.pipeline`` prices per run) —
@@ -34,7 +35,7 @@ from typing import Any, Callable
 from components.hardware import get_gpu, price, source_of
 from sim.results import CostLine, PipelineResult
 
-__all__ = ["daily_cost", "COST_RULES", "CostContext", "DAYS_PER_MONTH", "RUN_PRICED_KINDS", "api_call_price"]
+__all__ = ["daily_cost", "COST_RULES", "CostContext", "DAYS_PER_MONTH", "RUN_PRICED_KINDS"]
 
 DAYS_PER_MONTH = 30.4
 """365 / 12 = 30.42 days; monthly prices are divided by 30.4 (the usual cloud-billing figure)."""
@@ -185,64 +186,15 @@ def _per_run(comp, ctx) -> CostLine | None:
                     source="sim.pipeline (see the pipeline stage detail)")
 
 
-_PRICING_SOURCES = (
-    "cached input: OpenAI GPT-4o $1.25 vs $2.50 per 1M (half), Anthropic reads 0.1× and writes 1.25× "
-    "(provider prompt-caching docs); ≥ 1,024-token prefixes in 128-token steps (OpenAI Prompt Caching 201); "
-    "batch API 50 % off, 24 h turnaround (OpenAI and Anthropic batch docs)")
-
-
-def api_call_price(comp: Any, design: Any, prompt_tokens: float, output_tokens: float,
-                   calls_per_day: float) -> tuple[float, str, Any]:
-    """(USD per call, the arithmetic, CallTokens) of one ``llm_api``/``judge`` call.
-
-    Fresh input at the input price, cached input (warm shared prefix; in a growing agent loop
-    the previous step's prompt) at the cached price, cache writes at ``cache_write_multiplier``,
-    output at the output price, everything × (1 − batch_discount) with ``batch_api``.
-    """
-    from sim.quality.agents import call_tokens
-
-    t = call_tokens(design, comp, prompt_tokens, output_tokens, calls_per_day)
-    p_in, p_out = comp.usd_per_1m_input_tokens, comp.usd_per_1m_output_tokens
-    p_cached = comp.usd_per_1m_cached_input_tokens
-    if p_cached is None:
-        p_cached = 0.5 * p_in
-    writes = 0.0
-    if comp.cache_write_multiplier > 1 and (t.cached > 0 or comp.shared_prefix_tokens > 0):
-        # Tokens that become cache entries pay the write premium: a cold shared prefix, and in a
-        # loop every call's new tokens but the last call's.
-        from sim.quality.agents import _cacheable
-
-        writes = (1 - t.hit_ratio) * _cacheable(min(comp.shared_prefix_tokens, prompt_tokens), comp.prompt_cache_min_tokens)
-        if t.loop is not None and t.loop.mean_calls > 0:
-            writes += t.fresh * (1 - 1 / t.loop.mean_calls)
-        writes = min(writes, t.fresh)
-    factor = (1 - comp.batch_discount) if comp.batch_api else 1.0
-    usd = factor * ((t.fresh - writes) * p_in + writes * p_in * comp.cache_write_multiplier
-                    + t.cached * p_cached + t.output * p_out) / 1e6
-    if t.cached == 0 and writes == 0 and factor == 1.0:
-        text = f"({t.fresh:,.0f} in × ${p_in:g} + {t.output:,.0f} out × ${p_out:g}) / 1M tokens"
-    else:
-        parts = [f"{t.fresh - writes:,.0f} in × ${p_in:g}"]
-        if writes:
-            parts.append(f"{writes:,.0f} cache-write × ${p_in * comp.cache_write_multiplier:g}")
-        if t.cached:
-            parts.append(f"{t.cached:,.0f} cached × ${p_cached:g}")
-        parts.append(f"{t.output:,.0f} out × ${p_out:g}")
-        text = f"({' + '.join(parts)}) / 1M tokens"
-        if factor != 1.0:
-            text = f"{factor:g} (batch API) × {text}"
-    if t.lines:
-        text += " [" + "; ".join(t.lines) + "]"
-    return usd, text, t
-
-
 def _api(comp, ctx):
     tin, tout = _tokens_per_call(comp, ctx)
     calls = ctx.calls_per_day.get(comp.id, 0.0)
+    from sim.providers.pricing import PRICING_SOURCES, api_call_price
+
     per_call, text, _ = api_call_price(comp, ctx.design, tin, tout, calls)
     src = f"per-token prices on the component ({comp.provider_model}; catalogue default: OpenAI list price for GPT-4o)"
     if "cached" in text or "batch" in text or "cache-write" in text:
-        src += f"; {_PRICING_SOURCES}"
+        src += f"; {PRICING_SOURCES}"
     return CostLine(id=comp.id, kind=comp.kind, usd_per_day=calls * per_call,
                     rule=f"{calls:,.0f} calls/day × {text}", source=src)
 

@@ -255,7 +255,7 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
             # turnaround window, not at a rate: plan for the window (OpenAI/Anthropic: 24 h).
             dur = comp.batch_turnaround_h * 3600
             detail = f"batch API: {items:,.0f} calls, results within {comp.batch_turnaround_h:g} h (the provider's turnaround)"
-        from sim.cost import api_call_price
+        from sim.providers.pricing import api_call_price
 
         # The cache stays warm at the run's own call rate, spread over a day for the formula.
         per_call, text, _ = api_call_price(comp, design, prompt, output, items / max(dur, 1.0) * 86_400)

@@ -33,6 +33,7 @@ __all__ = [
     "LLMEstimate",
     "Estimate",
     "RetrievalEstimate",
+    "EvalEstimate",
 ]
 
 
@@ -279,6 +280,33 @@ class RetrievalEstimate(_Rec):
     sources: dict[str, str] = Field(default_factory=dict)
 
 
+class EvalEstimate(_Rec):
+    """One judge's eval plan as statistics (sim.quality.evalstats): cases, validity, cost, time."""
+
+    judge: str
+    outcome: str
+    """binary (pass/fail, McNemar) or score (paired z on differences)."""
+    cases: int
+    """Cases per eval run."""
+    cases_from: str = ""
+    regression_points: float | None = None
+    """The drop the eval must detect (points of pass rate, or score units)."""
+    power: float
+    alpha: float
+    human_agreement: float | None = None
+    cases_needed: int | None = None
+    """With a judge that always agrees with humans."""
+    cases_needed_with_judge: int | None = None
+    """With this judge's stated agreement."""
+    enough_cases: bool | None = None
+    detectable_points: float | None = None
+    """Smallest drop this many cases detect at this power (through this judge when its agreement is stated)."""
+    run_cost_usd: float | None = None
+    run_hours: float | None = None
+    explanation: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
 class LLMEstimate(_Rec):
     """Analytic figures of one `llm_server` (issue: LLM model)."""
 
@@ -336,6 +364,8 @@ class Estimate(_Rec):
     wall_s: float = 0.0
     retrieval: dict[str, RetrievalEstimate] = Field(default_factory=dict)
     """Indexed vector_db components: recall@k, query time, RAM per node, build and re-embed hours."""
+    evaluation: dict[str, EvalEstimate] = Field(default_factory=dict)
+    """Judges: cases needed for the stated regression and power, judge validity, cost and hours per run."""
 
     def to_json(self) -> dict[str, Any]:
         """Valid JSON: an unbounded figure (inf — an unstable station's wait, the end-to-end

@@ -42,6 +42,14 @@ def config_problems(design: Design) -> list[Problem]:
                 ServingSpec.from_component(comp)
             elif comp.kind == "training_job":
                 training_estimate(comp)
+            elif comp.kind == "vector_db" and comp.index_type is not None:
+                from .quality.retrieval import retrieval_estimate
+
+                retrieval_estimate(comp, design)
+            elif comp.kind == "judge":
+                from .quality.evalstats import eval_estimate
+
+                eval_estimate(comp, design)
         except ValueError as e:
             out.append(Problem(f"components[{i}]", str(e)))
     return out

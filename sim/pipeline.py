@@ -252,8 +252,17 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
         else:
             dur = one
             detail = f"no rate limit or concurrency cap: all {items:,.0f} calls in parallel, {one:.2f} s"
-        cost = items * (prompt * comp.usd_per_1m_input_tokens + output * comp.usd_per_1m_output_tokens) / 1e6
-        detail += f"; {items:,.0f} × ({prompt:,.0f} in + {output:,.0f} out) tokens"
+        if comp.batch_api:
+            # The provider's batch API runs on its own pool and promises results within the
+            # turnaround window, not at a rate: plan for the window (OpenAI/Anthropic: 24 h).
+            dur = comp.batch_turnaround_h * 3600
+            detail = f"batch API: {items:,.0f} calls, results within {comp.batch_turnaround_h:g} h (the provider's turnaround)"
+        from sim.providers.pricing import api_call_price
+
+        # The cache stays warm at the run's own call rate, spread over a day for the formula.
+        per_call, text, _ = api_call_price(comp, design, prompt, output, items / max(dur, 1.0) * 86_400)
+        cost = items * per_call
+        detail += f"; {items:,.0f} × {text}"
     elif kind == "llm_server":
         # Batch generation on self-hosted replicas: items at the replicas' saturated request rate
         # (the roofline twin in sim.llm: sequence slots / mean slot time), plus one request.

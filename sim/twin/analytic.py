@@ -264,6 +264,13 @@ def estimate(design: Design) -> Estimate:
             replicas_needed=c.replicas_needed, formula=c.formula, cost_per_day_usd=by_id.get(cid, 0.0),
         )
     llm = {cid: c.llm for cid, c in calcs.items() if c.llm is not None}
+    from sim.quality.retrieval import retrieval_estimate
+
+    retrieval = {c.id: retrieval_estimate(c, design) for c in design.components
+                 if c.kind == "vector_db" and c.index_type is not None}
+    from sim.quality.evalstats import eval_estimate
+
+    evaluation = {c.id: eval_estimate(c, design) for c in design.components if c.kind == "judge"}
 
     if math.isinf(mean_s):
         pct = Percentiles(mean=math.inf, p50=math.inf, p90=math.inf, p95=math.inf, p99=math.inf)
@@ -280,7 +287,7 @@ def estimate(design: Design) -> Estimate:
         latency_ms_p95_approx=pct.p95, max_throughput_rps=max_tp, bottleneck=bottleneck, stable=stable,
         unstable=unstable, cost_per_day_usd=total, cost_breakdown=lines, cost_per_1k_requests_usd=per_1k,
         llm=llm, pipeline=pipeline, slo=slo, warnings=list(dict.fromkeys(warnings)),
-        wall_s=time.perf_counter() - t0,
+        wall_s=time.perf_counter() - t0, retrieval=retrieval, evaluation=evaluation,
     )
 
 

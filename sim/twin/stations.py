@@ -341,6 +341,13 @@ def analyse_station(comp: Any, lam: float, design: Design) -> StationCalc:
     if kind in ("service", "load_balancer", "api_gateway", "database", "vector_db", "keyword_search", "guardrail"):
         dist = comp.service_time if kind in ("service", "guardrail") else (
             comp.latency if kind in ("load_balancer", "api_gateway") else comp.query_time)
+        if kind == "vector_db":
+            from sim.quality.retrieval import query_time_of
+
+            try:
+                dist = query_time_of(comp, design)
+            except ValueError as e:
+                raise EstimateError(str(e)) from None
         m1, m2 = _moments(dist)
         outcomes = None
         if kind == "guardrail":

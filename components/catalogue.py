@@ -74,6 +74,8 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 #   30 ms, keyword query 10 ms, guardrail 15 ms, tool call lognormal 300/900 ms, generic service
 #   10 ms, batch stage 100 items/s per worker: assumptions (typical same-region figures).
 
+# Rates and times have small positive floors (1e-3 tokens/s, 1e-6 items/s, 1e-3 ms) rather than
+# `gt=0`: 5e-324 passes `gt=0` and turns the derived service times into inf (issue 14).
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
 
 
@@ -118,7 +120,7 @@ class ComponentBase(BaseModel):
     """Display name for diagrams and documents; the id when empty."""
     notes: str | None = Field(default=None, max_length=5000)
     """Free text: why this component, what it assumes."""
-    timeout_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    timeout_ms: float | None = Field(default=None, ge=1e-3, le=3_600_000)
     """Give up on a request that has waited longer than this here; it counts as dropped."""
 
     @property
@@ -263,7 +265,7 @@ class LLMServer(ComponentBase):
     """Prefill at most this many prompt tokens per iteration (chunked prefill); empty: whole prompts."""
     prefix_cache_hit_ratio: float = Field(default=0.0, ge=0, le=1)
     """Fraction of prompt tokens found in the prefix cache, which skip prefill."""
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    gpu_memory_utilization: float = Field(default=0.9, ge=0.01, le=1)
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
@@ -290,7 +292,7 @@ class _ProviderApi(ComponentBase):
     """Over the limit: `wait` for the token bucket, or `retry` with exponential backoff."""
     max_retries: int = Field(default=5, ge=0, le=100)
     """Retries before the request is dropped, with `on_limit: retry`."""
-    backoff_ms: float = Field(default=1000, gt=0, le=600_000)
+    backoff_ms: float = Field(default=1000, ge=1e-3, le=600_000)
     """First retry delay in milliseconds; doubles on each retry."""
     max_concurrency: int | None = Field(default=None, ge=1, le=10**7)
     """Calls in flight at most from this design; empty means unbounded."""
@@ -350,7 +352,7 @@ class Embedder(_TokenPool):
     tier: ClassVar[str] = "retrieval"
     description: ClassVar[str] = "Embedding model: batched, service time from tokens per second."
     kind: Literal["embedder"] = "embedder"
-    tokens_per_s_per_replica: float = Field(default=62_000, gt=0, le=1e9)
+    tokens_per_s_per_replica: float = Field(default=62_000, ge=1e-3, le=1e9)
     """Tokens embedded per second by one replica at full batch (bge-large on 1× L4: ~62k)."""
     tokens_per_request: Count | None = None
     """Tokens embedded per request; empty uses the request's prompt tokens."""
@@ -366,7 +368,7 @@ class Reranker(_TokenPool):
     kind: Literal["reranker"] = "reranker"
     pairs_per_request: Count = Field(default_factory=lambda: fixed_count(50))
     """Candidate documents scored per query."""
-    pairs_per_s_per_replica: float = Field(default=1800, gt=0, le=1e9)
+    pairs_per_s_per_replica: float = Field(default=1800, ge=1e-3, le=1e9)
     """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s)."""
     overhead_ms: float = Field(default=5, ge=0, le=60_000)
     """Fixed time per batch, in milliseconds."""
@@ -510,7 +512,7 @@ class BatchStage(ComponentBase):
     kind: Literal["batch_stage"] = "batch_stage"
     workers: int = Field(default=4, ge=1, le=1_000_000)
     """Workers processing items in parallel."""
-    items_per_s_per_worker: float = Field(default=100, gt=0, le=1e9)
+    items_per_s_per_worker: float = Field(default=100, ge=1e-6, le=1e9)
     """Items one worker processes per second."""
     output_ratio: float = Field(default=1.0, ge=0, le=1000)
     """Items out per item in (0.8 after a dedup that drops 20 %; chunking can exceed 1)."""
@@ -532,7 +534,7 @@ class TrainingJob(ComponentBase):
     """Base model name from the catalogue."""
     method: Literal["full", "lora", "qlora"] = "lora"
     """Fine-tuning method: full weights, LoRA adapters, or LoRA on a 4-bit base (QLoRA)."""
-    tokens: float = Field(gt=0, le=1e15)
+    tokens: float = Field(ge=1, le=1e15)
     """Training tokens per run (dataset tokens × epochs)."""
     gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
     """GPU type from the catalogue."""
@@ -540,7 +542,7 @@ class TrainingJob(ComponentBase):
     """GPUs used by the job."""
     precision: Literal["bf16", "fp8"] = "bf16"
     """Compute precision: sets which peak FLOPs apply."""
-    utilization: float | None = Field(default=None, gt=0, le=1)
+    utilization: float | None = Field(default=None, ge=1e-3, le=1)
     """Model FLOPs utilisation (MFU); empty takes the catalogue default with its source."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""

@@ -16,6 +16,8 @@ read the same figures.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import copy
 import random
 from functools import lru_cache
@@ -116,7 +118,7 @@ class Prompt(_Strict):
         return self.requirements.items_per_run is not None
 
 
-class PromptFileError(ValueError):
+class PromptFileError(Refusal):
     """prompts.yaml is malformed; the message names the prompt and the field."""
 
 

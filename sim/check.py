@@ -15,12 +15,14 @@ Usage::
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 from designs.model import Design, Problem
 
 __all__ = ["config_problems", "ConfigError", "require_runnable"]
 
 
-class ConfigError(ValueError):
+class ConfigError(Refusal):
     """The design cannot run as configured; `problems` lists every finding."""
 
     def __init__(self, problems: list[Problem]):

@@ -33,6 +33,8 @@ Bad input raises :class:`PipelineError` (a ``ValueError``) naming the component 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from typing import Any
 
@@ -68,7 +70,7 @@ QLORA_BYTES_PER_PARAM = 0.5 + _ADAPTER_BYTES_PER_PARAM
 _BYTES_PER_PARAM = {"full": FULL_FT_BYTES_PER_PARAM, "lora": LORA_BYTES_PER_PARAM, "qlora": QLORA_BYTES_PER_PARAM}
 
 
-class PipelineError(ValueError):
+class PipelineError(Refusal):
     """A training job or pipeline that cannot be estimated; the message names the component."""
 
 

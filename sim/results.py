@@ -45,23 +45,29 @@ class _Rec(BaseModel):
 
 
 class Percentiles(_Rec):
-    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`)."""
+    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`).
 
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
+    A value is None (null in JSON) when it was not measured — no measured request completed —
+    never a 0.0 placeholder that reads as "instant"."""
+
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
 
 
 class PercentileCI(_Rec):
-    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds."""
+    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds.
 
-    mean: tuple[float, float]
-    p50: tuple[float, float]
-    p90: tuple[float, float]
-    p95: tuple[float, float]
-    p99: tuple[float, float]
+    An interval is None (null in JSON) when there is none to give: fewer than two batches
+    (one batch has no spread to estimate), or nothing measured — never `[x, x]` or `[0, 0]`."""
+
+    mean: tuple[float, float] | None
+    p50: tuple[float, float] | None
+    p90: tuple[float, float] | None
+    p95: tuple[float, float] | None
+    p99: tuple[float, float] | None
 
 
 class ComponentStats(_Rec):

@@ -23,6 +23,8 @@ Pure delays have no queue. Batching replicas (embedder, reranker), external LLM 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +42,7 @@ TARGET_UTILIZATION = 0.8
 for the peak-hour variance and a lost replica (the usual planning rule, e.g. Gross & Harris §2.3)."""
 
 
-class EstimateError(ValueError):
+class EstimateError(Refusal):
     """A component the twin cannot model (a model that does not fit its GPUs, say)."""
 
 

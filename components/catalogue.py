@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from . import hardware
 
 from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
+from .operations import Autoscale, Failures
 
 __all__ = [
     "ComponentBase",
@@ -120,6 +121,8 @@ class ComponentBase(BaseModel):
     """Free text: why this component, what it assumes."""
     timeout_ms: float | None = Field(default=None, gt=0, le=3_600_000)
     """Give up on a request that has waited longer than this here; it counts as dropped."""
+    failures: Failures | None = None
+    """Random failures of each replica (MTBF/MTTR, seeded); acted on in timeline runs (`sim.ops`)."""
 
     @property
     def display_name(self) -> str:
@@ -135,6 +138,10 @@ class _Pool(ComponentBase):
     """Requests one replica serves at the same time (worker threads, connections)."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the catalogue default for this kind."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
 
     @property
     def servers(self) -> int:
@@ -267,6 +274,10 @@ class LLMServer(ComponentBase):
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
 
     @property
     def gpus(self) -> int:
@@ -298,6 +309,10 @@ class _ProviderApi(ComponentBase):
     """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
     usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
     """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+    error_rate: float = Field(default=0.0, ge=0, lt=1)
+    """Share of calls that fail (429s and 5xx, independent, seeded); a `retry` on the edge in retries them."""
+    error_latency_ms: float = Field(default=100, ge=0, le=600_000)
+    """Time until a failing call returns its error, in milliseconds (assumption: a fast 429/5xx)."""
 
 
 class LLMApi(_ProviderApi):
@@ -322,6 +337,10 @@ class _TokenPool(ComponentBase):
     """GPU type of one replica for pricing; empty for a CPU replica priced per replica-hour."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the GPU or CPU catalogue price."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
 
 
 class Embedder(_TokenPool):

@@ -598,6 +598,21 @@ def ops_problems(design: "Design") -> list[Problem]:
         elif f.what == "zone_down" and f.zone >= getattr(comp, "zones", 1):
             out.append(Problem(f"faults[{n}].zone", f"zone {f.zone} does not exist: '{f.component}' has "
                                f"{getattr(comp, 'zones', 1)} zone(s), numbered from 0"))
+    for n, c in enumerate(design.components):
+        if c.failures is not None and c.kind not in _REPLICATED | _EXTERNAL:
+            out.append(Problem(f"components[{n}].failures", f"random failures are not modelled for a {c.kind}; "
+                               f"they are for {', '.join(sorted(_REPLICATED | _EXTERNAL))}"))
+        if getattr(c, "autoscale", None) is not None and c.kind not in _REPLICATED:
+            out.append(Problem(f"components[{n}].autoscale", f"autoscaling is not modelled for a {c.kind}; "
+                               f"it is for {', '.join(sorted(_REPLICATED))}"))
+        a = getattr(c, "autoscale", None)
+        if a is not None and not (a.min_replicas <= c.replicas <= a.max_replicas):
+            out.append(Problem(f"components[{n}].replicas", f"{c.replicas} replicas to start with is outside the "
+                               f"autoscaler's [{a.min_replicas}, {a.max_replicas}]"))
+        if c.kind == "tool" and getattr(c, "max_concurrency", None) and any(
+                f.component == c.id and f.what == "slow" for f in design.faults):
+            out.append(Problem(f"components[{n}].max_concurrency", "slow faults are not modelled on a tool with "
+                               "max_concurrency; drop the cap or slow the caller"))
     joins = {design.join_of(c.id) for c in design.components if design.is_fanout(c.id)}
     for n, e in enumerate(design.flow):
         if e.retry is not None and e.is_loop:

@@ -187,9 +187,11 @@ class Timeline:
         for w in range(rec.n):
             self.ctl._at(min((w + 1) * self.window_s, self.horizon_s), self._sample, w)
         self._retries_seen = 0
+        self._sampled: set[int] = set()
 
     def _sample(self, ev) -> None:
         w = ev._value
+        self._sampled.add(w)
         rec = self.rec
         rec.retries[w] = self.retry.retries - self._retries_seen
         self._retries_seen = self.retry.retries
@@ -205,6 +207,14 @@ class Timeline:
 
     def result(self) -> OpsResult:
         rec = self.rec
+
+        class _Ev:  # windows the run ended before sampling (drained early): their state now
+            def __init__(self, w):
+                self._value = w
+
+        for w in range(rec.n):
+            if w not in self._sampled:
+                self._sample(_Ev(w))
         now = self.run.env.now
         windows = []
         for w in range(rec.n):

@@ -59,6 +59,7 @@ RULES: dict[str, str] = {
     "incomplete": "The prompt needs a kind of component (an LLM, retrieval, a judge, a training job) that no path reaches.",
     "analytic_failed": "The analytic model could not evaluate the design.",
     "config": "A component's hardware cannot hold it (e.g. a full fine-tune whose optimizer states exceed the GPUs).",
+    "n_minus_1": "Losing one replica (or one zone) of a component saturates it or breaks a latency SLO at peak.",
 }
 
 
@@ -99,7 +100,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
             estimate = None
     reach = design.reachable()
     for rule in (_incomplete, _unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
-                 _fallback, _slo, _budget, _utilization):
+                 _fallback, _slo, _budget, _utilization, _n_minus_1):
         out.extend(rule(design, estimate, result, prompt, reach))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
@@ -434,3 +435,34 @@ def _utilization(design, est, result, prompt, reach):
             yield Finding(rule="high_utilization", severity="warning", component=cid,
                           message=f"'{cid}' runs at {u:.0%} at peak, above the {UTILIZATION_LIMIT:.0%} planning ceiling: waits grow steeply and losing a replica saturates it{sizing}",
                           fix=f"add replicas to '{cid}'{f' (≥ {need})' if need else ''}")
+
+
+def _n_minus_1(design, est, result, prompt, reach):
+    """N−1 at peak from the twin (`sim.n_minus_one`): one replica, and one zone, down."""
+    if est is None:
+        return
+    from sim import n_minus_one
+
+    try:
+        rows = n_minus_one(design, est)
+    except Exception:  # noqa: BLE001 - a lint rule never crashes the review
+        return
+    for cid, n in rows.items():
+        if n.replicas < 2:
+            continue  # one replica: the spof rule says it
+        pct = lambda x: "∞" if x is None else f"{x * 100:.0f} %"  # noqa: E731
+        survive = (f"; {n.replicas_to_survive} replicas survive one loss at {pct(n.utilization_survivor)}"
+                   if n.replicas_to_survive else "")
+        if not n.slo_ok_one_down:
+            why = "" if (n.utilization_one_down or 2) >= 1 else " and a latency SLO breaks"
+            yield Finding(rule="n_minus_1", severity="warning", component=cid,
+                          message=f"`{cid}`: {n.replicas} replicas at {pct(n.utilization)} → {pct(n.utilization_one_down)} "
+                                  f"if one fails{why}{survive}",
+                          fix=f"size '{cid}' so N−1 carries the peak"
+                              + (f": replicas ≥ {n.replicas_to_survive}" if n.replicas_to_survive else "")
+                              + ", or add an autoscaler with headroom for the cold start")
+        elif n.zones > 1 and n.slo_ok_zone_down is False:
+            yield Finding(rule="n_minus_1", severity="warning", component=cid,
+                          message=f"`{cid}`: {n.replicas} replicas over {n.zones} zones at {pct(n.utilization)} → "
+                                  f"{pct(n.utilization_zone_down)} if a zone fails",
+                          fix=f"add replicas to '{cid}' so the other zones carry the peak, or spread it over more zones")

@@ -80,6 +80,8 @@ _EXPORTS: dict[str, str] = {
     "load_trace": "sim.ops.traffic",
     "TraceError": "sim.ops.traffic",
     "wants_timeline": "sim.ops.timeline",
+    "format_ops": "sim.ops.report",
+    "format_n_minus_1": "sim.ops.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -105,6 +107,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
     from sim.ops.nminus1 import n_minus_one, replicas_per_hour
+    from sim.ops.report import format_n_minus_1, format_ops
     from sim.ops.timeline import wants_timeline
     from sim.ops.traffic import TraceError, load_trace
     from sim.results import NMinus1, OpsResult, OpsWindow

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 
 __all__ = ["TraceError", "Trace", "load_trace", "resolve_trace_path", "TraceSource", "BurstySource",
-           "make_source", "MAX_TRACE_ROWS"]
+           "make_source", "MAX_TRACE_ROWS", "write_synthetic_trace"]
 
 MAX_TRACE_ROWS = 5_000_000  # a typo guard: BurstGPT's full two months is 5.3 M rows
 
@@ -314,3 +314,29 @@ def make_source(workload, rng: random.Random, *, rate: float, rates: list[float]
     if spec is None or spec.process == "poisson":
         return None
     return BurstySource(spec, rng, rate, rates, horizon_s)
+
+
+def write_synthetic_trace(path: str | Path, *, rows: int = 1200, rate_rps: float = 2.0, seed: int = 13) -> None:
+    """Write the shipped synthetic trace (designs/library/traces/synthetic_chat.csv).
+
+    Arrivals: a 2-state MMPP at `rate_rps` (bursts 3× the mean for 10 % of the time, 60 s
+    long); classes `chat` (80 %: prompt lognormal mean 800 / p95 2000, output mean 250 / p95
+    600) and `short_answer` (20 %: 300 / 800 and 20 / 50) — the llm_serving design's mix
+    (assumptions stated there). Made by ``write_synthetic_trace(path)`` with the defaults.
+    """
+    from components.distributions import LogNormalCount
+    from designs.model import Arrivals
+
+    rng = random.Random(seed)
+    src = BurstySource(Arrivals(process="mmpp"), rng, rate_rps)
+    dists = {"chat": (LogNormalCount(mean=800, p95=2000), LogNormalCount(mean=250, p95=600)),
+             "short_answer": (LogNormalCount(mean=300, p95=800), LogNormalCount(mean=20, p95=50))}
+    t = 0.0
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp_s", "prompt_tokens", "output_tokens", "class"])
+        for _ in range(rows):
+            t += src.gap(t)
+            cls = "chat" if rng.random() < 0.8 else "short_answer"
+            p, o = dists[cls]
+            w.writerow([f"{t:.3f}", p.sample_int(rng), o.sample_int(rng), cls])

@@ -17,6 +17,7 @@ Where the defaults come from (each is also stated in the field's docstring):
   (``--horizontal-pod-autoscaler-sync-period``, kubernetes.io "Horizontal Pod Autoscaling").
 * Scale-down stabilisation 300 s: the HPA's default downscale stabilisation window (same page).
   Scale-up delay 0 s: the HPA scales up at once by default (same page).
+* Tolerance 0.1: the HPA's default ``--horizontal-pod-autoscaler-tolerance`` (same page).
 * Target 0.7: assumption — a common HPA CPU target, leaving room for a replica's loss.
 * Cold start parts (provisioning 60 s, image pull 60 s, weight-load bandwidth 1 GB/s,
   warm-up 30 s): assumptions, typical of a cloud GPU node joining a cluster (node provisioning
@@ -94,6 +95,8 @@ class Autoscale(_Strict):
     """How long a lower desired count must persist before replicas are removed (HPA default: 300 s)."""
     cold_start: ColdStart = Field(default_factory=ColdStart)
     """How long a new replica takes before it serves."""
+    tolerance: float = Field(default=0.1, ge=0, le=1)
+    """No change while signal/target is within 1 ± this (Kubernetes HPA default tolerance 0.1)."""
 
     @model_validator(mode="after")
     def _bounds(self):

@@ -11,7 +11,7 @@
   Exp(MTTR). For an external service the whole service is out. Streams ``failures:<id>``.
 * **Autoscaler** (``autoscale:``): every ``interval_s`` it reads the signal and recommends
   desired = ceil(n × signal / target) within [min, max], n the replicas up (serving or
-  starting) — the Kubernetes HPA rule. Scale-up asks for replicas ``scale_up_delay_s`` later;
+  starting), unchanged while signal/target is within 1 ± tolerance — the Kubernetes HPA rule. Scale-up asks for replicas ``scale_up_delay_s`` later;
   each serves after its cold start (provisioning + image pull + weights ÷ bandwidth +
   warm-up). Scale-down goes to the highest recommendation of the last ``scale_down_delay_s``
   (the HPA's stabilisation window), starting replicas first, then draining the least busy.
@@ -171,7 +171,11 @@ class _Autoscaler:
         a, st, now = self.a, self.st, self.ctl.env.now
         value, self.mark = st.signal(a.signal, self.mark)
         n = self._up() + self.pending
-        desired = math.ceil(max(n, 1) * value / a.target - 1e-9) if value > 0 else a.min_replicas
+        ratio = value / a.target
+        if abs(ratio - 1.0) <= a.tolerance:
+            desired = n  # within the tolerance band: no change (the HPA's rule)
+        else:
+            desired = math.ceil(max(n, 1) * ratio - 1e-9) if value > 0 else a.min_replicas
         desired = min(a.max_replicas, max(a.min_replicas, desired))
         self.recs.append((now, desired))
         self.recs = [(t, d) for t, d in self.recs if t >= now - a.scale_down_delay_s]

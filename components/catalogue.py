@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from . import hardware
 
-from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
+from .distributions import Count, Duration, LogNormal, LogNormalCount, fixed_count, fixed_ms
 from .operations import Autoscale, Failures
 
 __all__ = [
@@ -69,6 +69,12 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 # - GPT-4o API: TTFT 0.45 s, 131 tokens/s (Artificial Analysis medians via retrieval.csv, 2026);
 #   $2.50 / $10.00 per 1M input / output tokens (OpenAI pricing page, as loaded into
 #   https://apis.io/providers/openai/#pricing, read 2026-11-05).
+# - API weather (issue 13): TTFT lognormal with median 450 ms (AA, above) and p95 = 1.79 × the
+#   median — GPT-4o's P95/P50 of TTFT (1,144 / 639 ms) in 24 h of 5-minute pings from one US
+#   datacenter (https://modelstats.ai/blog/llm-api-latency-spikes-what-average-ttft-doesnt-tell-you);
+#   σ = ln 1.79 / 1.645 = 0.354, so mean 479 ms, p95 806 ms. Output speed lognormal, mean 131
+#   tokens/s, σ 0.2 (p95 178, p5 92): assumption, about the spread between the AA snapshots of
+#   GPT-4o providers in the reference set (81–131 tokens/s).
 # - Monitoring $500/month: assumption, ~25 hosts at Datadog's $18/host-month (prices.csv
 #   monitoring_host_month) plus log ingestion.
 # - Load balancer 1 ms, gateway 5 ms, queue enqueue 5 ms, database query 5 ms, object-storage GET
@@ -76,6 +82,10 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 #   10 ms, batch stage 100 items/s per worker: assumptions (typical same-region figures).
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+# Provider API weather defaults (sources in the comment block above).
+API_TTFT_MEAN_MS, API_TTFT_P95_MS = 479.0, 806.0
+API_SPEED_MEAN, API_SPEED_P95 = 131.0, 178.0
 
 
 def _known_gpu(name: str | None) -> str | None:
@@ -289,10 +299,10 @@ class _ProviderApi(ComponentBase):
 
     provider_model: str = Field(default="gpt-4o", max_length=100)
     """Provider and model name, for documents only."""
-    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
-    """Time to first token, in milliseconds (Artificial Analysis median for GPT-4o: 0.45 s)."""
-    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
-    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131)."""
+    ttft: Duration = Field(default_factory=lambda: LogNormal(mean_ms=API_TTFT_MEAN_MS, p95_ms=API_TTFT_P95_MS))
+    """Time to first token, in milliseconds (GPT-4o: median 0.45 s (Artificial Analysis), p95 1.79 × the median (modelstats.ai))."""
+    output_tokens_per_s: Count = Field(default_factory=lambda: LogNormalCount(mean=API_SPEED_MEAN, p95=API_SPEED_P95))
+    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131; spread σ 0.2 an assumption)."""
     rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
     """Requests per minute allowed by the provider; empty means no limit."""
     tpm_limit: int | None = Field(default=None, ge=1, le=10**12)

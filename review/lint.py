@@ -321,7 +321,7 @@ def _fallback(design, est, result, prompt, reach):
         named = any(
             c.id != api.id and c.kind in MODEL_KINDS and _FALLBACK_WORDS.search(" ".join(filter(None, (c.id, c.label, c.notes))))
             for c in design.components
-        ) or bool(_FALLBACK_WORDS.search(api.notes or ""))
+        ) or bool(_FALLBACK_WORDS.search(api.notes or "")) or any(e.fallback and e.from_ == api.id for e in design.flow)
         if not (alt or named):
             yield Finding(rule="no_fallback", severity="warning", component=api.id,
                           message=f"'{api.id}' calls an external provider ({api.provider_model}) with no alternative branch: an outage or a 429 storm fails every request that reaches it",

@@ -74,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     # operations over time (sim/ops)
     "n_minus_one": "sim.ops.nminus1",
     "replicas_per_hour": "sim.ops.nminus1",
+    "autoscaled_cost": "sim.ops.nminus1",
     "NMinus1": "sim.results",
     "OpsResult": "sim.results",
     "OpsWindow": "sim.results",
@@ -106,7 +107,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.des.engine import SimulationRefused, compare, simulate
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
-    from sim.ops.nminus1 import n_minus_one, replicas_per_hour
+    from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
     from sim.ops.report import format_n_minus_1, format_ops
     from sim.ops.timeline import wants_timeline
     from sim.ops.traffic import TraceError, load_trace

@@ -187,7 +187,7 @@ def build_nodes(design, ctx: SimContext) -> dict[str, Node]:
     for idx, e in enumerate(design.flow):
         src = nodes[e.from_]
         if e.is_loop:
-            src.loops.append((idx, e.p, e.max_repeats, nodes[e.to]))
+            src.loops.append((idx, e.p, e.max_repeats, to(e)))
     for cid, node in nodes.items():
         outs = design.out_edges(cid)
         if node.loops or (outs and not (len(outs) == 1 and outs[0].p >= 1.0)):

@@ -23,7 +23,7 @@ import math
 
 from sim.results import NMinus1
 
-__all__ = ["n_minus_one", "replicas_per_hour", "N1_KINDS", "LATENCY_METRICS"]
+__all__ = ["n_minus_one", "replicas_per_hour", "autoscaled_cost", "N1_KINDS", "LATENCY_METRICS"]
 
 N1_KINDS = frozenset({"service", "api_gateway", "cache", "database", "vector_db", "keyword_search", "guardrail",
                       "llm_server", "embedder", "reranker", "load_balancer"})
@@ -129,3 +129,21 @@ def replicas_per_hour(design, est=None) -> dict[str, list[int]]:
         out[c.id] = [min(a.max_replicas, max(a.min_replicas, math.ceil(rate * visits / (per_replica * a.target) - 1e-9)))
                      for rate in rates]
     return out
+
+
+def autoscaled_cost(design, est=None) -> tuple[float, float] | None:
+    """(autoscaled, fixed) cost per day from the twin: each autoscaled component billed for its
+    `replicas_per_hour` instead of its fixed `replicas` × 24 h; None without an autoscaler."""
+    from sim.twin.analytic import estimate
+
+    est = est if est is not None else estimate(design)
+    hourly = replicas_per_hour(design, est)
+    if not hourly:
+        return None
+    lines = {ln.id: ln.usd_per_day for ln in est.cost_breakdown}
+    auto = est.cost_per_day_usd
+    for cid, hours in hourly.items():
+        line = lines.get(cid, 0.0)
+        per_replica_hour = line / (24.0 * max(1, design.component(cid).replicas))
+        auto += per_replica_hour * sum(hours) - line
+    return auto, est.cost_per_day_usd

@@ -151,7 +151,7 @@ class _Pool(ComponentBase):
     zones: int = Field(default=1, ge=1, le=64)
     """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
     autoscale: Autoscale | None = None
-    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def servers(self) -> int:
@@ -287,7 +287,7 @@ class LLMServer(ComponentBase):
     zones: int = Field(default=1, ge=1, le=64)
     """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
     autoscale: Autoscale | None = None
-    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def gpus(self) -> int:
@@ -350,7 +350,7 @@ class _TokenPool(ComponentBase):
     zones: int = Field(default=1, ge=1, le=64)
     """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
     autoscale: Autoscale | None = None
-    """Autoscaler for the replicas over time; `replicas` is then the starting count. Empty: fixed."""
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
 
 class Embedder(_TokenPool):

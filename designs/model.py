@@ -605,10 +605,6 @@ def ops_problems(design: "Design") -> list[Problem]:
         if getattr(c, "autoscale", None) is not None and c.kind not in _REPLICATED:
             out.append(Problem(f"components[{n}].autoscale", f"autoscaling is not modelled for a {c.kind}; "
                                f"it is for {', '.join(sorted(_REPLICATED))}"))
-        a = getattr(c, "autoscale", None)
-        if a is not None and not (a.min_replicas <= c.replicas <= a.max_replicas):
-            out.append(Problem(f"components[{n}].replicas", f"{c.replicas} replicas to start with is outside the "
-                               f"autoscaler's [{a.min_replicas}, {a.max_replicas}]"))
         if c.kind == "tool" and getattr(c, "max_concurrency", None) and any(
                 f.component == c.id and f.what == "slow" for f in design.faults):
             out.append(Problem(f"components[{n}].max_concurrency", "slow faults are not modelled on a tool with "

@@ -21,6 +21,8 @@ Usage::
 
 from __future__ import annotations
 
+from .errors import Refusal
+
 import csv
 import difflib
 import re
@@ -63,7 +65,7 @@ DEFAULT_COMPUTE: dict[str, str] = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8",
                                    "int4": "bf16", "fp4": "fp4", "mxfp4": "fp4"}
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(Refusal):
     """A GPU, model, price or factor name that is not in the reference data."""
 
 

@@ -39,8 +39,7 @@ every TP rank when there are fewer KV heads than ranks (and always for multi-hea
 attention, whose latent is shared by all heads).
 
 The load-dependent analytic twin built on these numbers (`llm_estimate`, `llm_service_moments`,
-`llm_capacity`) lives in ``sim.llm.twin``; its names are re-exported here so
-``from sim.llm.roofline import llm_estimate`` keeps working.
+`llm_capacity`) lives in ``sim.llm.twin``, which imports this module (never the reverse).
 
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,
@@ -53,6 +52,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from components.errors import Refusal
+
 from components.catalogue import LLMServer
 from components.hardware import BYTES_PER_PARAM, DEFAULT_COMPUTE, GPU, ModelSpec, factor, get_gpu, get_model
 
@@ -61,12 +62,9 @@ __all__ = [
     "ServingConfigError",
     "TokenMoments",
     "token_moments",
-    "llm_estimate",
-    "llm_service_moments",
-    "llm_capacity",
     "RESERVE_BYTES_PER_GPU",
-    "TARGET_LOAD",
     "KV_BYTES_PER_ELEM",
+    "ACT_BYTES",
 ]
 
 # Per-GPU memory the engine keeps outside weights and KV: CUDA context, CUDA graphs, NCCL
@@ -83,7 +81,7 @@ _TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 ACT_BYTES = 2
 
 
-class ServingConfigError(ValueError):
+class ServingConfigError(Refusal):
     """An `llm_server` that cannot serve: names the component, the numbers and what would work.
 
     ``field`` is the component field to blame (e.g. ``precision``), for located messages."""

@@ -340,15 +340,17 @@ class ServingSpec:
         return (shared + expert_params * hit) * self.bytes_per_param
 
     def moe_scale(self, step_tokens: float) -> float:
-        """Compute multiplier of an MoE step: the routed experts' GEMMs see only T·k/E tokens
-        each, at efficiency t/(t + t½) (grouped GEMMs over few rows do not fill the GPU)."""
+        """Compute multiplier of an MoE step: the routed experts' grouped GEMMs see only
+        t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, bounded at half (a small
+        step is memory-bound anyway: its expert weights are read for a few tokens, which the
+        memory term charges): routed compute × (1 + min(1, t½/t))."""
         m, h = self.model, self.moe_expert_half_tokens
         if not m.is_moe or h <= 0 or step_tokens <= 0:
             return 1.0
         routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
         share = routed / (m.params_active_b * 1e9)
         per_expert = step_tokens * m.experts_per_token / m.experts
-        return 1 + share * h / per_expert
+        return 1 + share * min(1.0, h / per_expert)
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""

@@ -287,7 +287,9 @@ class _Walker:
         h = m1 * m2 / (m1 + m2)
         mean = m1 + m2 - h
         second = 2 * m1 * m1 + 2 * m2 * m2 - 2 * h * h
-        single = [e.to for e, b in zip(outs, branches) if set(b.visits) == {e.to}]
+        j = self.join_of(outs[0].from_)
+        # a branch that is one station: straight from the fork to the join (or to the end)
+        single = [e.to for e in outs if not self.backs[e.to] and all(o.to == j for o in self.outs[e.to])]
         if len(single) == 2 and abs(m1 - m2) <= 1e-9 * m1:
             p1, p2 = self.prof[single[0]], self.prof[single[1]]
             if len(p1.outcomes) == len(p2.outcomes) == 1 and p1.wait1 == p2.wait1:

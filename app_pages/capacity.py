@@ -217,6 +217,10 @@ if not util.empty:
     )
     st.altair_chart(bars, width="stretch")
 
+from app_pages._ops_charts import ops_section  # noqa: E402 - the timeline of a fault/trace/autoscaling run (issue 13)
+
+ops_section(result)
+
 diagram = W.optional_module("designs.diagram")
 if diagram is not None:
     st.markdown("**Traffic and bottleneck on the diagram**")

@@ -49,3 +49,21 @@ def test_the_section_renders_charts_and_a_csv_download():
     assert any("Over time" in m.value for m in at.markdown)
     assert len(at.get("vega_lite_chart")) >= 4
     assert at.get("download_button")
+
+
+def _drill_page():
+    from app_pages._drills import drills_section
+    from designs.io import load_design
+
+    drills_section(load_design("designs/library/llm_serving.yaml"))
+
+
+def test_the_drills_widget_grades_a_prediction():
+    at = AppTest.from_function(_drill_page, default_timeout=60).run()
+    assert not at.exception
+    at.selectbox(key="drill_pick").select("traffic_x2").run()
+    at.text_input(key="drill_pred").input("we need 16 more replicas").run()
+    at.button(key="drill_run").click().run()
+    assert not at.exception
+    assert any("Prediction good" in s.value for s in at.success)
+    assert any("peak traffic doubled" in m.value for m in at.markdown)

@@ -262,11 +262,20 @@ class LLMServer(ComponentBase):
     chunked_prefill_tokens: int | None = Field(default=None, ge=16, le=1_000_000)
     """Prefill at most this many prompt tokens per iteration (chunked prefill); empty: whole prompts."""
     prefix_cache_hit_ratio: float = Field(default=0.0, ge=0, le=1)
-    """Fraction of prompt tokens found in the prefix cache, which skip prefill."""
+    """Override: fraction of prompt tokens found in the prefix cache, which skip prefill (no memory, no routing effect). 0 lets the hit ratio emerge from the request classes' `shared_prefix_tokens`, the KV memory and the routing."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    # --- engine mechanics (sim/llm/kv.py, sim/llm/batching.py, sim/llm/station.py) ---
+    kv_policy: Literal["paged", "reserve_max"] = "paged"
+    """KV allocation: `paged` (vLLM's default: blocks as tokens are produced; when a step cannot get a block the most recently admitted sequence is preempted and recomputed later) or `reserve_max` (TensorRT-LLM's guaranteed-no-evict: prompt + max_output_tokens reserved at admission, never preempted)."""
+    kv_block_tokens: int = Field(default=16, ge=1, le=4096)
+    """Tokens per KV-cache block with `kv_policy: paged` (vLLM's default block size: 16)."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Cap on generated tokens per request (the API's `max_tokens`); a request class's own cap wins. Empty: what the model's context leaves after the prompt. `reserve_max` reserves this much at admission; longer answers stop here."""
+    routing: Literal["least_outstanding_tokens", "round_robin", "prefix_affinity"] = "least_outstanding_tokens"
+    """How requests pick a replica: `least_outstanding_tokens` (the fewer outstanding tokens of two random replicas), `round_robin`, or `prefix_affinity` (consistent hashing on the request's shared prefix with a load bound of 1.25 × the mean, so a prefix stays cached on one replica)."""
 
     @property
     def gpus(self) -> int:

@@ -100,6 +100,16 @@ class LLMReplicaStats(_Rec):
     """Requests refused because the prompt cannot fit the KV cache or context."""
     busy_fraction: float | None = None
     """Share of time a replica is iterating (≈ 1 at any moderate load; `utilization` is the share of capacity)."""
+    preemptions_per_s: float = 0.0
+    """Sequences preempted per second, all replicas (`kv_policy: paged` when a step finds no free KV block)."""
+    recomputed_tokens_per_s: float = 0.0
+    """Tokens prefilled again per second because their sequence was preempted (recompute)."""
+    prefix_hit_ratio: float | None = None
+    """Share of prompt tokens served from the prefix cache (None: no shared prefixes in the workload)."""
+    prefix_hit_ratio_per_replica: list[float] | None = None
+    """The same share for each replica (routing decides how prefixes spread)."""
+    ttft_saved_ms_mean: float | None = None
+    """Prefill compute the prefix-cache hits skipped, per request, ms (≈ TTFT saved on an idle replica)."""
 
 
 ComponentStats.model_rebuild()

@@ -14,6 +14,17 @@ Two choices keep the load balancing for variable lengths (llm_serving library de
 p95 182 ms vs 160 ms with the global minimum) and remove most of the herding; with exactly fixed
 lengths some remains at high load (serve-10m, 7 replicas, 83 %: 114 ms vs 59 ms Poisson).
 
+``routing`` picks the policy: ``least_outstanding_tokens`` (the above, the default),
+``round_robin``, or ``prefix_affinity`` — consistent hashing of the request's shared prefix on
+a ring of 64 points per replica, taking the first replica clockwise whose outstanding tokens
+are at most 1.25 × the mean (bounded loads, `sim.llm.kv.AFFINITY_LOAD_FACTOR`), so each prefix
+stays cached on one replica; requests without a shared prefix fall back to two choices.
+
+A request of a class with ``shared_prefix_tokens`` draws one of its ``distinct_prefixes``
+uniformly, from a hash of its id (a request that calls the server again — an agent loop —
+brings the same prefix back), and its class's ``max_output_tokens`` (else the server's) caps
+its answer.
+
 The station stamps ``first_token_at`` (end of the iteration that finished the prompt's
 prefill), ``last_token_at`` and ``answer_output_tokens`` on every request, which the engine
 turns into TTFT and TPOT. TTFT therefore includes the wait for admission (queueing).
@@ -41,10 +52,14 @@ Usage (the engine does this through ``sim.des.stations.STATIONS["llm_server"]``)
 
 from __future__ import annotations
 
+import zlib
+from bisect import bisect_left
+
 from sim.results import LLMReplicaStats
 from sim.des.stations import StationBase, later
 
 from .batching import ReplicaEngine
+from .kv import AFFINITY_LOAD_FACTOR, KvConfig
 from .roofline import ServingSpec
 from .twin import llm_capacity
 
@@ -68,12 +83,60 @@ class LLMServerStation(StationBase):
         except ValueError:
             self.max_tokens_per_s = None
         self._pending: dict[int, tuple] = {}  # id(req) -> (done, seq handle)
+        kv = KvConfig.from_component(comp)
         self.engines = [
-            ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit)
+            ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv)
             for _ in range(comp.replicas)
         ]
         self.rejected = 0
         self.reasons: list[str] = []
+        self.routing = getattr(comp, "routing", "least_outstanding_tokens")
+        self._rr = 0
+        # Per request class: (max output tokens or None, shared prefix tokens, distinct prefixes).
+        classes = ctx.workload.request_classes() if ctx.workload is not None else []
+        server_max = getattr(comp, "max_output_tokens", None)
+        self._cls = [(c.max_output_tokens if c.max_output_tokens is not None else server_max,
+                      c.shared_prefix_tokens, c.distinct_prefixes) for c in classes]
+        self._salt = self.rng.getrandbits(63)
+        if self.routing == "prefix_affinity":
+            ring = sorted((zlib.crc32(f"{comp.id}:{r}:{v}".encode()), r)
+                          for r in range(comp.replicas) for v in range(64))
+            self._ring_h = [h for h, _ in ring]
+            self._ring_r = [r for _, r in ring]
+
+    def _request_terms(self, req) -> tuple:
+        """(max output, prefix or None) of a request, from its class."""
+        cls = self._cls
+        if not cls or not 0 <= req.cls < len(cls):
+            return None, None
+        cap, L, n = cls[req.cls]
+        if L <= 0:
+            return cap, None
+        # splitmix64 of (id, salt): a well-mixed, reproducible draw of the prefix.
+        z = (req.id * 0x9E3779B97F4A7C15 + self._salt) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        z ^= z >> 31
+        return cap, ((req.cls, z % n), L)
+
+    def _affine(self, key) -> int:
+        """Consistent hashing with bounded loads on outstanding tokens (module docstring)."""
+        engines = self.engines
+        n = len(engines)
+        total = sum(e.outstanding_tokens for e in engines)
+        bound = AFFINITY_LOAD_FACTOR * (total / n + 1)
+        h = zlib.crc32(repr(key).encode())
+        i = bisect_left(self._ring_h, h)
+        m = len(self._ring_r)
+        seen = 0
+        for k in range(m):
+            r = self._ring_r[(i + k) % m]
+            if seen >> r & 1:
+                continue
+            seen |= 1 << r
+            if engines[r].outstanding_tokens <= bound:
+                return r
+        return self._ring_r[i % m]
 
     # --- protocol ------------------------------------------------------------------------
 
@@ -82,7 +145,13 @@ class LLMServerStation(StationBase):
         engines = self.engines
         best = engines[0]
         n = len(engines)
-        if n > 1:
+        cap, prefix = self._request_terms(req)
+        if n > 1 and self.routing == "round_robin":
+            best = engines[self._rr % n]
+            self._rr += 1
+        elif n > 1 and self.routing == "prefix_affinity" and prefix is not None:
+            best = engines[self._affine(prefix[0])]
+        elif n > 1:
             # Power of two choices on outstanding tokens (see the module docstring).
             i = int(self.rng.random() * n)
             j = int(self.rng.random() * (n - 1))
@@ -91,7 +160,7 @@ class LLMServerStation(StationBase):
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
         key = id(req)
         self._pending[key] = (done, None)
-        seq = best.submit(req)
+        seq = best.submit(req, max_output=cap, prefix=prefix)
         if seq is None:  # refused synchronously; _on_done already handled it
             return
         self._pending[key] = (done, seq, best)
@@ -109,6 +178,9 @@ class LLMServerStation(StationBase):
         if ok:
             self.completions += 1
             req.answer_output_tokens = max(1, int(req.output_tokens))
+            cap = self._request_terms(req)[0]
+            if cap is not None and cap < req.answer_output_tokens:
+                req.answer_output_tokens = int(cap)  # the engine stopped at max_tokens
             done(req, True)
             return
         self.rejected += 1
@@ -149,7 +221,18 @@ class LLMServerStation(StationBase):
             output_tokens_per_s=tokens_per_s,
             rejected_prompts=self.rejected,
             busy_fraction=busy_share,
+            preemptions_per_s=sum(t.preemptions for t in totals) / window,
+            recomputed_tokens_per_s=sum(t.recomputed_tokens for t in totals) / window,
         )
+        prompt_in = sum(t.prompt_tokens for t in totals)
+        if any(c[1] > 0 for c in self._cls) or self.spec.prefix_cache_hit_ratio:
+            adm = sum(t.admissions for t in totals)
+            llm = llm.model_copy(update={
+                "prefix_hit_ratio": sum(t.prefix_hit_tokens for t in totals) / prompt_in if prompt_in else 0.0,
+                "prefix_hit_ratio_per_replica": [t.prefix_hit_tokens / t.prompt_tokens if t.prompt_tokens else 0.0
+                                                 for t in totals],
+                "ttft_saved_ms_mean": 1e3 * sum(t.prefill_saved_s for t in totals) / adm if adm else 0.0,
+            })
         cap = self.max_tokens_per_s
         return st.model_copy(update={
             "utilization": tokens_per_s / cap if cap else busy_share,

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
+from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
 from sim.llm.roofline import KV_BYTES_PER_ELEM, ServingConfigError, ServingSpec, TokenMoments, token_moments
 
 __all__ = ["llm_estimate", "llm_service_moments", "llm_capacity", "TARGET_LOAD"]
@@ -80,6 +81,8 @@ class _Shape:
     kv_read: float  # KV tokens read per decoding sequence per step (length-biased P + O/2)
     seqs: int  # max concurrent sequences S
     out_grid: tuple  # ((weight, output tokens), …) for the TPOT mixture
+    kv_notes: tuple = ()  # explanation lines of the KV policy and prefix cache (sim.llm.kv)
+    prefix_hit: float = 0.0  # share of prompt tokens served from the prefix cache
 
 
 @dataclass(frozen=True)
@@ -303,10 +306,19 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             f"cache or shorter requests")
     # Sequences in the batch are the long-output ones more often than arrivals are, and each is
     # on average half-way through its output when a step reads its KV.
-    hold = max(per_seq, spec.kv_tokens_of(tm.in_batch(1.0), 0))
+    # The admission limit the KV policy implies (sim.llm.kv.hold_tokens: reserve_max holds P + max
+    # output per sequence, paged the length-biased P + O/2 in blocks), and the prefix cache's hit
+    # ratio from the KV left beside the batch, unless the flat override is set.
+    kvc = KvConfig.from_component(comp)
+    hold, hold_why = hold_tokens(kvc, spec, workload)
     read1 = spec.kv_tokens_of(tm.in_batch(0.5), 0)
     seqs = max(1, min(spec.max_batch, int(cap // hold)))
     hit = spec.prefix_cache_hit_ratio
+    kv_notes = [hold_why]
+    if not hit:
+        hit, _, lines = twin_prefix_hit(kvc, spec, workload, routing=getattr(comp, "routing", ""),
+                                        replicas=comp.replicas, room_tokens=cap - seqs * hold)
+        kv_notes += lines
     prefill_tokens = max(1.0, prompt * (1 - hit))
     cached = prompt - prefill_tokens
     pf = spec.prefill_flops_s(prefill_tokens, cached)
@@ -319,7 +331,7 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
         else:  # 32 equal-probability points of the output-length distribution
             grid.extend((c.share / 32, o.quantile((i + 0.5) / 32)) for i in range(32))
     return _Shape(spec, tm, prompt, output, prefill_tokens, cached, pf, per_token ** 2 * tm.prompt_var,
-                  hold, read1, seqs, tuple(grid))
+                  hold, read1, seqs, tuple(grid), tuple(kv_notes), hit)
 
 
 @dataclass(frozen=True)
@@ -357,7 +369,9 @@ _CACHE: dict = {}
 
 def _capacity(comp: LLMServer, workload, overrides: dict | None = None) -> _Capacity:
     """λ* and its figures, memoised on the component, workload and overrides (pure function)."""
-    key = (comp.model_dump_json(exclude={"id", "label", "notes", "replicas", "timeout_ms"}),
+    # Prefix-affinity routing spreads prefixes over the replicas, so the hit ratio depends on them.
+    skip = {"id", "label", "notes", "timeout_ms"} | ({"replicas"} if getattr(comp, "routing", "") != "prefix_affinity" else set())
+    key = (comp.model_dump_json(exclude=skip),
            workload.model_dump_json(), repr(sorted((overrides or {}).items())))
     hit = _CACHE.get(key)
     if hit is None:
@@ -548,7 +562,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         + (f" × (1 + {spec.tp_comm_overhead:g} TP)" if spec.gpus > 1 else "")
         + f" + {spec.iteration_overhead_s * 1e3:g} ms = {step_s * 1e3:.2f} ms ({bound}-bound)",
         f"prefill of {sh.prefill_tokens:.0f} tokens"
-        + (f" ({spec.prefix_cache_hit_ratio:.0%} prefix-cached)" if spec.prefix_cache_hit_ratio else "")
+        + (f" ({sh.prefix_hit:.0%} prefix-cached)" if sh.prefix_hit else "")
         + f": 2 × {spec.model.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}) = {pf_ms:.2f} ms of compute "
         f"({prefill_alone * 1e3:.2f} ms as an iteration on an idle replica)",
@@ -564,6 +578,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         f"({TARGET_LOAD:g} × {max_rps:.3f})⌉ = {needed} → {needed} × {spec.gpus} = "
         f"{needed * spec.gpus} GPUs (configured: {comp.replicas} × {spec.gpus} = {comp.gpus})",
     ]
+    ex.extend(sh.kv_notes)
     it = ld.it
     if not ld.saturated:
         ex.append(

@@ -355,12 +355,14 @@ class ReplicaEngine:
             own = s.need - shared
             extra = 0
         entry = shared if owner else 0
+        if shared and not owner:
+            pc.acquire(s.pkey)  # first, so that making room cannot evict the prefix it hits
         if not self._room(own + entry + extra):
+            if shared and not owner:
+                pc.release(s.pkey)
             return False
         if owner:
             pc.insert(s.pkey, entry)
-        elif shared:
-            pc.acquire(s.pkey)
         self.kv_reserved += own + entry
         s.need = own
         s.shared = shared

@@ -1,0 +1,226 @@
+"""Engine mechanics of `llm_server` (issue 12): KV policy in the twin and the simulation, the
+prefix cache in KV memory, cache-aware routing. Hand-worked where possible; published effects
+with their source."""
+
+import random
+
+import pytest
+import simpy
+
+from components.catalogue import LLMServer
+from components.distributions import FixedCount, LogNormalCount
+from designs.model import RequestClass, Workload
+from sim.des.request import Request, SimContext
+from sim.llm.batching import ReplicaEngine
+from sim.llm.kv import KvConfig, PrefixCache, hold_tokens
+from sim.llm.roofline import ServingSpec
+from sim.llm.station import LLMServerStation
+from sim.llm.twin import llm_capacity, llm_estimate
+
+
+class Req:
+    def __init__(self, prompt, output, t0=0.0):
+        self.prompt_tokens, self.output_tokens, self.t0 = prompt, output, t0
+        self.first_token_at = self.last_token_at = None
+
+
+def wl_of(prompt, output, rps=1.0, **cls):
+    return Workload(arrival_rps=rps, classes=[RequestClass(name="c", prompt_tokens=prompt, output_tokens=output, **cls)])
+
+
+def replica_saturated(comp, wl, rate, n=3000, seed=1):
+    """One replica fed Poisson arrivals at ``rate``: (output tokens/s, mean batch, stats)."""
+    spec = ServingSpec.from_component(comp)
+    env = simpy.Environment()
+    eng = ReplicaEngine(env, spec, lambda r, ok, why: None, kv=KvConfig.from_component(comp))
+    rng = random.Random(seed)
+    c = wl.classes[0]
+    t = 0.0
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        r = Req(c.prompt_tokens.sample_int(rng), c.output_tokens.sample_int(rng), t)
+        env.timeout(t).callbacks.append(lambda _e, r=r: eng.submit(r, max_output=c.max_output_tokens))
+    env.run()
+    st = eng.stats(env.now)
+    return st.output_tokens / env.now, st.mean_batch_size, st
+
+
+def station_run(comp, wl, rate, n, seed=1):
+    env = simpy.Environment()
+    ctx = SimContext(env=env, rng=random.Random(seed), design=None, workload=wl, seed=seed)
+    st = LLMServerStation(comp, ctx)
+    rng = random.Random(seed + 1)
+    c = wl.classes[0]
+    fin = []
+    t = 0.0
+    for i in range(n):
+        t += rng.expovariate(rate)
+        req = Request(i, 0, t, c.prompt_tokens.sample_int(rng), c.output_tokens.sample_int(rng))
+        env.timeout(t).callbacks.append(lambda _e, r=req: st.arrive(r, lambda q, ok: fin.append(q)))
+    env.run()
+    ttft = sorted(q.first_token_at - q.t0 for q in fin)
+    return st.stats(env.now).llm, sum(ttft) / len(ttft), fin
+
+
+# --- KV policy: the twin's admission limit ----------------------------------------------------
+
+SMALL = dict(model="llama-3.1-8b", gpu_memory_utilization=0.35)  # memory binds, not max_batch
+
+
+def test_twin_admission_limit_per_policy_is_the_hand_arithmetic():
+    comp = LLMServer(id="llm", **SMALL)
+    cap = ServingSpec.from_component(comp).kv_capacity_tokens
+    assert cap == int(((80 * 0.35 - 2) * 1e9 - 8.03e9 * 2) // 131072)  # 75,766 tokens
+    wl = wl_of(FixedCount(value=1000), FixedCount(value=500), max_output_tokens=1000)
+    # reserve_max: every sequence holds 1000 + 1000 whatever it generates
+    rm = llm_estimate(comp.model_copy(update={"kv_policy": "reserve_max"}), wl, 1)
+    assert rm.max_concurrent_seqs == cap // 2000 == 37
+    # paged: prompt + half the output on average + half a 16-token block = 1258
+    pg = llm_estimate(comp, wl, 1)
+    assert pg.max_concurrent_seqs == cap // 1258 == 60
+    assert any("reserve_max" in line for line in rm.explanation)
+    assert any("paged KV (16-token blocks)" in line for line in pg.explanation)
+    # length-biased: a long-tailed output mix holds more per sequence than its mean suggests
+    hold, _ = hold_tokens(KvConfig(), ServingSpec.from_component(comp),
+                          wl_of(FixedCount(value=1000), LogNormalCount(mean=500, p95=1500)))
+    assert hold > 1258
+
+
+@pytest.mark.parametrize("policy", ["reserve_max", "paged"])
+def test_twin_capacity_matches_a_saturated_replica(policy):
+    comp = LLMServer(id="llm", kv_policy=policy, **SMALL)
+    # reserve_max needs a cap (else it reserves the context); paged runs uncapped answers
+    cap = {"max_output_tokens": 4000} if policy == "reserve_max" else {}
+    wl = wl_of(FixedCount(value=1000), LogNormalCount(mean=500, p95=1500), **cap)
+    rps, tok_s = llm_capacity(comp, wl)
+    thr, batch, st = replica_saturated(comp, wl, 1.3 * rps)
+    if policy == "reserve_max":
+        assert st.preemptions == 0
+        assert thr == pytest.approx(tok_s, rel=0.05)
+    else:
+        # The twin leaves out the recompute of preempted sequences, so it is optimistic at
+        # memory-bound saturation (measured: +6 % here; +15 % with exactly fixed lengths).
+        assert st.preemptions > 0 and st.recomputed_tokens > 0
+        assert tok_s * 0.85 < thr <= tok_s * 1.02
+    # paged packs more sequences than reserve_max in the same memory
+    assert batch == pytest.approx(llm_estimate(comp, wl, 1).max_concurrent_seqs, rel=0.1)
+
+
+def test_paged_serves_more_than_reserve_max_in_the_same_memory():
+    wl = wl_of(FixedCount(value=1000), LogNormalCount(mean=500, p95=1500), max_output_tokens=1000)
+    out = {}
+    for policy in ("reserve_max", "paged"):
+        comp = LLMServer(id="llm", kv_policy=policy, **SMALL)
+        out[policy] = replica_saturated(comp, wl, 8.0, n=2000)[0]
+    assert out["paged"] > 1.05 * out["reserve_max"]
+
+
+def test_reserve_max_without_a_cap_reserves_the_context():
+    # What TensorRT-LLM does without max_tokens: the whole context left after the prompt.
+    comp = LLMServer(id="llm", model="llama-3.1-8b", kv_policy="reserve_max")
+    e = llm_estimate(comp, wl_of(FixedCount(value=1000), FixedCount(value=200)), 1)
+    cap = ServingSpec.from_component(comp).kv_capacity_tokens
+    assert e.max_concurrent_seqs == cap // 131072 == 3
+
+
+# --- prefix cache in KV memory -----------------------------------------------------------------
+
+
+def test_prefix_cache_lru_bookkeeping():
+    pc = PrefixCache()
+    pc.insert("a", 64)
+    pc.insert("b", 32)
+    assert pc.lookup("a") == 0  # not computed yet
+    pc.ready("a")
+    pc.ready("b")
+    pc.release("a")
+    pc.release("b")
+    assert pc.tokens == 96 and pc.evictable == 96
+    pc.acquire("a")
+    pc.release("a")  # "a" is now the most recently used
+    assert pc.evict_one() == 32 and not pc.has("b")
+    assert pc.evict_one() == 64 and pc.evict_one() == 0 and pc.tokens == 0
+    pc.insert("c", 16)
+    pc.release("c")  # its only user left before computing it: dropped
+    assert not pc.has("c") and pc.tokens == 0
+
+
+def test_one_shared_prefix_hit_ratio_is_the_hand_arithmetic():
+    # One replica, one 2000-token system prompt, 2200-token prompts arriving one by one:
+    # the first request computes the prefix, every later one reuses its 2000 tokens (125 blocks).
+    comp = LLMServer(id="llm", model="llama-3.1-8b")
+    wl = wl_of(FixedCount(value=2200), FixedCount(value=20), shared_prefix_tokens=2000)
+    env = simpy.Environment()
+    st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+    fin = []
+    for i in range(10):
+        req = Request(i, 0, i * 1.0, 2200, 20)
+        env.timeout(i * 1.0).callbacks.append(lambda _e, r=req: st.arrive(r, lambda q, ok: fin.append(q)))
+    env.run()
+    llm = st.stats(env.now).llm
+    assert llm.prefix_hit_ratio == pytest.approx(9 * 2000 / (10 * 2200))
+    spec = st.spec
+    assert llm.ttft_saved_ms_mean == pytest.approx(1e3 * 9 * spec.prefill_s(2000) / 10)
+    ttft = [q.first_token_at - q.t0 for q in sorted(fin, key=lambda q: q.id)]
+    # the first pays the whole prefill, the others only 200 tokens after 2000 cached
+    iter_full = spec.iteration_s(0, 0, 2200, spec.prefill_flops_s(2200))
+    iter_hit = spec.iteration_s(0, 0, 200, spec.prefill_flops_s(200, 2000))
+    assert ttft[0] == pytest.approx(iter_full) and ttft[5] == pytest.approx(iter_hit)
+    # the cached blocks stay in the pool after everything finished (evictable, LRU)
+    eng = st.engines[0]
+    assert eng.pcache.tokens == 2000 and eng.kv_reserved == 2000 and eng.pcache.evictable == 2000
+
+
+def test_shared_system_prompt_cuts_ttft_like_the_published_reuse_figures():
+    # NVIDIA, "5x Faster Time to First Token with NVIDIA TensorRT-LLM KV Cache Early Reuse"
+    # (developer.nvidia.com blog, 2024-11): reusing a system prompt's KV "can significantly
+    # accelerate inference for use cases requiring system prompts by up to 5x"; Anthropic,
+    # "Prompt caching with Claude" (2024-08): latency reduced "by up to 85% for long prompts".
+    # Ours: Llama-3.1-8B on one H100, 4000-token system prompt + 200-token question, 4 req/s.
+    comp = LLMServer(id="llm", model="llama-3.1-8b")
+    base = dict(prompt=FixedCount(value=4200), output=FixedCount(value=100), rps=4)
+    _, cold, _ = station_run(comp, wl_of(**base), 4, n=600)
+    llm, warm, _ = station_run(comp, wl_of(**base, shared_prefix_tokens=4000), 4, n=600)
+    assert llm.prefix_hit_ratio > 0.9
+    assert warm < cold / 5  # at least the published 5×; the prefill was most of TTFT
+    # the twin sees the same effect from the same fields
+    t_cold = llm_estimate(comp, wl_of(**base), 4).ttft_ms_estimate
+    t_warm = llm_estimate(comp, wl_of(**base, shared_prefix_tokens=4000), 4).ttft_ms_estimate
+    assert t_warm < t_cold / 5
+    assert warm * 1e3 == pytest.approx(t_warm, rel=0.25)
+
+
+def test_prefix_affinity_keeps_prefixes_cached_where_round_robin_thrashes():
+    # 4 replicas, 64 tenants each with a 4000-token prompt prefix; a replica's KV holds about
+    # 40 % of them beside its batch. Round robin sends every tenant everywhere (each replica
+    # needs all 64); prefix-affinity gives each replica ~16.
+    wl = wl_of(FixedCount(value=4200), FixedCount(value=100), rps=40, shared_prefix_tokens=4000, distinct_prefixes=64)
+    hits, ttft, twin = {}, {}, {}
+    for routing in ("round_robin", "prefix_affinity"):
+        comp = LLMServer(id="llm", model="llama-3.1-8b", replicas=4, gpu_memory_utilization=0.5, routing=routing)
+        llm, mean_ttft, fin = station_run(comp, wl, 40, n=2500)
+        assert len(fin) == 2500
+        hits[routing], ttft[routing] = llm.prefix_hit_ratio, mean_ttft
+        assert len(llm.prefix_hit_ratio_per_replica) == 4
+        twin[routing] = next(x for x in llm_estimate(comp, wl, 40).explanation if x.startswith("prefix cache"))
+    assert hits["prefix_affinity"] > 0.85 and hits["round_robin"] < 0.6
+    assert ttft["prefix_affinity"] < ttft["round_robin"] / 10
+    assert "keeps 100%" in twin["prefix_affinity"] and "keeps 40%" in twin["round_robin"]
+
+
+def test_routing_round_robin_cycles_and_flat_override_needs_no_memory():
+    comp = LLMServer(id="llm", model="llama-3.1-8b", replicas=3, routing="round_robin")
+    wl = wl_of(FixedCount(value=500), FixedCount(value=50), rps=3)
+    env = simpy.Environment()
+    st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+    for i in range(9):
+        st.arrive(Request(i, 0, 0.0, 500, 50), lambda q, ok: None)
+    assert [e.in_system for e in st.engines] == [3, 3, 3]
+    env.run()
+    # the flat override skips prefill without holding cache blocks
+    comp = LLMServer(id="llm", model="llama-3.1-8b", prefix_cache_hit_ratio=0.5)
+    env = simpy.Environment()
+    st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+    st.arrive(Request(0, 0, 0.0, 500, 50), lambda q, ok: None)
+    env.run()
+    assert st.engines[0].pcache.tokens == 0 and st.stats(env.now).llm.prefix_hit_ratio == pytest.approx(250 / 500)

@@ -224,3 +224,41 @@ def test_routing_round_robin_cycles_and_flat_override_needs_no_memory():
     st.arrive(Request(0, 0, 0.0, 500, 50), lambda q, ok: None)
     env.run()
     assert st.engines[0].pcache.tokens == 0 and st.stats(env.now).llm.prefix_hit_ratio == pytest.approx(250 / 500)
+
+
+# --- lint ---------------------------------------------------------------------------------------
+
+
+def _serving(**llm_update):
+    from designs.io import load_design
+
+    d = load_design("designs/library/llm_serving.yaml")
+    comps = [c.model_copy(update=llm_update) if c.kind == "llm_server" else c for c in d.components]
+    return d.model_copy(update={"components": comps})
+
+
+def test_lint_flags_prefix_affinity_without_a_shared_prefix_and_uncapped_reserve_max():
+    from review.lint import lint
+
+    rules = {f.rule: f for f in lint(_serving(routing="prefix_affinity", kv_policy="reserve_max"))}
+    assert "nothing to keep cached" in rules["prefix_affinity_no_prefix"].message
+    f = rules["reserve_max_uncapped"]
+    assert "only 3 sequence(s) fit per replica" in f.message and "max_output_tokens" in f.fix
+    assert not {"prefix_affinity_no_prefix", "reserve_max_uncapped"} & {f.rule for f in lint(_serving())}
+
+
+def test_lint_flags_heavy_preemption_from_a_run():
+    from review.lint import RULES, _heavy_preemption
+    from sim.results import ComponentStats, LLMReplicaStats
+
+    class Run:  # the fields the rule reads from a RunResult
+        components = {"llm": ComponentStats(
+            kind="llm_server", utilization=0.9, mean_queue_len=0, wait_ms_p95=0, throughput_rps=100, dropped=0,
+            llm=LLMReplicaStats(mean_batch_size=100, max_batch_size=256, kv_cache_occupancy=0.98,
+                                output_tokens_per_s=1e4, preemptions_per_s=12.5, recomputed_tokens_per_s=15_000))}
+
+    d = _serving()
+    f = next(iter(_heavy_preemption(d, None, Run(), None, d.reachable())))
+    assert f.rule in RULES
+    assert "preempts 12.5 sequences/s (12% of its requests) and recomputes 15,000 tokens/s" in f.message
+    assert "more KV" in f.fix

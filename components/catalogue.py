@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import hardware
 
@@ -37,6 +37,7 @@ __all__ = [
     "Database",
     "ObjectStorage",
     "LLMServer",
+    "SpeculativeDecoding",
     "LLMApi",
     "Embedder",
     "VectorDB",
@@ -236,6 +237,46 @@ class ObjectStorage(ComponentBase):
     """Storage price in USD per GB-month; empty takes the catalogue default."""
 
 
+class SpeculativeDecoding(BaseModel):
+    """Speculative decoding on an `llm_server`: draft k tokens, verify them in one target step."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    method: Literal["draft_model", "eagle", "mtp"]
+    """`draft_model` (a smaller model of the same family drafts), `eagle` (a one-layer head on the target's features) or `mtp` (multi-token-prediction heads trained with the model, DeepSeek-V3)."""
+    draft_tokens: int | None = Field(default=None, le=16)
+    """Tokens drafted per step, k; empty: 4 for draft_model and eagle, 1 for mtp (sim/llm/speculative.py)."""
+    acceptance_rate: float | None = None
+    """Probability α that the target accepts a drafted token, strictly between 0 and 1; empty: 0.6 draft_model, 0.75 eagle, 0.85 mtp (sources in sim/llm/speculative.py)."""
+    draft_model: ModelName | None = Field(default=None, max_length=100)
+    """The draft model for `method: draft_model` (catalogue name), run on the same GPUs."""
+
+    @field_validator("draft_tokens")
+    @classmethod
+    def _k(cls, v):
+        if v is not None and v < 1:
+            raise ValueError(f"draft_tokens {v} drafts nothing: use 1–16 (1 for mtp, 3–5 typical for eagle or a "
+                             "draft model), or remove `speculative` to turn it off")
+        return v
+
+    @field_validator("acceptance_rate")
+    @classmethod
+    def _alpha(cls, v):
+        if v is not None and not 0 < v < 1:
+            raise ValueError(f"acceptance_rate {v:g} is outside (0, 1): it is the probability that one drafted token "
+                             "is accepted; published values are 0.6–0.9 (leave it empty for the method's default)")
+        return v
+
+    @model_validator(mode="after")
+    def _draft(self):
+        if self.method == "draft_model" and self.draft_model is None:
+            raise ValueError("method draft_model needs draft_model: a smaller model of the target's family, "
+                             "e.g. llama-3.1-8b for llama-3.1-70b")
+        if self.method != "draft_model" and self.draft_model is not None:
+            raise ValueError(f"draft_model is only used with method draft_model (method is {self.method}); remove it")
+        return self
+
+
 class LLMServer(ComponentBase):
     """Self-hosted LLM: replicas of a model on GPUs with continuous batching."""
 
@@ -276,6 +317,21 @@ class LLMServer(ComponentBase):
     """Cap on generated tokens per request (the API's `max_tokens`); a request class's own cap wins. Empty: what the model's context leaves after the prompt. `reserve_max` reserves this much at admission; longer answers stop here."""
     routing: Literal["least_outstanding_tokens", "round_robin", "prefix_affinity"] = "least_outstanding_tokens"
     """How requests pick a replica: `least_outstanding_tokens` (the fewer outstanding tokens of two random replicas), `round_robin`, or `prefix_affinity` (consistent hashing on the request's shared prefix with a load bound of 1.25 × the mean, so a prefix stays cached on one replica)."""
+
+    speculative: SpeculativeDecoding | None = None
+    """Speculative decoding (draft k tokens per step, verify in one pass); empty: off."""
+
+    @model_validator(mode="after")
+    def _draft_smaller(self):
+        sd = self.speculative
+        if sd is not None and sd.draft_model is not None:
+            d, t = hardware.get_model(sd.draft_model), hardware.get_model(self.model)
+            if d.params_total_b >= t.params_total_b:
+                raise ValueError(
+                    f"speculative.draft_model {d.name} ({d.params_total_b:g} B) is not smaller than the model "
+                    f"{t.name} ({t.params_total_b:g} B): a draft must be far cheaper than its target; use a smaller "
+                    f"model of the same family, or method: eagle / mtp")
+        return self
 
     @property
     def gpus(self) -> int:

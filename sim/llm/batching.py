@@ -50,6 +50,7 @@ from sim.des.events import later
 
 from .kv import WATERMARK, KvConfig, PrefixCache
 from .roofline import ServingSpec
+from .speculative import Speculation
 
 __all__ = ["ReplicaEngine", "ReplicaTotals", "OnDone"]
 
@@ -110,7 +111,8 @@ class ReplicaEngine:
     """A single replica's continuous-batching loop (see the module docstring)."""
 
     def __init__(self, env, spec: ServingSpec, on_done: OnDone, *, record_iterations: bool = False,
-                 on_admit: Callable[[Any, float], None] | None = None, kv: KvConfig | None = None):
+                 on_admit: Callable[[Any, float], None] | None = None, kv: KvConfig | None = None,
+                 speculation: Speculation | None = None):
         self.env = env
         self.spec = spec
         self.on_done = on_done
@@ -118,7 +120,12 @@ class ReplicaEngine:
         self.kv = kv = kv or KvConfig()
         self.paged = kv.paged
         self.B = kv.block_tokens if kv.paged else 1
-        self.capacity = (spec.kv_capacity_tokens // self.B) * self.B
+        # Speculative decoding: E tokens per step per sequence (1: plain decoding, exact integers);
+        # the draft's weights and KV take room from the target's KV cache.
+        self.specu = speculation
+        self.rate = speculation.tokens_per_step if speculation is not None else 1
+        cap_tok = speculation.kv_capacity_tokens(spec) if speculation is not None else spec.kv_capacity_tokens
+        self.capacity = (cap_tok // self.B) * self.B
         self.watermark = int(WATERMARK * (self.capacity // self.B)) * self.B if kv.paged else 0
         self.max_batch = spec.max_batch
         self.chunk = spec.chunked_prefill_tokens
@@ -131,6 +138,7 @@ class ReplicaEngine:
         self.running: dict[_Seq, None] = {}  # decoding sequences in admission order
         self.residue = [0] * self.B  # paged: decoding sequences needing a block when step % B == r
         self.sw_heap: list = []  # paged + sliding window: (step growth stops, tie, seq, gen)
+        self.grow_heap: list = []  # paged + speculative: (step of the next block, tie, seq, gen)
         self.pcache = PrefixCache()
         self.n_running = 0
         self.n_waiting = 0  # live requests in `waiting` (abandoned ones are skipped lazily)
@@ -253,17 +261,19 @@ class ReplicaEngine:
             self._wait_area += self.n_waiting * (now - self._t_last)
             self._t_last = now
 
-    def _held(self, s: _Seq) -> int:
+    def _held(self, s: _Seq, ahead: int = 0) -> int:
         """KV tokens a decoding sequence holds now (prompt + produced so far, window-capped)."""
-        n = s.base + self.step - s.s0
+        n = s.base + self.rate * (self.step + ahead - s.s0)
+        if self.rate != 1:
+            n = int(n) + (n > int(n))
         return min(n, self.sw) if self.sw else n
 
     def _own_alloc(self, s: _Seq, decoding: bool) -> float:
         """KV tokens allocated to ``s`` itself (cached prefix blocks are the cache's)."""
         if not self.paged:
             return s.need
-        if not decoding:
-            return s.need
+        if not decoding or self.rate != 1:
+            return s.need  # speculative: tracked per sequence (grow_heap)
         return self.kv.blocks(self._held(s)) - s.shared
 
     def _room(self, tokens: float) -> bool:
@@ -301,8 +311,10 @@ class ReplicaEngine:
         elif self.running:
             s, _ = self.running.popitem()
             self._stop_growing(s)
-            self.kv_ctx -= s.base + self.step - s.s0
-            s.produced = s.base - s.prompt + self.step - s.s0
+            grown = self.rate * (self.step - s.s0)
+            self.kv_ctx -= s.base + grown
+            s.produced = min(s.output - 1, s.base - s.prompt + int(grown))
+            self.tokens_out += (s.produced - (s.base - s.prompt)) - grown  # counted at the mean rate
             self.n_running -= 1
             s.gen += 1  # its heap entry is stale now
             self._release(s, decoding=True)
@@ -314,8 +326,37 @@ class ReplicaEngine:
         self.n_waiting += 1
         return True
 
+    def _grow_speculative(self) -> None:
+        """Paged + speculative: sequences grow by E tokens a step, each tracked on a heap."""
+        heap, step = self.grow_heap, self.step
+        while heap and heap[0][0] <= step:
+            _, _, s, g = heap[0]
+            if g != s.gen or s not in self.running:  # preempted or finished since
+                heapq.heappop(heap)
+                continue
+            delta = self.kv.blocks(self._held(s, 1)) - s.shared - s.need
+            if delta <= 0 or self._room(delta):
+                heapq.heappop(heap)
+                if delta > 0:
+                    self.kv_reserved += delta
+                    s.need += delta
+                self._push_growth(s)
+            elif not self._preempt_one():
+                return
+
+    def _push_growth(self, s: _Seq) -> None:
+        """Schedule the step at which ``s`` outgrows its blocks: base + E·(t + 1 − s0) > allocated."""
+        alloc = s.need + s.shared
+        if self.sw and alloc >= self.sw:
+            return
+        t = s.s0 + int((alloc - s.base) / self.rate)
+        self._tie += 1
+        heapq.heappush(self.grow_heap, (max(t, self.step), self._tie, s, s.gen))
+
     def _grow(self) -> None:
         """Paged: allocate this step's new blocks, preempting when the pool runs dry."""
+        if self.rate != 1:
+            return self._grow_speculative()
         B, step = self.B, self.step
         sw_heap = self.sw_heap
         while sw_heap and sw_heap[0][0] <= step:
@@ -427,7 +468,10 @@ class ReplicaEngine:
         if batch == 0:
             self.busy = False
             return
-        dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
+        if self.specu is not None and self.n_running:
+            dt = self.specu.step_s(spec, self.n_running, self.kv_ctx, p_tokens, p_flops_s)
+        else:
+            dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
         self._it_batch = batch
         self._it_start = env.now
         later(env, dt, self._end)
@@ -446,8 +490,9 @@ class ReplicaEngine:
         # 3. one decode token for every sequence that was decoding.
         self.step += 1
         step = self.step
-        self.kv_ctx += self.n_running
-        self.tokens_out += self.n_running
+        rate = self.rate
+        self.kv_ctx += self.n_running * rate
+        self.tokens_out += self.n_running * rate
         heap = self.heap
         finished = []
         while heap and heap[0][0] <= step:
@@ -469,13 +514,15 @@ class ReplicaEngine:
                 continue
             s.base = s.prompt + s.produced
             s.s0 = step
-            s.finish = step + s.output - s.produced
+            s.finish = step + (s.output - s.produced if rate == 1 else int(-(-(s.output - s.produced) // rate)))
             self._tie += 1
             heapq.heappush(heap, (s.finish, self._tie, s, s.gen))
             self.running[s] = None
             self.n_running += 1
             self.kv_ctx += s.base
-            if paged:
+            if paged and rate != 1:
+                self._push_growth(s)
+            elif paged:
                 s.need = self.kv.blocks(min(s.base, sw) if sw else s.base) - s.shared
                 if not sw or s.base < sw:
                     self.residue[(s.s0 - s.base) % B] += 1
@@ -489,7 +536,12 @@ class ReplicaEngine:
             decoding = s.finish >= 0
             if decoding:
                 self.n_running -= 1
-                self.kv_ctx -= s.prompt + s.output
+                if rate == 1:
+                    self.kv_ctx -= s.prompt + s.output
+                else:  # grown at the mean rate E; the answer's exact length corrects the count
+                    grown = rate * (s.finish - s.s0)
+                    self.kv_ctx -= s.base + grown
+                    self.tokens_out += (s.output - s.produced) - grown
                 del self.running[s]
                 self._stop_growing(s)
             self._release(s, decoding)

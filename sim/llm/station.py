@@ -60,6 +60,7 @@ from sim.des.stations import StationBase, later
 
 from .batching import ReplicaEngine
 from .kv import AFFINITY_LOAD_FACTOR, KvConfig
+from .speculative import Speculation
 from .roofline import ServingSpec
 from .twin import llm_capacity
 
@@ -84,8 +85,9 @@ class LLMServerStation(StationBase):
             self.max_tokens_per_s = None
         self._pending: dict[int, tuple] = {}  # id(req) -> (done, seq handle)
         kv = KvConfig.from_component(comp)
+        specu = Speculation.from_component(comp, self.spec)
         self.engines = [
-            ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv)
+            ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv, speculation=specu)
             for _ in range(comp.replicas)
         ]
         self.rejected = 0

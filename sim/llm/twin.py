@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
 from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
+from sim.llm.speculative import Speculation
 from sim.llm.roofline import KV_BYTES_PER_ELEM, ServingConfigError, ServingSpec, TokenMoments, token_moments
 
 __all__ = ["llm_estimate", "llm_service_moments", "llm_capacity", "TARGET_LOAD"]
@@ -83,6 +84,12 @@ class _Shape:
     out_grid: tuple  # ((weight, output tokens), …) for the TPOT mixture
     kv_notes: tuple = ()  # explanation lines of the KV policy and prefix cache (sim.llm.kv)
     prefix_hit: float = 0.0  # share of prompt tokens served from the prefix cache
+    specu: Speculation | None = None  # speculative decoding (sim.llm.speculative)
+
+    @property
+    def rate(self) -> float:
+        """Output tokens per decode iteration per sequence (1 without speculative decoding)."""
+        return self.specu.tokens_per_step if self.specu is not None else 1.0
 
 
 @dataclass(frozen=True)
@@ -122,10 +129,15 @@ class _Parts:
         self.s = spec._slowdown
         self.ov = spec.iteration_overhead_s
         self.pf = sh.pf_s
+        # Speculative decoding (sim.llm.speculative): verify k + 1 tokens per sequence, + drafts.
+        sp = sh.specu
+        bt = b * (sp.k + 1) if sp is not None else b
+        if sp is not None:
+            self.ov += sp.draft_s(spec, b, b * sh.kv_read)
         kv = b * sh.kv_read * spec.kv_bytes_per_token
-        mem0 = (spec.weights_read_bytes(b) + kv) / spec._bandwidth
-        self.mem1 = (spec.weights_read_bytes(b + sh.prefill_tokens) + kv) / spec._bandwidth
-        self.dec = 2 * spec.model.params_active_b * 1e9 * b / (spec._peak_flops * spec.decode_mfu)
+        mem0 = (spec.weights_read_bytes(bt) + kv) / spec._bandwidth
+        self.mem1 = (spec.weights_read_bytes(bt + sh.prefill_tokens) + kv) / spec._bandwidth
+        self.dec = 2 * spec.model.params_active_b * 1e9 * bt / (spec._peak_flops * spec.decode_mfu)
         self.tau0 = max(mem0, self.dec) * self.s + self.ov
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
@@ -260,7 +272,7 @@ def _iter_stats(sh: _Shape, b: float, lam: float) -> _Iter | None:
 def _batch_at(sh: _Shape, lam: float) -> tuple[_Iter, float] | None:
     """(iteration figures, slots in use N) at ``lam`` requests/s per replica, from the fixed point
     b = λ·(E[O] − 1)·E[τ(b)]; None when the slots or the GPU cannot keep up."""
-    decode_tokens = lam * max(0.0, sh.output - 1)
+    decode_tokens = lam * max(0.0, sh.output - 1) / sh.rate  # decode iterations per second needed
     cap = float(sh.seqs)
     it = _iter_stats(sh, cap, lam)
     if it is None or decode_tokens * it.tau_s > cap:
@@ -295,7 +307,8 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             f"{comp.id}: a mean request of {prompt:.0f} prompt + {output:.0f} output tokens "
             f"exceeds {spec.model.name}'s {ctx:,}-token context")
     per_seq = spec.kv_tokens_of(prompt, output)
-    cap = spec.kv_capacity_tokens
+    specu = Speculation.from_component(comp, spec)
+    cap = specu.kv_capacity_tokens(spec) if specu is not None else spec.kv_capacity_tokens
     if per_seq > cap:
         raise ServingConfigError(
             f"{comp.id}: one sequence of {prompt:.0f} + {output:.0f} tokens needs "
@@ -330,8 +343,10 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             grid.append((c.share, o.expected()))
         else:  # 32 equal-probability points of the output-length distribution
             grid.extend((c.share / 32, o.quantile((i + 0.5) / 32)) for i in range(32))
+    if specu is not None:
+        kv_notes += specu.lines(spec, read1, seqs)
     return _Shape(spec, tm, prompt, output, prefill_tokens, cached, pf, per_token ** 2 * tm.prompt_var,
-                  hold, read1, seqs, tuple(grid), tuple(kv_notes), hit)
+                  hold, read1, seqs, tuple(grid), tuple(kv_notes), hit, specu)
 
 
 @dataclass(frozen=True)
@@ -479,8 +494,8 @@ def _load_point(cap: _Capacity, replicas: int, arrival_rps: float) -> _Load:
     ttft = w1 + r1 + it.own_s
     var = max(0.0, w2 - w1 * w1) + max(0.0, r2 - r1 * r1) + own_var
     ttft_p95 = qt.gamma_quantile(0.95, ttft, var) if var > 0 else ttft
-    tpot = seen.tau_s
-    tpot_p95 = _tpot_quantile(sh, seen, 0.95)
+    tpot = seen.tau_s / sh.rate
+    tpot_p95 = _tpot_quantile(sh, seen, 0.95) / sh.rate
     return _Load(saturated, it, slots, w1, wp, ttft, ttft_p95, tpot, tpot_p95)
 
 

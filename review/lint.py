@@ -500,4 +500,26 @@ def _reserve_max_uncapped(design, est, result, prompt, reach):
                           "or use kv_policy: paged")
 
 
-ENGINE_RULES = (_prefix_affinity_no_prefix, _heavy_preemption, _reserve_max_uncapped)
+RULES["speculative_compute_bound"] = "Speculative decoding on an LLM server whose batch is large enough that verification is compute-bound."
+
+
+def _speculative_compute_bound(design, est, result, prompt, reach):
+    if est is None:
+        return
+    for c in _llm_servers(design, reach):
+        le = (est.llm or {}).get(c.id)
+        if c.speculative is None or le is None:
+            continue
+        be, b = le.speculative_breakeven_batch, le.decode_batch_at_load
+        batch = b if b is not None else float(le.max_concurrent_seqs)  # saturated: the batch is full
+        if be is not None and batch >= be:
+            yield Finding(rule="speculative_compute_bound", severity="warning", component=c.id,
+                          message=f"'{c.id}' runs speculative decoding ({c.speculative.method}) at a decode batch of "
+                                  f"{batch:,.0f}, above the {be} where verifying {le.speculative_tokens_per_step:.2f} tokens "
+                                  "per step stops paying: each step computes k + 1 tokens per sequence, so it is slower "
+                                  "per token than plain decoding",
+                          fix="turn speculative off for this pool (or lower draft_tokens), or keep it for a low-batch, "
+                              "latency-bound pool and route the bulk traffic elsewhere")
+
+
+ENGINE_RULES = (_prefix_affinity_no_prefix, _heavy_preemption, _reserve_max_uncapped, _speculative_compute_bound)

@@ -279,6 +279,14 @@ class LLMEstimate(_Rec):
     """95th-percentile TTFT at the arrival rate (analytic approximation, see the explanation)."""
     tpot_ms_p95_estimate: float | None = None
     """95th-percentile TPOT over requests at the arrival rate (analytic approximation)."""
+    decode_batch_at_load: float | None = None
+    """Mean decode batch per replica at the arrival rate (None when saturated)."""
+    prefix_cache_hit_ratio: float = 0.0
+    """Share of prompt tokens the prefix cache serves (the flat override, or what the shared prefixes, the KV left and the routing give)."""
+    speculative_tokens_per_step: float | None = None
+    """Speculative decoding: expected tokens per target step per sequence, (1 − α^(k+1)) / (1 − α)."""
+    speculative_breakeven_batch: int | None = None
+    """Speculative decoding: the batch from which it is no faster per token than plain decoding (None: pays up to max_batch)."""
 
 
 class Estimate(_Rec):

@@ -233,7 +233,8 @@ def _serving(**llm_update):
     from designs.io import load_design
 
     d = load_design("designs/library/llm_serving.yaml")
-    comps = [c.model_copy(update=llm_update) if c.kind == "llm_server" else c for c in d.components]
+    comps = [type(c).model_validate({**c.model_dump(), **llm_update}) if c.kind == "llm_server" else c
+             for c in d.components]
     return d.model_copy(update={"components": comps})
 
 
@@ -357,3 +358,15 @@ def _serving_yaml() -> str:
 
 def _flow(d: dict) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+
+
+def test_lint_flags_speculative_decoding_at_a_compute_bound_batch():
+    from review.lint import lint
+
+    # The library design runs ~90 sequences per replica at peak; EAGLE on an 8B model stops
+    # paying above ~200 — but with draft_tokens 8 verification costs 9 tokens per sequence.
+    quiet = {f.rule for f in lint(_serving(speculative={"method": "eagle"}))}
+    assert "speculative_compute_bound" not in quiet
+    f = next(f for f in lint(_serving(speculative={"method": "eagle", "draft_tokens": 8}, replicas=6))
+             if f.rule == "speculative_compute_bound")
+    assert "stops paying" in f.message and "turn speculative off" in f.fix

@@ -624,4 +624,8 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         ttft_ms_estimate=ld.ttft_s * 1e3, tpot_ms_estimate=ld.tpot_s * 1e3,
         ttft_ms_p95_estimate=ld.ttft_p95_s * 1e3, tpot_ms_p95_estimate=ld.tpot_p95_s * 1e3,
         bound=bound, explanation=ex,
+        decode_batch_at_load=None if ld.saturated else ld.it.b, prefix_cache_hit_ratio=sh.prefix_hit,
+        speculative_tokens_per_step=sh.specu.tokens_per_step if sh.specu is not None else None,
+        speculative_breakeven_batch=(sh.specu.breakeven_batch(spec, sh.kv_read, spec.max_batch)
+                                     if sh.specu is not None else None),
     )

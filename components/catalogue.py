@@ -38,6 +38,7 @@ __all__ = [
     "ObjectStorage",
     "LLMServer",
     "SpeculativeDecoding",
+    "LLMPool",
     "LLMApi",
     "Embedder",
     "VectorDB",
@@ -277,6 +278,44 @@ class SpeculativeDecoding(BaseModel):
         return self
 
 
+# KV links between the pools of a disaggregated llm_server, GB/s per GPU one way (sources in
+# sim/llm/disagg.py): one 400 Gb/s NDR InfiniBand port per GPU; 100 GbE (assumption); NVLink 4
+# (H100/H200) 900 GB/s total, NVLink 3 (A100) 600, NVLink 5 (B200) 1800 — half each way.
+LINK_GB_PER_S = {"infiniband": 50.0, "ethernet": 12.5}
+NVLINK_GB_PER_S = {"H100-SXM-80GB": 450.0, "H200-SXM-141GB": 450.0, "A100-SXM-80GB": 300.0, "B200-180GB": 900.0}
+
+
+def kv_link_problem(comp) -> str | None:
+    """Why a disaggregated server's pools cannot exchange KV over ``kv_link`` (None: they can)."""
+    if comp.kv_link != "nvlink" or comp.prefill_pool is None or comp.decode_pool is None:
+        return None
+    gp, gd = hardware.get_gpu(comp.prefill_pool.gpu).name, hardware.get_gpu(comp.decode_pool.gpu).name
+    if gp != gd:
+        return (f"prefill_pool on {gp} and decode_pool on {gd} share no NVLink (an NVLink domain is one GPU type "
+                f"in one node or rack): use kv_link: infiniband ({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or "
+                "ethernet, or put both pools on the same GPU")
+    if gp not in NVLINK_GB_PER_S:
+        return (f"{gp} has no NVLink between replicas: use kv_link: infiniband "
+                f"({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or ethernet, or an SXM GPU "
+                f"({', '.join(NVLINK_GB_PER_S)})")
+    return None
+
+
+class LLMPool(BaseModel):
+    """One pool of a disaggregated `llm_server` (prefill or decode): GPUs, TP and replicas."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    """GPU type of this pool's replicas."""
+    gpus_per_replica: int = Field(default=1, ge=1, le=64)
+    """GPUs per replica (tensor parallelism)."""
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    """Replicas in this pool."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
+    """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+
+
 class LLMServer(ComponentBase):
     """Self-hosted LLM: replicas of a model on GPUs with continuous batching."""
 
@@ -320,6 +359,24 @@ class LLMServer(ComponentBase):
 
     speculative: SpeculativeDecoding | None = None
     """Speculative decoding (draft k tokens per step, verify in one pass); empty: off."""
+    prefill_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that run prompts (set with `decode_pool`; they replace `gpu`, `gpus_per_replica` and `replicas`)."""
+    decode_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that only decode, fed the prompts' KV over `kv_link`."""
+    kv_link: Literal["infiniband", "nvlink", "ethernet"] = "infiniband"
+    """How a disaggregated server moves KV from prefill to decode replicas: `infiniband` (400 Gb/s per GPU), `nvlink` (same SXM GPU type, one NVLink domain) or `ethernet` (100 GbE)."""
+    kv_link_gb_per_s: float | None = Field(default=None, gt=0, le=10_000)
+    """Measured KV-transfer bandwidth per GPU in GB/s; empty takes the `kv_link` figure (sim/llm/disagg.py)."""
+
+    @model_validator(mode="after")
+    def _pools(self):
+        if (self.prefill_pool is None) != (self.decode_pool is None):
+            raise ValueError("prefill_pool and decode_pool go together: set both to disaggregate prefill and decode, "
+                             "or neither for one aggregated pool")
+        why = kv_link_problem(self)
+        if why:
+            raise ValueError(why)
+        return self
 
     @model_validator(mode="after")
     def _draft_smaller(self):
@@ -335,6 +392,8 @@ class LLMServer(ComponentBase):
 
     @property
     def gpus(self) -> int:
+        if self.prefill_pool is not None and self.decode_pool is not None:
+            return sum(p.gpus_per_replica * p.replicas for p in (self.prefill_pool, self.decode_pool))
         return self.gpus_per_replica * self.replicas
 
 

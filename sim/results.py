@@ -110,6 +110,10 @@ class LLMReplicaStats(_Rec):
     """The same share for each replica (routing decides how prefixes spread)."""
     ttft_saved_ms_mean: float | None = None
     """Prefill compute the prefix-cache hits skipped, per request, ms (≈ TTFT saved on an idle replica)."""
+    prefill_busy_fraction: float | None = None
+    """Disaggregated servers: share of time the prefill replicas are iterating (batch and KV above are the decode pool's)."""
+    kv_transfer_ms_mean: float | None = None
+    """Disaggregated servers: mean time to move a prompt's KV from a prefill to a decode replica, ms."""
 
 
 ComponentStats.model_rebuild()
@@ -287,6 +291,10 @@ class LLMEstimate(_Rec):
     """Speculative decoding: expected tokens per target step per sequence, (1 − α^(k+1)) / (1 − α)."""
     speculative_breakeven_batch: int | None = None
     """Speculative decoding: the batch from which it is no faster per token than plain decoding (None: pays up to max_batch)."""
+    pools: dict[str, dict] | None = None
+    """Disaggregated servers: per pool (`prefill`, `decode`) its replicas, GPUs, replicas/GPUs needed, capacity per replica and TTFT or TPOT (the per-replica fields above are the decode pool's)."""
+    kv_transfer_ms: float | None = None
+    """Disaggregated servers: mean KV transfer per request from a prefill to a decode replica, ms."""
 
 
 class Estimate(_Rec):

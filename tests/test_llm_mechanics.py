@@ -370,3 +370,112 @@ def test_lint_flags_speculative_decoding_at_a_compute_bound_batch():
     f = next(f for f in lint(_serving(speculative={"method": "eagle", "draft_tokens": 8}, replicas=6))
              if f.rule == "speculative_compute_bound")
     assert "stops paying" in f.message and "turn speculative off" in f.fix
+
+
+# --- prefill/decode disaggregation --------------------------------------------------------------
+
+
+def test_disaggregated_ttft_is_queue_plus_prefill_plus_transfer():
+    # One prefill and one decode replica, one sequence at a time; two 2000-token prompts at t = 0.
+    # The first: prefill τ + transfer; the second waits for the first's prefill (queue τ) first.
+    # Transfer: 2000 tokens × 131,072 B / 50 GB/s (one 400 Gb/s InfiniBand port) = 5.243 ms.
+    from sim.llm.disagg import kv_transfer_s, pool_components
+
+    comp = LLMServer(id="llm", model="llama-3.1-8b", max_batch=1,
+                     prefill_pool={"replicas": 1}, decode_pool={"replicas": 1})
+    assert kv_transfer_s(comp, 2000) == pytest.approx(2000 * 131072 / 50e9) == pytest.approx(5.24288e-3)
+    wl = wl_of(FixedCount(value=2000), FixedCount(value=10))
+    env = simpy.Environment()
+    st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+    out = []
+    for i in range(2):
+        st.arrive(Request(i, 0, 0.0, 2000, 10), lambda q, ok: out.append((q, ok)))
+    env.run()
+    pspec = ServingSpec.from_component(pool_components(comp)[0])
+    tau = pspec.iteration_s(0, 0, 2000, pspec.prefill_flops_s(2000))
+    xfer = 2000 * 131072 / 50e9
+    first, second = sorted((q for q, ok in out if ok), key=lambda q: q.id)
+    assert first.first_token_at == pytest.approx(tau + xfer)
+    assert second.first_token_at == pytest.approx(2 * tau + xfer)
+    assert all(q.answer_output_tokens == 10 and q.last_token_at > q.first_token_at for q in (first, second))
+    llm = st.stats(env.now).llm
+    assert llm.kv_transfer_ms_mean == pytest.approx(xfer * 1e3) and llm.prefill_busy_fraction > 0
+    assert all(e.kv_reserved == 0 for e in st.engines + st.d_engines)
+
+
+def test_disaggregation_trades_ttft_for_tpot_at_a_fixed_gpu_count():
+    # DistServe (Zhong et al., OSDI 2024, §2): batching prefills with decodes stretches the decode
+    # steps ("prefill-decoding interference"); disaggregation removes it, and the split of GPUs
+    # between the pools sets the TTFT/TPOT trade. Ours: 8 × H100, Llama-3.1-8B, 3000-token
+    # prompts, 30 req/s: aggregated 8 replicas vs 5 prefill + 3 decode vs 4 + 4.
+    wl = wl_of(LogNormalCount(mean=3000, p95=6000), LogNormalCount(mean=200, p95=500), rps=30)
+
+    def run(comp):
+        env = simpy.Environment()
+        st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+        rng = random.Random(2)
+        fin, t = [], 0.0
+        for i in range(700):
+            t += rng.expovariate(30)
+            req = Request(i, 0, t, wl.classes[0].prompt_tokens.sample_int(rng), wl.classes[0].output_tokens.sample_int(rng))
+            env.timeout(t).callbacks.append(lambda _e, r=req: st.arrive(r, lambda q, ok: fin.append(q)))
+        env.run()
+        ttft = sum(q.first_token_at - q.t0 for q in fin) / len(fin)
+        tpot = sorted((q.last_token_at - q.first_token_at) / (q.output_tokens - 1) for q in fin if q.output_tokens > 1)
+        return ttft, tpot[int(0.95 * len(tpot))]
+
+    agg = run(LLMServer(id="llm", model="llama-3.1-8b", replicas=8))
+    p5d3 = run(LLMServer(id="llm", model="llama-3.1-8b", prefill_pool={"replicas": 5}, decode_pool={"replicas": 3}))
+    p4d4 = run(LLMServer(id="llm", model="llama-3.1-8b", prefill_pool={"replicas": 4}, decode_pool={"replicas": 4}))
+    assert p5d3[1] < 0.75 * agg[1] and p4d4[1] < p5d3[1]  # TPOT p95: no prefills in the decode steps
+    assert p5d3[0] < 1.3 * agg[0] < p4d4[0] * 1.3  # TTFT: fine with 5 prefill GPUs, worse with 4
+    assert p4d4[0] > p5d3[0]
+
+
+def test_twin_sizes_both_pools_and_costs_each_pool():
+    from sim.cost import COST_RULES
+    from sim.llm.twin import llm_capacity as cap_of
+
+    wl = wl_of(FixedCount(value=3000), FixedCount(value=200), rps=40)
+    comp = LLMServer(id="llm", model="llama-3.1-8b", prefill_pool={"replicas": 3},
+                     decode_pool={"replicas": 5, "gpu": "H200"})
+    e = llm_estimate(comp, wl, 40)
+    p, d = e.pools["prefill"], e.pools["decode"]
+    import math
+    assert p["replicas_needed"] == math.ceil(40 / (0.8 * p["max_requests_per_s_per_replica"]))
+    assert d["replicas_needed"] == math.ceil(40 / (0.8 * d["max_requests_per_s_per_replica"]))
+    assert e.gpus_needed == p["gpus_needed"] + d["gpus_needed"]
+    assert e.kv_transfer_ms == pytest.approx(3000 * 131072 / 50e9 * 1e3)
+    assert any(x.startswith("KV transfer:") for x in e.explanation)
+    rps, _ = cap_of(comp, wl)
+    assert rps == pytest.approx(min(3 * p["max_requests_per_s_per_replica"], 5 * d["max_requests_per_s_per_replica"]))
+    line = COST_RULES["llm_server"](comp, None)
+    assert line.usd_per_day == pytest.approx((3 * 3.99 + 5 * 3.99) * 24) and "H200" in line.rule
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"prefill_pool": {"replicas": 2}}, "prefill_pool and decode_pool go together"),
+    ({"prefill_pool": {"gpu": "H100"}, "decode_pool": {"gpu": "A100"}, "kv_link": "nvlink"},
+     "share no NVLink (an NVLink domain is one GPU type in one node or rack): use kv_link: infiniband"),
+    ({"prefill_pool": {"gpu": "L4"}, "decode_pool": {"gpu": "L4"}, "kv_link": "nvlink"},
+     "L4-24GB has no NVLink between replicas: use kv_link: infiniband"),
+])
+def test_pools_without_a_link_are_refused_with_what_works(bad, says):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as ei:
+        LLMServer(id="llm", model="llama-3.1-8b", **bad)
+    assert says in str(ei.value)
+
+
+def test_sdw_compare_runs_aggregated_against_disaggregated():
+    from sim import compare
+
+    agg = _serving(replicas=17)
+    pd = _serving(prefill_pool={"replicas": 6}, decode_pool={"replicas": 11})
+    a, b = compare([agg, pd], seed=1, max_requests=8_000, max_seconds=20)
+    cost = {line.id: line.usd_per_day for line in b.cost_breakdown}
+    assert cost["llm"] == pytest.approx(17 * 3.99 * 24)  # the same 17 H100s, split 6 + 11
+    sa, sb = a.components["llm"].llm, b.components["llm"].llm
+    assert sb.kv_transfer_ms_mean > 0 and sa.kv_transfer_ms_mean is None
+    assert b.tpot_ms.p95 < a.tpot_ms.p95  # decode steps without prefills

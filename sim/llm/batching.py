@@ -60,7 +60,8 @@ OnDone = Callable[[Any, bool, "str | None"], None]
 
 class _Seq:
     __slots__ = ("req", "prompt", "output", "need", "left", "done_tok", "finish", "t_in", "dead",
-                 "produced", "base", "s0", "gen", "growing", "pkey", "ptok", "shared", "owner", "first_adm")
+                 "produced", "base", "s0", "gen", "growing", "pkey", "ptok", "shared", "owner", "first_adm",
+                 "prefilled")
 
     def __init__(self, req, prompt: int, output: int, need: float, t_in: float):
         self.req = req
@@ -82,6 +83,7 @@ class _Seq:
         self.shared = 0  # tokens this sequence uses from the prefix cache (not its own KV)
         self.owner = False  # it computes the prefix entry it registered
         self.first_adm = True
+        self.prefilled = False  # disaggregation: prompt KV arrived from a prefill replica
 
 
 @dataclass
@@ -161,13 +163,17 @@ class ReplicaEngine:
     def in_system(self) -> int:
         return self.n_waiting + len(self.prefilling) + self.n_running
 
-    def submit(self, req, *, max_output: float | None = None, prefix: tuple | None = None):
+    def submit(self, req, *, max_output: float | None = None, prefix: tuple | None = None,
+               prefill_only: bool = False, prefilled: bool = False):
         """Queue ``req`` and return its handle (for `abandon`); a request that can never fit is
         refused at once through ``on_done(req, False, reason)`` and None is returned.
 
         ``max_output``: the request's output cap (its class's or the server's
         ``max_output_tokens``; None: what the context leaves); the answer stops there, and
-        ``reserve_max`` reserves it. ``prefix``: ``(key, tokens)`` of its shared prefix."""
+        ``reserve_max`` reserves it. ``prefix``: ``(key, tokens)`` of its shared prefix.
+        Disaggregation: ``prefill_only`` runs the prompt and its first token only (a prefill
+        replica); ``prefilled`` admits a request whose prompt KV and first token arrived from a
+        prefill replica, straight into the decode set (a decode replica)."""
         prompt = max(1, int(req.prompt_tokens))
         output = max(1, int(req.output_tokens))
         spec = self.spec
@@ -178,6 +184,8 @@ class ReplicaEngine:
             reason = (f"{spec.component_id}: prompt {prompt:,} + output {output:,} tokens exceed "
                       f"{spec.model.name}'s {self.ctx_limit:,}-token context")
         output = min(output, cap)  # the engine stops at max_tokens
+        if prefill_only:
+            output = cap = 1
         if self.paged:
             need = self.kv.blocks(spec.kv_tokens_of(prompt, output))
             what = f"prompt {prompt:,} + output {output:,} tokens need"
@@ -194,6 +202,9 @@ class ReplicaEngine:
             self.on_done(req, False, reason)
             return None
         seq = _Seq(req, prompt, output, need, self.env.now)
+        if prefilled:
+            seq.produced = 1  # its first token came from the prefill replica
+            seq.prefilled = True
         if prefix is not None and not self.hit:
             ptok = (min(int(prefix[1]), prompt - 1) // self.B) * self.B
             if ptok > 0:
@@ -389,6 +400,8 @@ class ReplicaEngine:
             # else another sequence is computing it right now: this one computes its own copy
         elif self.hit:
             cached = min(s.prompt - 1, int(s.prompt * self.hit))  # flat override, no memory
+        if s.prefilled:
+            cached = prompt_eff  # its KV came over the link: nothing to compute
         if self.paged:
             own = self.kv.blocks(min(prompt_eff + 1, self.sw) if self.sw else prompt_eff + 1) - shared
             extra = self.watermark if (self.n_running or self.prefilling) else 0
@@ -438,7 +451,11 @@ class ReplicaEngine:
                 break
             waiting.popleft()
             self.n_waiting -= 1
-            prefilling.append(s)
+            if s.prefilled:
+                s.prefilled = False
+                self._enter_decode(s, self.step)  # decodes in this very iteration
+            else:
+                prefilling.append(s)
             if s.first_adm:
                 s.first_adm = False
                 if on_admit is not None:
@@ -476,6 +493,26 @@ class ReplicaEngine:
         self._it_start = env.now
         later(env, dt, self._end)
 
+    def _enter_decode(self, s: _Seq, step: int) -> None:
+        """Put ``s`` in the decode set at step ``step`` with the tokens it has produced."""
+        rate, B, sw = self.rate, self.B, self.sw
+        s.base = s.prompt + s.produced
+        s.s0 = step
+        s.finish = step + (s.output - s.produced if rate == 1 else int(-(-(s.output - s.produced) // rate)))
+        self._tie += 1
+        heapq.heappush(self.heap, (s.finish, self._tie, s, s.gen))
+        self.running[s] = None
+        self.n_running += 1
+        self.kv_ctx += s.base
+        if self.paged and rate != 1:
+            self._push_growth(s)
+        elif self.paged and (not sw or s.base < sw):
+            # blocks for base tokens were allocated at admission (prompt + first token)
+            self.residue[(s.s0 - s.base) % B] += 1
+            s.growing = True
+            if sw:
+                heapq.heappush(self.sw_heap, (s.s0 + sw - s.base, self._tie, s, s.gen))
+
     def _end(self, _event=None) -> None:
         now = self.env.now
         self._advance(now)
@@ -512,23 +549,7 @@ class ReplicaEngine:
                 finished.append(s)
                 s.finish = -1  # never entered the decode set
                 continue
-            s.base = s.prompt + s.produced
-            s.s0 = step
-            s.finish = step + (s.output - s.produced if rate == 1 else int(-(-(s.output - s.produced) // rate)))
-            self._tie += 1
-            heapq.heappush(heap, (s.finish, self._tie, s, s.gen))
-            self.running[s] = None
-            self.n_running += 1
-            self.kv_ctx += s.base
-            if paged and rate != 1:
-                self._push_growth(s)
-            elif paged:
-                s.need = self.kv.blocks(min(s.base, sw) if sw else s.base) - s.shared
-                if not sw or s.base < sw:
-                    self.residue[(s.s0 - s.base) % B] += 1
-                    s.growing = True
-                    if sw:
-                        heapq.heappush(self.sw_heap, (s.s0 + sw - s.base, self._tie, s, s.gen))
+            self._enter_decode(s, step)
         self._just_prefilled = []
         if self.record is not None:
             self.record.append((now, dt, batch, self.kv_reserved))

@@ -59,6 +59,7 @@ from sim.results import LLMReplicaStats
 from sim.des.stations import StationBase, later
 
 from .batching import ReplicaEngine
+from .disagg import is_disaggregated, kv_transfer_s, pool_components
 from .kv import AFFINITY_LOAD_FACTOR, KvConfig
 from .speculative import Speculation
 from .roofline import ServingSpec
@@ -80,16 +81,35 @@ class LLMServerStation(StationBase):
         self.spec = ServingSpec.from_component(comp)
         self.servers = comp.replicas
         try:  # capacity at the workload's mean lengths: the denominator of the utilisation
-            self.max_tokens_per_s = llm_capacity(comp, ctx.workload)[1] * comp.replicas
+            self.max_tokens_per_s = llm_capacity(comp, ctx.workload)[1] * (1 if is_disaggregated(comp) else comp.replicas)
         except ValueError:
             self.max_tokens_per_s = None
         self._pending: dict[int, tuple] = {}  # id(req) -> (done, seq handle)
         kv = KvConfig.from_component(comp)
-        specu = Speculation.from_component(comp, self.spec)
-        self.engines = [
-            ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv, speculation=specu)
-            for _ in range(comp.replicas)
-        ]
+        # Disaggregated (sim.llm.disagg): `engines` are the prefill replicas (routing picks among
+        # them), `d_engines` the decode replicas the prompts' KV is handed to.
+        self.pd = is_disaggregated(comp)
+        self.d_engines: list[ReplicaEngine] = []
+        self._xfer_s = 0.0
+        self._xfers = 0
+        if self.pd:
+            pc, dc = pool_components(comp)
+            # decode replicas recompute a preempted prompt in full (the twin's cached-prompt trick is not theirs)
+            pspec, dspec = ServingSpec.from_component(pc), ServingSpec.from_component(dc, prefix_cache_hit_ratio=0.0)
+            self.spec = pspec
+            self.engines = [ReplicaEngine(self.env, pspec, self._on_prefilled, on_admit=self._on_admit, kv=kv)
+                            for _ in range(pc.replicas)]
+            specu = Speculation.from_component(dc, dspec)
+            self.d_engines = [ReplicaEngine(self.env, dspec, self._on_done, kv=kv, speculation=specu)
+                              for _ in range(dc.replicas)]
+            self.servers = pc.replicas + dc.replicas
+            self._comp = comp
+        else:
+            specu = Speculation.from_component(comp, self.spec)
+            self.engines = [
+                ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv, speculation=specu)
+                for _ in range(comp.replicas)
+            ]
         self.rejected = 0
         self.reasons: list[str] = []
         self.routing = getattr(comp, "routing", "least_outstanding_tokens")
@@ -102,7 +122,7 @@ class LLMServerStation(StationBase):
         self._salt = self.rng.getrandbits(63)
         if self.routing == "prefix_affinity":
             ring = sorted((zlib.crc32(f"{comp.id}:{r}:{v}".encode()), r)
-                          for r in range(comp.replicas) for v in range(64))
+                          for r in range(len(self.engines)) for v in range(64))
             self._ring_h = [h for h, _ in ring]
             self._ring_r = [r for _, r in ring]
 
@@ -162,7 +182,7 @@ class LLMServerStation(StationBase):
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
         key = id(req)
         self._pending[key] = (done, None)
-        seq = best.submit(req, max_output=cap, prefix=prefix)
+        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd)
         if seq is None:  # refused synchronously; _on_done already handled it
             return
         self._pending[key] = (done, seq, best)
@@ -173,6 +193,39 @@ class LLMServerStation(StationBase):
 
     def _on_admit(self, req, wait_s: float) -> None:
         self.record_wait(req, wait_s)
+
+    def _on_prefilled(self, req, ok: bool, reason: str | None) -> None:
+        """Disaggregated: a prefill replica finished the prompt; ship its KV to a decode replica."""
+        if not ok:
+            self._on_done(req, False, reason)
+            return
+        key = id(req)
+        self._pending[key] = (self._pending[key][0],)  # admitted: no longer withdrawn on timeout
+        t = kv_transfer_s(self._comp, max(1, int(req.prompt_tokens)))
+        self._xfer_s += t
+        self._xfers += 1
+        later(self.env, t, self._to_decode, req)
+
+    def _to_decode(self, ev) -> None:
+        req = ev._value
+        now = self.env.now
+        req.first_token_at = now  # TTFT = prefill queue + prefill + KV transfer
+        cap = self._request_terms(req)[0]
+        out = max(1, int(req.output_tokens)) if cap is None else min(max(1, int(req.output_tokens)), int(cap))
+        if out <= 1:
+            req.last_token_at = now
+            self._on_done(req, True, None)
+            return
+        engines = self.d_engines
+        n = len(engines)
+        best = engines[0]
+        if n > 1:  # two choices on outstanding tokens
+            i = int(self.rng.random() * n)
+            j = int(self.rng.random() * (n - 1))
+            j += j >= i
+            a, b = engines[i], engines[j]
+            best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
+        best.submit(req, max_output=cap, prefilled=True)
 
     def _on_done(self, req, ok: bool, reason: str | None) -> None:
         entry = self._pending.pop(id(req))
@@ -205,11 +258,14 @@ class LLMServerStation(StationBase):
     def reset_stats(self, now: float) -> None:
         super().reset_stats(now)
         self.rejected = 0
-        for e in self.engines:
+        self._xfer_s, self._xfers = 0.0, 0
+        for e in self.engines + self.d_engines:
             e.reset_stats(now)
 
     def stats(self, now: float):
         st = super().stats(now)
+        if self.pd:
+            return self._stats_pd(st, now)
         totals = [e.stats(now) for e in self.engines]
         n = len(totals)
         window = max(1e-12, totals[0].window_s)
@@ -240,5 +296,33 @@ class LLMServerStation(StationBase):
             "utilization": tokens_per_s / cap if cap else busy_share,
             "mean_queue_len": sum(t.mean_waiting for t in totals),
             "backlog_end": sum(e.n_waiting for e in self.engines),
+            "llm": llm,
+        })
+
+    def _stats_pd(self, st, now: float):
+        """Disaggregated: batch and KV of the decode pool; busy share of each pool."""
+        pre = [e.stats(now) for e in self.engines]
+        dec = [e.stats(now) for e in self.d_engines]
+        window = max(1e-12, pre[0].window_s)
+        busy_d = sum(t.busy_s for t in dec)
+        tokens_per_s = sum(t.output_tokens for t in pre + dec) / window
+        prefill_busy = sum(t.busy_s for t in pre) / (window * len(pre))
+        llm = LLMReplicaStats(
+            mean_batch_size=(sum(t.mean_batch_size * t.busy_s for t in dec) / busy_d) if busy_d else 0.0,
+            max_batch_size=max(t.max_batch_size for t in dec),
+            kv_cache_occupancy=sum(t.kv_occupancy for t in dec) / len(dec),
+            output_tokens_per_s=tokens_per_s,
+            rejected_prompts=self.rejected,
+            busy_fraction=busy_d / (window * len(dec)),
+            preemptions_per_s=sum(t.preemptions for t in pre + dec) / window,
+            recomputed_tokens_per_s=sum(t.recomputed_tokens for t in pre + dec) / window,
+            prefill_busy_fraction=prefill_busy,
+            kv_transfer_ms_mean=1e3 * self._xfer_s / self._xfers if self._xfers else 0.0,
+        )
+        cap = self.max_tokens_per_s
+        return st.model_copy(update={
+            "utilization": tokens_per_s / cap if cap else max(prefill_busy, llm.busy_fraction),
+            "mean_queue_len": sum(t.mean_waiting for t in pre + dec),
+            "backlog_end": sum(e.n_waiting for e in self.engines + self.d_engines),
             "llm": llm,
         })

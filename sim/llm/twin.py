@@ -33,6 +33,8 @@ from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
 from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
+from sim.llm import disagg
+from sim.llm.disagg import is_disaggregated
 from sim.llm.speculative import Speculation
 from sim.llm.roofline import KV_BYTES_PER_ELEM, ServingConfigError, ServingSpec, TokenMoments, token_moments
 
@@ -402,7 +404,10 @@ def _capacity(comp: LLMServer, workload, overrides: dict | None = None) -> _Capa
 
 
 def llm_capacity(comp: LLMServer, workload, overrides: dict | None = None) -> tuple[float, float]:
-    """(max requests/s, max output tokens/s) of ONE replica at the workload's mean lengths."""
+    """(max requests/s, max output tokens/s) of ONE replica at the workload's mean lengths
+    (a disaggregated server: of the whole server, see `sim.llm.disagg`)."""
+    if is_disaggregated(comp):
+        return disagg.llm_capacity_pd(comp, workload, overrides)
     cap = _capacity(comp, workload, overrides)
     return cap.max_rps, cap.max_rps * cap.sh.output
 
@@ -419,6 +424,8 @@ def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None
     for callers that pass it); the load-dependent TTFT/TPOT are `llm_estimate`'s.
     The SCV is that of the slot time, from the output-length spread.
     """
+    if is_disaggregated(comp):
+        return disagg.llm_service_moments_pd(comp, workload, overrides)
     cap = _capacity(comp, workload, overrides)
     tm = cap.sh.tm
     scv = (cap.sat.tau_s ** 2 * tm.output_var) / cap.hold_s ** 2 if cap.hold_s > 0 else 0.0
@@ -539,6 +546,8 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     ``overrides`` replace `ServingSpec` fields (efficiency factors) for what-if studies."""
     from sim.results import LLMEstimate  # sim.results is plain pydantic; keep import local
 
+    if is_disaggregated(comp):
+        return disagg.llm_estimate_pd(comp, workload, arrival_rps, overrides)
     cap = _capacity(comp, workload, overrides)
     sh, spec, sat = cap.sh, cap.spec, cap.sat
     gb = 1e9

@@ -39,6 +39,7 @@ __all__ = [
     "LLMServer",
     "SpeculativeDecoding",
     "LLMPool",
+    "lora_adapter_bytes",
     "LLMApi",
     "Embedder",
     "VectorDB",
@@ -303,6 +304,18 @@ def kv_link_problem(comp) -> str | None:
     return None
 
 
+def lora_adapter_bytes(model_name: str, rank: int) -> float:
+    """GPU bytes of one LoRA adapter of ``rank`` on every attention and MLP projection (BF16 A and B).
+
+    Per layer: q, o (hidden ↔ q_heads × head_dim), k, v (hidden → kv_heads × head_dim) and the
+    three MLP projections (hidden ↔ ffn); a rank-r adapter of a d_in × d_out matrix holds
+    r × (d_in + d_out) parameters."""
+    m = hardware.get_model(model_name)
+    q, kv = m.q_heads * m.head_dim, m.kv_heads * m.head_dim
+    per_layer = 2 * (m.hidden + q) + 2 * (m.hidden + kv) + 3 * (m.hidden + m.ffn_intermediate)
+    return rank * per_layer * m.layers * 2.0
+
+
 class LLMPool(BaseModel):
     """One pool of a disaggregated `llm_server` (prefill or decode): GPUs, TP and replicas."""
 
@@ -369,6 +382,33 @@ class LLMServer(ComponentBase):
     """How a disaggregated server moves KV from prefill to decode replicas: `infiniband` (400 Gb/s per GPU), `nvlink` (same SXM GPU type, one NVLink domain) or `ethernet` (100 GbE)."""
     kv_link_gb_per_s: float | None = Field(default=None, gt=0, le=10_000)
     """Measured KV-transfer bandwidth per GPU in GB/s; empty takes the `kv_link` figure (sim/llm/disagg.py)."""
+    adapters: int = Field(default=0, ge=0, le=100_000)
+    """Multi-LoRA: fine-tuned LoRA adapters served on the base model; each request draws one by Zipf popularity. 0: none."""
+    adapter_zipf_s: float = Field(default=1.0, ge=0, le=4)
+    """Zipf exponent of adapter popularity (share of requests ∝ 1 / rank^s; 0 = uniform); S-LoRA's evaluation draws adapters by a power law."""
+    max_resident_adapters: int = Field(default=8, ge=1, le=10_000)
+    """Adapters held in GPU memory per replica at once (vLLM `max_loras`); a request for another one waits for a free slot, then its swap-in. Assumption: 8 (vLLM's own default is 1)."""
+    adapter_rank: int = Field(default=16, ge=1, le=1024)
+    """LoRA rank (vLLM `max_lora_rank` default 16): sets each adapter's memory and swap-in time."""
+
+    @model_validator(mode="after")
+    def _adapters_fit(self):
+        if self.adapters <= 0:
+            return self
+        n = min(self.adapters, self.max_resident_adapters)
+        one = lora_adapter_bytes(self.model, self.adapter_rank)
+        g = hardware.get_gpu(self.gpu)
+        weights = hardware.get_model(self.model).weight_bytes(self.precision)
+        # Same usable memory as the roofline (sim/llm/roofline.py: 2 GB per GPU reserved).
+        room = self.gpus_per_replica * (g.hbm_gb * 1e9 * self.gpu_memory_utilization - 2e9) - weights
+        if n * one >= room:
+            fit = max(0, int(room // one) - 1)
+            raise ValueError(
+                f"{n} resident LoRA adapters of rank {self.adapter_rank} ({one / 1e6:,.0f} MB each) need "
+                f"{n * one / 1e9:,.1f} GB, but {self.gpus_per_replica} × {g.name} leaves {max(0.0, room) / 1e9:,.1f} GB "
+                f"after the weights (and the KV cache needs room too): use max_resident_adapters ≤ {fit}"
+                + (", a lower adapter_rank" if self.adapter_rank > 8 else "") + " or more gpus_per_replica")
+        return self
 
     @model_validator(mode="after")
     def _pools(self):

@@ -479,3 +479,72 @@ def test_sdw_compare_runs_aggregated_against_disaggregated():
     sa, sb = a.components["llm"].llm, b.components["llm"].llm
     assert sb.kv_transfer_ms_mean > 0 and sa.kv_transfer_ms_mean is None
     assert b.tpot_ms.p95 < a.tpot_ms.p95  # decode steps without prefills
+
+
+# --- multi-LoRA ---------------------------------------------------------------------------------
+
+
+def test_adapter_cache_and_zipf_arithmetic():
+    from sim.llm.lora import AdapterCache, distinct_in_batch, miss_probability, zipf_cdf
+
+    c = AdapterCache(2)
+    assert [c.admit(0), c.admit(1), c.admit(0)] == [1, 1, 0] and c.swaps == 2
+    assert not c.can_admit(2)  # both slots held by running sequences
+    c.release(1)
+    assert c.admit(2) == 1 and 1 not in c.refs  # the unused one is evicted
+    # Zipf s = 1 over 4 adapters: weights 1, 1/2, 1/3, 1/4 over H_4 = 25/12
+    assert zipf_cdf(4, 1.0)[0] == pytest.approx(12 / 25)
+    comp = LLMServer(id="llm", model="llama-3.1-8b", adapters=4, max_resident_adapters=2)
+    assert miss_probability(comp) == pytest.approx(1 - (1 + 1 / 2) * 12 / 25)
+    one = LLMServer(id="llm", model="llama-3.1-8b", adapters=4, adapter_zipf_s=0.0)
+    assert distinct_in_batch(one, 2) == pytest.approx(4 * (1 - 0.75 ** 2))
+
+
+def test_adapter_swap_and_slot_rules_in_the_replica():
+    # One resident slot. Requests on adapters 0, 1, 0 at t = 0: the first swaps adapter 0 in
+    # (its iteration is longer by the copy), the second must wait for the slot and is passed
+    # over, the third shares adapter 0 and joins the first batch.
+    from sim.llm.lora import AdapterCache, lora_overrides, swap_s
+
+    comp = LLMServer(id="llm", model="llama-3.1-8b", adapters=2, max_resident_adapters=1)
+    spec = ServingSpec.from_component(comp, **lora_overrides(comp))
+    env = simpy.Environment()
+    eng = ReplicaEngine(env, spec, lambda r, ok, why: None, kv=KvConfig(), lora=AdapterCache(1), swap_s=swap_s(comp))
+    reqs = [Req(500, 20) for _ in range(3)]
+    for r, a in zip(reqs, (0, 1, 0)):
+        eng.submit(r, adapter=a)
+    env.run()
+    # 84 MB of rank-16 BF16 adapter at 25 GB/s, and Punica's +2 ms per step
+    assert swap_s(comp) == pytest.approx(83.88608e6 / 25e9)
+    assert spec.iteration_overhead_s == pytest.approx(0.5e-3 + 2e-3)
+    first = spec.iteration_s(0, 0, 1000, 2 * spec.prefill_flops_s(500)) + swap_s(comp)
+    assert reqs[0].first_token_at == pytest.approx(first) == pytest.approx(reqs[2].first_token_at)
+    assert reqs[1].first_token_at >= reqs[0].last_token_at  # waited for adapter 0's requests
+    assert eng.lora.swaps == 2 and eng.kv_reserved == 0
+
+
+def test_twin_matches_the_simulation_with_many_adapters():
+    wl = wl_of(LogNormalCount(mean=800, p95=2000), LogNormalCount(mean=200, p95=500), rps=16)
+    comp = LLMServer(id="llm", model="llama-3.1-8b", adapters=200, max_resident_adapters=64)
+    e = llm_estimate(comp, wl, 16)
+    llm, ttft, fin = station_run(comp, wl, 16, n=1200)
+    tpot = sum((q.last_token_at - q.first_token_at) / (q.output_tokens - 1) for q in fin if q.output_tokens > 1) / len(fin)
+    assert ttft * 1e3 == pytest.approx(e.ttft_ms_estimate, rel=0.15)
+    assert tpot * 1e3 == pytest.approx(e.tpot_ms_estimate, rel=0.1)
+    assert any(x.startswith("multi-LoRA: 200 adapters") for x in e.explanation)
+    plain = llm_capacity(comp.model_copy(update={"adapters": 0}), wl)[0]
+    assert llm_capacity(comp, wl)[0] < 0.9 * plain  # slots, memory and the 2 ms per step cost
+
+
+def test_more_resident_adapters_than_memory_holds_is_a_located_error():
+    from designs.io import DesignFileError, parse_design
+
+    text = _serving_yaml().replace("    max_batch: 256\n",
+                                   "    max_batch: 256\n    adapters: 5000\n    max_resident_adapters: 2000\n"
+                                   "    adapter_rank: 64\n")
+    with pytest.raises(DesignFileError) as ei:
+        parse_design(text, "serve.yaml")
+    msg = str(ei.value)
+    assert "serve.yaml:" in msg and "components[2]" in msg
+    assert "2000 resident LoRA adapters of rank 64 (336 MB each) need 671.1 GB" in msg
+    assert "use max_resident_adapters ≤ 159" in msg

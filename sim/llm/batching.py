@@ -50,9 +50,12 @@ from sim.des.events import later
 
 from .kv import WATERMARK, KvConfig, PrefixCache
 from .roofline import ServingSpec
+from .lora import AdapterCache
 from .speculative import Speculation
 
 __all__ = ["ReplicaEngine", "ReplicaTotals", "OnDone"]
+
+_MAX_SKIP = 256
 
 OnDone = Callable[[Any, bool, "str | None"], None]
 """``on_done(req, ok, reason)``: finished (ok) or refused (reason says why)."""
@@ -61,7 +64,7 @@ OnDone = Callable[[Any, bool, "str | None"], None]
 class _Seq:
     __slots__ = ("req", "prompt", "output", "need", "left", "done_tok", "finish", "t_in", "dead",
                  "produced", "base", "s0", "gen", "growing", "pkey", "ptok", "shared", "owner", "first_adm",
-                 "prefilled")
+                 "prefilled", "adapter")
 
     def __init__(self, req, prompt: int, output: int, need: float, t_in: float):
         self.req = req
@@ -84,6 +87,7 @@ class _Seq:
         self.owner = False  # it computes the prefix entry it registered
         self.first_adm = True
         self.prefilled = False  # disaggregation: prompt KV arrived from a prefill replica
+        self.adapter = None  # multi-LoRA: the adapter it runs with, or None
 
 
 @dataclass
@@ -114,7 +118,8 @@ class ReplicaEngine:
 
     def __init__(self, env, spec: ServingSpec, on_done: OnDone, *, record_iterations: bool = False,
                  on_admit: Callable[[Any, float], None] | None = None, kv: KvConfig | None = None,
-                 speculation: Speculation | None = None):
+                 speculation: Speculation | None = None, lora: AdapterCache | None = None,
+                 swap_s: float = 0.0):
         self.env = env
         self.spec = spec
         self.on_done = on_done
@@ -125,6 +130,7 @@ class ReplicaEngine:
         # Speculative decoding: E tokens per step per sequence (1: plain decoding, exact integers);
         # the draft's weights and KV take room from the target's KV cache.
         self.specu = speculation
+        self.lora, self.swap_s, self._swaps = lora, swap_s, 0  # multi-LoRA residency (sim.llm.lora)
         self.rate = speculation.tokens_per_step if speculation is not None else 1
         cap_tok = speculation.kv_capacity_tokens(spec) if speculation is not None else spec.kv_capacity_tokens
         self.capacity = (cap_tok // self.B) * self.B
@@ -164,7 +170,7 @@ class ReplicaEngine:
         return self.n_waiting + len(self.prefilling) + self.n_running
 
     def submit(self, req, *, max_output: float | None = None, prefix: tuple | None = None,
-               prefill_only: bool = False, prefilled: bool = False):
+               prefill_only: bool = False, prefilled: bool = False, adapter: int | None = None):
         """Queue ``req`` and return its handle (for `abandon`); a request that can never fit is
         refused at once through ``on_done(req, False, reason)`` and None is returned.
 
@@ -205,6 +211,8 @@ class ReplicaEngine:
         if prefilled:
             seq.produced = 1  # its first token came from the prefill replica
             seq.prefilled = True
+        if self.lora is not None:
+            seq.adapter = adapter
         if prefix is not None and not self.hit:
             ptok = (min(int(prefix[1]), prompt - 1) // self.B) * self.B
             if ptok > 0:
@@ -299,6 +307,8 @@ class ReplicaEngine:
 
     def _release(self, s: _Seq, decoding: bool) -> None:
         """Free the KV of a sequence that finished or is preempted."""
+        if self.lora is not None and s.adapter is not None:
+            self.lora.release(s.adapter)
         own = self._own_alloc(s, decoding)
         self.kv_reserved -= own
         if s.shared:
@@ -385,8 +395,9 @@ class ReplicaEngine:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _admit(self, s: _Seq) -> bool:
-        """Allocate a waiting sequence's KV (with its prefix-cache hit); False if it must wait."""
+    def _admit(self, s: _Seq) -> bool | None:
+        """Allocate a waiting sequence's KV (with its prefix-cache hit); False if it must wait
+        (no KV: admission stops), None if its LoRA adapter has no free slot (it is skipped)."""
         pc = self.pcache
         prompt_eff = s.prompt + s.produced  # a preempted sequence recomputes what it had produced
         cached = shared = 0
@@ -409,6 +420,9 @@ class ReplicaEngine:
             own = s.need - shared
             extra = 0
         entry = shared if owner else 0
+        lora = self.lora
+        if lora is not None and s.adapter is not None and not lora.can_admit(s.adapter):
+            return None  # every adapter slot is held by running sequences: skip it for now
         if shared and not owner:
             pc.acquire(s.pkey)  # first, so that making room cannot evict the prefix it hits
         if not self._room(own + entry + extra):
@@ -417,6 +431,8 @@ class ReplicaEngine:
             return False
         if owner:
             pc.insert(s.pkey, entry)
+        if lora is not None and s.adapter is not None:
+            self._swaps += lora.admit(s.adapter)
         self.kv_reserved += own + entry
         s.need = own
         s.shared = shared
@@ -442,12 +458,21 @@ class ReplicaEngine:
         waiting, prefilling = self.waiting, self.prefilling
         now = env.now
         on_admit = self.on_admit
+        skipped = []
         while waiting and len(prefilling) + self.n_running < self.max_batch:
             s = waiting[0]
             if s.dead:
                 waiting.popleft()
                 continue
-            if not self._admit(s):
+            ok = self._admit(s)
+            if ok is None:
+                # vLLM's scheduler passes over a request whose LoRA cannot join the batch and
+                # keeps it first in line (scans at most _MAX_SKIP of them per step, for speed)
+                skipped.append(waiting.popleft())
+                if len(skipped) >= _MAX_SKIP:
+                    break
+                continue
+            if not ok:
                 break
             waiting.popleft()
             self.n_waiting -= 1
@@ -461,6 +486,8 @@ class ReplicaEngine:
                 if on_admit is not None:
                     on_admit(s.req, now - s.t_in)
             s.t_in = -1.0  # admitted: can no longer be abandoned
+        if skipped:
+            waiting.extendleft(reversed(skipped))
         # 2. prefill, oldest first, within the chunk budget.
         budget = self.chunk if self.chunk is not None else 1 << 62
         p_tokens = 0
@@ -489,6 +516,9 @@ class ReplicaEngine:
             dt = self.specu.step_s(spec, self.n_running, self.kv_ctx, p_tokens, p_flops_s)
         else:
             dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
+        if self._swaps:  # adapters copied in before this step can run them
+            dt += self._swaps * self.swap_s
+            self._swaps = 0
         self._it_batch = batch
         self._it_start = env.now
         later(env, dt, self._end)

@@ -61,6 +61,7 @@ from sim.des.stations import StationBase, later
 from .batching import ReplicaEngine
 from .disagg import is_disaggregated, kv_transfer_s, pool_components
 from .kv import AFFINITY_LOAD_FACTOR, KvConfig
+from .lora import AdapterCache, draw as lora_draw, lora_overrides, swap_s as lora_swap_s, zipf_cdf
 from .speculative import Speculation
 from .roofline import ServingSpec
 from .twin import llm_capacity
@@ -71,6 +72,14 @@ __all__ = ["LLMServerStation"]
 _MAX_REASONS = 5
 
 
+def _mix(x: int, salt: int) -> int:
+    """splitmix64 of (x, salt): a well-mixed, reproducible 64-bit draw."""
+    z = (x * 0x9E3779B97F4A7C15 + salt) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
 class LLMServerStation(StationBase):
     """`replicas` continuous-batching replicas behind a token-aware router."""
 
@@ -78,7 +87,7 @@ class LLMServerStation(StationBase):
 
     def __init__(self, comp, ctx):
         super().__init__(comp, ctx)
-        self.spec = ServingSpec.from_component(comp)
+        self.spec = ServingSpec.from_component(comp, **lora_overrides(comp))
         self.servers = comp.replicas
         try:  # capacity at the workload's mean lengths: the denominator of the utilisation
             self.max_tokens_per_s = llm_capacity(comp, ctx.workload)[1] * (1 if is_disaggregated(comp) else comp.replicas)
@@ -95,19 +104,21 @@ class LLMServerStation(StationBase):
         if self.pd:
             pc, dc = pool_components(comp)
             # decode replicas recompute a preempted prompt in full (the twin's cached-prompt trick is not theirs)
-            pspec, dspec = ServingSpec.from_component(pc), ServingSpec.from_component(dc, prefix_cache_hit_ratio=0.0)
+            pspec = ServingSpec.from_component(pc, **lora_overrides(pc))
+            dspec = ServingSpec.from_component(dc, **lora_overrides(dc), prefix_cache_hit_ratio=0.0)
             self.spec = pspec
-            self.engines = [ReplicaEngine(self.env, pspec, self._on_prefilled, on_admit=self._on_admit, kv=kv)
-                            for _ in range(pc.replicas)]
+            self.engines = [ReplicaEngine(self.env, pspec, self._on_prefilled, on_admit=self._on_admit, kv=kv,
+                                          **self._lora_kw(pc)) for _ in range(pc.replicas)]
             specu = Speculation.from_component(dc, dspec)
-            self.d_engines = [ReplicaEngine(self.env, dspec, self._on_done, kv=kv, speculation=specu)
-                              for _ in range(dc.replicas)]
+            self.d_engines = [ReplicaEngine(self.env, dspec, self._on_done, kv=kv, speculation=specu,
+                                            **self._lora_kw(dc)) for _ in range(dc.replicas)]
             self.servers = pc.replicas + dc.replicas
             self._comp = comp
         else:
             specu = Speculation.from_component(comp, self.spec)
             self.engines = [
-                ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv, speculation=specu)
+                ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=kv, speculation=specu,
+                              **self._lora_kw(comp))
                 for _ in range(comp.replicas)
             ]
         self.rejected = 0
@@ -120,11 +131,25 @@ class LLMServerStation(StationBase):
         self._cls = [(c.max_output_tokens if c.max_output_tokens is not None else server_max,
                       c.shared_prefix_tokens, c.distinct_prefixes) for c in classes]
         self._salt = self.rng.getrandbits(63)
+        self._lora_salt = self.rng.getrandbits(63)
+        self._lora_cdf = zipf_cdf(comp.adapters, comp.adapter_zipf_s) if getattr(comp, "adapters", 0) > 0 else None
         if self.routing == "prefix_affinity":
             ring = sorted((zlib.crc32(f"{comp.id}:{r}:{v}".encode()), r)
                           for r in range(len(self.engines)) for v in range(64))
             self._ring_h = [h for h, _ in ring]
             self._ring_r = [r for _, r in ring]
+
+    @staticmethod
+    def _lora_kw(c) -> dict:
+        if getattr(c, "adapters", 0) <= 0:
+            return {}
+        return {"lora": AdapterCache(c.max_resident_adapters), "swap_s": lora_swap_s(c)}
+
+    def _adapter(self, req) -> int | None:
+        """The request's adapter: Zipf by popularity, from a hash of its id (same on a revisit)."""
+        if self._lora_cdf is None:
+            return None
+        return lora_draw(self._lora_cdf, _mix(req.id, self._lora_salt) / 2.0 ** 64)
 
     def _request_terms(self, req) -> tuple:
         """(max output, prefix or None) of a request, from its class."""
@@ -182,7 +207,7 @@ class LLMServerStation(StationBase):
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
         key = id(req)
         self._pending[key] = (done, None)
-        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd)
+        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd, adapter=self._adapter(req))
         if seq is None:  # refused synchronously; _on_done already handled it
             return
         self._pending[key] = (done, seq, best)
@@ -225,7 +250,7 @@ class LLMServerStation(StationBase):
             j += j >= i
             a, b = engines[i], engines[j]
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
-        best.submit(req, max_output=cap, prefilled=True)
+        best.submit(req, max_output=cap, prefilled=True, adapter=self._adapter(req))
 
     def _on_done(self, req, ok: bool, reason: str | None) -> None:
         entry = self._pending.pop(id(req))

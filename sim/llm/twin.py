@@ -35,6 +35,8 @@ from components.catalogue import LLMServer
 from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
 from sim.llm import disagg
 from sim.llm.disagg import is_disaggregated
+from sim.llm.lora import lora_overrides, miss_probability as lora_miss_probability, swap_s as lora_swap_s
+from sim.llm.lora import batch_cap as lora_batch_cap, twin_lines as lora_lines
 from sim.llm.speculative import Speculation
 from sim.llm.roofline import KV_BYTES_PER_ELEM, ServingConfigError, ServingSpec, TokenMoments, token_moments
 
@@ -296,7 +298,8 @@ def _batch_at(sh: _Shape, lam: float) -> tuple[_Iter, float] | None:
 
 
 def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
-    spec = ServingSpec.from_component(comp, **(overrides or {}))
+    # Multi-LoRA (sim.llm.lora): its step overhead and resident adapters' memory, as overrides.
+    spec = ServingSpec.from_component(comp, **{**lora_overrides(comp), **(overrides or {})})
     tm = token_moments(workload)
     prompt, output = tm.prompt_mean, tm.output_mean
     if prompt < 1 or output < 1:
@@ -328,6 +331,8 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
     hold, hold_why = hold_tokens(kvc, spec, workload)
     read1 = spec.kv_tokens_of(tm.in_batch(0.5), 0)
     seqs = max(1, min(spec.max_batch, int(cap // hold)))
+    if getattr(comp, "adapters", 0) > 0:  # only requests of resident adapters share a batch
+        seqs = lora_batch_cap(comp, seqs)
     hit = spec.prefix_cache_hit_ratio
     kv_notes = [hold_why]
     if not hit:
@@ -337,6 +342,9 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
     prefill_tokens = max(1.0, prompt * (1 - hit))
     cached = prompt - prefill_tokens
     pf = spec.prefill_flops_s(prefill_tokens, cached)
+    if getattr(comp, "adapters", 0) > 0:  # a LoRA miss copies its adapter in before the prefill
+        pf += lora_miss_probability(comp) * lora_swap_s(comp) / spec._slowdown
+        kv_notes += lora_lines(comp)
     per_token = 2 * spec.model.params_active_b * 1e9 * (1 - hit) / (spec._peak_flops * spec.prefill_mfu)
     grid = []
     for c in workload.request_classes():

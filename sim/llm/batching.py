@@ -193,7 +193,7 @@ class ReplicaEngine:
         if prefill_only:
             output = cap = 1
         if self.paged:
-            need = self.kv.blocks(spec.kv_tokens_of(prompt, output))
+            need = self._blocks(spec.kv_tokens_of(prompt, output))
             what = f"prompt {prompt:,} + output {output:,} tokens need"
         else:
             need = spec.kv_tokens_of(prompt, cap)
@@ -280,6 +280,11 @@ class ReplicaEngine:
             self._wait_area += self.n_waiting * (now - self._t_last)
             self._t_last = now
 
+    def _blocks(self, tokens) -> int:
+        """``tokens`` rounded up to whole blocks (paged), in tokens; `KvConfig.blocks` inlined."""
+        B = self.B
+        return -(-int(tokens) // B) * B if B > 1 else int(tokens)
+
     def _held(self, s: _Seq, ahead: int = 0) -> int:
         """KV tokens a decoding sequence holds now (prompt + produced so far, window-capped)."""
         n = s.base + self.rate * (self.step + ahead - s.s0)
@@ -293,7 +298,7 @@ class ReplicaEngine:
             return s.need
         if not decoding or self.rate != 1:
             return s.need  # speculative: tracked per sequence (grow_heap)
-        return self.kv.blocks(self._held(s)) - s.shared
+        return self._blocks(self._held(s)) - s.shared
 
     def _room(self, tokens: float) -> bool:
         """Make ``tokens`` of KV free by evicting unreferenced cached prefixes; True if it fits."""
@@ -355,7 +360,7 @@ class ReplicaEngine:
             if g != s.gen or s not in self.running:  # preempted or finished since
                 heapq.heappop(heap)
                 continue
-            delta = self.kv.blocks(self._held(s, 1)) - s.shared - s.need
+            delta = self._blocks(self._held(s, 1)) - s.shared - s.need
             if delta <= 0 or self._room(delta):
                 heapq.heappop(heap)
                 if delta > 0:
@@ -414,7 +419,7 @@ class ReplicaEngine:
         if s.prefilled:
             cached = prompt_eff  # its KV came over the link: nothing to compute
         if self.paged:
-            own = self.kv.blocks(min(prompt_eff + 1, self.sw) if self.sw else prompt_eff + 1) - shared
+            own = self._blocks(min(prompt_eff + 1, self.sw) if self.sw else prompt_eff + 1) - shared
             extra = self.watermark if (self.n_running or self.prefilling) else 0
         else:
             own = s.need - shared
@@ -452,7 +457,7 @@ class ReplicaEngine:
     def _start(self, _event=None) -> None:
         env, spec = self.env, self.spec
         self._advance(env.now)
-        if self.paged and self.running:
+        if self.paged and self.running and (self.residue[self.step % self.B] or self.sw_heap or self.rate != 1):
             self._grow()  # 0. blocks for this step's tokens (may preempt)
         # 1. admission: FIFO, bounded by max_batch and the KV left (head-of-line blocking).
         waiting, prefilling = self.waiting, self.prefilling

@@ -159,12 +159,7 @@ class LLMServerStation(StationBase):
         cap, L, n = cls[req.cls]
         if L <= 0:
             return cap, None
-        # splitmix64 of (id, salt): a well-mixed, reproducible draw of the prefix.
-        z = (req.id * 0x9E3779B97F4A7C15 + self._salt) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        z ^= z >> 31
-        return cap, ((req.cls, z % n), L)
+        return cap, ((req.cls, _mix(req.id, self._salt) % n), L)  # reproducible, well mixed
 
     def _affine(self, key) -> int:
         """Consistent hashing with bounded loads on outstanding tokens (module docstring)."""

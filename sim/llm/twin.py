@@ -569,7 +569,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     step_s = spec.decode_step_s(S, kv_s)
     bound = spec.decode_bound(S, kv_s)
     prefill_alone = spec.iteration_s(0, 0, sh.prefill_tokens, sh.pf_s)
-    cap_tok = spec.kv_capacity_tokens
+    cap_tok = sh.specu.kv_capacity_tokens(spec) if sh.specu is not None else spec.kv_capacity_tokens
     per_seq = spec.kv_tokens_of(sh.prompt, sh.output)
     pf_ms = sh.pf_s * spec._slowdown * 1e3
     ex = [

@@ -72,6 +72,8 @@ _EXPORTS: dict[str, str] = {
     "ServingSpec": "sim.llm.roofline",
     "ServingConfigError": "sim.llm.roofline",
     "llm_estimate": "sim.llm.twin",
+    "tokens_per_step": "sim.llm.kv",  # LLM engine mechanics (issue 12)
+    "kv_transfer_s": "sim.llm.disagg",
     # quality and cost of retrieval, evaluation and agents (issue 15)
     "retrieval_estimate": "sim.quality.retrieval",
     "RetrievalError": "sim.quality.retrieval",
@@ -107,6 +109,8 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
+    from sim.llm.kv import tokens_per_step
+    from sim.llm.disagg import kv_transfer_s
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate
     from sim.providers.ratelimit import api_limits
     from sim.results import (

@@ -19,10 +19,9 @@ tensor-parallel shard over its own link). Link bandwidths per GPU, one direction
 Assumption: a fixed per-transfer latency is left out (µs against ms of transfer), and a prefill
 replica frees the KV of a request as soon as its prompt is done (the transfer overlaps).
 
-The twin (`llm_estimate_pd`) sizes each pool with the ordinary twin on a derived component:
-the prefill pool as an `llm_server` whose requests produce 1 token, the decode pool as one
-whose prompts arrive already in KV (``prefix_cache_hit_ratio`` 1: no prefill work, the KV
-held). Usage::
+The twin (`llm_estimate_pd`) sizes each pool from one replica's roofline at the workload's
+lengths: the prefill pool as an M/G/c queue of prompts, the decode pool as replicas whose steps
+are plain decode steps (details above `_PrefillPool`). Usage::
 
     >>> from components.catalogue import LLMServer
     >>> comp = LLMServer(id="llm", model="llama-3.1-8b", prefill_pool={"replicas": 2},
@@ -94,6 +93,8 @@ def prefill_workload(workload):
 
 
 # --- the twin of a disaggregated server ---------------------------------------------------------
+# `sim.llm.twin` calls these with its `_shape` (one replica at the workload's lengths) and
+# TARGET_LOAD, so this module never imports the twin (no import circle).
 #
 # Prefill pool: compute-bound prompts, one after another in GPU time (an iteration of k prompts
 # costs k prefills), so a replica serves prompts at S_p = prefill(P) × TP factor + iteration
@@ -110,10 +111,8 @@ def prefill_workload(workload):
 class _PrefillPool:
     """One prefill-only replica: service time per prompt and its variance."""
 
-    def __init__(self, pc, workload, overrides=None):
-        from .twin import _shape
-
-        sh = _shape(pc, workload, overrides)
+    def __init__(self, pc, workload, overrides, shape):
+        sh = shape(pc, workload, overrides)
         spec = sh.spec
         self.sh, self.spec = sh, spec
         self.mean_s = sh.pf_s * spec._slowdown + spec.iteration_overhead_s
@@ -139,10 +138,8 @@ class _PrefillPool:
 class _DecodePool:
     """Load-independent figures of one decode-only replica."""
 
-    def __init__(self, dc, workload, overrides=None):
-        from .twin import _shape
-
-        sh = _shape(dc, workload, overrides)
+    def __init__(self, dc, workload, overrides, shape):
+        sh = shape(dc, workload, overrides)
         self.sh, self.spec, self.S, self.rate = sh, sh.spec, sh.seqs, sh.rate
         self.steps = max(1.0, (sh.output - 1) / sh.rate)
         self.max_rps = self.S / (self.steps * self.tau(self.S))
@@ -173,38 +170,37 @@ class _DecodePool:
         return hold, scv, replicas * self.S
 
 
-def _pools(comp, workload, overrides):
+def _pools(comp, workload, overrides, shape):
     pc, dc = pool_components(comp)
     wp = prefill_workload(workload)
-    return pc, dc, _PrefillPool(pc, wp, overrides), _DecodePool(dc, workload, overrides)
+    return pc, dc, _PrefillPool(pc, wp, overrides, shape), _DecodePool(dc, workload, overrides, shape)
 
 
-def llm_capacity_pd(comp, workload, overrides=None) -> tuple[float, float]:
+def llm_capacity_pd(comp, workload, overrides, shape) -> tuple[float, float]:
     """(max requests/s, max output tokens/s) of the WHOLE disaggregated server: the pool that
     saturates first (prefill: prompts/s; decode: sequences/s)."""
-    pc, dc, pp, dp = _pools(comp, workload, overrides)
+    pc, dc, pp, dp = _pools(comp, workload, overrides, shape)
     rps = min(pc.replicas * pp.max_rps, dc.replicas * dp.max_rps)
     return rps, rps * dp.sh.output
 
 
-def llm_service_moments_pd(comp, workload, overrides=None, arrival_rps=None):
+def llm_service_moments_pd(comp, workload, overrides, shape):
     """The M/G/c view of the pool that saturates first (its ρ is the server's)."""
-    pc, dc, pp, dp = _pools(comp, workload, overrides)
+    pc, dc, pp, dp = _pools(comp, workload, overrides, shape)
     if pc.replicas * pp.max_rps <= dc.replicas * dp.max_rps:
         return pp.mean_s, pp.scv, pc.replicas
     return dp.moments(dc.replicas)
 
 
-def llm_estimate_pd(comp, workload, arrival_rps: float, overrides=None):
+def llm_estimate_pd(comp, workload, arrival_rps: float, overrides, shape, target_load: float):
     """TTFT = prefill pool's TTFT (queue + prefill) + KV transfer; TPOT = the decode pool's;
     each pool sized for ≤ TARGET_LOAD at ``arrival_rps``."""
     import math
 
     from sim.results import LLMEstimate
 
-    from .twin import TARGET_LOAD
-
-    pc, dc, pp, dp = _pools(comp, workload, overrides)
+    TARGET_LOAD = target_load
+    pc, dc, pp, dp = _pools(comp, workload, overrides, shape)
     spec, S, E = dp.spec, dp.S, dp.rate
     t_mean, t95, p_sat = pp.at(arrival_rps, pc.replicas)
     b = dp.batch_at(arrival_rps / dc.replicas)

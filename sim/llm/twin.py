@@ -415,7 +415,7 @@ def llm_capacity(comp: LLMServer, workload, overrides: dict | None = None) -> tu
     """(max requests/s, max output tokens/s) of ONE replica at the workload's mean lengths
     (a disaggregated server: of the whole server, see `sim.llm.disagg`)."""
     if is_disaggregated(comp):
-        return disagg.llm_capacity_pd(comp, workload, overrides)
+        return disagg.llm_capacity_pd(comp, workload, overrides, _shape)
     cap = _capacity(comp, workload, overrides)
     return cap.max_rps, cap.max_rps * cap.sh.output
 
@@ -433,7 +433,7 @@ def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None
     The SCV is that of the slot time, from the output-length spread.
     """
     if is_disaggregated(comp):
-        return disagg.llm_service_moments_pd(comp, workload, overrides)
+        return disagg.llm_service_moments_pd(comp, workload, overrides, _shape)
     cap = _capacity(comp, workload, overrides)
     tm = cap.sh.tm
     scv = (cap.sat.tau_s ** 2 * tm.output_var) / cap.hold_s ** 2 if cap.hold_s > 0 else 0.0
@@ -555,7 +555,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     from sim.results import LLMEstimate  # sim.results is plain pydantic; keep import local
 
     if is_disaggregated(comp):
-        return disagg.llm_estimate_pd(comp, workload, arrival_rps, overrides)
+        return disagg.llm_estimate_pd(comp, workload, arrival_rps, overrides, _shape, TARGET_LOAD)
     cap = _capacity(comp, workload, overrides)
     sh, spec, sat = cap.sh, cap.spec, cap.sat
     gb = 1e9

@@ -93,6 +93,8 @@ class Run:
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
         self.n_in = 0
+        self.sum_out = 0  # tokens drawn so far (control variates: `sim.des.control`)
+        self.sum_prompt = 0
         self.area = 0.0
         self.t_area = 0.0
         self.cut: str | None = None
@@ -214,6 +216,8 @@ class Run:
             cls, pt, ot = self.fixed
         else:
             cls, pt, ot = self.draw()
+        self.sum_out += ot
+        self.sum_prompt += pt
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         self.area += self.n_in * (now - self.t_area)
@@ -230,6 +234,8 @@ class Run:
             self._on_mark(i, now)
         fixed = self.fixed
         cls, pt, ot = fixed if fixed is not None else self.draw()
+        self.sum_out += ot
+        self.sum_prompt += pt
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         n_in = self.n_in
@@ -343,7 +349,13 @@ class Run:
             s.reset_stats(now)
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
+        if self.segs and not self.whole_day:
+            # The previous batch's arrivals are complete: request `first_id` opens this one.
+            prev = self.segs[-1]
+            prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, self.sum_out - prev.sum_out0,
+                                 self.sum_prompt - prev.sum_prompt0)
         seg = Batch(first_id=first_id, t_start=now, area_start=self.area, in_system_start=self.n_in)
+        seg.sum_out0, seg.sum_prompt0 = self.sum_out, self.sum_prompt
         if not self.whole_day:
             seg.end_id = first_id + self.n_meas
         if self.whole_day:

@@ -8,10 +8,15 @@ from the workload, so each batch yields *controls* with mean zero:
 * ``arrival_span``: the time the batch's n arrivals took, relative to its mean n/λ − 1
   (Poisson arrivals at a constant rate: the sum of n exponential gaps, mean n/λ);
 * ``output_tokens`` / ``prompt_tokens``: the batch's mean tokens minus the workload's exact
-  mean of the *drawn* (rounded, at least 1) counts.
+  mean of the *drawn* (rounded, at least 1) counts;
+* ``output_tail``: for a percentile p, the share of the batch's requests whose output exceeds
+  t_p (the workload's own p-quantile of output tokens) minus its exact probability — a
+  quantile control: by Bahadur's representation a sample p-quantile moves with the sample
+  CDF at that point, and a request's latency rises with its output length.
 
-`cv_fit` regresses the per-batch statistic (mean, p50 … p99) on the controls across batches
-and takes the intercept: the classical control-variate estimator with estimated
+The mean uses (arrival_span, output_tokens, prompt_tokens); each percentile p uses
+(arrival_span, output_tail at t_p, prompt_tokens). `cv_fit` regresses the per-batch statistic
+on its controls across batches and takes the intercept: the classical control-variate estimator with estimated
 coefficients (Lavenberg & Welch 1981, "A perspective on the use of control variables to
 increase the efficiency of Monte Carlo simulations", Mgmt Sci 27(3); Nelson 1990, "Control
 variate remedies", Oper Res 38(6)). Its 95 % interval is the intercept's t-interval with
@@ -19,14 +24,14 @@ k − 1 − q degrees of freedom (k batches, q controls), exact when the batch s
 controls are jointly normal, which batch means of thousands of requests are to a good
 approximation; `tests/test_control.py` checks the coverage against repeated seeds.
 
-On the library's serving design the three controls explain ~85 % of the batch-to-batch
-variance of the p95 (≈ 7× less variance at batches of 10·L requests, ≈ 4× at 5·L).
+On the library's serving design the p95's controls explain ~80 % of its batch-to-batch
+variance (≈ 5× less variance at batches of 10·L requests, ≈ 4× at 5·L; 7 seeds × 60 batches).
 
 Usage::
 
     plan = control_plan(design)                    # None: no LLM on the path, or no controls
-    xs = batch_controls(plan, batches)             # one row of controls per batch (or None)
-    fit = cv_fit([b.p95 for b in batches], xs, plan.names)
+    xs = batch_controls(plan, batches, "p95")      # one row of controls per batch (or None)
+    fit = cv_fit([b.p95 for b in batches], xs, plan.names("p95"))
     fit.estimate, fit.half_width, fit.variance_ratio
 """
 
@@ -37,12 +42,15 @@ from dataclasses import dataclass
 
 from .stats import half_width, t_quantile
 
-__all__ = ["ControlPlan", "CVFit", "control_plan", "batch_controls", "cv_fit", "drawn_count_mean", "MIN_DF"]
+__all__ = ["ControlPlan", "CVFit", "control_plan", "batch_controls", "cv_fit", "drawn_count_mean", "drawn_count_sf",
+           "MIN_DF", "TAIL_QS"]
 
 MIN_DF = 4
 """Fewest residual degrees of freedom for a control-variate interval (else fewer controls)."""
 
 LLM_KINDS = frozenset({"llm_server", "llm_api"})
+TAIL_QS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+"""The percentiles with a quantile control of their own (the keys of `latency_ms`)."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +63,21 @@ class ControlPlan:
     """Exact mean of a drawn request's output tokens, for ``output_tokens``."""
     prompt_mean: float | None
     """Exact mean of a drawn request's prompt tokens, for ``prompt_tokens``."""
+    tails: tuple[tuple[int, float], ...] = ()
+    """Per `TAIL_QS` entry (in order): (t_p, exact P(output > t_p)), for ``output_tail``."""
 
     @property
-    def names(self) -> tuple[str, ...]:
+    def tail_tokens(self) -> tuple[int, ...]:
+        """The thresholds t_p a run counts each batch's outputs above (`sim.des.run.Run`)."""
+        return tuple(t for t, _ in self.tails)
+
+    def names(self, key: str = "mean") -> tuple[str, ...]:
+        """The controls of statistic `key` ("mean", "p50" … "p99"), in the fit's order."""
         out = []
         if self.rate_rps:
             out.append("arrival_span")
         if self.output_mean is not None:
-            out.append("output_tokens")
+            out.append("output_tail" if key in TAIL_QS and self.tails else "output_tokens")
         if self.prompt_mean is not None:
             out.append("prompt_tokens")
         return tuple(out)
@@ -85,8 +100,49 @@ def control_plan(design) -> ControlPlan | None:
     out = _mixture_mean(classes, "output_tokens")
     prompt = _mixture_mean(classes, "prompt_tokens")
     rate = None if wl.closed_loop else float(wl.peak_rps)
-    plan = ControlPlan(rate_rps=rate or None, output_mean=out, prompt_mean=prompt)
-    return plan if plan.names else None
+    tails: tuple = ()
+    if out is not None:
+        tails = tuple(_tail_point(classes, q) for q in TAIL_QS.values())
+        if any(t is None for t in tails):
+            tails = ()
+    plan = ControlPlan(rate_rps=rate or None, output_mean=out, prompt_mean=prompt, tails=tails)
+    return plan if plan.names() else None
+
+
+def _tail_point(classes, q: float) -> tuple[int, float] | None:
+    """(t, P(output > t)) with t the smallest drawn count whose CDF reaches q; None when some
+    class's distribution has no known CDF (then no quantile controls at all)."""
+    total = sum(c.share for c in classes)
+
+    def sf(t: int) -> float | None:
+        acc = 0.0
+        for c in classes:
+            p = drawn_count_sf(c.output_tokens, t)
+            if p is None:
+                return None
+            acc += c.share * p
+        return acc / total
+
+    lo, hi = 1, 2
+    while (v := sf(hi)) is not None and v > 1 - q:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 40:
+            return None
+    if v is None:
+        return None
+    while hi - lo > 1:  # smallest t with P(K > t) ≤ 1 − q
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if sf(mid) > 1 - q else (lo, mid)
+    t = lo if sf(lo) <= 1 - q else hi
+    return t, sf(t)
+
+
+def drawn_count_sf(dist, t: int) -> float | None:
+    """P(max(1, round(X)) > t) for an integer t ≥ 1: P(X ≥ t + ½) (None: no known CDF)."""
+    if dist.dist == "fixed":
+        return 1.0 if _fixed(dist) > t else 0.0
+    cdf = _cdf(dist)
+    return None if cdf is None else 1.0 - cdf(t + 0.5)
 
 
 def _mixture_mean(classes, attr: str) -> float | None:
@@ -150,23 +206,27 @@ def _cdf(dist):
     return None
 
 
-def batch_controls(plan: ControlPlan | None, batches) -> list[list[float]] | None:
-    """One row of mean-zero controls per batch, in `plan.names` order; None when any batch
-    lacks its arrival totals (e.g. a run cut short before its successor batch opened)."""
+def batch_controls(plan: ControlPlan | None, batches, key: str = "mean") -> list[list[float]] | None:
+    """One row of mean-zero controls per batch for statistic `key`, in `plan.names(key)`
+    order; None when any batch lacks its arrival totals (e.g. a run cut short before its
+    successor batch opened)."""
     if plan is None or not batches:
         return None
+    tail = list(TAIL_QS).index(key) if key in TAIL_QS and plan.tails else None
     rows = []
     for b in batches:
         tot = getattr(b, "arrivals_ctl", None)
         if tot is None:
             return None
-        n, span, sum_out, sum_prompt = tot
-        if n <= 0:
+        n, span, sum_out, sum_prompt, above = tot
+        if n <= 0 or (tail is not None and len(above) != len(plan.tails)):
             return None
         row = []
         if plan.rate_rps:
             row.append(span * plan.rate_rps / n - 1.0)
-        if plan.output_mean is not None:
+        if tail is not None:
+            row.append(above[tail] / n - plan.tails[tail][1])
+        elif plan.output_mean is not None:
             row.append(sum_out / n - plan.output_mean)
         if plan.prompt_mean is not None:
             row.append(sum_prompt / n - plan.prompt_mean)

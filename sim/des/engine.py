@@ -234,7 +234,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         n_warm = min(n_warm, max(100, max_requests // 5))
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
-    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
+    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
+              tail_tokens=plan.tail_tokens if plan is not None else (), **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
     stopped_by = None

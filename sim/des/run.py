@@ -62,7 +62,8 @@ class Run:
     """
 
     def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
-                 cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False):
+                 cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False,
+                 tail_tokens: tuple[int, ...] = ()):
         self.design = design
         self.env = env = SimEnv()
         self.ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
@@ -93,8 +94,12 @@ class Run:
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
         self.n_in = 0
-        self.sum_out = 0  # tokens drawn so far (control variates: `sim.des.control`)
+        # Control variates (`sim.des.control`): tokens drawn so far, and the output tokens of the
+        # open batch's arrivals, counted above each of `tail_tokens` when the next batch opens.
+        self.sum_out = 0
         self.sum_prompt = 0
+        self.outs: list[int] = []
+        self.tail_tokens = tuple(tail_tokens)
         self.area = 0.0
         self.t_area = 0.0
         self.cut: str | None = None
@@ -188,6 +193,8 @@ class Run:
         return min(marks)
 
     def _on_mark(self, i: int, now: float) -> None:
+        if not self.tail_tokens:
+            self.outs.clear()  # nobody counts them: keep the list short (a whole day is millions)
         if i == self.mid and self.segs:
             self.segs[-1].in_system_mid = self.n_in
             self.segs[-1].t_mid = now
@@ -218,6 +225,7 @@ class Run:
             cls, pt, ot = self.draw()
         self.sum_out += ot
         self.sum_prompt += pt
+        self.outs.append(ot)
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         self.area += self.n_in * (now - self.t_area)
@@ -236,6 +244,7 @@ class Run:
         cls, pt, ot = fixed if fixed is not None else self.draw()
         self.sum_out += ot
         self.sum_prompt += pt
+        self.outs.append(ot)
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         n_in = self.n_in
@@ -352,8 +361,11 @@ class Run:
         if self.segs and not self.whole_day:
             # The previous batch's arrivals are complete: request `first_id` opens this one.
             prev = self.segs[-1]
+            outs = self.outs
             prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, self.sum_out - prev.sum_out0,
-                                 self.sum_prompt - prev.sum_prompt0)
+                                 self.sum_prompt - prev.sum_prompt0,
+                                 tuple(sum(map(t.__lt__, outs)) for t in self.tail_tokens))
+        self.outs = []
         seg = Batch(first_id=first_id, t_start=now, area_start=self.area, in_system_start=self.n_in)
         seg.sum_out0, seg.sum_prompt0 = self.sum_out, self.sum_prompt
         if not self.whole_day:

@@ -272,9 +272,8 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool, plan=None):
         return point, ci, rel
     if attr == "lat":
         per = [{k: o.finalize()[k] * 1000.0 for k in _KEYS} for o in outs]
-        xs = batch_controls(plan, outs) if plan is not None and not whole_day else None
-        if xs is not None:
-            fits = {k: cv_fit([p[k] for p in per], xs, plan.names) for k in _KEYS}
+        if plan is not None and not whole_day and batch_controls(plan, outs) is not None:
+            fits = {k: cv_fit([p[k] for p in per], batch_controls(plan, outs, k), plan.names(k)) for k in _KEYS}
             if fits["p95"].used:
                 point = {k: f.estimate for k, f in fits.items()}
                 ci = {k: (f.estimate - f.half_width, f.estimate + f.half_width) for k, f in fits.items()}
@@ -297,7 +296,8 @@ def p95_interval(outs: list[Batch], plan=None) -> tuple[float, float]:
     p95s = [q95(o) for o in outs]
     if not p95s:
         return 0.0, math.inf
-    fit = cv_fit(p95s, batch_controls(plan, outs) if plan is not None else None, plan.names if plan else ())
+    fit = cv_fit(p95s, batch_controls(plan, outs, "p95") if plan is not None else None,
+                 plan.names("p95") if plan else ())
     return fit.estimate, fit.half_width
 
 
@@ -312,10 +312,10 @@ def variance_reduction(outs: list[Batch], plan, precision: float, n_meas: int, n
     batches.
     """
     done = [o for o in outs if o.finalize()["n"]]
-    xs = batch_controls(plan, done) if plan is not None else None
+    xs = batch_controls(plan, done, "p95") if plan is not None else None
     if xs is None:
         return None
-    fit = cv_fit([q95(o) for o in done], xs, plan.names)
+    fit = cv_fit([q95(o) for o in done], xs, plan.names("p95"))
     if not fit.used or not fit.estimate > 0:
         return None
     k = len(done)

@@ -16,6 +16,8 @@ read the same figures.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import copy
 import random
 from functools import lru_cache
@@ -83,6 +85,10 @@ class Requirements(_Strict):
     """The model the prompt names, if any (applied to training jobs)."""
     training_tokens: float | None = Field(default=None, gt=0)
     """Pipelines: tokens one training run processes (applied to training jobs)."""
+    eval_regression_points: float | None = Field(default=None, gt=0, le=100)
+    """Evals: the drop in pass rate (points) the eval must detect."""
+    eval_power: float | None = Field(default=None, gt=0, lt=1)
+    """Evals: the probability of detecting that drop, in (0, 1)."""
 
 
 class Prompt(_Strict):
@@ -112,7 +118,7 @@ class Prompt(_Strict):
         return self.requirements.items_per_run is not None
 
 
-class PromptFileError(ValueError):
+class PromptFileError(Refusal):
     """prompts.yaml is malformed; the message names the prompt and the field."""
 
 
@@ -240,10 +246,22 @@ def _apply_training(data: dict, prompt: Prompt) -> None:
                 comp["tokens"] = r.training_tokens
 
 
+def _apply_eval(data: dict, prompt: Prompt) -> None:
+    """The prompt's eval asks (regression to detect, power) on every judge of the design."""
+    r = prompt.requirements
+    for comp in data.get("components", []):
+        if comp.get("kind") == "judge":
+            if r.eval_regression_points is not None:
+                comp["eval_regression_points"] = r.eval_regression_points
+            if r.eval_power is not None:
+                comp["eval_power"] = r.eval_power
+
+
 def skeleton_design(prompt: Prompt) -> Design:
     """The starting design: the family's skeleton with the prompt's workload and SLOs."""
     data = copy.deepcopy(prompt.skeleton)
     _apply_training(data, prompt)
+    _apply_eval(data, prompt)
     data.setdefault("name", f"{prompt.id}-attempt")
     data["problem"] = prompt.statement
     data["workload"] = prompt_workload(prompt).model_dump(mode="json", exclude_none=True)
@@ -272,6 +290,7 @@ def reference_design(prompt: Prompt, *, sized: bool = True, library_dir: Path | 
     data["problem"] = prompt.statement
     data["name"] = f"{prompt.id}-reference"
     _apply_training(data, prompt)
+    _apply_eval(data, prompt)
     design = Design.model_validate(data)
     return _sized(design) if sized else design
 

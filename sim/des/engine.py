@@ -251,7 +251,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
     run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
-              tail_tokens=plan.tail_tokens if plan is not None else (), **common)
+              tail_tokens=plan.tail_tokens if plan is not None else None, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
     stopped_by = None

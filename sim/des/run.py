@@ -32,7 +32,7 @@ from . import limits as _limits
 from .request import Request, SimContext
 from .routing import build_nodes
 from .stations import BrokerStation, SimEnv, later
-from .stats import LogHistogram
+from .stats import LogHistogram, RawSample
 from .summary import Batch
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
 
@@ -60,6 +60,17 @@ def _account_tokens(seg, req: Request) -> None:
     if n > 1:
         seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
 
+def _recording(draw, add_out, add_prompt):
+    """`draw` that also appends each request's output and prompt tokens (control variates)."""
+    def draw_and_record():
+        c, p, o = draw()
+        add_out(o)
+        add_prompt(p)
+        return c, p, o
+
+    return draw_and_record
+
+
 class Run:
     """One simulation of the design from an empty system, measured in consecutive batches.
 
@@ -72,7 +83,7 @@ class Run:
     def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
                  cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False,
                  max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0,
-                 tail_tokens: tuple[int, ...] = ()):
+                 tail_tokens: tuple[int, ...] | None = None):
         self.design = design
         # Budgets checked every chunk of events (see CHECK_EVENTS): the work allowance is
         # `events_per_arrival` per request sent (0: unbounded) plus a start-up slack.
@@ -110,12 +121,14 @@ class Run:
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
         self.n_in = 0
-        # Control variates (`sim.des.control`): tokens drawn so far, and the output tokens of the
-        # open batch's arrivals, counted above each of `tail_tokens` when the next batch opens.
-        self.sum_out = 0
-        self.sum_prompt = 0
+        # Control variates (`sim.des.control`), when `tail_tokens` is given: the output and prompt
+        # tokens of the open batch's arrivals, summed (and the outputs counted above each of
+        # `tail_tokens`) when the next batch opens. Recorded by the token draw itself.
         self.outs: list[int] = []
-        self.tail_tokens = tuple(tail_tokens)
+        self.prompts: list[int] = []
+        self.tail_tokens = tail_tokens
+        if tail_tokens is not None:
+            self.draw = _recording(self.draw, self.outs.append, self.prompts.append)
         self.area = 0.0
         self.t_area = 0.0
         self.cut: str | None = None
@@ -236,8 +249,6 @@ class Run:
         return min(marks)
 
     def _on_mark(self, i: int, now: float) -> None:
-        if not self.tail_tokens:
-            self.outs.clear()  # nobody counts them: keep the list short (a whole day is millions)
         if i == self.mid and self.segs:
             self.segs[-1].in_system_mid = self.n_in
             self.segs[-1].t_mid = now
@@ -266,9 +277,6 @@ class Run:
             cls, pt, ot = self.fixed
         else:
             cls, pt, ot = self.draw()
-        self.sum_out += ot
-        self.sum_prompt += pt
-        self.outs.append(ot)
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         self.area += self.n_in * (now - self.t_area)
@@ -285,9 +293,6 @@ class Run:
             self._on_mark(i, now)
         fixed = self.fixed
         cls, pt, ot = fixed if fixed is not None else self.draw()
-        self.sum_out += ot
-        self.sum_prompt += pt
-        self.outs.append(ot)
         req = Request(i, cls, now, pt, ot, self.n_warm <= i < self.meas_end)
         req.k = self.end_cb
         n_in = self.n_in
@@ -405,14 +410,14 @@ class Run:
             # The previous batch's arrivals are complete: request `first_id` opens this one.
             prev = self.segs[-1]
             outs = self.outs
-            prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, self.sum_out - prev.sum_out0,
-                                 self.sum_prompt - prev.sum_prompt0,
-                                 tuple(sum(map(t.__lt__, outs)) for t in self.tail_tokens))
-        self.outs = []
+            prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, sum(outs), sum(self.prompts),
+                                 tuple(sum(map(t.__lt__, outs)) for t in (self.tail_tokens or ())))
+        self.outs.clear()  # in place: the token draw holds these lists
+        self.prompts.clear()
         seg = Batch(first_id=first_id, t_start=now, area_start=self.area, in_system_start=self.n_in)
-        seg.sum_out0, seg.sum_prompt0 = self.sum_out, self.sum_prompt
         if not self.whole_day:
             seg.end_id = first_id + self.n_meas
+            seg.ttft, seg.tpot = RawSample(), RawSample()  # bounded batches: raw, one append each
         if self.whole_day:
             seg.batches = [LogHistogram() for _ in range(self.n_time_batches)]
             seg.values = None

@@ -67,10 +67,8 @@ class Batch:
     batches: list | None = None  # whole day: per-time-batch histograms
     values: list | None = field(default_factory=list)  # latencies (s) until the batch is summarised
     stats: dict | None = None  # the summary (seconds): n, total, mean, p50 … p99, cdf points
-    # Control variates (`sim.des.control`): tokens drawn before this batch's first arrival, and
-    # (arrivals, their time span, output tokens, prompt tokens), set when the next batch opens.
-    sum_out0: int = 0
-    sum_prompt0: int = 0
+    # Control variates (`sim.des.control`): (arrivals, their time span, output tokens, prompt
+    # tokens, outputs above each threshold), set when the next batch opens.
     arrivals_ctl: tuple | None = None
 
     def ok_count(self) -> int:

@@ -34,7 +34,7 @@ from .routing import build_nodes
 from .stations import BrokerStation, SimEnv, later
 from .stats import LogHistogram, RawSample
 from .summary import Batch
-from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
+from .workload import DAY_S, OpenLoop, class_sampler, expo_draw, think_sampler
 
 __all__ = ["Run", "MAX_IN_SYSTEM", "CHECK_EVERY"]
 
@@ -151,6 +151,7 @@ class Run:
         src = self.source
         self.rate = src.rate if (src is not None and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
+        self.gap = expo_draw(src.rng, self.rate) if self.rate else None  # = expovariate(rate), in C
         classes = wl.request_classes()
         c0 = classes[0]
         self.fixed = None
@@ -192,7 +193,7 @@ class Run:
                 if not (u & 0xFFFF):  # a million users take a second to seat: stay cancellable
                     self._tick(0)
         else:
-            g = -_log(1.0 - self.rand()) / self.rate if self.rate else self.source.gap(0.0)
+            g = self.gap() if self.rate else self.source.gap(0.0)
             if g is not None:
                 later(env, g, self._arrival)
         if self.whole_day:
@@ -300,8 +301,8 @@ class Run:
         self.t_area = now
         self.n_in = n_in + 1
         rate = self.rate
-        # Constant rate: the gap drawn inline, exactly as random.expovariate does it.
-        g = -_log(1.0 - self.rand()) / rate if rate else self.source.gap(now)
+        # Constant rate: the gap drawn in C, exactly as random.expovariate does it.
+        g = self.gap() if rate else self.source.gap(now)
         if g is not None:
             heappush(self.heap, (now + g, 1, next(self.eid), self.arr_cb, None))
         else:

@@ -214,3 +214,12 @@ def test_no_controls_without_an_llm_on_the_path():
                                "components": [{"id": "s", "kind": "service"}], "entry": "s", "flow": []})
     assert control_plan(d) is None
     assert control_plan(_llm_design()).names() == ("arrival_span", "output_tokens", "prompt_tokens")
+
+
+def test_bursty_arrivals_get_no_arrival_control():
+    from designs.model import Arrivals
+    from sim.des.control import control_plan
+
+    d = _llm_design()
+    bursty = d.model_copy(update={"workload": d.workload.model_copy(update={"arrivals": Arrivals(process="mmpp")})})
+    assert control_plan(bursty).names() == ("output_tokens", "prompt_tokens")

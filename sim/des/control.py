@@ -86,8 +86,9 @@ class ControlPlan:
 def control_plan(design) -> ControlPlan | None:
     """The controls for a batch-means run of `design`; None unless an LLM is on the path.
 
-    Token controls need token counts that vary (a fixed count has no variance to explain);
-    the arrival control needs open-loop traffic at one constant rate.
+    Token controls need token counts that vary (a fixed count has no variance to explain) and
+    drawn from the classes (not a trace); the arrival control needs open-loop Poisson traffic
+    at one constant rate.
     """
     try:
         kinds = {design.component(c).kind for c in design.reachable()}
@@ -96,10 +97,14 @@ def control_plan(design) -> ControlPlan | None:
     if not kinds & LLM_KINDS:
         return None
     wl = design.workload
+    if getattr(wl, "trace", None) is not None:
+        return None  # replayed requests carry the trace's tokens, not draws from the classes
     classes = wl.request_classes()
     out = _mixture_mean(classes, "output_tokens")
     prompt = _mixture_mean(classes, "prompt_tokens")
-    rate = None if wl.closed_loop else float(wl.peak_rps)
+    arrivals = getattr(wl, "arrivals", None)  # bursty processes (sim.ops.traffic) are not Poisson
+    poisson = arrivals is None or arrivals.process == "poisson"
+    rate = None if wl.closed_loop or not poisson else float(wl.peak_rps)
     tails: tuple = ()
     if out is not None:
         tails = tuple(_tail_point(classes, q) for q in TAIL_QS.values())

@@ -29,11 +29,10 @@ from typing import Any
 
 from .events import SimEnv, later
 from .request import Request
-from .station_base import StationBase, make_sampler
+from .station_base import StationBase, expo_draw, make_sampler
 from .stats import _K as _HK
 from .stats import _OFFSET as _HOFF
 from .stats import log_quantile
-from .workload import expo_draw
 
 __all__ = ["FifoStation", "RAW_WAITS_MAX"]
 

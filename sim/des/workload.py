@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from itertools import repeat
-from math import log as _log
-from operator import neg, sub, truediv
 from typing import Callable
 
-__all__ = ["OpenLoop", "hourly_rates", "class_sampler", "count_draw", "expo_draw", "think_sampler", "SECONDS_PER_HOUR",
-           "DAY_S"]
+__all__ = ["OpenLoop", "hourly_rates", "class_sampler", "count_draw", "think_sampler", "SECONDS_PER_HOUR", "DAY_S"]
 
 SECONDS_PER_HOUR = 3600.0
 DAY_S = 86_400.0
@@ -143,17 +139,6 @@ def count_draw(dist, rng: random.Random) -> Callable[[], int]:
         return lambda: max(1, int(round(expo(lam))))
     sample_int = dist.sample_int
     return lambda: sample_int(rng)
-
-
-def expo_draw(rng: random.Random, rate: float) -> Callable[[], float]:
-    """``rng.expovariate(rate)`` as a zero-argument callable that runs entirely in C.
-
-    The same numbers in the same order (``-log(1 - u) / rate``, exactly as `random.expovariate`
-    computes it, one ``rng.random()`` per call, nothing drawn ahead), without a Python frame:
-    the engine draws one per service start and per arrival.
-    """
-    us = iter(rng.random, 2.0)  # random() is in [0, 1): the sentinel never stops it
-    return map(truediv, map(neg, map(_log, map(sub, repeat(1.0), us))), repeat(rate)).__next__
 
 
 def think_sampler(workload, rng: random.Random) -> Callable[[], float]:

@@ -137,8 +137,16 @@ def design_data(draw) -> dict:
         wl = {"concurrent_users": draw(st.sampled_from([1, 10, 1000, 10**6])),
               "think_time": {"dist": "fixed", "value_ms": draw(st.sampled_from([0.0, 1000.0]))}}
     if draw(st.integers(0, 3)) == 0:
-        wl["classes"] = [{"name": "a", "prompt_tokens": {"dist": "fixed", "value": draw(st.sampled_from([1, 500, 10**6]))},
-                          "output_tokens": {"dist": "fixed", "value": draw(st.sampled_from([1, 200, 10**5]))}}]
+        share = draw(st.sampled_from([1.0, 0.5, 1e-9]))
+        wl["classes"] = [{"name": "a", "share": share,
+                          "prompt_tokens": {"dist": "fixed", "value": draw(st.sampled_from([1, 500, 10**6]))},
+                          "output_tokens": draw(st.sampled_from([
+                              {"dist": "fixed", "value": 1}, {"dist": "fixed", "value": 10**5},
+                              {"dist": "exponential", "mean": 1e-6}, {"dist": "exponential", "mean": 200.0}]))}]
+        if share < 1:
+            wl["classes"].append({"name": "b", "share": 1 - share})
+    if "concurrent_users" not in wl and draw(st.integers(0, 4)) == 0:
+        wl["profile_24h"] = draw(st.sampled_from([[1.0] * 24, [0.0] * 23 + [1.0], [0.0] * 12 + [5.0] * 12]))
     d = {"name": draw(st.text(min_size=1, max_size=20)), "workload": wl, "components": comps, "entry": "c0", "flow": flow}
     if draw(st.booleans()):
         d["slo"] = {"latency_p95_ms": draw(st.sampled_from([1.0, 1000.0])), "availability": 0.99}
@@ -190,8 +198,13 @@ def test_validate_ok_implies_estimate_run_lint_doc_do_not_crash(tmp_path_factory
     assert code == 0, err
     est = _json(out)
     assert est["design"] == parse_design(f.read_text()).name
-    code, out, err, wall = _cli(capsys, "run", f, "--json", "--max-seconds", RUN_BUDGET_S, "--max-requests", 20_000)
-    hypothesis.event(f"run exit {code}")
+    extra = []
+    if "profile_24h" in d["workload"] and "arrival_rps" not in d["workload"]:
+        extra = ["--whole-day"]
+    elif "classes" in d["workload"]:
+        extra = ["--replications", "2"]
+    code, out, err, wall = _cli(capsys, "run", f, "--json", "--max-seconds", RUN_BUDGET_S, "--max-requests", 20_000, *extra)
+    hypothesis.event(f"run exit {code} {' '.join(extra)}")
     assert wall <= OVERRUN_FACTOR * RUN_BUDGET_S + OVERRUN_SLACK_S, wall
     if code == 0:
         r = _json(out)

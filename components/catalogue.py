@@ -25,7 +25,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from . import hardware
 
-from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
+from .distributions import Count, Duration, LogNormal, LogNormalCount, fixed_count, fixed_ms
+from .operations import Autoscale, Failures
 
 __all__ = [
     "ComponentBase",
@@ -68,6 +69,12 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 # - GPT-4o API: TTFT 0.45 s, 131 tokens/s (Artificial Analysis medians via retrieval.csv, 2026);
 #   $2.50 / $10.00 per 1M input / output tokens (OpenAI pricing page, as loaded into
 #   https://apis.io/providers/openai/#pricing, read 2026-11-05).
+# - API weather (issue 13): TTFT lognormal with median 450 ms (AA, above) and p95 = 1.79 × the
+#   median — GPT-4o's P95/P50 of TTFT (1,144 / 639 ms) in 24 h of 5-minute pings from one US
+#   datacenter (https://modelstats.ai/blog/llm-api-latency-spikes-what-average-ttft-doesnt-tell-you);
+#   σ = ln 1.79 / 1.645 = 0.354, so mean 479 ms, p95 806 ms. Output speed lognormal, mean 131
+#   tokens/s, σ 0.2 (p95 178, p5 92): assumption, about the spread between the AA snapshots of
+#   GPT-4o providers in the reference set (81–131 tokens/s).
 # - Monitoring $500/month: assumption, ~25 hosts at Datadog's $18/host-month (prices.csv
 #   monitoring_host_month) plus log ingestion.
 # - Load balancer 1 ms, gateway 5 ms, queue enqueue 5 ms, database query 5 ms, object-storage GET
@@ -77,6 +84,10 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 # Rates and times have small positive floors (1e-3 tokens/s, 1e-6 items/s, 1e-3 ms) rather than
 # `gt=0`: 5e-324 passes `gt=0` and turns the derived service times into inf (issue 14).
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+# Provider API weather defaults (sources in the comment block above).
+API_TTFT_MEAN_MS, API_TTFT_P95_MS = 479.0, 806.0
+API_SPEED_MEAN, API_SPEED_P95 = 131.0, 178.0
 
 
 def _known_gpu(name: str | None) -> str | None:
@@ -122,6 +133,8 @@ class ComponentBase(BaseModel):
     """Free text: why this component, what it assumes."""
     timeout_ms: float | None = Field(default=None, ge=1e-3, le=3_600_000)
     """Give up on a request that has waited longer than this here; it counts as dropped."""
+    failures: Failures | None = None
+    """Random failures of each replica (MTBF/MTTR, seeded); acted on in timeline runs (`sim.ops`)."""
 
     @property
     def display_name(self) -> str:
@@ -137,6 +150,10 @@ class _Pool(ComponentBase):
     """Requests one replica serves at the same time (worker threads, connections)."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the catalogue default for this kind."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def servers(self) -> int:
@@ -269,6 +286,10 @@ class LLMServer(ComponentBase):
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def gpus(self) -> int:
@@ -280,10 +301,10 @@ class _ProviderApi(ComponentBase):
 
     provider_model: str = Field(default="gpt-4o", max_length=100)
     """Provider and model name, for documents only."""
-    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
-    """Time to first token, in milliseconds (Artificial Analysis median for GPT-4o: 0.45 s)."""
-    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
-    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131)."""
+    ttft: Duration = Field(default_factory=lambda: LogNormal(mean_ms=API_TTFT_MEAN_MS, p95_ms=API_TTFT_P95_MS))
+    """Time to first token, in milliseconds (GPT-4o: median 0.45 s (Artificial Analysis), p95 1.79 × the median (modelstats.ai))."""
+    output_tokens_per_s: Count = Field(default_factory=lambda: LogNormalCount(mean=API_SPEED_MEAN, p95=API_SPEED_P95))
+    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131; spread σ 0.2 an assumption)."""
     rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
     """Requests per minute allowed by the provider; empty means no limit."""
     tpm_limit: int | None = Field(default=None, ge=1, le=10**12)
@@ -300,6 +321,10 @@ class _ProviderApi(ComponentBase):
     """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
     usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
     """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+    error_rate: float = Field(default=0.0, ge=0, lt=1)
+    """Share of calls that fail (429s and 5xx, independent, seeded); a `retry` on the edge in retries them."""
+    error_latency_ms: float = Field(default=100, ge=0, le=600_000)
+    """Time until a failing call returns its error, in milliseconds (assumption: a fast 429/5xx)."""
     # Provider pricing as it is (sim.quality.agents, sim.cost): prompt caching, batch API,
     # context that grows each agent step. Defaults leave today's bill unchanged.
     usd_per_1m_cached_input_tokens: float | None = Field(default=None, ge=0, le=10_000)
@@ -344,6 +369,10 @@ class _TokenPool(ComponentBase):
     """GPU type of one replica for pricing; empty for a CPU replica priced per replica-hour."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the GPU or CPU catalogue price."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
 
 class Embedder(_TokenPool):
@@ -546,6 +575,23 @@ class TrainingJob(ComponentBase):
     """Model FLOPs utilisation (MFU); empty takes the catalogue default with its source."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    # Memory per GPU and reliability (sim.quality.training).
+    seq_len_tokens: int = Field(default=2048, ge=1, le=10_000_000)
+    """Tokens per training sequence (packed); activations grow with it (torchtune's rows: 2,048)."""
+    micro_batch_per_gpu: int = Field(default=2, ge=1, le=4096)
+    """Sequences one GPU processes per step (torchtune's rows: batch 2)."""
+    sharding: Literal["none", "zero1", "zero2", "zero3"] = "zero3"
+    """How weights, gradients and optimizer states split over the GPUs: ZeRO stage 1/2/3 (zero3 = FSDP full shard)."""
+    activation_checkpointing: bool = True
+    """Keep only each layer's input and recompute the rest in the backward pass (about a third more compute is not modelled)."""
+    failure_rate_per_gpu_hour: float | None = Field(default=None, ge=0, le=1)
+    """Unexpected job interruptions per GPU-hour; empty: Llama 3's 1.97e-5 (419 in 54 days on 16,384 H100s)."""
+    checkpoint_interval_min: float | None = Field(default=None, gt=0, le=100_000)
+    """Minutes between checkpoints; empty: Young's optimum √(2 × checkpoint time × MTBF)."""
+    restart_min: float = Field(default=10, ge=0, le=10_000)
+    """Minutes from a failure to training again (detect, reschedule, reload the checkpoint) — assumption."""
+    gpu_acquisition_h: float = Field(default=0, ge=0, le=10_000)
+    """Hours to obtain the GPUs before the job starts (0: on-demand capacity at hand — assumption; not billed)."""
 
 
 class Monitoring(ComponentBase):

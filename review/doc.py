@@ -182,6 +182,20 @@ def doc_blocks(
                        f"{le.replicas_needed} replicas / {le.gpus_needed} GPUs needed."))
         if le.explanation:
             b.append(("ul", list(le.explanation)))
+    for cid, r in (getattr(est, "retrieval", None) or {}).items():
+        b.append(("p", f"Vector index '{cid}': {r.index_type}, {r.vectors:,} vectors × {r.dimensions} ({r.precision}) in "
+                       f"{r.shards} shard(s) × {r.replicas} replica(s); recall@{r.top_k} {r.recall_at_k:.3f}"
+                       f"{f' (target {r.recall_target:g})' if r.recall_target else ''}, {_n(r.query_ms_mean, 'ms')} per query, "
+                       f"{r.ram_needed_gb_per_node:,.1f} of {r.node_ram_gb:g} GB per node, build {r.build_hours:.2g} h, "
+                       f"re-embed {r.reembed_hours:.3g} h."))
+        b.append(("ul", list(r.explanation)))
+    for cid, e in (getattr(est, "evaluation", None) or {}).items():
+        b.append(("p", f"Eval plan '{cid}': {e.cases:,} {e.outcome} cases per run"
+                       + (f"; {(e.cases_needed_with_judge or e.cases_needed):,} needed for a {e.regression_points:g}-point drop "
+                          f"at {e.power:.0%} power" if e.cases_needed else "")
+                       + (f"; judge–human agreement {e.human_agreement:g}" if e.human_agreement is not None else "; judge not validated")
+                       + (f"; ${e.run_cost_usd:,.0f} per run" if e.run_cost_usd is not None else "") + "."))
+        b.append(("ul", list(e.explanation)))
     if est.unstable:
         b.append(("ul", [f"Unstable: {u}" for u in est.unstable]))
     if est.pipeline is not None:

@@ -236,7 +236,7 @@ def _training_job(comp, ctx):
         id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
         rule=(f"{est['gpus']} GPUs × {est['hours']:.3g} h × ${est['gpu_hourly_usd']:.2f}/h = {_money(per_run)} per run "
               f"× {rpw:g} runs/week / 7"),
-        source="sim.pipeline.training_estimate (6·params·tokens / cluster FLOPs; MFU from efficiency.csv)")
+        source="sim.pipeline.training_estimate (6·params·tokens full, 4·params·tokens LoRA / cluster FLOPs; MFU from efficiency.csv LoRA rows; failures and checkpoints)")
 
 
 def _monitoring(comp, ctx):

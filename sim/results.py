@@ -32,6 +32,12 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "OpsWindow",
+    "FaultWindow",
+    "ColdStartEvent",
+    "RequestFates",
+    "OpsResult",
+    "NMinus1",
     "RetrievalEstimate",
     "EvalEstimate",
 ]
@@ -217,6 +223,8 @@ class RunResult(_Rec):
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
     warnings: list[str] = Field(default_factory=list)
+    ops: "OpsResult | None" = None
+    """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
 
 
 class StationEstimate(_Rec):
@@ -388,3 +396,113 @@ def _finite(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_finite(v) for v in x]
     return x
+
+
+# --- operations over time (issue 13) --------------------------------------------------------------
+
+
+class OpsWindow(_Rec):
+    """One window of a timeline run; requests are counted by the window they arrived in."""
+
+    t_start_s: float
+    t_end_s: float
+    arrivals: int
+    succeeded: int
+    failed: int
+    retries: int = 0
+    """Attempts beyond the first started in this window (all retry edges)."""
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    latency_ms_p99: float | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    """Replicas serving at the end of the window, per component with ops (failed and starting excluded)."""
+    provisioned: dict[str, int] = Field(default_factory=dict)
+    """Replicas that exist (paid for) at the end of the window: serving, starting, failed or draining."""
+    queued: dict[str, int] = Field(default_factory=dict)
+    """Requests waiting (the backlog) at the end of the window, per component with ops."""
+
+
+class FaultWindow(_Rec):
+    """A fault that happened: scheduled (`faults:`) or random (`failures:`)."""
+
+    component: str
+    what: str
+    start_s: float
+    end_s: float
+    source: Literal["scheduled", "random"]
+    lost_requests: int = 0
+    """Requests in service on the failed replicas at the failure (retried or failed per the policy)."""
+
+
+class ColdStartEvent(_Rec):
+    """A replica the autoscaler asked for, and when it served."""
+
+    component: str
+    requested_s: float
+    ready_s: float
+
+
+class RequestFates(_Rec):
+    """What happened to each offered request of a timeline run."""
+
+    offered: int
+    succeeded: int
+    failed: int
+    retried: int = 0
+    """Calls that needed at least one retry and then succeeded (completed late)."""
+    fallbacks: int = 0
+    """Calls answered by a fallback component after the primary failed."""
+    attempts: int = 0
+    """Attempts along retry/fallback edges, first ones included."""
+    gave_up: int = 0
+    """Calls that failed every attempt (and had no fallback left)."""
+
+
+class OpsResult(_Rec):
+    """The operator's view of a timeline run (`sdw run --json` key `ops`)."""
+
+    horizon_s: float
+    """Length of the arrivals' timeline, in seconds (requests in flight then are drained)."""
+    window_s: float
+    availability: float | None
+    """Successful / offered requests (a fault's failures included)."""
+    availability_ci95: tuple[float, float] | None = None
+    """95 % interval from the time batches (indicative: faults are correlated in time)."""
+    fates: RequestFates
+    windows: list[OpsWindow] = Field(default_factory=list)
+    faults: list[FaultWindow] = Field(default_factory=list)
+    cold_starts: list[ColdStartEvent] = Field(default_factory=list)
+    replica_hours: dict[str, float] = Field(default_factory=dict)
+    """Replica-hours provisioned per component with ops, over the run."""
+    autoscaled_cost_per_day_usd: float | None = None
+    """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
+    fixed_cost_per_day_usd: float | None = None
+    """Daily cost with every component at its fixed (peak) replica count all day."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the offered requests (a trace's own total at scale 1)."""
+    output_tokens: int = 0
+    trace: str | None = None
+    """The replayed trace: path, layout, rows and scale."""
+
+
+class NMinus1(_Rec):
+    """The twin with one replica (and one zone) of a component down, at the peak rate."""
+
+    component: str
+    replicas: int
+    zones: int
+    utilization: float
+    utilization_one_down: float | None
+    """Utilisation with one replica down (None: the component has one replica — it is down)."""
+    slo_ok_one_down: bool | None
+    """Whether every latency SLO still holds with one replica down (None: no latency SLO)."""
+    utilization_zone_down: float | None = None
+    slo_ok_zone_down: bool | None = None
+    replicas_to_survive: int | None = None
+    """Fewest replicas whose loss of one keeps the component stable and the SLOs met."""
+    utilization_survivor: float | None = None
+    """Utilisation of that many replicas with one down."""
+    detail: str = ""
+
+
+RunResult.model_rebuild()

@@ -35,6 +35,7 @@ from .stations import BrokerStation, SimEnv, later
 from .stats import LogHistogram
 from .summary import Batch
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
+from sim.ops.traffic import make_source
 
 __all__ = ["Run", "MAX_IN_SYSTEM", "CHECK_EVERY"]
 
@@ -71,7 +72,7 @@ class Run:
 
     def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
                  cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False,
-                 max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0):
+                 max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0, timeline=None):
         self.design = design
         # Budgets checked every chunk of events (see CHECK_EVENTS): the work allowance is
         # `events_per_arrival` per request sent (0: unbounded) plus a start-up slack.
@@ -83,6 +84,8 @@ class Run:
         self.env = env = SimEnv()
         self.ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
         self.ctx.rng = self.ctx.stream("general")
+        if timeline is not None:  # a `sim.ops.timeline.Timeline`: its stations are built from this
+            self.ctx.extra["ops"] = timeline
         self.nodes = build_nodes(design, self.ctx)
         self.entry = self.nodes[design.entry]
         self.entry_arrive = self.entry.station.arrive
@@ -104,7 +107,8 @@ class Run:
         elif whole_day:
             self.source = OpenLoop.whole_day(wl, self.ctx.stream("arrivals"))
         else:
-            self.source = OpenLoop(wl.peak_rps, self.ctx.stream("arrivals"))
+            rng = self.ctx.stream("arrivals")
+            self.source = make_source(wl, rng, rate=wl.peak_rps) or OpenLoop(wl.peak_rps, rng)  # bursty: sim.ops
         self.segs: list[Batch] = []
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
@@ -129,7 +133,7 @@ class Run:
         self.heap, self.eid = env._queue, env._eid
         self.arr_cb = self._arrival
         src = self.source
-        self.rate = src.rate if (src is not None and src.rates is None and src.horizon_s is None) else 0.0
+        self.rate = src.rate if (type(src) is OpenLoop and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
         classes = wl.request_classes()
         c0 = classes[0]
@@ -139,6 +143,8 @@ class Run:
         self.batch_s = DAY_S / n_time_batches
         self.n_time_batches = n_time_batches
         self.started = False
+        if timeline is not None:
+            timeline.attach(self)  # its arrivals, its per-request record, faults and autoscalers
 
     # -- control (called by the engine) --
     def advance(self) -> str:

@@ -240,13 +240,14 @@ class Timeline:
                              fallbacks=rs.fallbacks, attempts=rs.attempts, gave_up=rs.gave_up)
         hours = {cid: st.replica_seconds(now) / 3600.0 for cid, st in self.ops_stations.items()
                  if hasattr(st, "replica_seconds") and hasattr(st, "provisioned")}
+        cold = {cid: st.cold_waits for cid, st in self.ops_stations.items() if getattr(st, "cold_waits", 0)}
         trace = None
         if self.trace is not None:
             tr = self.trace
             trace = f"{tr.path} ({tr.layout} layout, {tr.count:,} rows over {tr.span_s:,.1f} s, time × {self.scale:.4g})"
         return OpsResult(horizon_s=self.horizon_s, window_s=self.window_s, availability=avail, availability_ci95=ci,
                          fates=fates, windows=windows, faults=sorted(self.ctl.faults, key=lambda f: f.start_s),
-                         cold_starts=self.ctl.cold_starts, replica_hours=hours,
+                         cold_starts=self.ctl.cold_starts, replica_hours=hours, waited_for_cold_start=cold,
                          prompt_tokens=rec.prompt, output_tokens=rec.output, trace=trace)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 
+from components.errors import Refusal
 from sim.des.stats import LogHistogram, half_width
 from sim.des.workload import DAY_S, OpenLoop, hourly_rates
 from sim.results import OpsResult, OpsWindow, RequestFates
@@ -40,14 +41,14 @@ from .control import Controller
 from .retry import RetryStats
 from .traffic import TraceError, TraceSource, load_trace, make_source
 
-__all__ = ["Timeline", "wants_timeline", "run_timeline", "DEFAULT_HORIZON_S", "TimelineRefused"]
+__all__ = ["Timeline", "wants_timeline", "run_timeline", "timeline_problems", "DEFAULT_HORIZON_S", "TimelineRefused"]
 
 DEFAULT_HORIZON_S = 3600.0  # one peak hour
 N_TIME_BATCHES = 20
 DRAIN_LIMIT_S = 3600.0  # after the horizon, at most this long for the requests still in flight
 
 
-class TimelineRefused(ValueError):
+class TimelineRefused(Refusal):
     """The timeline cannot be run as stated; the message is located (field path or file:line)."""
 
 
@@ -249,6 +250,25 @@ class Timeline:
                          fates=fates, windows=windows, faults=sorted(self.ctl.faults, key=lambda f: f.start_s),
                          cold_starts=self.ctl.cold_starts, replica_hours=hours, waited_for_cold_start=cold,
                          prompt_tokens=rec.prompt, output_tokens=rec.output, trace=trace)
+
+
+def timeline_problems(design) -> list:
+    """What a timeline run of `design` would refuse (a bad trace row, a fault past the run's
+    end), as located problems for `sdw validate`; empty when it would run (or is no timeline)."""
+    from designs.model import Problem
+
+    out = []
+    for whole_day in (False, True):
+        if not wants_timeline(design, whole_day) or (whole_day and design.workload.closed_loop):
+            continue
+        try:
+            Timeline(design, whole_day=whole_day)
+        except TimelineRefused as e:
+            path, _, msg = str(e).partition(": ")
+            if whole_day and any(p.path == path for p in out):
+                continue
+            out.append(Problem(path, msg + (" (in a --whole-day run)" if whole_day else "")))
+    return out
 
 
 def _daily_costs(design, result, ops: OpsResult, peak: dict[str, int]) -> None:

@@ -305,6 +305,12 @@ if prompt is not None:
     with st.expander("Interviewer's probes for this prompt"):
         for q in prompt.probes:
             st.markdown(f"- {q}")
+    from app_pages._drills import drills_section  # the interviewer's follow-ups, stored with the attempt (issue 13)
+    from review.history import list_drills, save_drill
+
+    _ws = W.workspace().root
+    drills_section(ss.px_design, key="px_drill", record=lambda r: save_drill(_ws, ss.px_attempt_id, r),
+                   past=list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [])
 
     st.markdown("#### Compare with the reference")
     if ss.get("practice_reference") is not None:

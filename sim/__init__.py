@@ -85,7 +85,7 @@ _EXPORTS: dict[str, str] = {
     "OpsWindow": "sim.results",
     "load_trace": "sim.ops.traffic",
     "TraceError": "sim.ops.traffic",
-    "wants_timeline": "sim.ops.timeline",
+    "wants_timeline": "sim.ops.plan",
     "format_ops": "sim.ops.report",
     "format_n_minus_1": "sim.ops.report",
     "ops_rows": "sim.ops.report",
@@ -130,7 +130,8 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.llm.disagg import kv_transfer_s
     from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
     from sim.ops.report import fault_rows, format_n_minus_1, format_ops, ops_rows
-    from sim.ops.timeline import run_timeline, wants_timeline
+    from sim.ops.plan import wants_timeline
+    from sim.ops.timeline import run_timeline
     from sim.ops.traffic import TraceError, load_trace
     from sim.results import NMinus1, OpsResult, OpsWindow
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate

@@ -522,6 +522,8 @@ class OpsResult(_Rec):
     cold_starts: list[ColdStartEvent] = Field(default_factory=list)
     replica_hours: dict[str, float] = Field(default_factory=dict)
     """Replica-hours provisioned per component with ops, over the run."""
+    waited_for_cold_start: dict[str, int] = Field(default_factory=dict)
+    """Requests that queued at a component while one of its replicas was starting (the scale-up lag users feel)."""
     autoscaled_cost_per_day_usd: float | None = None
     """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
     fixed_cost_per_day_usd: float | None = None

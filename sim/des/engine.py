@@ -212,7 +212,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
     if rate and not whole_day and horizon_requests(rate) < max_requests:
         max_requests = max(1, horizon_requests(rate))
-    from sim.ops.timeline import TimelineRefused, run_timeline, wants_timeline
+    from sim.ops.plan import TimelineRefused, wants_timeline
+    from sim.ops.timeline import run_timeline
 
     if wants_timeline(design, whole_day):  # faults, failures, autoscaling, traces: one timeline (sim.ops)
         try:

@@ -133,11 +133,21 @@ class LLMServerStation(StationBase):
         self._salt = self.rng.getrandbits(63)
         self._lora_salt = self.rng.getrandbits(63)
         self._lora_cdf = zipf_cdf(comp.adapters, comp.adapter_zipf_s) if getattr(comp, "adapters", 0) > 0 else None
-        if self.routing == "prefix_affinity":
-            ring = sorted((zlib.crc32(f"{comp.id}:{r}:{v}".encode()), r)
-                          for r in range(len(self.engines)) for v in range(64))
-            self._ring_h = [h for h, _ in ring]
-            self._ring_r = [r for _, r in ring]
+        self._rings: dict[int, tuple] = {}  # replicas -> consistent-hash ring (prefix_affinity)
+        self._kv, self._specu = kv, specu
+
+    def _new_engine(self) -> ReplicaEngine:
+        """A fresh replica configured like the others (aggregated servers; for `sim.ops`)."""
+        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=self._kv,
+                             speculation=self._specu, **self._lora_kw(self.comp))
+
+    def _ring(self, n: int) -> tuple:
+        """(hashes, replica indices) of the ring over ``n`` replicas, 64 points each."""
+        r = self._rings.get(n)
+        if r is None:
+            pts = sorted((zlib.crc32(f"{self.id}:{i}:{v}".encode()), i) for i in range(n) for v in range(64))
+            r = self._rings[n] = ([h for h, _ in pts], [i for _, i in pts])
+        return r
 
     @staticmethod
     def _lora_kw(c) -> dict:
@@ -168,17 +178,18 @@ class LLMServerStation(StationBase):
         total = sum(e.outstanding_tokens for e in engines)
         bound = AFFINITY_LOAD_FACTOR * (total / n + 1)
         h = zlib.crc32(repr(key).encode())
-        i = bisect_left(self._ring_h, h)
-        m = len(self._ring_r)
+        ring_h, ring_r = self._ring(n)
+        i = bisect_left(ring_h, h)
+        m = len(ring_r)
         seen = 0
         for k in range(m):
-            r = self._ring_r[(i + k) % m]
+            r = ring_r[(i + k) % m]
             if seen >> r & 1:
                 continue
             seen |= 1 << r
             if engines[r].outstanding_tokens <= bound:
                 return r
-        return self._ring_r[i % m]
+        return ring_r[i % m]
 
     # --- protocol ------------------------------------------------------------------------
 

@@ -350,6 +350,15 @@ class LLMServerStation(StationBase):
             prefill_busy_fraction=prefill_busy,
             kv_transfer_ms_mean=1e3 * self._xfer_s / self._xfers if self._xfers else 0.0,
         )
+        if any(c[1] > 0 for c in self._cls):  # the prefix cache lives on the prefill replicas
+            adm = sum(t.admissions for t in pre)
+            prompt_in = sum(t.prompt_tokens for t in pre)
+            llm = llm.model_copy(update={
+                "prefix_hit_ratio": sum(t.prefix_hit_tokens for t in pre) / prompt_in if prompt_in else 0.0,
+                "prefix_hit_ratio_per_replica": [t.prefix_hit_tokens / t.prompt_tokens if t.prompt_tokens else 0.0
+                                                 for t in pre],
+                "ttft_saved_ms_mean": 1e3 * sum(t.prefill_saved_s for t in pre) / adm if adm else 0.0,
+            })
         cap = self.max_tokens_per_s
         return st.model_copy(update={
             "utilization": tokens_per_s / cap if cap else max(prefill_busy, llm.busy_fraction),

@@ -32,6 +32,7 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "VarianceReduction",
     "OpsWindow",
     "FaultWindow",
     "ColdStartEvent",
@@ -195,6 +196,25 @@ class PipelineResult(_Rec):
     """E.g. 'weekly run finishes in 9.5 h of a 24 h window'."""
 
 
+class VarianceReduction(_Rec):
+    """What control variates bought on the end-to-end p95 (`sim.des.control`): LLM designs."""
+
+    method: str
+    """How the estimate and its interval were formed."""
+    controls: list[str]
+    """Controls in the fit: arrival_span, output_tokens, prompt_tokens (each with a known mean)."""
+    r_squared_p95: float
+    """Share of the batch-to-batch variance of the p95 the controls explain."""
+    variance_ratio_p95: float | None
+    """(plain half-width / control-variate half-width)²: times fewer batches for the same interval."""
+    precision_without: float | None
+    """Relative half-width of the p95's interval from the same batches without the controls."""
+    requests_needed: int | None
+    """Requests (warm-up + batches) for the p95 to reach the target precision with the controls."""
+    requests_needed_without: int | None
+    """The same for plain batch means of the same batch size."""
+
+
 class RunResult(_Rec):
     """The outcome of `simulate(design, seed=…)`; `to_json()` is `sdw run --json`."""
 
@@ -237,6 +257,8 @@ class RunResult(_Rec):
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
     warnings: list[str] = Field(default_factory=list)
+    variance_reduction: VarianceReduction | None = None
+    """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""
     ops: "OpsResult | None" = None
     """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
 

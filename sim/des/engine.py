@@ -85,6 +85,19 @@ def _analytic(design):
         return None
 
 
+def _analytic_cancellable(design, cancel):
+    """`_analytic` with the run's cancel event visible to the twin's MVA loop."""
+    try:
+        from sim.twin.analytic import CANCEL
+    except ImportError:
+        return _analytic(design)
+    token = CANCEL.set(cancel)
+    try:
+        return _analytic(design)
+    finally:
+        CANCEL.reset(token)
+
+
 def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
@@ -190,10 +203,11 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    est = _analytic(design)
+    est = _analytic_cancellable(design, cancel)
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
-    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run
-        raise SimulationRefused("cancelled before the simulation started")
+    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
+        return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,
+                            warnings=["cancelled before the simulation started"], warmup=0, ci_method="", **kw), 0
     # Simulated time is a budget too: past MAX_SIM_SECONDS a double blurs the latencies.
     rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
     if rate and not whole_day and horizon_requests(rate) < max_requests:

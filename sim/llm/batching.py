@@ -508,7 +508,8 @@ class ReplicaEngine:
     def _start(self, _event=None) -> None:
         env, spec = self.env, self.spec
         now = env._now
-        self._advance(now)
+        if now > self._t_last:  # called from `_end` at the same instant: nothing to add
+            self._advance(now)
         if self.paged and self.running and (self.residue[self.step % self.B] or self.sw_heap or self.rate != 1):
             self._grow()  # 0. blocks for this step's tokens (may preempt)
         # 1. admission: FIFO, bounded by max_batch and the KV left (head-of-line blocking).

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.catalogue import Component, ComponentBase
 from components.distributions import Count, Duration, fixed_count
+from designs.space import SearchSpace
 
 __all__ = [
     "Design",
@@ -348,12 +349,25 @@ class Design(_Strict):
     """What the design takes as given, each with its source where it has one."""
     notes: str = Field(default="", max_length=20_000)
     """Free text: trade-offs, alternatives, open questions."""
+    search: SearchSpace | None = None
+    """Optional: what `sdw size` may vary (designs/space.py); empty takes the default space."""
 
     @model_validator(mode="after")
     def _graph(self):
         problems = [p for p in self.graph_findings() if p.severity == "error"]
         if problems:
             raise GraphError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _search_refs(self):
+        # The block names components by id: check them here so a typo is a located load error.
+        if self.search is not None:
+            from designs.space import space_problems
+
+            problems = space_problems(self.search, {c.id: c.kind for c in self.components})
+            if problems:
+                raise GraphError(problems)
         return self
 
     def graph_findings(self) -> list[Problem]:

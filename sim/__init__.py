@@ -16,6 +16,7 @@ The house:
 * ``sim/des/`` — the discrete-event engine (stations, routing, workload, statistics).
 * ``sim/llm/`` — token-level LLM serving (roofline, analytic twin, continuous batching replica).
 * ``sim/providers/`` — external model APIs (rate limits, their simulated station).
+* ``sim/search/`` — the sizing search: ``size(design)`` finds the cheapest design meeting every SLO.
 * ``results`` (the records), ``cost`` (a rule per kind), ``verdict`` (SLO checks),
   ``check`` (can this hardware run the design?), ``pipeline`` (batch pipelines, training jobs).
 
@@ -69,6 +70,13 @@ _EXPORTS: dict[str, str] = {
     "ServingSpec": "sim.llm.roofline",
     "ServingConfigError": "sim.llm.roofline",
     "llm_estimate": "sim.llm.twin",
+    # sizing search (sdw size)
+    "size": "sim.search.search",
+    "SizeResult": "sim.search.records",
+    "SearchError": "sim.search.search",
+    "SearchSpace": "designs.space",
+    "make_executor": "sim.search.executor",
+    "ExecutorError": "sim.search.executor",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -102,3 +110,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.twin.analytic import EstimateError, estimate
     from sim.twin.flow import visits_per_request
     from sim.verdict import format_estimate, slo_checks
+    from designs.space import SearchSpace
+    from sim.search.executor import ExecutorError, make_executor
+    from sim.search.records import SizeResult
+    from sim.search.search import SearchError, size

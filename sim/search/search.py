@@ -208,6 +208,7 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
     done: list[Sized] = []
     pruned: dict[str, tuple[int, float, str]] = {}  # family -> (count, lowest bound, why)
     keep = max(K, 1)
+    over_budget = None  # (bound, candidate, counts) of the cheapest candidate pruned by the budget
     i = 0
     while i < len(bounds):
         stop = _stop_reason(cancel, deadline)
@@ -223,6 +224,8 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
             why = None
             if budget is not None and lb > budget * (1 + 1e-9):
                 why = f"needs at least ${lb:,.0f}/day for throughput alone > ${budget:,.0f}/day budget"
+                if over_budget is None or lb < over_budget[0]:
+                    over_budget = (lb, c, lbc)
             elif lb > threshold * (1 + 1e-9):
                 why = f"at least ${lb:,.0f}/day for throughput alone, above the {_ordinal(keep)} cheapest passing (${threshold:,.0f}/day)"
             if why:
@@ -248,7 +251,7 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
     _pareto(res.frontier)
     _families(res, done, ok, pruned, budget)
     if not ok:
-        return _no_answer(design, res, done, meets, budget, t0)
+        return _no_answer(design, res, done, meets, budget, t0, over_budget)
 
     # --- 3. verify the cheapest K by simulation ------------------------------------------------
     top = res.frontier[:K]
@@ -368,8 +371,16 @@ def _families(res: SizeResult, done: list[Sized], ok: list[Sized], pruned: dict,
             res.rejected.append(RejectedFamily(family=fam, reason=f"{n} candidate{'s' if n != 1 else ''} skipped: {why}"))
 
 
-def _no_answer(design, res: SizeResult, done, meets, budget, t0) -> SizeResult:
-    if meets:  # SLOs reachable, but not within the budget
+def _no_answer(design, res: SizeResult, done, meets, budget, t0, over_budget=None) -> SizeResult:
+    if not meets and not done and over_budget is not None:
+        lb, c, counts = over_budget
+        res.status = "over_budget"
+        res.closest = _choice(design, Sized(c, None, None, lb, "", 0.0, 0, counts))
+        res.closest.replicas = dict(counts)
+        res.message = (f"budget too low: even {c.label()} needs at least "
+                       f"{', '.join(f'{v} {k}' for k, v in counts.items())} to keep up, ${lb:,.0f}/day, "
+                       f"${lb - budget:,.0f} over the ${budget:,.0f}/day budget")
+    elif meets:  # SLOs reachable, but not within the budget
         b = min(meets, key=lambda s: (s.cost_per_day_usd, s.candidate.index))
         res.status = "over_budget"
         res.closest = _choice(design, b)

@@ -185,7 +185,10 @@ class TwinEvaluator:
     def _full(self, variant: Design, counts: dict[str, int]) -> Point:
         from sim.twin.analytic import estimate
 
-        est = estimate(variant)
+        try:
+            est = estimate(variant)
+        except ValueError as e:  # this count cannot run at all (a model that needs more GPUs)
+            return Point(dict(counts), {}, dict(self.targets), math.inf, False, [str(e).split("\n")[0]])
         values, targets = {}, {}
         for chk in est.slo:
             if chk.metric in LATENCY_METRICS or chk.metric == "pipeline_hours":
@@ -267,7 +270,10 @@ def size_candidate(ev: TwinEvaluator, cand: Candidate, sized: dict[str, tuple[st
     def cost(counts: dict[str, int]) -> float:
         return ev.evaluate(cand, counts).cost_per_day_usd if ev.fast else point(counts).cost_per_day_usd
 
-    ample = {cid: min(hi[cid], max(2 * r0[cid], r0[cid] + 4)) for cid in ids}
+    # "Ample": far above what the others need (4× the design's own count too, since a pipeline
+    # stage's stable count says nothing about the window it must meet).
+    own = {cid: int(getattr(design.component(cid), sized[cid][0])) for cid in ids}
+    ample = {cid: min(hi[cid], max(2 * r0[cid], r0[cid] + 4, 4 * own[cid])) for cid in ids}
     bounds: dict[str, int] = {}
     for cid in ids:
         others = {k: ample[k] for k in ids}

@@ -205,3 +205,17 @@ def test_candidate_apply_keeps_everything_else():
     v = c.apply(d, {"llm": 3})
     assert v.component("llm").gpu == "H200-SXM-141GB" and v.component("llm").replicas == 3
     assert v.component("gateway") == d.component("gateway")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_during_verification_returns_the_best_so_far(workers):
+    ev = threading.Event()
+
+    def progress(frac, msg):
+        if msg.startswith("verifying"):
+            ev.set()  # what the CLI's Ctrl-C handler does
+
+    r = size(_mmc(300), verify=3, workers=workers, progress=progress, cancel=ev)
+    assert r.partial and r.stopped_by == "interrupted"
+    assert r.winner is not None and r.winner.replicas == {"svc": 10}  # the twin's answer, unverified
+    assert "partial" in r.message

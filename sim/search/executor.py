@@ -45,7 +45,8 @@ class Executor:
     workers: int = 1
     name: str = "inline"
 
-    def submit_all(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    def submit_all(self, fn: Callable[[Any], Any], items: Iterable[Any], cancel=None) -> Iterator[Any]:
+        """Results in item order; stops early (dropping what has not run) once `cancel` is set."""
         raise NotImplementedError
 
     def cancel(self) -> None:
@@ -65,8 +66,10 @@ class Executor:
 class InlineExecutor(Executor):
     """Tasks run one after another in this process (the default for one worker)."""
 
-    def submit_all(self, fn, items):
+    def submit_all(self, fn, items, cancel=None):
         for x in items:
+            if cancel is not None and cancel.is_set():
+                return
             yield fn(x)
 
 
@@ -99,16 +102,33 @@ class ProcessExecutor(Executor):
                                              initializer=_ignore_sigint)
         return self._pool
 
-    def submit_all(self, fn, items):
+    def submit_all(self, fn, items, cancel=None):
+        from concurrent.futures import TimeoutError as _Timeout
+
         pool = self._get()
         futs = [pool.submit(fn, x) for x in items]
         self._futures = futs
         for f in futs:
-            yield f.result()
+            while True:
+                if cancel is not None and cancel.is_set():
+                    self.cancel()
+                    return
+                try:
+                    res = f.result(timeout=0.2)  # poll, so Ctrl-C in the caller is seen at once
+                    break
+                except _Timeout:
+                    continue
+            yield res
 
     def cancel(self) -> None:
         for f in self._futures:
             f.cancel()
+        if self._pool is not None and any(not f.done() for f in self._futures):
+            # Tasks already running (a simulation) would hold the caller until they end.
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -135,11 +155,22 @@ class DaskExecutor(Executor):
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
         self._futures: list = []
 
-    def submit_all(self, fn, items):
+    def submit_all(self, fn, items, cancel=None):
+        from distributed import TimeoutError as _Timeout
+
         futs = self.client.map(fn, list(items), pure=False)
         self._futures = futs
         for f in futs:
-            yield f.result()
+            while True:
+                if cancel is not None and cancel.is_set():
+                    self.cancel()
+                    return
+                try:
+                    res = f.result(timeout=0.2)
+                    break
+                except (_Timeout, TimeoutError):
+                    continue
+            yield res
 
     def cancel(self) -> None:
         if self._futures:

@@ -237,7 +237,8 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
         if not batch:
             continue
         chunks = [batch[j::ex.workers] for j in range(min(ex.workers, len(batch)))]
-        for out in ex.submit_all(_size_task, [(design_json, sp.options.headroom, sp.sized, n1, ch) for ch in chunks]):
+        for out in ex.submit_all(_size_task, [(design_json, sp.options.headroom, sp.sized, n1, ch) for ch in chunks],
+                                 cancel=cancel):
             done.extend(out)
         res.candidates_evaluated = len(done)
         say(0.5 * i / len(bounds), f"twin: {len(done):,} sized, {res.candidates_pruned:,} pruned of {len(bounds):,}")
@@ -268,13 +269,14 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
                       max_seconds=left * ex.workers / max(1, len(top)), cancel=cancel if ex.workers == 1 else None)
             tasks.append((design_json, s.candidate, ch.replicas, adj, kw))
         say(0.5, f"verifying the {len(top)} cheapest by simulation")
-        for k, (ch, out) in enumerate(zip(top, ex.submit_all(_verify_task, tasks))):
+        for k, (ch, out) in enumerate(zip(top, ex.submit_all(_verify_task, tasks, cancel=cancel))):
             _apply_verification(design, res, ch, out, tasks[k][3])
             say(0.5 + 0.5 * (k + 1) / len(top), f"verified {k + 1}/{len(top)}")
             if _stop_reason(cancel, deadline) and k + 1 < len(top):
-                res.stopped_by, res.partial = _stop_reason(cancel, deadline), True
-                ex.cancel()
                 break
+        if _stop_reason(cancel, deadline) and any(c.verified is None for c in top):
+            res.stopped_by, res.partial = _stop_reason(cancel, deadline), True
+            ex.cancel()
     verified = [c for c in top if c.verified]
     if verified:
         win = min(verified, key=lambda c: (c.sim_cost_per_day_usd, c.rank))
@@ -285,13 +287,9 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
                                 "the winner is the twin's cheapest, unverified")
     twin_first = res.frontier[0]
     if win is not twin_first and twin_first.verified is not None:
-        res.overturned.append(Overturned(
-            candidate=twin_first.candidate, component="(rank)", twin_replicas=0, sim_replicas=None,
-            twin_cost_per_day_usd=twin_first.cost_per_day_usd, sim_cost_per_day_usd=twin_first.sim_cost_per_day_usd,
-            delta_usd_per_day=None,
-            detail=f"the twin's cheapest is not the simulation's: {win.candidate} wins at "
-                   f"${win.sim_cost_per_day_usd:,.0f}/day (twin rank {win.rank})"))
-
+        res.warnings.append(f"the simulation reordered the candidates: the twin's cheapest ({twin_first.candidate}, "
+                            f"${twin_first.cost_per_day_usd:,.0f}/day) is not the verified cheapest ({win.candidate}, "
+                            f"twin rank {win.rank})")
     counts = win.sim_replicas or win.replicas
     # --- N-1 by simulation for the winner -----------------------------------------------------
     if n1 and win.verified and not _stop_reason(cancel, deadline):

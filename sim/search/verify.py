@@ -118,6 +118,8 @@ def verify_candidate(design: Design, cand: Candidate, counts: dict[str, int], ad
             break
         trial = {**counts, adjust: nxt}
         ok2, chk2, res2 = run_at(trial)
+        if not ok2 and any(x.metric == "cost_per_day_usd" and not x.met for x in chk2):
+            break  # over the budget: more replicas only cost more
         if direction < 0:
             if not ok2:
                 break  # one fewer misses: the current count is the answer

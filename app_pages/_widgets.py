@@ -90,7 +90,7 @@ def init_state() -> None:
         st.query_params["draft"] = ss.draft_id
 
 
-STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "workspace_root")
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "workspace_root", "size:")
 
 
 def sticky(key: str, default: Any, options: list | None = None) -> dict:

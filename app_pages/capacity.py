@@ -164,7 +164,7 @@ for w in result.warnings:
 def _pct_table(p, ci) -> pd.DataFrame:
     rows = []
     for stat in ("mean", "p50", "p90", "p95", "p99"):
-        lo, hi = getattr(ci, stat) if ci is not None else (None, None)
+        lo, hi = (getattr(ci, stat) if ci is not None else None) or (None, None)  # None: no interval
         rows.append({"statistic": stat, "ms": getattr(p, stat), "95% CI low": lo, "95% CI high": hi})
     return pd.DataFrame(rows)
 

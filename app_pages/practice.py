@@ -276,7 +276,8 @@ if prompt is not None:
     if rec is not None:
         m1, m2, m3 = st.columns(3)
         if review.result is not None:
-            m1.metric("p95 latency (simulated)", f"{review.result.latency_ms.p95:,.0f} ms")
+            p95 = review.result.latency_ms.p95
+            m1.metric("p95 latency (simulated)", f"{p95:,.0f} ms" if p95 is not None else "not measured")
         else:
             m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
         m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")

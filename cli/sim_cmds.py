@@ -123,7 +123,7 @@ def _ms(x: float | None) -> str:
 
 def _pct_row(name: str, p, ci) -> str:
     cells = [_ms(getattr(p, k)) for k in ("mean", "p50", "p90", "p95", "p99")]
-    band = f"{_ms(ci.p95[0])}–{_ms(ci.p95[1])}" if ci is not None else ""
+    band = f"{_ms(ci.p95[0])}–{_ms(ci.p95[1])}" if ci is not None and ci.p95 is not None else ""
     return f"  {name:<11}" + "".join(f"{c:>10}" for c in cells) + f"   {band}"
 
 

@@ -29,6 +29,9 @@ Flow semantics (what the engine and the analytic twin both implement):
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -56,6 +59,10 @@ SECONDS_PER_DAY = 86_400
 # 1e10/day is ~116k requests/s on average: beyond any single design this tool is for, and a
 # typo guard (10^12/day is 11.6 M requests/s).
 MAX_REQUESTS_PER_DAY = 1e10
+# Rates have positive floors (requests_per_day ≥ 1e-6, arrival_rps ≥ 1e-9) instead of `gt=0`:
+# 5e-324 passes `gt=0` and its derived rates underflow to 0 (issue 14).
+# Did-you-mean suggestions computed per report at most (each is a difflib search over the ids).
+MAX_SUGGESTIONS = 50
 
 
 class _Strict(BaseModel):
@@ -67,7 +74,7 @@ class RequestClass(_Strict):
 
     name: str = Field(min_length=1, max_length=64)
     """Name of the class, e.g. `chat` or `summarise`."""
-    share: float = Field(default=1.0, gt=0, le=1)
+    share: float = Field(default=1.0, ge=1e-9, le=1)
     """Fraction of requests of this class; the shares of all classes sum to 1."""
     prompt_tokens: Count = Field(default_factory=lambda: fixed_count(500))
     """Input tokens per request (system prompt + context + question)."""
@@ -80,20 +87,20 @@ class BatchWindow(_Strict):
 
     items_per_run: float = Field(gt=0, le=1e13)
     """Items entering the pipeline per run (documents, examples)."""
-    window_hours: float = Field(default=24, gt=0, le=24 * 366)
+    window_hours: float = Field(default=24, ge=1e-3, le=24 * 366)
     """Time a run may take, in hours."""
-    runs_per_week: float = Field(default=1, gt=0, le=7 * 24 * 60)
+    runs_per_week: float = Field(default=1, ge=1e-3, le=7 * 24 * 60)
     """How often the pipeline runs (1 = weekly)."""
 
 
 class Workload(_Strict):
     """Traffic offered to the design. The simulated rate is the peak rate."""
 
-    requests_per_day: float = Field(default=1_000_000, gt=0, le=MAX_REQUESTS_PER_DAY)
+    requests_per_day: float = Field(default=1_000_000, ge=1e-6, le=MAX_REQUESTS_PER_DAY)
     """Requests per day on average."""
     peak_to_average: float = Field(default=3.0, ge=1, le=100)
     """Peak-hour rate over the daily average rate; capacity is planned for the peak."""
-    arrival_rps: float | None = Field(default=None, gt=0, le=1e6)
+    arrival_rps: float | None = Field(default=None, ge=1e-9, le=1e6)
     """Explicit arrival rate in requests per second; overrides the daily figures."""
     concurrent_users: int | None = Field(default=None, ge=1, le=10**6)
     """Closed loop: this many users, each sending a request, waiting, thinking, repeating."""
@@ -113,7 +120,7 @@ class Workload(_Strict):
             if abs(total - 1) > 1e-6:
                 raise ValueError(f"class shares sum to {total:g}; expected 1")
             names = [c.name for c in self.classes]
-            dup = {n for n in names if names.count(n) > 1}
+            dup = {n for n, k in Counter(names).items() if k > 1}
             if dup:
                 raise ValueError(f"duplicate class names: {', '.join(sorted(dup))}")
         if self.profile_24h is not None and any(x < 0 for x in self.profile_24h):
@@ -202,7 +209,7 @@ class Problem:
         return f"{head}{self.severity}: {loc}{self.message}{tail}"
 
 
-class GraphError(ValueError):
+class GraphError(Refusal):
     """The flow graph is inconsistent; `problems` has every finding."""
 
     def __init__(self, problems: list[Problem]):
@@ -229,9 +236,15 @@ def graph_problems(
                 out.append(Problem(f"components[{n}].id", f"duplicate id '{i}'; ids must be unique"))
             seen.add(i)
 
+    hints: dict[str, str | None] = {}
+
     def suggest(name: str) -> str | None:
-        m = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        return m[0] if m else None
+        # Once per distinct name, and only for the first few: difflib over hundreds of ids
+        # for each of thousands of misspelt edges would make a bad file slow to report.
+        if name not in hints:
+            m = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if len(hints) < MAX_SUGGESTIONS else []
+            hints[name] = m[0] if m else None
+        return hints[name]
 
     if isinstance(entry, str) and entry not in seen:
         out.append(Problem("entry", f"'{entry}' is not a component id; expected one of {known}", suggestion=suggest(entry)))
@@ -274,39 +287,27 @@ def graph_problems(
             total = sum(float(e.get("p", 1.0)) for _, e in outs if isinstance(e.get("p", 1.0), (int, float)))
             if total > 1 + 1e-9:
                 out.append(Problem(f"flow[{outs[0][0]}].p", f"branch probabilities from '{src}' sum to {total:g}; expected at most 1"))
-        tos = [e["to"] for _, e in outs]
-        for t in {t for t in tos if tos.count(t) > 1}:
+        tos = Counter(e["to"] for _, e in outs)
+        for t in sorted(t for t, k in tos.items() if k > 1):
             out.append(Problem(f"flow[{outs[0][0]}]", f"more than one edge from '{src}' to '{t}'; merge them and add the probabilities"))
         if kinds and kinds.get(src) in ("monitoring",):
             out.append(Problem(f"flow[{outs[0][0]}]", f"'{src}' is monitoring, which sits off the request path; give it no outgoing edges", severity="warning"))
 
-    # Acyclic without back edges: depth-first search with colours.
-    colour: dict[str, int] = {}
-    cycle: list[str] = []
-
-    def visit(u: str, stack: list[str]) -> bool:
-        colour[u] = 1
-        for _, e in plain.get(u, []):
-            v = e["to"]
-            if colour.get(v) == 1:
-                cycle.extend(stack[stack.index(v):] + [v] if v in stack else [u, v])
-                return True
-            if colour.get(v) is None and visit(v, stack + [v]):
-                return True
-        colour[u] = 2
-        return False
-
-    for start in ([entry] if isinstance(entry, str) and entry in seen else []) + sorted(plain):
-        if colour.get(start) is None and visit(start, [start]):
-            out.append(Problem("flow", "the flow has a cycle " + " → ".join(cycle) + "; model an agent loop as a back edge with max_repeats"))
-            break
+    # Acyclic without back edges: depth-first search with colours, iterative (a chain of
+    # thousands of components must get its "at most 500" message, not a RecursionError).
+    cycle = _find_cycle(([entry] if isinstance(entry, str) and entry in seen else []) + sorted(plain), plain)
+    if cycle:
+        out.append(Problem("flow", "the flow has a cycle " + " → ".join(cycle) + "; model an agent loop as a back edge with max_repeats"))
 
     reach = _reachable(entry, plain) if isinstance(entry, str) and entry in seen else set()
+    reach_from: dict[str, set[str]] = {}  # once per back-edge target, not once per edge
     for n, e in loops:
         src, dst = e.get("from", e.get("from_")), e["to"]
         if reach and src not in reach:
             continue  # reported as unreachable below
-        if src not in _reachable(dst, plain):
+        if dst not in reach_from:
+            reach_from[dst] = _reachable(dst, plain)
+        if src not in reach_from[dst]:
             out.append(Problem(f"flow[{n}].to", f"back edge {src} → {dst}: '{dst}' must come before '{src}' in the flow (a loop returns to an earlier step)"))
 
     if reach:
@@ -314,6 +315,31 @@ def graph_problems(
             if isinstance(i, str) and i not in reach and (kinds or {}).get(i) != "monitoring":
                 out.append(Problem(f"components[{n}]", f"'{i}' is not reachable from entry '{entry}'; it gets no traffic", severity="warning"))
     return out
+
+
+def _find_cycle(starts: list[str], plain: dict[str, list[tuple[int, dict]]]) -> list[str]:
+    """The first cycle met by a depth-first search from `starts` (as a path u → … → u), or []."""
+    colour: dict[str, int] = {}  # 1 on the current path, 2 finished
+    for start in starts:
+        if start in colour:
+            continue
+        path = [start]
+        colour[start] = 1
+        todo = [iter(plain.get(start, []))]
+        while todo:
+            for _, e in todo[-1]:
+                v = e["to"]
+                if colour.get(v) == 1:
+                    return path[path.index(v):] + [v]
+                if v not in colour:
+                    colour[v] = 1
+                    path.append(v)
+                    todo.append(iter(plain.get(v, [])))
+                    break
+            else:
+                colour[path.pop()] = 2
+                todo.pop()
+    return []
 
 
 def _reachable(start: str, plain: dict[str, list[tuple[int, dict]]]) -> set[str]:

@@ -26,6 +26,8 @@ here imports streamlit: the app and tests call the same functions.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import os
 import re
 import tempfile
@@ -42,7 +44,7 @@ DEFAULT_DIR = "workspace"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,99}$")
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(Refusal):
     """A workspace operation was refused (bad name, missing design)."""
 
 

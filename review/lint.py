@@ -61,6 +61,10 @@ RULES: dict[str, str] = {
     "config": "A component's hardware cannot hold it (e.g. a full fine-tune whose optimizer states exceed the GPUs).",
 }
 
+from .lint_quality import QUALITY_RULE_TEXT, QUALITY_RULES  # noqa: E402 - rules of issue 15, kept in their own module
+
+RULES.update(QUALITY_RULE_TEXT)
+
 
 class Finding(BaseModel):
     """One lint finding."""
@@ -101,6 +105,8 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
     for rule in (_incomplete, _unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
                  _fallback, _slo, _budget, _utilization):
         out.extend(rule(design, estimate, result, prompt, reach))
+    for rule in QUALITY_RULES:
+        out.extend(rule(design, estimate, result, prompt, reach))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
 
@@ -114,6 +120,12 @@ def _config_finding(comp: Any, msg: str) -> Finding:
         return Finding(rule="kv_cache", severity="error", component=cid, message=msg,
                        fix="raise gpus_per_replica (tensor parallelism), use fp8 weights or kv_cache_precision: fp8, "
                            "a GPU with more HBM (H200 141 GB), or shorter requests")
+    if comp.kind == "vector_db":  # the retrieval model's errors already say what would work
+        ram = "RAM" in msg and "would fit" in msg
+        return Finding(rule="index_ram" if ram else "recall", severity="error", component=cid, message=msg,
+                       fix=msg.split("would fit: ", 1)[1] if ram else "see the message: the parameters or index type that reach the target")
+    if comp.kind == "judge":
+        return Finding(rule="eval_cases", severity="error", component=cid, message=msg, fix="see the message")
     return Finding(rule="config", severity="error", component=cid, message=msg,
                    fix="change the component so its hardware can hold it (more GPUs, LoRA/QLoRA, a larger GPU)")
 

@@ -16,6 +16,8 @@ read the same figures.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import copy
 import math
 import random
@@ -90,6 +92,10 @@ class Requirements(_Strict):
     """The provider's stated requests per minute (applied to every llm_api and judge; never raised)."""
     tpm_limit: int | None = Field(default=None, ge=1)
     """The provider's stated tokens per minute (applied to every llm_api and judge; never raised)."""
+    eval_regression_points: float | None = Field(default=None, gt=0, le=100)
+    """Evals: the drop in pass rate (points) the eval must detect."""
+    eval_power: float | None = Field(default=None, gt=0, lt=1)
+    """Evals: the probability of detecting that drop, in (0, 1)."""
 
 
 class Prompt(_Strict):
@@ -119,7 +125,7 @@ class Prompt(_Strict):
         return self.requirements.items_per_run is not None
 
 
-class PromptFileError(ValueError):
+class PromptFileError(Refusal):
     """prompts.yaml is malformed; the message names the prompt and the field."""
 
 
@@ -247,10 +253,22 @@ def _apply_training(data: dict, prompt: Prompt) -> None:
                 comp["tokens"] = r.training_tokens
 
 
+def _apply_eval(data: dict, prompt: Prompt) -> None:
+    """The prompt's eval asks (regression to detect, power) on every judge of the design."""
+    r = prompt.requirements
+    for comp in data.get("components", []):
+        if comp.get("kind") == "judge":
+            if r.eval_regression_points is not None:
+                comp["eval_regression_points"] = r.eval_regression_points
+            if r.eval_power is not None:
+                comp["eval_power"] = r.eval_power
+
+
 def skeleton_design(prompt: Prompt) -> Design:
     """The starting design: the family's skeleton with the prompt's workload and SLOs."""
     data = copy.deepcopy(prompt.skeleton)
     _apply_training(data, prompt)
+    _apply_eval(data, prompt)
     data.setdefault("name", f"{prompt.id}-attempt")
     data["problem"] = prompt.statement
     data["workload"] = prompt_workload(prompt).model_dump(mode="json", exclude_none=True)
@@ -266,6 +284,10 @@ def _apply_numbers(data: dict, prompt: Prompt, base_rps: float) -> None:
     for comp in data.get("components", []):
         kind = comp.get("kind")
         if kind == "vector_db" and r.chunks is not None:
+            old_n = comp.get("vectors") or r.chunks
+            if comp.get("shards") and r.chunks > old_n:
+                # Same vectors per shard as the reference was drawn with: the index still fits a node.
+                comp["shards"] = int(math.ceil(comp["shards"] * r.chunks / old_n))
             comp["vectors"] = r.chunks
         if kind == "cache" and r.repeated_query_ratio is not None:
             comp["hit_ratio"] = r.repeated_query_ratio
@@ -327,6 +349,7 @@ def _reference(prompt: Prompt, *, sized: bool, library_dir: Path | None) -> Desi
     data["name"] = f"{prompt.id}-reference"
     _apply_training(data, prompt)
     _apply_numbers(data, prompt, base_wl.peak_rps)
+    _apply_eval(data, prompt)
     design = Design.model_validate(data)
     return _sized(design, prompt) if sized else design
 

@@ -16,6 +16,7 @@ The house:
 * ``sim/des/`` — the discrete-event engine (stations, routing, workload, statistics).
 * ``sim/llm/`` — token-level LLM serving (roofline, analytic twin, continuous batching replica).
 * ``sim/providers/`` — external model APIs (rate limits, their simulated station).
+* ``sim/quality/`` — retrieval (index RAM, recall, query time), eval statistics, agent pricing.
 * ``sim/search/`` — the sizing search: ``size(design)`` finds the cheapest design meeting every SLO.
 * ``results`` (the records), ``cost`` (a rule per kind), ``verdict`` (SLO checks),
   ``check`` (can this hardware run the design?), ``pipeline`` (batch pipelines, training jobs).
@@ -39,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "simulate": "sim.des.engine",
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
+    "run_problems": "sim.des.limits",
+    "validation_problems": "sim.des.limits",
     # records
     "Estimate": "sim.results",
     "RunResult": "sim.results",
@@ -70,6 +73,16 @@ _EXPORTS: dict[str, str] = {
     "ServingSpec": "sim.llm.roofline",
     "ServingConfigError": "sim.llm.roofline",
     "llm_estimate": "sim.llm.twin",
+    # quality and cost of retrieval, evaluation and agents (issue 15)
+    "retrieval_estimate": "sim.quality.retrieval",
+    "RetrievalError": "sim.quality.retrieval",
+    "RetrievalEstimate": "sim.results",
+    "eval_estimate": "sim.quality.evalstats",
+    "EvalStatsError": "sim.quality.evalstats",
+    "EvalEstimate": "sim.results",
+    "paired_binary_n": "sim.quality.evalstats",
+    "paired_score_n": "sim.quality.evalstats",
+    "api_call_price": "sim.providers.pricing",
     # sizing search (sdw size)
     "size": "sim.search.search",
     "SizeResult": "sim.search.records",
@@ -99,6 +112,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.check import ConfigError, config_problems, require_runnable
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
     from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate
@@ -110,6 +124,10 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.twin.analytic import EstimateError, estimate
     from sim.twin.flow import visits_per_request
     from sim.verdict import format_estimate, slo_checks
+    from sim.providers.pricing import api_call_price
+    from sim.quality.evalstats import EvalStatsError, eval_estimate, paired_binary_n, paired_score_n
+    from sim.quality.retrieval import RetrievalError, retrieval_estimate
+    from sim.results import EvalEstimate, RetrievalEstimate
     from designs.space import SearchSpace
     from sim.search.executor import ExecutorError, make_executor
     from sim.search.records import SizeResult

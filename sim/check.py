@@ -15,12 +15,14 @@ Usage::
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 from designs.model import Design, Problem
 
 __all__ = ["config_problems", "ConfigError", "require_runnable"]
 
 
-class ConfigError(ValueError):
+class ConfigError(Refusal):
     """The design cannot run as configured; `problems` lists every finding."""
 
     def __init__(self, problems: list[Problem]):
@@ -40,6 +42,14 @@ def config_problems(design: Design) -> list[Problem]:
                 ServingSpec.from_component(comp)
             elif comp.kind == "training_job":
                 training_estimate(comp)
+            elif comp.kind == "vector_db" and comp.index_type is not None:
+                from .quality.retrieval import retrieval_estimate
+
+                retrieval_estimate(comp, design)
+            elif comp.kind == "judge":
+                from .quality.evalstats import eval_estimate
+
+                eval_estimate(comp, design)
         except ValueError as e:
             out.append(Problem(f"components[{i}]", str(e)))
     return out

@@ -33,6 +33,8 @@ Bad input raises :class:`PipelineError` (a ``ValueError``) naming the component 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from typing import Any
 
@@ -69,7 +71,7 @@ _BYTES_PER_PARAM = {"full": FULL_FT_BYTES_PER_PARAM, "lora": LORA_BYTES_PER_PARA
 _METHOD_FRACTION_KEY = {"lora": "lora_time_fraction", "qlora": "qlora_time_fraction"}
 
 
-class PipelineError(ValueError):
+class PipelineError(Refusal):
     """A training job or pipeline that cannot be estimated; the message names the component."""
 
 
@@ -250,8 +252,17 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
         else:
             dur = one
             detail = f"no rate limit or concurrency cap: all {items:,.0f} calls in parallel, {one:.2f} s"
-        cost = items * (prompt * comp.usd_per_1m_input_tokens + output * comp.usd_per_1m_output_tokens) / 1e6
-        detail += f"; {items:,.0f} × ({prompt:,.0f} in + {output:,.0f} out) tokens"
+        if comp.batch_api:
+            # The provider's batch API runs on its own pool and promises results within the
+            # turnaround window, not at a rate: plan for the window (OpenAI/Anthropic: 24 h).
+            dur = comp.batch_turnaround_h * 3600
+            detail = f"batch API: {items:,.0f} calls, results within {comp.batch_turnaround_h:g} h (the provider's turnaround)"
+        from sim.providers.pricing import api_call_price
+
+        # The cache stays warm at the run's own call rate, spread over a day for the formula.
+        per_call, text, _ = api_call_price(comp, design, prompt, output, items / max(dur, 1.0) * 86_400)
+        cost = items * per_call
+        detail += f"; {items:,.0f} × {text}"
     elif kind == "llm_server":
         # Batch generation on self-hosted replicas: items at the replicas' saturated request rate
         # (the roofline twin in sim.llm: sequence slots / mean slot time), plus one request.

@@ -32,6 +32,8 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "RetrievalEstimate",
+    "EvalEstimate",
 ]
 
 
@@ -43,23 +45,29 @@ class _Rec(BaseModel):
 
 
 class Percentiles(_Rec):
-    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`)."""
+    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`).
 
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
+    A value is None (null in JSON) when it was not measured — no measured request completed —
+    never a 0.0 placeholder that reads as "instant"."""
+
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
 
 
 class PercentileCI(_Rec):
-    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds."""
+    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds.
 
-    mean: tuple[float, float]
-    p50: tuple[float, float]
-    p90: tuple[float, float]
-    p95: tuple[float, float]
-    p99: tuple[float, float]
+    An interval is None (null in JSON) when there is none to give: fewer than two batches
+    (one batch has no spread to estimate), or nothing measured — never `[x, x]` or `[0, 0]`."""
+
+    mean: tuple[float, float] | None
+    p50: tuple[float, float] | None
+    p90: tuple[float, float] | None
+    p95: tuple[float, float] | None
+    p99: tuple[float, float] | None
 
 
 class ComponentStats(_Rec):
@@ -239,6 +247,72 @@ class StationEstimate(_Rec):
     cost_per_day_usd: float = 0.0
 
 
+class RetrievalEstimate(_Rec):
+    """Figures of one indexed `vector_db` (sim.quality.retrieval): recall, time, RAM, build."""
+
+    index_type: str
+    vectors: int
+    vectors_per_shard: float
+    dimensions: int
+    precision: str
+    shards: int
+    replicas: int
+    """Copies of each shard."""
+    nodes: int
+    """shards × replicas: the nodes that are paid for."""
+    top_k: int
+    params: dict[str, float] = Field(default_factory=dict)
+    """The search parameters used (ef_search, hnsw_m, nlist, nprobe, pq_bytes)."""
+    params_picked: bool = False
+    """True when the model picked them for recall_target."""
+    recall_at_k: float
+    recall_target: float | None = None
+    shard_query_ms: float
+    """One query on one shard, idle node."""
+    query_ms_mean: float
+    """Mean of the slowest shard (the fan-out's wait)."""
+    query_ms_p95: float
+    ram_gb_per_node: float
+    """One shard's index in RAM."""
+    ram_needed_gb_per_node: float
+    """With 20 % headroom."""
+    node_ram_gb: float
+    ssd_gb_per_node: float = 0.0
+    build_hours: float = 0.0
+    """Index build per shard (shards build in parallel)."""
+    reembed_hours: float = 0.0
+    """Re-embedding the whole corpus with the design's embedder."""
+    explanation: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class EvalEstimate(_Rec):
+    """One judge's eval plan as statistics (sim.quality.evalstats): cases, validity, cost, time."""
+
+    judge: str
+    outcome: str
+    """binary (pass/fail, McNemar) or score (paired z on differences)."""
+    cases: int
+    """Cases per eval run."""
+    cases_from: str = ""
+    regression_points: float | None = None
+    """The drop the eval must detect (points of pass rate, or score units)."""
+    power: float
+    alpha: float
+    human_agreement: float | None = None
+    cases_needed: int | None = None
+    """With a judge that always agrees with humans."""
+    cases_needed_with_judge: int | None = None
+    """With this judge's stated agreement."""
+    enough_cases: bool | None = None
+    detectable_points: float | None = None
+    """Smallest drop this many cases detect at this power (through this judge when its agreement is stated)."""
+    run_cost_usd: float | None = None
+    run_hours: float | None = None
+    explanation: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
 class LLMEstimate(_Rec):
     """Analytic figures of one `llm_server` (issue: LLM model)."""
 
@@ -294,6 +368,10 @@ class Estimate(_Rec):
     slo: list[SLOCheck] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     wall_s: float = 0.0
+    retrieval: dict[str, RetrievalEstimate] = Field(default_factory=dict)
+    """Indexed vector_db components: recall@k, query time, RAM per node, build and re-embed hours."""
+    evaluation: dict[str, EvalEstimate] = Field(default_factory=dict)
+    """Judges: cases needed for the stated regression and power, judge validity, cost and hours per run."""
 
     def to_json(self) -> dict[str, Any]:
         """Valid JSON: an unbounded figure (inf — an unstable station's wait, the end-to-end

@@ -56,7 +56,8 @@ def _latency_check(metric: str, label: str, target: float, value: float | None, 
 
 
 def _ci(ci: PercentileCI | None, key: str) -> tuple[float, float] | None:
-    return None if ci is None else tuple(getattr(ci, key))  # type: ignore[return-value]
+    v = None if ci is None else getattr(ci, key)  # None: fewer than two batches, no interval
+    return None if v is None else tuple(v)  # type: ignore[return-value]
 
 
 def slo_checks(

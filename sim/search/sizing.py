@@ -246,6 +246,11 @@ def size_candidate(ev: TwinEvaluator, cand: Candidate, sized: dict[str, tuple[st
     """The cheapest replica counts of `cand` meeting every SLO the twin judges (module docstring)."""
     design = ev.design
     ids = list(sized)
+    from sim.check import config_problems  # hardware that cannot run this candidate at all
+
+    probs = config_problems(cand.apply(design))
+    if probs:
+        return Sized(cand, None, None, math.inf, "cannot run: " + probs[0].message, math.inf, 0, {})
     n1 = n_minus_1 and design.workload.batch is None
     evals0 = ev.evaluations
     lo = {cid: max(sized[cid][1], 2 if n1 else 1) for cid in ids}

@@ -106,7 +106,9 @@ if w is not None:
     m4.metric("Candidates", f"{r.candidates_evaluated} sized / {r.candidates_total}")
     st.markdown(f"**{w.candidate}** — " + ", ".join(f"{k} {v}" for k, v in (w.sim_replicas or w.replicas).items()))
     for chk in w.sim:
-        st.caption(f"{'✅' if chk.met else '❌'} {chk.metric}: {chk.value:,.4g} (95 % CI upper {chk.upper:,.4g}) vs {chk.target:,.4g}")
+        upper = "n/a" if chk.upper is None else f"{chk.upper:,.4g}"
+        value = "n/a" if chk.value is None else f"{chk.value:,.4g}"
+        st.caption(f"{'✅' if chk.met else '❌'} {chk.metric}: {value} (95 % CI upper {upper}) vs {chk.target:,.4g}")
 
 if r.frontier:
     st.subheader("Frontier")

@@ -188,7 +188,7 @@ def test_two_local_workers_give_the_same_answer():
 def test_simulation_verifies_the_cheaper_serving_design():
     # One short simulation: 14 × H100 BF16 (the twin's answer) against 17 as given, same seed.
     d = load_design(SERVING)
-    r = size(d, space=SearchSpace.model_validate(H100_BF16), verify=1, seed=0, max_seconds=120)
+    r = size(d, space=SearchSpace.model_validate(H100_BF16), verify=1, seed=0, max_seconds=600)
     w = r.winner
     assert w.verified is True and all(c.met for c in w.sim)
     assert w.sim_replicas["llm"] < 17

@@ -304,7 +304,8 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
             win.n_minus_1_sim = [c for c in sim_checks(design, r) if c.metric != "cost_per_day_usd"]
             if not all(c.met for c in win.n_minus_1_sim):
                 res.warnings.append(f"with one {adj} replica down the simulation misses: " + ", ".join(
-                    f"{c.metric} upper {c.upper:,.4g} > {c.target:,.4g}" for c in win.n_minus_1_sim if not c.met))
+                    f"{c.metric} upper {'n/a' if c.upper is None else f'{c.upper:,.4g}'} vs {c.target:,.4g}"
+                    for c in win.n_minus_1_sim if not c.met))
 
     res.winner = win
     cost = win.sim_cost_per_day_usd if win.verified else win.cost_per_day_usd

@@ -48,7 +48,9 @@ def sim_checks(design: Design, res) -> list[SimCheck]:
         if pct is None:  # no LLM on the path: the twin judged it unknown too
             continue
         v = getattr(pct, key)
-        hi = getattr(ci, key)[1] if ci is not None else v
+        band = getattr(ci, key, None) if ci is not None else None
+        # No interval (too few batches before a budget ran out): the estimate alone cannot pass.
+        hi = band[1] if band else None
         ok = bool(res.stable and hi is not None and math.isfinite(hi) and hi <= t)
         out.append(SimCheck(metric=metric, target=t, value=v, upper=hi, met=ok))
     if slo.availability is not None:

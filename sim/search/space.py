@@ -16,6 +16,9 @@ The default space for an `llm_server` (a `search:` block narrows or widens it pe
 * ``max_batch``: 64, 128, 256 and the design's own; ``chunked_prefill_tokens``: the design's
   own and 2048.
 
+Pipelines and closed loops keep the design's own LLM settings unless the space lists others:
+each of their candidates costs a full estimate and no cheap cost bound prunes them.
+
 Usage::
 
     >>> from designs.io import load_design
@@ -131,9 +134,20 @@ def _uniq(xs) -> list:
     return out
 
 
-def _llm_axes(comp, cs: ComponentSpace, rejected: list[Rejected]) -> list[tuple[tuple[str, Any], ...]]:
-    """Every valid setting of one llm_server; families that cannot hold the model are rejected."""
+def _llm_axes(comp, cs: ComponentSpace, rejected: list[Rejected], own_only: bool = False) -> list[tuple[tuple[str, Any], ...]]:
+    """Every valid setting of one llm_server; families that cannot hold the model are rejected.
+
+    `own_only`: fields the space does not list keep the design's value (pipelines, where each
+    candidate costs a full pipeline estimate and no cost bound prunes)."""
     from sim.llm.roofline import ServingConfigError, ServingSpec
+
+    if own_only:
+        cs = cs.model_copy(update={
+            "gpu": cs.gpu or [comp.gpu], "precision": cs.precision or [comp.precision],
+            "kv_cache_precision": cs.kv_cache_precision or [comp.kv_cache_precision],
+            "gpus_per_replica": cs.gpus_per_replica or [comp.gpus_per_replica],
+            "max_batch": cs.max_batch or [comp.max_batch],
+            "chunked_prefill_tokens": cs.chunked_prefill_tokens or [comp.chunked_prefill_tokens]})
 
     gpus = cs.gpu or _uniq([comp.gpu] + gpu_names())
     gpus = _uniq(get_gpu(g).name for g in gpus)
@@ -192,7 +206,8 @@ def resolve(design: Design, space: SearchSpace | None = None, *, n_minus_1: bool
             continue  # a training job on a request path adds no latency: nothing to size for
         sized[comp.id] = (fld, lo, hi)
         if comp.kind == "llm_server":
-            vals = _llm_axes(comp, cs, rejected)
+            own_only = design.workload.batch is not None or design.workload.closed_loop
+            vals = _llm_axes(comp, cs, rejected, own_only)
             if not vals:
                 raise SpaceError(
                     f"nothing in the space can hold {comp.model} for '{comp.id}': "

@@ -219,3 +219,16 @@ def test_ctrl_c_during_verification_returns_the_best_so_far(workers):
     assert r.partial and r.stopped_by == "interrupted"
     assert r.winner is not None and r.winner.replicas == {"svc": 10}  # the twin's answer, unverified
     assert "partial" in r.message
+
+
+def test_headroom_sizes_and_simulates_for_more_than_the_peak():
+    # 1.2 × 100/s = 120/s on servers of 1/12 s: stability alone needs 11 (a = 10 Erlangs).
+    r = size(_mmc(300), verify=1, headroom=1.2, seed=1)
+    assert r.winner.replicas["svc"] >= 11
+    assert r.winner.verified is not None
+    c = r.winner.sim_replicas["svc"]
+    sim_p95 = next(x for x in r.winner.sim if x.metric == "latency_p95_ms").value
+    # Simulated at 120/s, not 100/s: the p95 matches exact M/M/c at λ = 120 (and not at 100).
+    at120, at100 = _mmc_p95_exact(c, lam=120.0), _mmc_p95_exact(c, lam=100.0)
+    assert abs(sim_p95 - at120) < abs(sim_p95 - at100)
+    assert sim_p95 == pytest.approx(at120, rel=0.1)

@@ -72,7 +72,23 @@ def _size_task(payload: tuple) -> list[Sized]:
 
 def _verify_task(payload: tuple) -> dict:
     design_json, cand, counts, adjust, kw = payload
-    return verify_candidate(Design.model_validate_json(design_json), cand, counts, adjust, **kw)
+    kw = dict(kw)
+    d = _with_headroom(Design.model_validate_json(design_json), kw.pop("headroom", 1.0))
+    return verify_candidate(d, cand, counts, adjust, **kw)
+
+
+def _with_headroom(design: Design, headroom: float) -> Design:
+    """The design simulated at headroom × its peak rate (what the twin sized for)."""
+    if headroom == 1.0:
+        return design
+    wl = design.workload
+    if wl.closed_loop or wl.batch is not None:
+        return design
+    if wl.arrival_rps is not None:
+        upd = {"arrival_rps": wl.arrival_rps * headroom}
+    else:
+        upd = {"peak_to_average": min(100.0, wl.peak_to_average * headroom)}
+    return design.model_copy(update={"workload": wl.model_copy(update=upd)})
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -178,6 +194,9 @@ def size(design: Design, *, space=None, verify: int | None = None, n_minus_1: bo
         res.warnings.append(f"availability {design.slo.availability:.4%} is stated; the twin cannot judge it — "
                             "--n-minus-1 sizes for one replica of each pool down")
     res.baseline = _baseline(ev, design, sp)
+    if opts.headroom != 1.0 and not ev.fast:
+        res.warnings.append("headroom applies to open-loop traffic only; this design (a pipeline or a closed loop) "
+                            "is sized at its own load")
 
     own = executor if isinstance(executor, Executor) else None
     ex = own or make_executor(executor if isinstance(executor, str) else None, workers)
@@ -265,7 +284,7 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
             fld_lo = s.stable_counts.get(adj, 1) if adj else 1
             left = max(5.0, deadline - time.perf_counter())
             kw = dict(seed=seed, floor=max(fld_lo, sp.sized[adj][1] if adj else 1), ceiling=sp.sized[adj][2] if adj else 1,
-                      allow_down=not n1, precision=sim_precision,
+                      allow_down=not n1, precision=sim_precision, headroom=sp.options.headroom,
                       max_seconds=left * ex.workers / max(1, len(top)), cancel=cancel if ex.workers == 1 else None)
             tasks.append((design_json, s.candidate, ch.replicas, adj, kw))
         say(0.5, f"verifying the {len(top)} cheapest by simulation")
@@ -299,7 +318,8 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
             from .verify import _run, sim_checks
 
             down = {**counts, adj: counts[adj] - 1}
-            r = _run(s.candidate.apply(design, down), seed, sim_precision, max(5.0, deadline - time.perf_counter()), cancel)
+            r = _run(_with_headroom(s.candidate.apply(design, down), sp.options.headroom), seed, sim_precision,
+                     max(5.0, deadline - time.perf_counter()), cancel)
             res.simulations += 1
             win.n_minus_1_sim = [c for c in sim_checks(design, r) if c.metric != "cost_per_day_usd"]
             if not all(c.met for c in win.n_minus_1_sim):

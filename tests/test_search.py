@@ -232,3 +232,10 @@ def test_headroom_sizes_and_simulates_for_more_than_the_peak():
     at120, at100 = _mmc_p95_exact(c, lam=120.0), _mmc_p95_exact(c, lam=100.0)
     assert abs(sim_p95 - at120) < abs(sim_p95 - at100)
     assert sim_p95 == pytest.approx(at120, rel=0.1)
+
+
+def test_pipeline_designs_size_their_counts_and_verify():
+    r = size(load_design("designs/library/eval_at_scale.yaml"), verify=1)
+    assert r.status == "ok" and r.winner.verified is True
+    assert {c.metric for c in r.winner.sim} >= {"pipeline_hours", "cost_per_day_usd"}  # no request count to judge availability on
+    assert r.candidates_total == 1  # the pipeline keeps its LLM settings: only counts vary

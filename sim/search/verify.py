@@ -53,7 +53,8 @@ def sim_checks(design: Design, res) -> list[SimCheck]:
         hi = band[1] if band else None
         ok = bool(res.stable and hi is not None and math.isfinite(hi) and hi <= t)
         out.append(SimCheck(metric=metric, target=t, value=v, upper=hi, met=ok))
-    if slo.availability is not None:
+    total = res.completed_requests + res.dropped_requests
+    if slo.availability is not None and total > 0:  # a pipeline run measures no requests
         total = res.completed_requests + res.dropped_requests
         a = res.completed_requests / total if total else 0.0
         out.append(SimCheck(metric="availability", target=slo.availability, value=a, upper=a,

@@ -109,7 +109,7 @@ def regret() -> None:
                                                                "gpus_per_replica": [1], "max_batch": [256],
                                                                "chunked_prefill_tokens": [None]}}})
     t0 = time.perf_counter()
-    r = size(d, space=space, verify=2, workers=2, seed=0)
+    r = size(d, space=space, verify=2, workers=2, seed=0, max_seconds=1800)
     ts = time.perf_counter() - t0
     w = r.winner
     # Brute force: every (precision, replicas) in a window around each family's twin answer.
@@ -120,7 +120,7 @@ def regret() -> None:
         n = ch.replicas["llm"]
         for reps in range(max(1, n - 2), n + 3):
             counts = dict(ch.replicas, llm=reps)
-            res = simulate(cand.apply(d, counts), seed=0, precision=SIM_PRECISION)
+            res = simulate(cand.apply(d, counts), seed=0, precision=SIM_PRECISION, max_seconds=600)
             sims += 1
             if all(c.met for c in sim_checks(d, res)):
                 cost = res.cost_per_day_usd
@@ -162,7 +162,7 @@ def answer_keys() -> None:
     for p in load_prompts():
         ref = reference_design(p)
         t0 = time.perf_counter()
-        res = simulate(ref, seed=0, precision=SIM_PRECISION, max_seconds=60)
+        res = simulate(ref, seed=0, precision=SIM_PRECISION, max_seconds=600)
         chk = sim_checks(ref, res)
         bad = [f"{c.metric} {c.upper:,.4g} vs {c.target:,.4g}" for c in chk if not c.met]
         print(f"   {p.id:<20} {'PASS' if not bad else 'FAIL'} ${res.cost_per_day_usd:,.0f}/day "

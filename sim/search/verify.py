@@ -82,19 +82,24 @@ def verify_candidate(design: Design, cand: Candidate, counts: dict[str, int], ad
 
     Returns ``{"counts", "checks", "met", "runs", "cost_per_day_usd", "log", "stopped"}``; ``met``
     is the verdict at the final counts. `max_seconds` bounds the whole verification of this
-    candidate (each run gets what is left, split over the steps still allowed).
+    candidate (each run may use all that is left; runs cut short by it are listed in ``cut``).
     """
     t0 = time.perf_counter()
     counts = dict(counts)
     log: list[str] = []
+    cut: list[str] = []  # runs a wall budget or a cancel cut short (not reproducible)
     runs = 0
     best = None  # (counts, checks, cost) of the cheapest passing run seen
 
     def run_at(c: dict[str, int]):
         nonlocal runs
+        # The whole remaining budget: a run should end on its precision rule or request cap
+        # (deterministic for the seed), the wall clock is only a safety net.
         left = max_seconds - (time.perf_counter() - t0)
-        res = _run(cand.apply(design, c), seed, precision, left / max(1, max_steps - runs), cancel)
+        res = _run(cand.apply(design, c), seed, precision, left, cancel)
         runs += 1
+        if res.stopped_by in ("max_seconds", "interrupted"):
+            cut.append(f"{adjust}={c.get(adjust)}: stopped by {res.stopped_by}")
         chk = sim_checks(design, res)
         ok = all(x.met for x in chk)
         log.append(f"{adjust}={c.get(adjust)}: " + ("meets" if ok else "misses " + ", ".join(
@@ -141,4 +146,4 @@ def verify_candidate(design: Design, cand: Candidate, counts: dict[str, int], ad
         _, chk, res, counts = last
         cost, met = res.cost_per_day_usd, False
     return {"counts": counts, "checks": [c.model_dump() for c in chk], "met": met, "runs": runs,
-            "cost_per_day_usd": cost, "log": log, "stopped": stopped}
+            "cost_per_day_usd": cost, "log": log, "stopped": stopped, "cut": cut}

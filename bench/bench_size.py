@@ -164,7 +164,7 @@ def answer_keys() -> None:
         t0 = time.perf_counter()
         res = simulate(ref, seed=0, precision=SIM_PRECISION, max_seconds=600)
         chk = sim_checks(ref, res)
-        bad = [f"{c.metric} {c.upper:,.4g} vs {c.target:,.4g}" for c in chk if not c.met]
+        bad = [f"{c.metric} {'no CI' if c.upper is None else f'{c.upper:,.4g}'} vs {c.target:,.4g}" for c in chk if not c.met]
         print(f"   {p.id:<20} {'PASS' if not bad else 'FAIL'} ${res.cost_per_day_usd:,.0f}/day "
               f"({time.perf_counter() - t0:.1f} s){'  ' + '; '.join(bad) if bad else ''}", flush=True)
 

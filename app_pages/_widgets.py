@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import importlib
-import re
 import threading
 import uuid
 from types import ModuleType
@@ -26,7 +25,7 @@ import streamlit as st
 
 from designs.io import DesignFileError, load_design
 from designs.model import Design, Problem
-from designs.workspace import Workspace, WorkspaceError, workspace_dir
+from designs.workspace import Workspace, WorkspaceError, new_draft_id, workspace_dir
 
 __all__ = [
     "init_state",
@@ -55,7 +54,6 @@ __all__ = [
     "sim_settings",
 ]
 
-_DRAFT_ID = re.compile(r"^[a-f0-9]{8,32}$")
 
 
 # --- session state -------------------------------------------------------------------------
@@ -71,14 +69,14 @@ def init_state() -> None:
     ss.setdefault("verdicts", {})  # design name → verdict line of its last run this session
     ss.setdefault("runs", {})  # run key → RunResult, the session's own results (for Export)
     ss.setdefault("last_run_key", None)
-    ss.setdefault("workspace_root", str(workspace_dir()))
     if "draft_id" not in ss:
-        # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back.
-        # A new tab has no ?draft= and gets its own id, so tabs never share unsaved work.
+        # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back,
+        # moved to this session's own fresh, unguessable id (a draft is claimed once, so a
+        # leaked URL stops working). A new tab has no ?draft= and gets its own id.
         qp = st.query_params.get("draft")
-        ss.draft_id = qp if isinstance(qp, str) and _DRAFT_ID.match(qp) else uuid.uuid4().hex[:16]
-        if ss.design is None:
-            restored = workspace().load_draft(ss.draft_id)
+        ss.draft_id = new_draft_id()
+        if ss.design is None and isinstance(qp, str):
+            restored = workspace().claim_draft(qp, ss.draft_id)
             if restored is not None:
                 ss.design = restored
                 ss.design_origin = "draft (restored)"
@@ -90,7 +88,7 @@ def init_state() -> None:
         st.query_params["draft"] = ss.draft_id
 
 
-STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "workspace_root", "size:")
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "size:")
 
 
 def sticky(key: str, default: Any, options: list | None = None) -> dict:
@@ -111,7 +109,9 @@ def design_token(design: Design) -> str:
 
 
 def workspace() -> Workspace:
-    return Workspace(st.session_state.get("workspace_root") or None)
+    # The root is the server's configuration ($SDW_WORKSPACE, default ./workspace), never a
+    # visitor's choice: a sidebar field let anyone make the server write and list anywhere.
+    return Workspace()
 
 
 def sidebar() -> None:
@@ -122,11 +122,7 @@ def sidebar() -> None:
             st.caption(f"Current design: **{d.name}** — {st.session_state.design_origin}")
         else:
             st.caption("No design open — pick one in the Library.")
-        st.text_input(
-            "Workspace folder",
-            key="workspace_root",
-            help="Where your designs and autosaved drafts live (default ./workspace, or $SDW_WORKSPACE).",
-        )
+        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: $SDW_WORKSPACE)")
 
 
 def current_design() -> Design | None:

@@ -206,10 +206,15 @@ with left:
     st.divider()
     c1, c2 = st.columns([3, 1])
     save_name = c1.text_input("Save to workspace as", value=design.name, key="save_name")
+    ws = W.workspace()
+    try:
+        taken = ws.exists(save_name)
+    except WorkspaceError:
+        taken = False
+    replace = taken and st.checkbox(f"Replace the saved design '{save_name.strip()}'", key="save_replace")
     if c2.button("Save", key="save_design"):
-        ws = W.workspace()
         try:
-            path = ws.save(save_name, design)
+            path = ws.save(save_name, design, overwrite=bool(replace))
             ss.design_origin = f"workspace: {ws.check_name(save_name)}"
             st.success(f"Saved to {path}")
         except WorkspaceError as e:

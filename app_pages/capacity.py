@@ -97,6 +97,10 @@ for w in est.warnings:
     st.warning(w)
 
 # --- simulation ----------------------------------------------------------------------------
+from app_pages._drills import drills_section  # noqa: E402 - interviewer-mode follow-ups on a copy (issue 13)
+
+drills_section(what_if)
+
 st.subheader("Simulation")
 settings = W.sim_settings("sim_", precision=0.02, max_requests=2_000_000, max_seconds=120.0)
 key = W.run_key(what_if, settings)
@@ -216,6 +220,10 @@ if not util.empty:
         .properties(height=alt.Step(28))
     )
     st.altair_chart(bars, width="stretch")
+
+from app_pages._ops_charts import ops_section  # noqa: E402 - the timeline of a fault/trace/autoscaling run (issue 13)
+
+ops_section(result)
 
 diagram = W.optional_module("designs.diagram")
 if diagram is not None:

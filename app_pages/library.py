@@ -48,9 +48,8 @@ def _card(key: str, name: str, problem: str, design, error: str | None, *, own: 
             ss.library_msg = f"Opened {name}. Edit it in the Builder or check it on the Capacity page."
             st.rerun()
         if b2.button("Duplicate as variant", key=f"dup_{key}"):
-            new_name = ws.unique_name(f"{name}_variant")
             try:
-                ws.save(new_name, design)
+                new_name, _ = ws.save_new(f"{name}_variant", design)  # exclusive create: no lost copies
                 ss.library_msg = f"Saved a copy as {new_name} in {ws.root}."
             except (WorkspaceError, OSError) as e:
                 st.error(f"Could not save the variant: {e}")
@@ -95,8 +94,7 @@ if upload is not None and ss.get("upload_done") != upload.file_id:
     except DesignFileError as e:
         W.show_problems(e.problems, title=f"{upload.name} is not a valid design")
     else:
-        name = ws.unique_name(upload.name.rsplit(".", 1)[0])
-        ws.save(name, design)
+        name, _ = ws.save_new(upload.name.rsplit(".", 1)[0], design)
         ss.upload_done = upload.file_id
         W.set_design(design, f"workspace: {name}", new=True)
         ss.library_msg = f"Uploaded {upload.name} as {name} and opened it."

@@ -250,8 +250,9 @@ if prompt is not None:
             try:
                 ref = reference_design(prompt)
                 ws = W.workspace()
-                ws.save(f"{prompt.id}-attempt", design.model_copy(update={"name": f"{prompt.id}-attempt"}))
-                ws.save(f"{prompt.id}-reference", ref)
+                ws.save(f"{prompt.id}-attempt", design.model_copy(update={"name": f"{prompt.id}-attempt"}),
+                        overwrite=True)  # the practice's own files: each attempt replaces the last
+                ws.save(f"{prompt.id}-reference", ref, overwrite=True)
                 ss.practice_reference = ref
                 ss.compare_pick = [f"workspace: {prompt.id}-attempt", f"workspace: {prompt.id}-reference"]
             except (DesignFileError, WorkspaceError, OSError) as e:

@@ -25,6 +25,7 @@ from designs.library import library_dir, list_library
 from designs.render import RenderError, render
 from sim import validation_problems
 
+from .common import clobbers_input, write_output
 from .common import err as _err
 from .common import report as _report
 
@@ -85,6 +86,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if out == "-" and fmt == "png":
         _err("sdw render: PNG is binary; write it to a file (-o out.png)")
         return 2
+    if out != "-" and clobbers_input([out], [args.file]):
+        _err(f"sdw render: -o {out} is the input design file; refusing to overwrite it")
+        return 2
     try:
         design = load_design(args.file)
     except DesignFileError as e:
@@ -101,7 +105,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return 0
     try:
-        Path(out).write_bytes(data)
+        write_output(out, data)  # atomic: a failed write leaves the old file whole
     except OSError as e:
         _err(f"sdw render: cannot write {out}: {e.strerror or e}")
         return 1

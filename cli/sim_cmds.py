@@ -192,6 +192,10 @@ def format_run(r) -> str:
         for c in r.slo:
             tag = "PASS" if c.met else ("FAIL" if c.met is False else "n/a ")
             lines.append(f"  {tag} {c.metric}: {c.detail}")
+    if r.ops is not None:  # a timeline run (faults, failures, autoscaling, traces)
+        from sim import format_ops
+
+        lines.append(format_ops(r.ops))
     if r.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in r.warnings)
@@ -338,12 +342,23 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except ValueError as e:  # EstimateError and friends: a located, worded refusal
         _err(f"sdw estimate: {args.file}: {e}")
         return 1
+    from sim import format_n_minus_1, n_minus_one, replicas_per_hour
+
+    n1 = n_minus_one(design, est)  # N−1: one replica down per component (sim/ops)
+    hourly = replicas_per_hour(design, est)
     if args.json:
-        print(_dumps(est.to_json()))
+        out = est.to_json()
+        out["n_minus_1"] = {cid: n.to_json() for cid, n in n1.items()}
+        out["replicas_per_hour"] = hourly
+        print(_dumps(out))
     else:
         from sim import format_estimate
 
         print(format_estimate(est))
+        if n1:
+            print(format_n_minus_1(n1))
+        for cid, hours in hourly.items():
+            print(f"Autoscaled replicas per hour, {cid}: {' '.join(str(h) for h in hours)}")
     return 0
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import hardware
 
-from .distributions import Count, Duration, LogNormal, fixed_count, fixed_ms
+from .distributions import Count, Duration, LogNormal, LogNormalCount, fixed_count, fixed_ms
+from .operations import Autoscale, Failures
 
 __all__ = [
     "ComponentBase",
@@ -37,6 +38,9 @@ __all__ = [
     "Database",
     "ObjectStorage",
     "LLMServer",
+    "SpeculativeDecoding",
+    "LLMPool",
+    "lora_adapter_bytes",
     "LLMApi",
     "Embedder",
     "VectorDB",
@@ -68,6 +72,12 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 # - GPT-4o API: TTFT 0.45 s, 131 tokens/s (Artificial Analysis medians via retrieval.csv, 2026);
 #   $2.50 / $10.00 per 1M input / output tokens (OpenAI pricing page, as loaded into
 #   https://apis.io/providers/openai/#pricing, read 2026-11-05).
+# - API weather (issue 13): TTFT lognormal with median 450 ms (AA, above) and p95 = 1.79 × the
+#   median — GPT-4o's P95/P50 of TTFT (1,144 / 639 ms) in 24 h of 5-minute pings from one US
+#   datacenter (https://modelstats.ai/blog/llm-api-latency-spikes-what-average-ttft-doesnt-tell-you);
+#   σ = ln 1.79 / 1.645 = 0.354, so mean 479 ms, p95 806 ms. Output speed lognormal, mean 131
+#   tokens/s, σ 0.2 (p95 178, p5 92): assumption, about the spread between the AA snapshots of
+#   GPT-4o providers in the reference set (81–131 tokens/s).
 # - Monitoring $500/month: assumption, ~25 hosts at Datadog's $18/host-month (prices.csv
 #   monitoring_host_month) plus log ingestion.
 # - Load balancer 1 ms, gateway 5 ms, queue enqueue 5 ms, database query 5 ms, object-storage GET
@@ -77,6 +87,10 @@ Precision = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 # Rates and times have small positive floors (1e-3 tokens/s, 1e-6 items/s, 1e-3 ms) rather than
 # `gt=0`: 5e-324 passes `gt=0` and turns the derived service times into inf (issue 14).
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+# Provider API weather defaults (sources in the comment block above).
+API_TTFT_MEAN_MS, API_TTFT_P95_MS = 479.0, 806.0
+API_SPEED_MEAN, API_SPEED_P95 = 131.0, 178.0
 
 
 def _known_gpu(name: str | None) -> str | None:
@@ -122,6 +136,8 @@ class ComponentBase(BaseModel):
     """Free text: why this component, what it assumes."""
     timeout_ms: float | None = Field(default=None, ge=1e-3, le=3_600_000)
     """Give up on a request that has waited longer than this here; it counts as dropped."""
+    failures: Failures | None = None
+    """Random failures of each replica (MTBF/MTTR, seeded); acted on in timeline runs (`sim.ops`)."""
 
     @property
     def display_name(self) -> str:
@@ -137,6 +153,10 @@ class _Pool(ComponentBase):
     """Requests one replica serves at the same time (worker threads, connections)."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the catalogue default for this kind."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def servers(self) -> int:
@@ -238,6 +258,96 @@ class ObjectStorage(ComponentBase):
     """Storage price in USD per GB-month; empty takes the catalogue default."""
 
 
+class SpeculativeDecoding(BaseModel):
+    """Speculative decoding on an `llm_server`: draft k tokens, verify them in one target step."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    method: Literal["draft_model", "eagle", "mtp"]
+    """`draft_model` (a smaller model of the same family drafts), `eagle` (a one-layer head on the target's features) or `mtp` (multi-token-prediction heads trained with the model, DeepSeek-V3)."""
+    draft_tokens: int | None = Field(default=None, le=16)
+    """Tokens drafted per step, k; empty: 4 for draft_model and eagle, 1 for mtp (sim/llm/speculative.py)."""
+    acceptance_rate: float | None = None
+    """Probability α that the target accepts a drafted token, strictly between 0 and 1; empty: 0.6 draft_model, 0.75 eagle, 0.85 mtp (sources in sim/llm/speculative.py)."""
+    draft_model: ModelName | None = Field(default=None, max_length=100)
+    """The draft model for `method: draft_model` (catalogue name), run on the same GPUs."""
+
+    @field_validator("draft_tokens")
+    @classmethod
+    def _k(cls, v):
+        if v is not None and v < 1:
+            raise ValueError(f"draft_tokens {v} drafts nothing: use 1–16 (1 for mtp, 3–5 typical for eagle or a "
+                             "draft model), or remove `speculative` to turn it off")
+        return v
+
+    @field_validator("acceptance_rate")
+    @classmethod
+    def _alpha(cls, v):
+        if v is not None and not 0 < v < 1:
+            raise ValueError(f"acceptance_rate {v:g} is outside (0, 1): it is the probability that one drafted token "
+                             "is accepted; published values are 0.6–0.9 (leave it empty for the method's default)")
+        return v
+
+    @model_validator(mode="after")
+    def _draft(self):
+        if self.method == "draft_model" and self.draft_model is None:
+            raise ValueError("method draft_model needs draft_model: a smaller model of the target's family, "
+                             "e.g. llama-3.1-8b for llama-3.1-70b")
+        if self.method != "draft_model" and self.draft_model is not None:
+            raise ValueError(f"draft_model is only used with method draft_model (method is {self.method}); remove it")
+        return self
+
+
+# KV links between the pools of a disaggregated llm_server, GB/s per GPU one way (sources in
+# sim/llm/disagg.py): one 400 Gb/s NDR InfiniBand port per GPU; 100 GbE (assumption); NVLink 4
+# (H100/H200) 900 GB/s total, NVLink 3 (A100) 600, NVLink 5 (B200) 1800 — half each way.
+LINK_GB_PER_S = {"infiniband": 50.0, "ethernet": 12.5}
+NVLINK_GB_PER_S = {"H100-SXM-80GB": 450.0, "H200-SXM-141GB": 450.0, "A100-SXM-80GB": 300.0, "B200-180GB": 900.0}
+
+
+def kv_link_problem(comp) -> str | None:
+    """Why a disaggregated server's pools cannot exchange KV over ``kv_link`` (None: they can)."""
+    if comp.kv_link != "nvlink" or comp.prefill_pool is None or comp.decode_pool is None:
+        return None
+    gp, gd = hardware.get_gpu(comp.prefill_pool.gpu).name, hardware.get_gpu(comp.decode_pool.gpu).name
+    if gp != gd:
+        return (f"prefill_pool on {gp} and decode_pool on {gd} share no NVLink (an NVLink domain is one GPU type "
+                f"in one node or rack): use kv_link: infiniband ({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or "
+                "ethernet, or put both pools on the same GPU")
+    if gp not in NVLINK_GB_PER_S:
+        return (f"{gp} has no NVLink between replicas: use kv_link: infiniband "
+                f"({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or ethernet, or an SXM GPU "
+                f"({', '.join(NVLINK_GB_PER_S)})")
+    return None
+
+
+def lora_adapter_bytes(model_name: str, rank: int) -> float:
+    """GPU bytes of one LoRA adapter of ``rank`` on every attention and MLP projection (BF16 A and B).
+
+    Per layer: q, o (hidden ↔ q_heads × head_dim), k, v (hidden → kv_heads × head_dim) and the
+    three MLP projections (hidden ↔ ffn); a rank-r adapter of a d_in × d_out matrix holds
+    r × (d_in + d_out) parameters."""
+    m = hardware.get_model(model_name)
+    q, kv = m.q_heads * m.head_dim, m.kv_heads * m.head_dim
+    per_layer = 2 * (m.hidden + q) + 2 * (m.hidden + kv) + 3 * (m.hidden + m.ffn_intermediate)
+    return rank * per_layer * m.layers * 2.0
+
+
+class LLMPool(BaseModel):
+    """One pool of a disaggregated `llm_server` (prefill or decode): GPUs, TP and replicas."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    """GPU type of this pool's replicas."""
+    gpus_per_replica: int = Field(default=1, ge=1, le=64)
+    """GPUs per replica (tensor parallelism)."""
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    """Replicas in this pool."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
+    """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+
+
 class LLMServer(ComponentBase):
     """Self-hosted LLM: replicas of a model on GPUs with continuous batching."""
 
@@ -264,14 +374,89 @@ class LLMServer(ComponentBase):
     chunked_prefill_tokens: int | None = Field(default=None, ge=16, le=1_000_000)
     """Prefill at most this many prompt tokens per iteration (chunked prefill); empty: whole prompts."""
     prefix_cache_hit_ratio: float = Field(default=0.0, ge=0, le=1)
-    """Fraction of prompt tokens found in the prefix cache, which skip prefill."""
+    """Override: fraction of prompt tokens found in the prefix cache, which skip prefill (no memory, no routing effect). 0 lets the hit ratio emerge from the request classes' `shared_prefix_tokens`, the KV memory and the routing."""
     gpu_memory_utilization: float = Field(default=0.9, ge=0.01, le=1)
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    # --- engine mechanics (sim/llm/kv.py, sim/llm/batching.py, sim/llm/station.py) ---
+    kv_policy: Literal["paged", "reserve_max"] = "paged"
+    """KV allocation: `paged` (vLLM's default: blocks as tokens are produced; when a step cannot get a block the most recently admitted sequence is preempted and recomputed later) or `reserve_max` (TensorRT-LLM's guaranteed-no-evict: prompt + max_output_tokens reserved at admission, never preempted)."""
+    kv_block_tokens: int = Field(default=16, ge=1, le=4096)
+    """Tokens per KV-cache block with `kv_policy: paged` (vLLM's default block size: 16)."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Cap on generated tokens per request (the API's `max_tokens`); a request class's own cap wins. Empty: what the model's context leaves after the prompt. `reserve_max` reserves this much at admission; longer answers stop here."""
+    routing: Literal["least_outstanding_tokens", "round_robin", "prefix_affinity"] = "least_outstanding_tokens"
+    """How requests pick a replica: `least_outstanding_tokens` (the fewer outstanding tokens of two random replicas), `round_robin`, or `prefix_affinity` (consistent hashing on the request's shared prefix with a load bound of 1.25 × the mean, so a prefix stays cached on one replica)."""
+
+    speculative: SpeculativeDecoding | None = None
+    """Speculative decoding (draft k tokens per step, verify in one pass); empty: off."""
+    prefill_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that run prompts (set with `decode_pool`; they replace `gpu`, `gpus_per_replica` and `replicas`)."""
+    decode_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that only decode, fed the prompts' KV over `kv_link`."""
+    kv_link: Literal["infiniband", "nvlink", "ethernet"] = "infiniband"
+    """How a disaggregated server moves KV from prefill to decode replicas: `infiniband` (400 Gb/s per GPU), `nvlink` (same SXM GPU type, one NVLink domain) or `ethernet` (100 GbE)."""
+    kv_link_gb_per_s: float | None = Field(default=None, gt=0, le=10_000)
+    """Measured KV-transfer bandwidth per GPU in GB/s; empty takes the `kv_link` figure (sim/llm/disagg.py)."""
+    adapters: int = Field(default=0, ge=0, le=100_000)
+    """Multi-LoRA: fine-tuned LoRA adapters served on the base model; each request draws one by Zipf popularity. 0: none."""
+    adapter_zipf_s: float = Field(default=1.0, ge=0, le=4)
+    """Zipf exponent of adapter popularity (share of requests ∝ 1 / rank^s; 0 = uniform); S-LoRA's evaluation draws adapters by a power law."""
+    max_resident_adapters: int = Field(default=8, ge=1, le=10_000)
+    """Adapters held in GPU memory per replica at once (vLLM `max_loras`); a request for another one waits for a free slot, then its swap-in. Assumption: 8 (vLLM's own default is 1)."""
+    adapter_rank: int = Field(default=16, ge=1, le=1024)
+    """LoRA rank (vLLM `max_lora_rank` default 16): sets each adapter's memory and swap-in time."""
+
+    @model_validator(mode="after")
+    def _adapters_fit(self):
+        if self.adapters <= 0:
+            return self
+        n = min(self.adapters, self.max_resident_adapters)
+        one = lora_adapter_bytes(self.model, self.adapter_rank)
+        g = hardware.get_gpu(self.gpu)
+        weights = hardware.get_model(self.model).weight_bytes(self.precision)
+        # Same usable memory as the roofline (sim/llm/roofline.py: 2 GB per GPU reserved).
+        room = self.gpus_per_replica * (g.hbm_gb * 1e9 * self.gpu_memory_utilization - 2e9) - weights
+        if n * one >= room:
+            fit = max(0, int(room // one) - 1)
+            raise ValueError(
+                f"{n} resident LoRA adapters of rank {self.adapter_rank} ({one / 1e6:,.0f} MB each) need "
+                f"{n * one / 1e9:,.1f} GB, but {self.gpus_per_replica} × {g.name} leaves {max(0.0, room) / 1e9:,.1f} GB "
+                f"after the weights (and the KV cache needs room too): use max_resident_adapters ≤ {fit}"
+                + (", a lower adapter_rank" if self.adapter_rank > 8 else "") + " or more gpus_per_replica")
+        return self
+
+    @model_validator(mode="after")
+    def _pools(self):
+        if (self.prefill_pool is None) != (self.decode_pool is None):
+            raise ValueError("prefill_pool and decode_pool go together: set both to disaggregate prefill and decode, "
+                             "or neither for one aggregated pool")
+        why = kv_link_problem(self)
+        if why:
+            raise ValueError(why)
+        return self
+
+    @model_validator(mode="after")
+    def _draft_smaller(self):
+        sd = self.speculative
+        if sd is not None and sd.draft_model is not None:
+            d, t = hardware.get_model(sd.draft_model), hardware.get_model(self.model)
+            if d.params_total_b >= t.params_total_b:
+                raise ValueError(
+                    f"speculative.draft_model {d.name} ({d.params_total_b:g} B) is not smaller than the model "
+                    f"{t.name} ({t.params_total_b:g} B): a draft must be far cheaper than its target; use a smaller "
+                    f"model of the same family, or method: eagle / mtp")
+        return self
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
     @property
     def gpus(self) -> int:
+        if self.prefill_pool is not None and self.decode_pool is not None:
+            return sum(p.gpus_per_replica * p.replicas for p in (self.prefill_pool, self.decode_pool))
         return self.gpus_per_replica * self.replicas
 
 
@@ -280,10 +465,10 @@ class _ProviderApi(ComponentBase):
 
     provider_model: str = Field(default="gpt-4o", max_length=100)
     """Provider and model name, for documents only."""
-    ttft: Duration = Field(default_factory=lambda: fixed_ms(450))
-    """Time to first token, in milliseconds (Artificial Analysis median for GPT-4o: 0.45 s)."""
-    output_tokens_per_s: Count = Field(default_factory=lambda: fixed_count(131))
-    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131)."""
+    ttft: Duration = Field(default_factory=lambda: LogNormal(mean_ms=API_TTFT_MEAN_MS, p95_ms=API_TTFT_P95_MS))
+    """Time to first token, in milliseconds (GPT-4o: median 0.45 s (Artificial Analysis), p95 1.79 × the median (modelstats.ai))."""
+    output_tokens_per_s: Count = Field(default_factory=lambda: LogNormalCount(mean=API_SPEED_MEAN, p95=API_SPEED_P95))
+    """Output speed after the first token, tokens per second (AA median for GPT-4o: 131; spread σ 0.2 an assumption)."""
     rpm_limit: int | None = Field(default=None, ge=1, le=10**9)
     """Requests per minute allowed by the provider; empty means no limit."""
     tpm_limit: int | None = Field(default=None, ge=1, le=10**12)
@@ -300,6 +485,10 @@ class _ProviderApi(ComponentBase):
     """Price per million input tokens in USD (OpenAI list price for GPT-4o: $2.50)."""
     usd_per_1m_output_tokens: float = Field(default=10.0, ge=0, le=10_000)
     """Price per million output tokens in USD (OpenAI list price for GPT-4o: $10)."""
+    error_rate: float = Field(default=0.0, ge=0, lt=1)
+    """Share of calls that fail (429s and 5xx, independent, seeded); a `retry` on the edge in retries them."""
+    error_latency_ms: float = Field(default=100, ge=0, le=600_000)
+    """Time until a failing call returns its error, in milliseconds (assumption: a fast 429/5xx)."""
     # Provider pricing as it is (sim.quality.agents, sim.cost): prompt caching, batch API,
     # context that grows each agent step. Defaults leave today's bill unchanged.
     usd_per_1m_cached_input_tokens: float | None = Field(default=None, ge=0, le=10_000)
@@ -344,6 +533,10 @@ class _TokenPool(ComponentBase):
     """GPU type of one replica for pricing; empty for a CPU replica priced per replica-hour."""
     replica_hourly_usd: float | None = Field(default=None, ge=0, le=10_000)
     """Price of one replica-hour in USD; empty takes the GPU or CPU catalogue price."""
+    zones: int = Field(default=1, ge=1, le=64)
+    """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
+    autoscale: Autoscale | None = None
+    """Autoscaler for the replicas over time; `replicas` is the starting count (moved into [min, max] at the first evaluation). Empty: fixed."""
 
 
 class Embedder(_TokenPool):
@@ -369,7 +562,7 @@ class Reranker(_TokenPool):
     pairs_per_request: Count = Field(default_factory=lambda: fixed_count(50))
     """Candidate documents scored per query."""
     pairs_per_s_per_replica: float = Field(default=1800, ge=1e-3, le=1e9)
-    """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s)."""
+    """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s; the default L4 replica is taken as equal — assumption: 121 vs 125 dense FP16 tensor TFLOPS; a bge-reranker-base is ~7× slower per pair)."""
     overhead_ms: float = Field(default=5, ge=0, le=60_000)
     """Fixed time per batch, in milliseconds."""
 
@@ -546,6 +739,23 @@ class TrainingJob(ComponentBase):
     """Model FLOPs utilisation (MFU); empty takes the catalogue default with its source."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
     """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+    # Memory per GPU and reliability (sim.quality.training).
+    seq_len_tokens: int = Field(default=2048, ge=1, le=10_000_000)
+    """Tokens per training sequence (packed); activations grow with it (torchtune's rows: 2,048)."""
+    micro_batch_per_gpu: int = Field(default=2, ge=1, le=4096)
+    """Sequences one GPU processes per step (torchtune's rows: batch 2)."""
+    sharding: Literal["none", "zero1", "zero2", "zero3"] = "zero3"
+    """How weights, gradients and optimizer states split over the GPUs: ZeRO stage 1/2/3 (zero3 = FSDP full shard)."""
+    activation_checkpointing: bool = True
+    """Keep only each layer's input and recompute the rest in the backward pass (about a third more compute is not modelled)."""
+    failure_rate_per_gpu_hour: float | None = Field(default=None, ge=0, le=1)
+    """Unexpected job interruptions per GPU-hour; empty: Llama 3's 1.97e-5 (419 in 54 days on 16,384 H100s)."""
+    checkpoint_interval_min: float | None = Field(default=None, gt=0, le=100_000)
+    """Minutes between checkpoints; empty: Young's optimum √(2 × checkpoint time × MTBF)."""
+    restart_min: float = Field(default=10, ge=0, le=10_000)
+    """Minutes from a failure to training again (detect, reschedule, reload the checkpoint) — assumption."""
+    gpu_acquisition_h: float = Field(default=0, ge=0, le=10_000)
+    """Hours to obtain the GPUs before the job starts (0: on-demand capacity at hand — assumption; not billed)."""
 
 
 class Monitoring(ComponentBase):

@@ -516,8 +516,13 @@ def _represent_dict(dumper: yaml.SafeDumper, data: dict):
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
 
+# YAML reads NEL (U+0085), LS and PS as line breaks and folds CR: written raw (allow_unicode)
+# they come back changed, so such strings are written double-quoted, where they are escaped.
+_BREAKS = re.compile("[\r\x85\u2028\u2029\ufeff]")
+
+
 def _represent_str(dumper: yaml.SafeDumper, data: str):
-    style = "|" if "\n" in data else None
+    style = '"' if _BREAKS.search(data) else ("|" if "\n" in data else None)
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

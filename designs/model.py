@@ -53,6 +53,11 @@ __all__ = [
     "GraphError",
     "graph_problems",
     "MAX_REQUESTS_PER_DAY",
+    "Retry",
+    "Fault",
+    "Arrivals",
+    "Trace",
+    "FAULT_KINDS",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -80,6 +85,12 @@ class RequestClass(_Strict):
     """Input tokens per request (system prompt + context + question)."""
     output_tokens: Count = Field(default_factory=lambda: fixed_count(200))
     """Generated tokens per request."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """The `max_tokens` these requests are sent with: an `llm_server` with `kv_policy: reserve_max` reserves it at admission, and longer answers stop here. Empty: the server's `max_output_tokens`, else the model's context."""
+    shared_prefix_tokens: int = Field(default=0, ge=0, le=10_000_000)
+    """Leading prompt tokens shared with other requests of this class (a system prompt, a tenant's instructions, a conversation's history); an `llm_server` can serve them from its prefix cache."""
+    distinct_prefixes: int = Field(default=1, ge=1, le=10_000_000)
+    """How many different shared prefixes the class's requests draw from, uniformly (1: one system prompt for all; one per tenant; one per conversation)."""
 
 
 class BatchWindow(_Strict):
@@ -112,6 +123,12 @@ class Workload(_Strict):
     """Request classes mixed by share; empty means one class with default token lengths."""
     batch: BatchWindow | None = None
     """Pipeline designs: items per run and the window a run must fit in."""
+    arrivals: "Arrivals | None" = None
+    """How arrivals bunch: Poisson (empty), gamma/lognormal gaps with a stated CV, or a 2-state MMPP."""
+    trace: "Trace | None" = None
+    """Replay arrivals (times and token lengths) from a CSV trace instead of drawing them."""
+    timeline_s: float | None = Field(default=None, gt=0, le=86_400)
+    """Length of a timeline run (faults, autoscaling, traces) in seconds; empty: one peak hour (or the trace)."""
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -185,6 +202,10 @@ class Edge(_Strict):
     """Makes this a back edge (agent loop): taken with probability `p`, at most this many times."""
     label: str | None = Field(default=None, max_length=200)
     """Text on the diagram edge."""
+    retry: "Retry | None" = None
+    """Retry policy for calls along this edge into `to`: attempts, backoff, per-attempt timeout."""
+    fallback: bool = False
+    """A fallback: when a call into `from` fails (after its retries), `to` is called in its place."""
 
     @property
     def is_loop(self) -> bool:
@@ -252,6 +273,7 @@ def graph_problems(
     edges = list(edges)
     plain: dict[str, list[tuple[int, dict]]] = {}
     loops: list[tuple[int, dict]] = []
+    fallbacks: list[tuple[int, dict]] = []
     for n, e in enumerate(edges):
         if not isinstance(e, dict):
             continue
@@ -269,7 +291,9 @@ def graph_problems(
         if src == e["to"]:
             out.append(Problem(f"flow[{n}]", f"edge from '{src}' to itself; use max_repeats on a back edge for a loop"))
             continue
-        if e.get("max_repeats") is not None:
+        if e.get("fallback") is True:
+            fallbacks.append((n, e))  # not a flow step: checked by `_fallback_problems`
+        elif e.get("max_repeats") is not None:
             loops.append((n, e))
         else:
             plain.setdefault(src, []).append((n, e))
@@ -300,6 +324,8 @@ def graph_problems(
         out.append(Problem("flow", "the flow has a cycle " + " → ".join(cycle) + "; model an agent loop as a back edge with max_repeats"))
 
     reach = _reachable(entry, plain) if isinstance(entry, str) and entry in seen else set()
+    out.extend(_fallback_problems(fallbacks, entry))
+    reach = _with_fallbacks(reach, fallbacks, plain)
     reach_from: dict[str, set[str]] = {}  # once per back-edge target, not once per edge
     for n, e in loops:
         src, dst = e.get("from", e.get("from_")), e["to"]
@@ -375,12 +401,17 @@ class Design(_Strict):
     """What the design takes as given, each with its source where it has one."""
     notes: str = Field(default="", max_length=20_000)
     """Free text: trade-offs, alternatives, open questions."""
+    faults: list["Fault"] = Field(default_factory=list, max_length=1000)
+    """Scheduled fault events of a timeline run (`sim.ops`): replica/zone down, slow, provider outage."""
     search: SearchSpace | None = None
     """Optional: what `sdw size` may vary (designs/space.py); empty takes the default space."""
 
     @model_validator(mode="after")
     def _graph(self):
         problems = [p for p in self.graph_findings() if p.severity == "error"]
+        if problems:
+            raise GraphError(problems)
+        problems = ops_problems(self)
         if problems:
             raise GraphError(problems)
         return self
@@ -421,7 +452,7 @@ class Design(_Strict):
 
     def out_edges(self, cid: str) -> list[Edge]:
         """Forward (non-loop) edges leaving `cid`, in file order."""
-        return [e for e in self.flow if e.from_ == cid and not e.is_loop]
+        return [e for e in self.flow if e.from_ == cid and not e.is_loop and not e.fallback]
 
     def loop_edges(self, cid: str) -> list[Edge]:
         """Back edges leaving `cid`."""
@@ -458,3 +489,184 @@ class Design(_Strict):
 
     def reachable(self) -> set[str]:
         return set(self._distances(self.entry))
+
+
+# --- operations over time (issue 13): retries, fallbacks, faults, bursty and replayed traffic ---
+
+FAULT_KINDS = ("replica_down", "zone_down", "slow", "provider_outage")
+# Kinds with replicas a fault can take down one by one (their stations in `sim.ops`).
+_REPLICATED = frozenset({"service", "load_balancer", "api_gateway", "cache", "database", "vector_db",
+                         "keyword_search", "guardrail", "llm_server"})
+# Kinds that are someone else's service: they have outages, not replicas.
+_EXTERNAL = frozenset({"llm_api", "judge", "tool", "object_storage"})
+
+
+class Retry(_Strict):
+    """How a caller retries a failed or timed-out call: up to `attempts`, with jittered backoff."""
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts in all, the first included (3 = two retries)."""
+    backoff_ms: float = Field(default=100, ge=0, le=600_000)
+    """Delay before the first retry in milliseconds; doubles each retry, × U(0.5, 1.5) jitter (assumption)."""
+    timeout_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    """Give up on one attempt after this long and retry (its late answer is ignored); empty: wait."""
+
+    def expected_attempts(self, fail_p: float) -> float:
+        """Mean attempts when each fails independently with `fail_p`: (1 − qⁿ)/(1 − q)."""
+        q = min(max(fail_p, 0.0), 1.0)
+        n = self.attempts
+        return float(n) if q >= 1.0 else (1.0 - q**n) / (1.0 - q)
+
+
+class Fault(_Strict):
+    """One scheduled fault of a timeline run."""
+
+    at_s: float = Field(ge=0, lt=86_400)
+    """When it starts, in seconds from the start of the run (a whole-day run starts at midnight)."""
+    component: str = Field(min_length=1)
+    """Component id it hits."""
+    what: Literal["replica_down", "zone_down", "slow", "provider_outage"]
+    """replica_down: replicas crash; zone_down: every replica in one zone; slow: service × factor; provider_outage: every call fails."""
+    duration_s: float = Field(gt=0, le=86_400)
+    """How long it lasts, in seconds."""
+    factor: float = Field(default=2.0, ge=1, le=1000)
+    """For `slow`: service times are multiplied by this."""
+    replicas: int = Field(default=1, ge=1, le=100_000)
+    """For `replica_down`: how many replicas go down."""
+    zone: int = Field(default=0, ge=0, le=63)
+    """For `zone_down`: which zone (0-based; replica i lives in zone i mod zones)."""
+
+
+class Arrivals(_Strict):
+    """How arrivals bunch. The mean rate is the workload's; only the variability changes."""
+
+    process: Literal["poisson", "gamma", "lognormal", "mmpp"] = "poisson"
+    """poisson; gamma or lognormal gaps with coefficient of variation `cv`; mmpp: 2-state Markov-modulated Poisson."""
+    cv: float = Field(default=1.0, gt=0, le=50)
+    """Coefficient of variation of the gaps (std/mean) for gamma and lognormal (1 = Poisson-like)."""
+    burst_factor: float = Field(default=3.0, gt=1, le=1000)
+    """For mmpp: the rate in a burst over the mean rate."""
+    high_share: float = Field(default=0.1, gt=0, lt=1)
+    """For mmpp: share of time spent in bursts."""
+    mean_burst_s: float = Field(default=60.0, gt=0, le=86_400)
+    """For mmpp: mean length of a burst, in seconds (exponential)."""
+
+    @model_validator(mode="after")
+    def _feasible(self):
+        if self.process == "mmpp" and self.burst_factor * self.high_share >= 1:
+            raise ValueError(f"burst_factor × high_share = {self.burst_factor * self.high_share:g} must be < 1 "
+                             "(the bursts would carry more than the mean rate)")
+        return self
+
+
+class Trace(_Strict):
+    """A CSV of arrivals to replay (`sim.ops.traffic` documents the accepted column layouts)."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    """CSV file: `timestamp_s,prompt_tokens,output_tokens[,class]`, or an Azure LLM / BurstGPT trace."""
+    target_rps: float | None = Field(default=None, gt=0, le=1e6)
+    """Time-scale the trace so its mean rate is this many requests/s; empty: as recorded."""
+    time_scale: float = Field(default=1.0, gt=0, le=1e6)
+    """Multiply the trace's timestamps by this (2 = half the rate); ignored when target_rps is set."""
+
+
+def _fallback_problems(fallbacks: list[tuple[int, dict]], entry) -> list[Problem]:
+    """Fallback edges on plain data: one per component, not from the entry, no cycle."""
+    out: list[Problem] = []
+    nxt: dict[str, str] = {}
+    for n, e in fallbacks:
+        src, dst = e.get("from", e.get("from_")), e.get("to")
+        if e.get("max_repeats") is not None or e.get("parallel"):
+            out.append(Problem(f"flow[{n}].fallback", "a fallback edge cannot also be a back edge or a fan-out branch"))
+        if src in nxt:
+            out.append(Problem(f"flow[{n}].fallback", f"'{src}' already has a fallback ('{nxt[src]}'); chain fallbacks instead"))
+            continue
+        if src == entry:
+            out.append(Problem(f"flow[{n}].from", f"'{src}' is the entry: nothing calls it, so nothing can fall back; "
+                               "put a gateway or load balancer in front"))
+        nxt[src] = dst
+    for n, e in fallbacks:
+        src = e.get("from", e.get("from_"))
+        path, cur = [src], nxt.get(src)
+        while cur is not None and cur not in path:
+            path.append(cur)
+            cur = nxt.get(cur)
+        if cur is not None and cur == src:
+            out.append(Problem(f"flow[{n}].to", "fallback cycle " + " → ".join(path + [src])
+                               + "; a fallback must end at a component with none"))
+            break
+    return out
+
+
+def _with_fallbacks(reach: set[str], fallbacks: list[tuple[int, dict]], plain: dict) -> set[str]:
+    """A fallback target (and what follows it) gets traffic when its primary fails."""
+    if not reach:
+        return reach
+    reach = set(reach)
+    changed = True
+    while changed:
+        changed = False
+        for _, e in fallbacks:
+            src, dst = e.get("from", e.get("from_")), e.get("to")
+            if src in reach and isinstance(dst, str) and dst not in reach:
+                reach |= _reachable(dst, plain)
+                changed = True
+    return reach
+
+
+def ops_problems(design: "Design") -> list[Problem]:
+    """Located errors in a design's operations settings: faults, retries, fallbacks, trace scale."""
+    import difflib
+
+    out: list[Problem] = []
+    by_id = design.by_id()
+    horizon = design.workload.timeline_s
+    for n, f in enumerate(design.faults):
+        comp = by_id.get(f.component)
+        if comp is None:
+            m = difflib.get_close_matches(f.component, list(by_id), n=1, cutoff=0.6)
+            out.append(Problem(f"faults[{n}].component", f"'{f.component}' is not a component id; expected one of {list(by_id)}",
+                               suggestion=m[0] if m else None))
+            continue
+        if horizon is not None and f.at_s >= horizon:
+            out.append(Problem(f"faults[{n}].at_s", f"the fault starts at {f.at_s:g} s, after the {horizon:g} s run "
+                               "(workload.timeline_s) ends; start it earlier or lengthen the run"))
+        kind = comp.kind
+        if f.what in ("replica_down", "zone_down") and kind not in _REPLICATED:
+            out.append(Problem(f"faults[{n}].what", f"'{f.component}' is a {kind}, which has no replicas to lose; "
+                               f"use provider_outage or slow (replicated kinds: {', '.join(sorted(_REPLICATED))})"))
+        elif f.what == "provider_outage" and kind not in _EXTERNAL:
+            out.append(Problem(f"faults[{n}].what", f"'{f.component}' is a {kind} you run yourself; use replica_down or "
+                               f"zone_down (provider_outage is for {', '.join(sorted(_EXTERNAL))})"))
+        elif f.what == "slow" and kind == "llm_server":
+            out.append(Problem(f"faults[{n}].what", "slow is not modelled for an llm_server (its step times come from the "
+                               "roofline); use replica_down, or slow on the component in front"))
+        elif f.what == "zone_down" and f.zone >= getattr(comp, "zones", 1):
+            out.append(Problem(f"faults[{n}].zone", f"zone {f.zone} does not exist: '{f.component}' has "
+                               f"{getattr(comp, 'zones', 1)} zone(s), numbered from 0"))
+    for n, c in enumerate(design.components):
+        if c.failures is not None and c.kind not in _REPLICATED | _EXTERNAL:
+            out.append(Problem(f"components[{n}].failures", f"random failures are not modelled for a {c.kind}; "
+                               f"they are for {', '.join(sorted(_REPLICATED | _EXTERNAL))}"))
+        if getattr(c, "autoscale", None) is not None and c.kind not in _REPLICATED:
+            out.append(Problem(f"components[{n}].autoscale", f"autoscaling is not modelled for a {c.kind}; "
+                               f"it is for {', '.join(sorted(_REPLICATED))}"))
+        if c.kind == "tool" and getattr(c, "max_concurrency", None) and any(
+                f.component == c.id and f.what == "slow" for f in design.faults):
+            out.append(Problem(f"components[{n}].max_concurrency", "slow faults are not modelled on a tool with "
+                               "max_concurrency; drop the cap or slow the caller"))
+    joins = {design.join_of(c.id) for c in design.components if design.is_fanout(c.id)}
+    for n, e in enumerate(design.flow):
+        if e.retry is not None and e.is_loop:
+            out.append(Problem(f"flow[{n}].retry", "retries on a back edge are not modelled; put them on the forward edge into the step"))
+        elif e.retry is not None and e.to in joins:
+            out.append(Problem(f"flow[{n}].retry", f"'{e.to}' is where a fan-out joins; retries into a join are not modelled"))
+    tr = design.workload.trace
+    if tr is not None and design.workload.concurrent_users is not None:
+        out.append(Problem("workload.trace", "a trace replays open-loop arrivals; remove concurrent_users"))
+    return out
+
+
+Workload.model_rebuild()
+Edge.model_rebuild()
+Design.model_rebuild()

@@ -556,6 +556,10 @@ def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, 
         for cid, r in (getattr(estimate, "retrieval", None) or {}).items():
             ev.append(f"twin: {cid} {r.index_type} recall@{r.top_k} {r.recall_at_k:.3f}, query {r.query_ms_mean:.3g} ms, "
                       f"{r.ram_needed_gb_per_node:,.1f} of {r.node_ram_gb:g} GB per node, re-embed {r.reembed_hours:.3g} h")
+        if estimate is not None and estimate.max_throughput_rps and estimate.arrival_rps:
+            ev.append(f"twin: the flow sustains {_fmt(estimate.max_throughput_rps)} requests/s against {_fmt(estimate.arrival_rps)} "
+                      f"at peak ({estimate.max_throughput_rps / estimate.arrival_rps:.2f}×), end-to-end p95 ≈ "
+                      f"{_fmt(estimate.latency_ms_p95_approx or 0)} ms")
         by_area["architecture"].evidence = ev
         # Safety and retrieval findings an interviewer counts against the architecture.
         a = by_area["architecture"]
@@ -583,6 +587,18 @@ def rubric(design: Design, estimate: Estimate | None, result: RunResult | None, 
         rel = by_area["reliability"]
         rel.evidence = [f"{tag}: {c.metric} {c.detail or c.value}" for c in checks if c.metric == "availability"] + \
             lint_lines("spof", "no_fallback", "rate_limit", "retry_amplification")
+        if estimate is not None:
+            # Headroom after losing one replica: the busiest pooled component at (n − 1) replicas.
+            worst = None
+            for cid, st in estimate.stations.items():
+                n = getattr(design.component(cid), "replicas", None)
+                if st.servers and n and n > 1 and st.utilization > 0:
+                    after = st.utilization * n / (n - 1)
+                    if worst is None or after > worst[1]:
+                        worst = (cid, after, st.utilization, n)
+            if worst is not None:
+                cid, after, now, n = worst
+                rel.evidence.append(f"twin: losing one of {n} replicas of '{cid}' takes it from {now:.0%} to {after:.0%} utilisation")
         for f in by_rule.get("retry_amplification", []):
             rel.score = _clip(rel.score - 0.75)
             rel.reasons.append(f.message)

@@ -157,6 +157,13 @@ def _gpu_price(gpu_name: str, override: float | None) -> tuple[float, str]:
 
 
 def _llm_server(comp, ctx):
+    pools = [p for p in (getattr(comp, "prefill_pool", None), getattr(comp, "decode_pool", None)) if p is not None]
+    if pools:  # prefill/decode disaggregation: each pool at its own GPU's price
+        parts = [(p.gpus_per_replica * p.replicas, *_gpu_price(p.gpu, p.gpu_hourly_usd), p.gpu) for p in pools]
+        usd = sum(n * usd_h * 24 for n, usd_h, _, _ in parts)
+        rule = " + ".join(f"{n} {g} × {_money(usd_h)}/h × 24 h" for n, usd_h, _, g in parts)
+        return CostLine(id=comp.id, kind=comp.kind, usd_per_day=usd, rule=f"prefill {rule.replace(' + ', ' + decode ', 1)}",
+                        source="; ".join(dict.fromkeys(src for _, _, src, _ in parts)))
     usd_h, src = _gpu_price(comp.gpu, comp.gpu_hourly_usd)
     return _hourly(comp.id, comp.kind, comp.gpus, "GPU", usd_h, src)
 
@@ -236,7 +243,7 @@ def _training_job(comp, ctx):
         id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
         rule=(f"{est['gpus']} GPUs × {est['hours']:.3g} h × ${est['gpu_hourly_usd']:.2f}/h = {_money(per_run)} per run "
               f"× {rpw:g} runs/week / 7"),
-        source="sim.pipeline.training_estimate (6·params·tokens / cluster FLOPs; MFU from efficiency.csv)")
+        source="sim.pipeline.training_estimate (6·params·tokens full, 4·params·tokens LoRA / cluster FLOPs; MFU from efficiency.csv LoRA rows; failures and checkpoints)")
 
 
 def _monitoring(comp, ctx):

@@ -32,6 +32,13 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "VarianceReduction",
+    "OpsWindow",
+    "FaultWindow",
+    "ColdStartEvent",
+    "RequestFates",
+    "OpsResult",
+    "NMinus1",
     "RetrievalEstimate",
     "EvalEstimate",
 ]
@@ -108,6 +115,20 @@ class LLMReplicaStats(_Rec):
     """Requests refused because the prompt cannot fit the KV cache or context."""
     busy_fraction: float | None = None
     """Share of time a replica is iterating (≈ 1 at any moderate load; `utilization` is the share of capacity)."""
+    preemptions_per_s: float = 0.0
+    """Sequences preempted per second, all replicas (`kv_policy: paged` when a step finds no free KV block)."""
+    recomputed_tokens_per_s: float = 0.0
+    """Tokens prefilled again per second because their sequence was preempted (recompute)."""
+    prefix_hit_ratio: float | None = None
+    """Share of prompt tokens served from the prefix cache (None: no shared prefixes in the workload)."""
+    prefix_hit_ratio_per_replica: list[float] | None = None
+    """The same share for each replica (routing decides how prefixes spread)."""
+    ttft_saved_ms_mean: float | None = None
+    """Prefill compute the prefix-cache hits skipped, per request, ms (≈ TTFT saved on an idle replica)."""
+    prefill_busy_fraction: float | None = None
+    """Disaggregated servers: share of time the prefill replicas are iterating (batch and KV above are the decode pool's)."""
+    kv_transfer_ms_mean: float | None = None
+    """Disaggregated servers: mean time to move a prompt's KV from a prefill to a decode replica, ms."""
 
 
 ComponentStats.model_rebuild()
@@ -175,6 +196,25 @@ class PipelineResult(_Rec):
     """E.g. 'weekly run finishes in 9.5 h of a 24 h window'."""
 
 
+class VarianceReduction(_Rec):
+    """What control variates bought on the end-to-end p95 (`sim.des.control`): LLM designs."""
+
+    method: str
+    """How the estimate and its interval were formed."""
+    controls: list[str]
+    """Controls in the fit: arrival_span, output_tokens, prompt_tokens (each with a known mean)."""
+    r_squared_p95: float
+    """Share of the batch-to-batch variance of the p95 the controls explain."""
+    variance_ratio_p95: float | None
+    """(plain half-width / control-variate half-width)²: times fewer batches for the same interval."""
+    precision_without: float | None
+    """Relative half-width of the p95's interval from the same batches without the controls."""
+    requests_needed: int | None
+    """Requests (warm-up + batches) for the p95 to reach the target precision with the controls."""
+    requests_needed_without: int | None
+    """The same for plain batch means of the same batch size."""
+
+
 class RunResult(_Rec):
     """The outcome of `simulate(design, seed=…)`; `to_json()` is `sdw run --json`."""
 
@@ -217,6 +257,10 @@ class RunResult(_Rec):
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
     warnings: list[str] = Field(default_factory=list)
+    variance_reduction: VarianceReduction | None = None
+    """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""
+    ops: "OpsResult | None" = None
+    """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
 
 
 class StationEstimate(_Rec):
@@ -343,6 +387,18 @@ class LLMEstimate(_Rec):
     """95th-percentile TTFT at the arrival rate (analytic approximation, see the explanation)."""
     tpot_ms_p95_estimate: float | None = None
     """95th-percentile TPOT over requests at the arrival rate (analytic approximation)."""
+    decode_batch_at_load: float | None = None
+    """Mean decode batch per replica at the arrival rate (None when saturated)."""
+    prefix_cache_hit_ratio: float = 0.0
+    """Share of prompt tokens the prefix cache serves (the flat override, or what the shared prefixes, the KV left and the routing give)."""
+    speculative_tokens_per_step: float | None = None
+    """Speculative decoding: expected tokens per target step per sequence, (1 − α^(k+1)) / (1 − α)."""
+    speculative_breakeven_batch: int | None = None
+    """Speculative decoding: the batch from which it is no faster per token than plain decoding (None: pays up to max_batch)."""
+    pools: dict[str, dict] | None = None
+    """Disaggregated servers: per pool (`prefill`, `decode`) its replicas, GPUs, replicas/GPUs needed, capacity per replica and TTFT or TPOT (the per-replica fields above are the decode pool's)."""
+    kv_transfer_ms: float | None = None
+    """Disaggregated servers: mean KV transfer per request from a prefill to a decode replica, ms."""
 
 
 class Estimate(_Rec):
@@ -388,3 +444,113 @@ def _finite(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_finite(v) for v in x]
     return x
+
+
+# --- operations over time (issue 13) --------------------------------------------------------------
+
+
+class OpsWindow(_Rec):
+    """One window of a timeline run; requests are counted by the window they arrived in."""
+
+    t_start_s: float
+    t_end_s: float
+    arrivals: int
+    succeeded: int
+    failed: int
+    retries: int = 0
+    """Attempts beyond the first started in this window (all retry edges)."""
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    latency_ms_p99: float | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    """Replicas serving at the end of the window, per component with ops (failed and starting excluded)."""
+    provisioned: dict[str, int] = Field(default_factory=dict)
+    """Replicas that exist (paid for) at the end of the window: serving, starting, failed or draining."""
+    queued: dict[str, int] = Field(default_factory=dict)
+    """Requests waiting (the backlog) at the end of the window, per component with ops."""
+
+
+class FaultWindow(_Rec):
+    """A fault that happened: scheduled (`faults:`) or random (`failures:`)."""
+
+    component: str
+    what: str
+    start_s: float
+    end_s: float
+    source: Literal["scheduled", "random"]
+    lost_requests: int = 0
+    """Requests in service on the failed replicas at the failure (retried or failed per the policy)."""
+
+
+class ColdStartEvent(_Rec):
+    """A replica the autoscaler asked for, and when it served."""
+
+    component: str
+    requested_s: float
+    ready_s: float
+
+
+class RequestFates(_Rec):
+    """What happened to each offered request of a timeline run."""
+
+    offered: int
+    succeeded: int
+    failed: int
+    retried: int = 0
+    """Calls that needed at least one retry and then succeeded (completed late)."""
+    fallbacks: int = 0
+    """Calls answered by a fallback component after the primary failed."""
+    attempts: int = 0
+    """Attempts along retry/fallback edges, first ones included."""
+    gave_up: int = 0
+    """Calls that failed every attempt (and had no fallback left)."""
+
+
+class OpsResult(_Rec):
+    """The operator's view of a timeline run (`sdw run --json` key `ops`)."""
+
+    horizon_s: float
+    """Length of the arrivals' timeline, in seconds (requests in flight then are drained)."""
+    window_s: float
+    availability: float | None
+    """Successful / offered requests (a fault's failures included)."""
+    availability_ci95: tuple[float, float] | None = None
+    """95 % interval from the time batches (indicative: faults are correlated in time)."""
+    fates: RequestFates
+    windows: list[OpsWindow] = Field(default_factory=list)
+    faults: list[FaultWindow] = Field(default_factory=list)
+    cold_starts: list[ColdStartEvent] = Field(default_factory=list)
+    replica_hours: dict[str, float] = Field(default_factory=dict)
+    """Replica-hours provisioned per component with ops, over the run."""
+    autoscaled_cost_per_day_usd: float | None = None
+    """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
+    fixed_cost_per_day_usd: float | None = None
+    """Daily cost with every component at its fixed (peak) replica count all day."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the offered requests (a trace's own total at scale 1)."""
+    output_tokens: int = 0
+    trace: str | None = None
+    """The replayed trace: path, layout, rows and scale."""
+
+
+class NMinus1(_Rec):
+    """The twin with one replica (and one zone) of a component down, at the peak rate."""
+
+    component: str
+    replicas: int
+    zones: int
+    utilization: float
+    utilization_one_down: float | None
+    """Utilisation with one replica down (None: the component has one replica — it is down)."""
+    slo_ok_one_down: bool | None
+    """Whether every latency SLO still holds with one replica down (None: no latency SLO)."""
+    utilization_zone_down: float | None = None
+    slo_ok_zone_down: bool | None = None
+    replicas_to_survive: int | None = None
+    """Fewest replicas whose loss of one keeps the component stable and the SLOs met."""
+    utilization_survivor: float | None = None
+    """Utilisation of that many replicas with one down."""
+    detail: str = ""
+
+
+RunResult.model_rebuild()

@@ -223,9 +223,11 @@ def test_export_offers_the_run_after_a_simulation():
     assert set(table.value["id"]) == set(at.session_state["design"].by_id())
 
 
-def test_workspace_folder_survives_page_switches(workspace):
+def test_workspace_folder_is_the_servers_not_a_visitors(workspace):
+    # Issue 14: a sidebar "Workspace folder" field let any visitor make the server write
+    # designs/, drafts/ and trash/ anywhere it could, and list YAML from there.
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    assert at.text_input(key="workspace_root").value == str(workspace)
     for page in ("app_pages/compare.py", "app_pages/practice.py", "app_pages/library.py"):
         _ok(at.switch_page(page).run())
-        assert at.text_input(key="workspace_root").value == str(workspace), page
+        assert not [t for t in at.text_input if t.key == "workspace_root"], page
+        assert any(str(workspace) in c.value for c in at.sidebar.caption), page

@@ -166,3 +166,57 @@ def test_only_deliberate_refusals_are_user_errors(monkeypatch, capsys, tmp_path)
     assert main(["estimate", str(f)]) == 1
     err = capsys.readouterr().err
     assert "sdw estimate: error: workload: the budget cannot hold one batch" in err and "internal" not in err
+
+
+# --- security: user text in the Markdown design doc -----------------------------------------
+
+
+def test_markdown_doc_escapes_user_text_so_nothing_runs_once_rendered():
+    # The campaign ran four scripts in Chromium after Python-Markdown rendered the doc: the
+    # name, a label, an assumption and the notes were embedded verbatim.
+    markdown = pytest.importorskip("markdown")
+    from designs.model import Design
+    from review.doc import render_doc, render_html
+    from review.lint import lint
+    from sim import estimate
+
+    evil = "<script>alert(1)</script>"
+    link = "[click](javascript:alert(2))"
+    attrs = "{: onclick=\"alert(3)\" }"
+    d = Design.model_validate({
+        "name": f"x {evil}", "problem": f"P {link} <img src=x onerror=alert(4)>", "workload": {"arrival_rps": 10},
+        "components": [{"id": "svc", "kind": "service", "label": f"L {evil} {link}", "notes": evil}],
+        "entry": "svc", "assumptions": [evil, link, "![i](javascript:alert(5))"],
+        "notes": f"{attrs}\n\n`{evil}` \\[{link}"})
+    est = estimate(d)
+    md = render_doc(d, est, None, lint(d, est), diagram="d.svg")
+    html = markdown.markdown(md, extensions=["tables", "attr_list"])
+    tags = _tags(html)
+    assert "script" not in {t for t, _ in tags}
+    for t, attrs in tags:
+        for k, v in attrs:
+            assert not k.startswith("on"), (t, k, v)
+            assert not (v or "").strip().lower().startswith("javascript"), (t, k, v)
+    assert [t for t, _ in tags if t == "img"] == ["img"]  # only our own diagram
+    # The text itself survives, shown literally.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "[click](javascript:alert(2))" in html
+    assert "<img alt=\"diagram\" src=\"d.svg\"" in html  # our own image still renders
+    # HTML export is unchanged: every piece of text escaped exactly once.
+    page = render_html(d, est, None, [])
+    assert "<script" not in page.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Confirm: [click](javascript:alert(2))" in page  # no Markdown escapes leak into the HTML view
+
+
+def _tags(html: str) -> list[tuple[str, list]]:
+    """Every start tag of `html` with its attributes (what a browser would act on)."""
+    from html.parser import HTMLParser
+
+    out: list[tuple[str, list]] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            out.append((tag, attrs))
+
+    P().feed(html)
+    return out

@@ -318,7 +318,7 @@ def retrieval_estimate(comp: Any, design: Any = None) -> RetrievalEstimate:
                 fix = ("use precision float32 (int8 caps recall at "
                        f"{c['int8_ceiling']:.3f})" if prec == "int8" and target >= c["int8_ceiling"] else
                        "use index_type flat (exact search) or a lower target")
-                raise unreachable(f"even ef_search {MAX_EF:,} gives {best:.4f} at {n:,.0f} vectors per shard", fix)
+                raise unreachable(f"even ef_search {MAX_EF:,} gives {best:.6f} at {n:,.0f} vectors per shard", fix)
             picked = True
         elif ef is None:
             ef = comp.ef_construction  # Qdrant searches with ef = ef_construct when none is set

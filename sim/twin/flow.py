@@ -147,6 +147,8 @@ class _Walker:
         self.outs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
         self.backs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
         for e in design.flow:
+            if e.fallback:
+                continue  # taken only when its source fails (sim.ops): no traffic in the healthy twin
             (self.backs if e.is_loop else self.outs)[e.from_].append(e)
         self.dist_memo: dict[str, dict[str, int]] = {}
 

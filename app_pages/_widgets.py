@@ -88,7 +88,7 @@ def init_state() -> None:
         st.query_params["draft"] = ss.draft_id
 
 
-STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:")
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "size:")
 
 
 def sticky(key: str, default: Any, options: list | None = None) -> dict:

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 from designs.diagram import to_dot
-from designs.io import DesignFileError, json_schema, load_design, locate
+from designs.io import DesignFileError, json_schema, load_design
 from designs.library import library_dir, list_library
 from designs.render import RenderError, render
-from sim import config_problems
+from sim import validation_problems
 
 from .common import err as _err
 from .common import report as _report
@@ -42,10 +42,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             d = load_design(f)
             # A well-formed file can still describe hardware that cannot run it (a model
-            # that does not fit its GPUs): those are validation errors too.
-            problems = config_problems(d)
+            # that does not fit its GPUs): those are validation errors too. The same call
+            # the app makes (Builder, YAML tab, Save, upload).
+            problems = validation_problems(d, Path(f).read_text(encoding="utf-8"))
             if problems:
-                raise DesignFileError(str(f), locate(problems, Path(f).read_text(encoding="utf-8")))
+                raise DesignFileError(str(f), problems)
         except DesignFileError as e:
             _report(e)
             bad += 1

@@ -277,8 +277,15 @@ def _client_label(design: Design) -> str:
     return text
 
 
-def to_dot(design: Design, annotate: Annotation | None = None) -> str:
-    """DOT text of the design: tier clusters, styled nodes, labelled edges (see module doc)."""
+def to_dot(design: Design, annotate: Annotation | None = None, *, thumbnail: bool = False) -> str:
+    """DOT text of the design: tier clusters, styled nodes, labelled edges (see module doc).
+
+    ``thumbnail=True`` draws the shape of the design for a small card: one short name per
+    node in a large font, no sizing lines, edge labels or tier titles (shrunken text is
+    unreadable at 180 px; the shape and the colours are what a card can show).
+    """
+    if thumbnail:
+        return _thumbnail(design)
     reachable = design.reachable()
     kinds = {c.id: c.kind for c in design.components}  # type: ignore[attr-defined]
     lines = [
@@ -304,5 +311,25 @@ def to_dot(design: Design, annotate: Annotation | None = None) -> str:
         client_parts = [_rps(annotate.edge_rps[(CLIENT, design.entry)])]
     lines.append(f"  {quote(CLIENT)} -> {quote(design.entry)}{_attrs(label=' · '.join(client_parts), style='bold')};")
     lines.extend(_edge_line(e, kinds, annotate) for e in design.flow)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _thumbnail(design: Design) -> str:
+    lines = [
+        f"digraph {quote(design.name)} {{",
+        f"  graph{_attrs(rankdir='LR', nodesep='0.25', ranksep='0.35', pad='0.1', bgcolor='transparent')};",
+        f"  node{_attrs(fontname=_FONT, fontsize='20', penwidth='1.5', margin='0.08,0.04')};",
+        f"  edge{_attrs(color='#777777', penwidth='1.5', arrowsize='0.8')};",
+        f"  {quote(CLIENT)}{_attrs(label='', shape='circle', width='0.25', style='filled', fillcolor='#555555')};",
+    ]
+    for c in design.components:
+        shape, fill = KIND_STYLE.get(c.kind, ("box", "#ffffff"))  # type: ignore[attr-defined]
+        name = c.id if len(c.id) <= 14 else c.id[:13] + "…"
+        lines.append(f"  {quote(c.id)}{_attrs(label=name, shape=shape, style='filled', fillcolor=fill)};")
+    lines.append(f"  {quote(CLIENT)} -> {quote(design.entry)};")
+    for e in design.flow:
+        attrs = {"style": "dashed", "constraint": "false"} if e.is_loop else {"style": "bold"} if e.parallel else {}
+        lines.append(f"  {quote(e.from_)} -> {quote(e.to)}{_attrs(**attrs)};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "sim.des.engine",
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
+    "Progress": "sim.des.engine",
     # records
     "Estimate": "sim.results",
     "RunResult": "sim.results",
@@ -59,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "config_problems": "sim.check",
     "require_runnable": "sim.check",
     "ConfigError": "sim.check",
+    "validation_problems": "sim.check",
     # pipelines and training
     "pipeline_result": "sim.pipeline",
     "training_estimate": "sim.pipeline",
@@ -88,9 +90,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; never executed
-    from sim.check import ConfigError, config_problems, require_runnable
+    from sim.check import ConfigError, config_problems, require_runnable, validation_problems
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
-    from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.des.engine import Progress, SimulationRefused, compare, simulate
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from designs.model import Design, Problem
 
-__all__ = ["config_problems", "ConfigError", "require_runnable"]
+__all__ = ["config_problems", "ConfigError", "require_runnable", "validation_problems"]
 
 
 class ConfigError(ValueError):
@@ -50,3 +50,16 @@ def require_runnable(design: Design) -> None:
     problems = config_problems(design)
     if problems:
         raise ConfigError(problems)
+
+
+def validation_problems(design: Design, text: str | None = None) -> list[Problem]:
+    """What `sdw validate` adds to a design that parsed: the hardware-configuration problems,
+    each with its line in `text` (the design's YAML) when given.
+
+    The one check after parsing: the CLI's `validate`, the app's Builder, YAML tab, Save and
+    upload all call this, so a design the CLI refuses is never accepted silently elsewhere.
+    """
+    from designs.io import locate
+
+    problems = config_problems(design)
+    return locate(problems, text) if problems and text is not None else problems

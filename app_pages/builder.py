@@ -28,13 +28,17 @@ at_field = W.field_problems(design, problems)
 st.title(f"Builder — {design.name}")
 
 
-def _commit(new_design) -> None:
-    """Make an edit current; the design before it goes on the undo stack."""
+def _commit(new_design, *, rekey: bool = False) -> None:
+    """Make an edit current; the design before it goes on the undo stack.
+
+    `rekey=True` when one edit changes other fields too (a class share rescales the others):
+    fresh widget keys make every box show the new values instead of re-sending old ones.
+    """
     global design
     ss.history = (ss.get("history") or [])[-49:] + [design.model_dump_json(by_alias=True)]
     ss.future = []
     design = new_design
-    W.set_design(new_design)
+    W.set_design(new_design, new=rekey)
 
 
 def _travel(src: str, dst: str) -> None:
@@ -184,19 +188,19 @@ def _request_classes() -> None:
                                     format="%g", key=f"b{epoch}:class:{i}:share", help="The other classes are rescaled so the shares sum to 1.")
             if share != rc.share:
                 try:
-                    _commit(forms.set_class_share(design, i, float(share)))
+                    _commit(forms.set_class_share(design, i, float(share)), rekey=True)
                     st.rerun()
                 except DesignFileError as e:
                     W.show_problems(e.problems, title="Share not changed")
             _edit_fields([specs["name"], specs["prompt_tokens"], specs["output_tokens"]], f"b{epoch}:class:{i}", f"workload.classes.{i}")
             if len(classes) > 1 and st.button(f"Remove class {rc.name}", key=f"b{epoch}:class:{i}:remove"):
                 try:
-                    _commit(forms.remove_request_class(design, i))
+                    _commit(forms.remove_request_class(design, i), rekey=True)
                     st.rerun()
                 except DesignFileError as e:
                     W.show_problems(e.problems, title="Class not removed")
     if st.button("Add a request class", key=f"b{epoch}:class:add"):
-        _commit(forms.add_request_class(design))
+        _commit(forms.add_request_class(design), rekey=True)
         st.rerun()
 
 

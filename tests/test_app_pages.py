@@ -306,3 +306,298 @@ def test_workspace_folder_survives_page_switches(workspace):
     for page in ("app_pages/compare.py", "app_pages/practice.py", "app_pages/library.py"):
         _ok(at.switch_page(page).run())
         assert at.text_input(key="workspace_root").value == str(workspace), page
+
+
+# --- issue 16: the app tells the truth ---------------------------------------------------------
+
+MISFIT = """\
+name: misfit
+workload: {requests_per_day: 100000}
+components:
+  - {id: gw, kind: api_gateway}
+  - id: chat
+    kind: llm_server
+    model: llama-3.1-70b
+    gpu: H100-SXM-80GB
+    precision: bf16
+entry: gw
+flow: [{from: gw, to: chat}]
+"""
+
+
+def _block(at: AppTest, key: str):
+    """The keyed container `st.container(key=key)` (its proto id ends with the key)."""
+    stack = [at._tree]
+    while stack:
+        node = stack.pop()
+        proto = getattr(node, "proto", None)
+        if proto is not None and str(getattr(proto, "id", "")).endswith(key):
+            return node
+        stack.extend(getattr(node, "children", {}).values())
+    return None
+
+
+def _texts(node) -> list[str]:
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        v = getattr(n, "value", None)
+        if isinstance(v, str):
+            out.append(_text(v))
+        for attr in ("label",):
+            if isinstance(getattr(n, attr, None), str):
+                out.append(n.label)
+        stack.extend(getattr(n, "children", {}).values())
+    return out
+
+
+def _all_text(at: AppTest) -> str:
+    return " ".join(_texts(at._tree))
+
+
+def _new_blank() -> AppTest:
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at.text_input(key="new_name").input("walk")
+    _ok(at.button(key="new_design").click().run())
+    d = at.session_state["design"]
+    assert d.name == "walk" and [c.id for c in d.components] == ["app"] and at.session_state["design_file"] is None
+    return at
+
+
+def test_builder_runs_sdw_validate_and_shows_the_misfit_at_the_gpu_field(workspace):
+    import sim
+    from designs.io import parse_design
+
+    at = _new_blank()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    at.selectbox(key="add_tier").select("model")
+    _ok(at.run())
+    at.selectbox(key="add_kind").select("llm_server")
+    _ok(at.button(key="add_component").click().run())
+    epoch = at.session_state["design_epoch"]
+    assert at.selectbox(key=f"b{epoch}:component").value == "llm_server"
+    _ok(at.selectbox(key=f"b{epoch}:llm_server:model").select("llama-3.1-70b").run())
+    design = at.session_state["design"]
+    # Exactly what `sdw validate` reports for this design, at the GPUs-per-replica field.
+    expected = sim.validation_problems(design)
+    assert expected and "needs 141 GB of weights" in expected[0].message
+    box = _block(at, "fielderr_components_llm_server_gpus_per_replica")
+    assert box is not None, "no error at the GPU field"
+    assert any(expected[0].message in t for t in _texts(box))
+    # Save refuses what the CLI refuses; nothing is written.
+    _ok(at.button(key="save_design").click().run())
+    assert "Not saved" in _errors(at) and not (workspace / "designs").exists()
+    # Fix it at the field: four GPUs per replica hold 141 GB (the message says "≥ 4").
+    assert "gpus_per_replica ≥ 4" in expected[0].message
+    epoch = at.session_state["design_epoch"]
+    _ok(at.number_input(key=f"b{epoch}:llm_server:gpus_per_replica").set_value(4).run())
+    assert sim.validation_problems(at.session_state["design"]) == []
+    assert _block(at, "fielderr_components_llm_server_gpus_per_replica") is None
+    _ok(at.button(key="save_design").click().run())
+    assert (workspace / "designs" / "walk.yaml").is_file()
+    assert parse_design((workspace / "designs" / "walk.yaml").read_text()).component("llm_server").gpus_per_replica == 4
+
+
+def test_yaml_tab_lists_the_same_located_problems_as_sdw_validate(tmp_path):
+    import sim
+    from designs.io import parse_design
+
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    _ok(_yaml_area(at).input(MISFIT).run())
+    shown = at.session_state["design"]
+    assert shown.name == "misfit"  # it parses, so it is applied — and flagged
+    cli = sim.validation_problems(parse_design(MISFIT), MISFIT)
+    app = W.design_problems(shown)
+    assert [(p.path, p.message) for p in app] == [(p.path, p.message) for p in cli]
+    errors = _errors(at)
+    line = next(p.line for p in app)
+    assert f"line {line} · components[1]: chat: llama-3.1-70b in BF16 needs 141 GB" in errors
+
+
+def test_capacity_never_shows_an_exception_name_for_a_misfit(workspace):
+    Workspace(workspace).save("misfit", __import__("designs.io", fromlist=["parse_design"]).parse_design(MISFIT))
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    assert any(b.startswith("invalid") for b in _badges(at))  # the Library card says so
+    _ok(at.button(key="open_ws_misfit").click().run())
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    text = _all_text(at)
+    assert "needs 141 GB of weights" in text
+    assert "Error" not in text.replace("error", "") or "EstimateError" not in text
+    assert "EstimateError" not in text and "ConfigError" not in text and "ServingConfigError" not in text
+    assert "run_sim" not in {b.key for b in at.button}
+
+
+def test_capacity_headline_leads_with_ttft_and_tpot_beside_their_targets():
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    metrics = [(m.label, m.value, m.proto.delta) for m in at.metric]
+    assert [m[0] for m in metrics[:2]] == ["TTFT p95 (approx.)", "TPOT p95 (approx.)"]
+    assert "target 1,000.0 ms" in metrics[0][2] and "target 50.0 ms" in metrics[1][2]
+    _fast(at)
+    _run_sim(at)
+    sim_metrics = [(m.label, m.proto.delta) for m in at.metric][len(metrics):]
+    assert [m[0] for m in sim_metrics[:2]] == ["TTFT p95", "TPOT p95"]
+    assert "meets target 1,000.0 ms" in sim_metrics[0][1]
+    # TTFT and TPOT tables and CDFs come before the end-to-end ones (the SLOs are about them).
+    assert [m.value for m in at.markdown if m.value in ("**Time to first token**", "**Time per output token**", "**End-to-end latency**")] == [
+        "**Time to first token**", "**Time per output token**", "**End-to-end latency**"]
+    charts = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert sum("CDF" in s for s in charts) == 3, "TTFT, TPOT and end-to-end CDFs"
+
+
+def test_verdicts_are_keyed_by_content_not_name(workspace):
+    base = load_design(SERVING)
+    # Another design that happens to carry the same name.
+    Workspace(workspace).save("impostor", apply_edit(base, "llm", "replicas", 1))
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    _fast(at)
+    _run_sim(at)
+    verdict = next(iter(at.session_state["verdicts"].values()))
+    _ok(at.switch_page("app_pages/library.py").run())
+    captions = [_text(c.value) for c in at.caption]
+    assert captions.count(verdict) == 1  # the library card of llm_serving only, not 'impostor'
+
+
+def test_save_defaults_to_the_opened_file_and_keeps_name_and_file_in_step(workspace):
+    ws = Workspace(workspace)
+    ws.save("mmc", load_design(SERVING))  # a file whose design is named llm_serving
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    _ok(at.button(key="open_ws_mmc").click().run())
+    _ok(at.switch_page("app_pages/builder.py").run())
+    assert at.text_input(key="save_name").value == "mmc"
+    assert "named llm_serving" in " ".join(_text(c.value) for c in at.sidebar.caption)
+    _ok(at.button(key="save_design").click().run())
+    assert ws.load("mmc").name == "mmc" and at.session_state["design"].name == "mmc"
+    assert any("Saved to" in _text(s.value) for s in at.success)  # the message survives the rerun
+    # Save as another name writes a second file, and that file becomes the current one.
+    at.text_input(key="save_name").input("mmc_v2")
+    _ok(at.button(key="save_design").click().run())
+    assert ws.load("mmc_v2").name == "mmc_v2" and at.session_state["design_file"] == "mmc_v2"
+    # Rename moves the file: the old one goes to the trash.
+    _ok(at.text_input(key="save_name").input("mmc_final").run())
+    _ok(at.button(key="rename_design").click().run())
+    assert ws.exists("mmc_final") and not ws.exists("mmc_v2") and ws.load("mmc_final").name == "mmc_final"
+    # Opening a library design starts its save name from the design, not the last file.
+    _ok(at.switch_page("app_pages/library.py").run())
+    _ok(at.button(key="open_lib_rag_qa").click().run())
+    _ok(at.switch_page("app_pages/builder.py").run())
+    assert at.text_input(key="save_name").value == "rag_qa"
+
+
+def test_save_will_not_overwrite_another_file_silently(workspace):
+    ws = Workspace(workspace)
+    ws.save("taken", load_design(ROOT / "designs" / "library" / "rag_qa.yaml"))
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    at.text_input(key="save_name").input("taken")
+    _ok(at.run())
+    _ok(at.button(key="save_design").click().run())
+    assert "exists" in _errors(at) and ws.load("taken").name == "rag_qa"
+
+
+def test_what_ifs_follow_the_workload_form_and_reset_on_open(workspace):
+    from designs.forms import apply_path
+
+    fixed = apply_path(load_design(SERVING), "workload.arrival_rps", 200.0)
+    Workspace(workspace).save("fixed_rate", fixed)
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    _ok(at.button(key="open_ws_fixed_rate").click().run())
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    labels = [s.label for s in at.select_slider]
+    assert "Arrival rate (req/s)" in labels and "Requests per day" not in labels
+    rate = next(s for s in at.select_slider if s.label == "Arrival rate (req/s)")
+    _ok(rate.set_value(500.0).run())
+    assert "500.0 req/s" in _all_text(at)  # the estimate is for the what-if
+    assert any("what-if" in _text(i.value) for i in at.info)
+    # Opening the design again starts from its own values.
+    _ok(at.switch_page("app_pages/library.py").run())
+    _ok(at.button(key="open_ws_fixed_rate").click().run())
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    rate = next(s for s in at.select_slider if s.label == "Arrival rate (req/s)")
+    assert rate.value == 200.0 and not any("what-if" in _text(i.value) for i in at.info)
+
+
+def test_an_overloaded_what_if_shows_no_none_inf_or_exponents():
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    rpd = next(s for s in at.select_slider if s.label == "Requests per day")
+    _ok(rpd.set_value(10**10).run())
+    text = _all_text(at)
+    assert "needs" in text and "capacity" in text  # the unstable sentence
+    for bad in ("None", "inf", "Infinity", "nan"):
+        assert not re.search(rf"\b{bad}\b", text), bad
+    assert not re.search(r"\de[+-]\d", text)
+    values = {m.label: m.value for m in at.metric}
+    assert values["latency p95 (approx.)"] == "unbounded"
+
+
+def test_messages_are_plain_text(workspace):
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    at.text_input(key="save_name").input("bad/name")
+    _ok(at.button(key="save_design").click().run())
+    (err,) = [e for e in at.error if "Not saved" in e.value]
+    # Underscores are escaped, so Markdown cannot turn "'_' and '-'" into italics.
+    assert r"'\_'" in err.value and "'_'" in _text(err.value)
+
+
+def test_optional_fields_say_their_default_and_can_be_cleared():
+    from designs.forms import apply_path
+
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    epoch = at.session_state["design_epoch"]
+    box = at.number_input(key=f"b{epoch}:slo:latency_p95_ms")
+    assert "default: none" in box.label and box.value is None
+    budget = at.number_input(key=f"b{epoch}:slo:daily_budget_usd")
+    assert budget.value == 2000
+    _ok(budget.set_value(None).run())
+    assert at.session_state["design"].slo.daily_budget_usd is None
+
+
+def test_request_classes_are_editable_in_the_form():
+    at = open_design()
+    _ok(at.switch_page("app_pages/builder.py").run())
+    epoch = at.session_state["design_epoch"]
+    _ok(at.number_input(key=f"b{epoch}:class:1:share").set_value(0.5).run())
+    classes = at.session_state["design"].workload.classes
+    assert [(c.name, c.share) for c in classes] == [("chat", 0.5), ("short_answer", 0.5)]
+    epoch = at.session_state["design_epoch"]
+    _ok(at.number_input(key=f"b{epoch}:class:0:prompt_tokens:lognormal:mean").set_value(1200.0).run())
+    assert at.session_state["design"].workload.classes[0].prompt_tokens.mean == 1200
+    _ok(at.button(key=f"b{at.session_state['design_epoch']}:class:add").click().run())
+    assert len(at.session_state["design"].workload.classes) == 3
+    assert abs(sum(c.share for c in at.session_state["design"].workload.classes) - 1) < 1e-9
+
+
+def test_a_second_tab_on_the_same_draft_url_forks_the_draft():
+    a = open_design()
+    draft = a.session_state["draft_id"]
+    b = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    b.query_params["draft"] = draft
+    _ok(b.run())
+    assert b.session_state["design"].name == "llm_serving"  # the work is there …
+    assert b.session_state["draft_id"] != draft  # … under its own id: tab a's draft is untouched
+
+
+def test_cancel_keeps_and_shows_what_was_measured():
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    at.number_input(key="sim_max_requests").set_value(5_000_000)
+    _ok(at.number_input(key="sim_max_seconds").set_value(300.0).run())
+    _ok(at.button(key="run_sim").click().run())
+    job = at.session_state["sim_job"]
+    deadline = __import__("time").monotonic() + 60
+    while (job.report is None or getattr(job.report, "phase", "") != "measuring") and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    _ok(at.run())
+    progress = [p for p in at.get("progress")]
+    assert progress and "requests simulated" in _text(progress[0].proto.text)
+    _ok(at.button(key="cancel_sim").click().run())
+    job.wait(60)
+    _ok(at.run())
+    result = next(iter(at.session_state["runs"].values()))
+    assert result.partial and result.stopped_by == "interrupted" and result.simulated_requests > 0
+    assert any("Partial result" in _text(w.value) for w in at.warning)

@@ -601,3 +601,30 @@ def test_cancel_keeps_and_shows_what_was_measured():
     result = next(iter(at.session_state["runs"].values()))
     assert result.partial and result.stopped_by == "interrupted" and result.simulated_requests > 0
     assert any("Partial result" in _text(w.value) for w in at.warning)
+
+
+def test_a_practice_round_survives_a_refresh(workspace):
+    at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    _ok(at.switch_page("app_pages/practice.py").run())
+    at.selectbox(key="px_choice").set_value("serve-70b-strict")
+    _ok(at.button(key="px_start").click().run())
+    at.number_input(key="px_est_peak_qps").set_value(17.0)
+    at.number_input(key="px_est_gpus").set_value(8.0)
+    _ok(at.button(key="FormSubmitter:px_estimates_form-Lock in estimates").click().run())
+    at.selectbox(key="px_edge_from").set_value("lb")
+    at.selectbox(key="px_edge_to").set_value("llm")
+    _ok(at.button(key="px_add_edge").click().run())
+    round_id = at.session_state["px_round_id"]
+    assert at.query_params["round"] in (str(round_id), [str(round_id)])
+    started = at.session_state["px_started_at"]
+
+    # F5: a new session with the same URL.
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    again.query_params["round"] = str(round_id)
+    _ok(again.run())
+    _ok(again.switch_page("app_pages/practice.py").run())
+    ss = again.session_state
+    assert ss["px_prompt_id"] == "serve-70b-strict" and ss["px_started_at"] == started
+    assert ss["px_estimates"]["peak_qps"] == 17.0 and ss["px_estimates"]["gpus"] == 8.0
+    assert any(e.from_ == "lb" and e.to == "llm" for e in ss["px_design"].flow)
+    assert any(s.value == "Your design" for s in again.subheader)  # past the estimates, as before

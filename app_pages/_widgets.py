@@ -454,8 +454,8 @@ def verdict_line(result) -> tuple[bool | None, str]:
     checks = list(getattr(result, "slo", []) or [])
     if not checks:
         return None, "Verdict: no SLOs set — nothing to check"
-    failed = [c.metric for c in checks if c.met is False]
-    unknown = [c.metric for c in checks if c.met is None]
+    failed = [_SLO_METRIC.get(c.metric, (c.metric,))[0] for c in checks if c.met is False]
+    unknown = [_SLO_METRIC.get(c.metric, (c.metric,))[0] for c in checks if c.met is None]
     met = len(checks) - len(failed) - len(unknown)
     if failed:
         return False, f"Verdict: FAIL — {', '.join(failed)} not met ({met} of {len(checks)} SLOs met)"
@@ -541,8 +541,7 @@ def metrics_table(labels: list[str], results: list, slo=None) -> list[dict]:
         values = [get(r) for r in results]
         if all(v is None for v in values):
             continue
-        head = f"{metric} ({unit})" if unit and not unit.startswith("USD") else metric
-        row: dict = {"metric": head}
+        row: dict = {"metric": metric}  # each cell carries its unit (ms turn to s past 10,000)
         base = values[0]
         for label, v in zip(labels, values):
             row[label] = fmt(v, unit)

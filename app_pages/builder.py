@@ -216,7 +216,11 @@ with left:
             ss[pick_key] = pending  # a component just added is the one shown
         elif ss.get(pick_key) not in ids and bad:
             ss[pick_key] = next(i for i in ids if i in bad)  # open on the component with a problem
-        cid = st.selectbox("Component", ids, key=pick_key, format_func=lambda i: f"{'⚠ ' if i in bad else ''}{i} ({design.component(i).kind})")
+        # Labels must not depend on the problems: a selectbox whose option labels change is a
+        # new widget to Streamlit, and it would jump back to the first component on a fix.
+        cid = st.selectbox("Component", ids, key=pick_key, format_func=lambda i: f"{i} ({design.component(i).kind})")
+        if bad:
+            st.caption(W.plain(f"⚠ Problems in: {', '.join(i for i in ids if i in bad)}"))
         if cid in ids:
             comp = design.component(cid)
             st.caption(W.plain(type(comp).description))

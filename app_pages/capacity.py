@@ -102,7 +102,8 @@ except Exception as e:  # the estimator refuses with a sentence; show it, never 
     st.stop()
 st.subheader("Analytic estimate")
 W.show_headlines(W.headline_items(what_if, est, analytic=True))
-st.caption(W.plain(f"Peak arrivals {fmt(est.arrival_rps, 'req/s')} · mean latency {fmt(est.latency_ms_mean, 'ms')} (approx.)"))
+mean = "unbounded" if est.arrival_rps and not est.stable else f"{fmt(est.latency_ms_mean, 'ms')} (approx.)"
+st.caption(W.plain(f"Peak arrivals {fmt(est.arrival_rps, 'req/s')} · mean latency {mean}"))
 for sentence in est.unstable:
     st.error(W.plain(sentence))
 if est.bottleneck:

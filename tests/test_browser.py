@@ -276,6 +276,8 @@ def _walk(page, server: str, out: Path) -> None:
     _choose(page, picker, "workspace: walk_llm")
     _choose(page, picker, "workspace: walk_llm_starved")
     page.keyboard.press("Escape")
+    page.mouse.click(1300, 1700)  # a click on empty page closes the dropdown
+    _settle(page)
     page.get_by_text("Simulation settings").click()
     for key, value in (("cmp_max_requests", "5000"), ("cmp_max_seconds", "30")):
         _fill(page, page.locator(f"{_key(key)} input"), value)

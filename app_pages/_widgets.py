@@ -30,7 +30,7 @@ from designs.forms import problem_field
 from designs.io import DesignFileError, dump_design, load_design
 from designs.model import Design, Problem
 from designs.numfmt import UNBOUNDED, fmt, fmt_delta, is_unbounded
-from designs.workspace import Workspace, WorkspaceError, workspace_dir
+from designs.workspace import Workspace, WorkspaceError, new_draft_id, workspace_dir
 
 __all__ = [
     "init_state",
@@ -74,7 +74,6 @@ __all__ = [
     "RunJob",
 ]
 
-_DRAFT_ID = re.compile(r"^[a-f0-9]{8,32}$")
 
 
 # --- session state -------------------------------------------------------------------------
@@ -95,23 +94,17 @@ def init_state() -> None:
     ss.setdefault("verdicts", {})  # design content token → verdict line of its last run this session
     ss.setdefault("runs", {})  # run key → RunResult, the session's own results (for Export)
     ss.setdefault("last_run_key", None)
-    ss.setdefault("workspace_root", str(workspace_dir()))
     if "draft_id" not in ss:
-        # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back.
-        # A new tab has no ?draft= and gets its own id, so tabs never share unsaved work.
+        # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back,
+        # moved to this session's own fresh, unguessable id (a draft is claimed once, so a
+        # leaked URL stops working). A new tab has no ?draft= and gets its own id.
         qp = st.query_params.get("draft")
-        ss.draft_id = uuid.uuid4().hex[:16]
-        if ss.design is None and isinstance(qp, str) and _DRAFT_ID.match(qp):
-            restored = workspace().load_draft(qp)
+        ss.draft_id = new_draft_id()
+        if ss.design is None and isinstance(qp, str):
+            restored = workspace().claim_draft(qp, ss.draft_id)
             if restored is not None:
-                # The restored draft continues under a fresh id: a second tab opened on the
-                # same ?draft= URL forks it instead of overwriting the first tab's work.
                 ss.design = restored
                 ss.design_origin = "draft (restored)"
-                try:
-                    workspace().save_draft(ss.draft_id, restored)
-                except (OSError, WorkspaceError):
-                    pass
     # Widget values of pages not shown are dropped by Streamlit; re-saving them here, before
     # any page runs, keeps settings and what-ifs across page switches.
     for k in [k for k in ss.keys() if isinstance(k, str) and k.startswith(STICKY_PREFIXES)]:
@@ -120,7 +113,7 @@ def init_state() -> None:
         st.query_params["draft"] = ss.draft_id
 
 
-STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "workspace_root")
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:")
 
 
 def sticky(key: str, default: Any, options: list | None = None) -> dict:
@@ -178,7 +171,9 @@ def show_flash() -> None:
 
 
 def workspace() -> Workspace:
-    return Workspace(st.session_state.get("workspace_root") or None)
+    # The root is the server's configuration ($SDW_WORKSPACE, default ./workspace), never a
+    # visitor's choice: a sidebar field let anyone make the server write and list anywhere.
+    return Workspace()
 
 
 def sidebar() -> None:
@@ -194,11 +189,7 @@ def sidebar() -> None:
             st.caption(plain(f"Opened from {st.session_state.design_origin}") if st.session_state.design_origin else "")
         else:
             st.caption("No design open — pick one in the Library.")
-        st.text_input(
-            "Workspace folder",
-            key="workspace_root",
-            help="Where your designs and autosaved drafts live (default ./workspace, or $SDW_WORKSPACE).",
-        )
+        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: $SDW_WORKSPACE)")
 
 
 def current_design() -> Design | None:
@@ -305,9 +296,11 @@ def show_problems(problems: list[Problem], *, title: str = "The design is not va
 @st.cache_data(max_entries=64, show_spinner=False)
 def _problems(design_json: str) -> list[Problem]:
     import sim
+    from designs.io import locate
 
     design = Design.model_validate_json(design_json)
-    return sim.validation_problems(design, dump_design(design))
+    # The call `sdw validate` makes after parsing, located in the YAML the YAML tab shows.
+    return locate(sim.validation_problems(design), dump_design(design))
 
 
 def design_problems(design: Design) -> list[Problem]:

@@ -352,7 +352,7 @@ with left:
                 st.error(W.plain(f"Not saved: {name}.yaml exists in the workspace; tick Overwrite or pick another name."))
                 return
             named = design if design.name == name else forms.rename_design(design, name)
-            path = ws.save(name, named)
+            path = ws.save(name, named, overwrite=name == opened or overwrite)
             if rename_from and rename_from != name:
                 ws.delete(rename_from)
         except (WorkspaceError, DesignFileError) as e:

@@ -215,7 +215,7 @@ for w in result.warnings:
 def _pct_table(p, ci) -> pd.DataFrame:
     rows = []
     for stat in ("mean", "p50", "p90", "p95", "p99"):
-        lo, hi = getattr(ci, stat) if ci is not None else (None, None)
+        lo, hi = (getattr(ci, stat) if ci is not None else None) or (None, None)  # None: no interval
         rows.append({"statistic": stat, "value": fmt(getattr(p, stat), "ms"), "95% CI": f"{fmt(lo, 'ms')} – {fmt(hi, 'ms')}" if lo is not None else "—"})
     return pd.DataFrame(rows)
 

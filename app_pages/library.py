@@ -81,9 +81,9 @@ def _card(key: str, name: str, problem: str, design, error: str | None, *, own: 
             ss.library_msg = f"Opened {name}. Edit it in the Builder or check it on the Capacity page."
             st.rerun()
         if b2.button("Duplicate as variant", key=f"dup_{key}"):
-            new_name = ws.unique_name(f"{name}_variant")
             try:
-                ws.save(new_name, forms.rename_design(design, new_name))
+                new_name, _ = ws.save_new(f"{name}_variant", design)  # exclusive create: no lost copies
+                ws.save(new_name, forms.rename_design(design, new_name), overwrite=True)  # name = file name
                 ss.library_msg = f"Saved a copy as {new_name} in {ws.root}."
             except (WorkspaceError, DesignFileError, OSError) as e:
                 W.flash("error", f"Could not save the variant: {e}")
@@ -139,8 +139,7 @@ if upload is not None and ss.get("upload_done") != upload.file_id:
         W.show_problems(e.problems, title=f"{upload.name} is not a valid design (sdw validate refuses it)")
     else:
         try:
-            name = ws.unique_name(upload.name.rsplit(".", 1)[0])
-            ws.save(name, design)
+            name, _ = ws.save_new(upload.name.rsplit(".", 1)[0], design)
         except (WorkspaceError, OSError) as e:
             W.show_problems([], title=f"{upload.name} not saved: {e}")
         else:

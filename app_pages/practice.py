@@ -298,8 +298,9 @@ if prompt is not None:
             try:
                 ref = reference_design(prompt)
                 ws = W.workspace()
-                ws.save(f"{prompt.id}-attempt", design.model_copy(update={"name": f"{prompt.id}-attempt"}))
-                ws.save(f"{prompt.id}-reference", ref)
+                ws.save(f"{prompt.id}-attempt", design.model_copy(update={"name": f"{prompt.id}-attempt"}),
+                        overwrite=True)  # the practice's own files: each attempt replaces the last
+                ws.save(f"{prompt.id}-reference", ref, overwrite=True)
                 ss.practice_reference = ref
                 ss.compare_pick = [f"workspace: {prompt.id}-attempt", f"workspace: {prompt.id}-reference"]
             except (DesignFileError, WorkspaceError, OSError) as e:
@@ -324,7 +325,8 @@ if prompt is not None:
     if rec is not None:
         m1, m2, m3 = st.columns(3)
         if review.result is not None:
-            m1.metric("p95 latency (simulated)", f"{review.result.latency_ms.p95:,.0f} ms")
+            p95 = review.result.latency_ms.p95
+            m1.metric("p95 latency (simulated)", f"{p95:,.0f} ms" if p95 is not None else "not measured")
         else:
             m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
         m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")

@@ -16,7 +16,7 @@ import sys
 from designs.io import DesignFileError, load_design
 from designs.model import Design
 
-__all__ = ["err", "report", "load_or_report"]
+__all__ = ["err", "report", "load_or_report", "clobbers_input", "write_output"]
 
 
 def err(msg: str) -> None:
@@ -37,3 +37,30 @@ def load_or_report(path: str) -> Design | None:
     except DesignFileError as e:
         report(e)
         return None
+
+
+def clobbers_input(outputs, inputs) -> str | None:
+    """The first output path that is one of the input files (same file, or the same path once
+    resolved), so `sdw render d.yaml -o d.yaml` is refused instead of destroying the design."""
+    import os
+    from pathlib import Path
+
+    for o in outputs:
+        for i in inputs:
+            po, pi = Path(o), Path(i)
+            try:
+                if po.exists() and pi.exists() and os.path.samefile(po, pi):
+                    return str(o)
+            except OSError:
+                pass
+            if po.resolve() == pi.resolve():
+                return str(o)
+    return None
+
+
+def write_output(path, data: bytes | str) -> None:
+    """Write a command's output file atomically (temporary file, fsync, rename): a full disk or
+    a kill leaves the previous file whole, never a truncated one. Raises OSError."""
+    from designs.workspace import write_atomic
+
+    write_atomic(path, data)

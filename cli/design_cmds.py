@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 from designs.diagram import to_dot
-from designs.io import DesignFileError, json_schema, load_design
+from designs.io import DesignFileError, json_schema, load_design, locate, read_text_limited
 from designs.library import library_dir, list_library
 from designs.render import RenderError, render
 from sim import validation_problems
 
+from .common import clobbers_input, write_output
 from .common import err as _err
 from .common import report as _report
 
@@ -42,11 +43,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             d = load_design(f)
             # A well-formed file can still describe hardware that cannot run it (a model
-            # that does not fit its GPUs): those are validation errors too. The same call
-            # the app makes (Builder, YAML tab, Save, upload).
-            problems = validation_problems(d, Path(f).read_text(encoding="utf-8"))
+            # that does not fit its GPUs), or work no run could do (loops of 10^5 visits per
+            # request, rates too high or too low): every check `estimate` and `run` would
+            # refuse on is a validation error too, so "ok" means they will not refuse.
+            problems = validation_problems(d)
             if problems:
-                raise DesignFileError(str(f), problems)
+                raise DesignFileError(str(f), locate(problems, read_text_limited(f)))
         except DesignFileError as e:
             _report(e)
             bad += 1
@@ -84,6 +86,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     if out == "-" and fmt == "png":
         _err("sdw render: PNG is binary; write it to a file (-o out.png)")
         return 2
+    if out != "-" and clobbers_input([out], [args.file]):
+        _err(f"sdw render: -o {out} is the input design file; refusing to overwrite it")
+        return 2
     try:
         design = load_design(args.file)
     except DesignFileError as e:
@@ -100,7 +105,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return 0
     try:
-        Path(out).write_bytes(data)
+        write_output(out, data)  # atomic: a failed write leaves the old file whole
     except OSError as e:
         _err(f"sdw render: cannot write {out}: {e.strerror or e}")
         return 1

@@ -3,7 +3,9 @@
 Each command group lives in its own module with a `register(subparsers)` function that adds
 its subcommands; a subcommand's handler takes the parsed args and returns an exit code:
 0 success, 1 invalid input (a design that fails validation, an unstable or failing check
-where the command says so), 2 usage error. Handlers never let a traceback reach the user.
+where the command says so), 2 usage error. Handlers never let a traceback reach the user:
+a `components.errors.Refusal` (the user's input is wrong) prints as ``error:``, anything else
+as ``internal error:`` with the ``SDW_DEBUG=1`` hint (exit 1 either way).
 
 Usage::
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from components.errors import Refusal
 
 __all__ = ["main", "build_parser"]
 
@@ -58,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `sdw schema | head`
         return 0
-    except ValueError as e:
-        # Configuration errors raised below the handlers (a model that does not fit its GPUs,
-        # a refused workload) are the user's input: say what is wrong, no traceback.
+    except Refusal as e:
+        # Deliberate refusals raised below the handlers (a model that does not fit its GPUs,
+        # a refused workload) are about the user's input: say what is wrong, no traceback.
+        # Any other exception — a plain ValueError included — is ours, and reported as such.
         print(f"sdw {args.command}: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug of ours: still no traceback unless asked for

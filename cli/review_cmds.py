@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 
+from components.errors import Refusal
+
+from .common import clobbers_input, write_output
 from .common import err as _err
 from .common import load_or_report as _load
 
@@ -68,6 +71,11 @@ def cmd_doc(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".md", ".markdown"):
         _err(f"sdw doc: -o must name a Markdown file (doc.md), got '{args.output}'")
         return 2
+    outputs = [out, out.with_suffix(".svg")] + ([out.with_suffix(".html")] if args.html else [])
+    hit = clobbers_input(outputs, [args.file, *(args.variant or [])])
+    if hit:
+        _err(f"sdw doc: writing {hit} would overwrite an input design file; choose another -o")
+        return 2
     design = _load(args.file)
     if design is None:
         return 1
@@ -80,8 +88,8 @@ def cmd_doc(args: argparse.Namespace) -> int:
     if not args.no_sim:
         try:
             result = simulate(design, seed=args.seed, max_requests=args.max_requests, max_seconds=args.max_seconds)
-        except Exception as e:  # noqa: BLE001
-            _err(f"sdw doc: simulation failed ({e}); writing the analytic figures only")
+        except Refusal as e:  # a worded refusal; anything else is a bug and says so
+            _err(f"sdw doc: simulation refused ({e}); writing the analytic figures only")
     variants = []
     for vf in args.variant or []:
         vd = _load(vf)
@@ -94,8 +102,8 @@ def cmd_doc(args: argparse.Namespace) -> int:
         if not args.no_sim:
             try:  # same seed as the main design: common random numbers
                 vres = simulate(vd, seed=args.seed, max_requests=args.max_requests, max_seconds=args.max_seconds)
-            except Exception as e:  # noqa: BLE001
-                _err(f"sdw doc: simulation of variant '{vf}' failed ({e}); its analytic figures are used")
+            except Refusal as e:
+                _err(f"sdw doc: simulation of variant '{vf}' refused ({e}); its analytic figures are used")
         variants.append(Variant(Path(vf).stem, vd, vest, vres))
     findings = lint(design, est, result)
     svg_name = out.with_suffix(".svg").name
@@ -108,14 +116,14 @@ def cmd_doc(args: argparse.Namespace) -> int:
     written = []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(md, encoding="utf-8")
+        write_output(out, md)  # each file atomic: a full disk leaves the old one whole
         written.append(out)
         if svg is not None:
-            out.with_suffix(".svg").write_text(svg, encoding="utf-8")
+            write_output(out.with_suffix(".svg"), svg)
             written.append(out.with_suffix(".svg"))
         if args.html:
             page = render_html(design, est, result, findings, variants, svg=svg or "")
-            out.with_suffix(".html").write_text(page, encoding="utf-8")
+            write_output(out.with_suffix(".html"), page)
             written.append(out.with_suffix(".html"))
     except OSError as e:
         _err(f"sdw doc: cannot write '{e.filename}': {e.strerror}")

@@ -123,7 +123,7 @@ def _ms(x: float | None) -> str:
 
 def _pct_row(name: str, p, ci) -> str:
     cells = [_ms(getattr(p, k)) for k in ("mean", "p50", "p90", "p95", "p99")]
-    band = f"{_ms(ci.p95[0])}–{_ms(ci.p95[1])}" if ci is not None else ""
+    band = f"{_ms(ci.p95[0])}–{_ms(ci.p95[1])}" if ci is not None and ci.p95 is not None else ""
     return f"  {name:<11}" + "".join(f"{c:>10}" for c in cells) + f"   {band}"
 
 
@@ -192,6 +192,10 @@ def format_run(r) -> str:
         for c in r.slo:
             tag = "PASS" if c.met else ("FAIL" if c.met is False else "n/a ")
             lines.append(f"  {tag} {c.metric}: {c.detail}")
+    if r.ops is not None:  # a timeline run (faults, failures, autoscaling, traces)
+        from sim import format_ops
+
+        lines.append(format_ops(r.ops))
     if r.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in r.warnings)
@@ -338,12 +342,23 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     except ValueError as e:  # EstimateError and friends: a located, worded refusal
         _err(f"sdw estimate: {args.file}: {e}")
         return 1
+    from sim import format_n_minus_1, n_minus_one, replicas_per_hour
+
+    n1 = n_minus_one(design, est)  # N−1: one replica down per component (sim/ops)
+    hourly = replicas_per_hour(design, est)
     if args.json:
-        print(_dumps(est.to_json()))
+        out = est.to_json()
+        out["n_minus_1"] = {cid: n.to_json() for cid, n in n1.items()}
+        out["replicas_per_hour"] = hourly
+        print(_dumps(out))
     else:
         from sim import format_estimate
 
         print(format_estimate(est))
+        if n1:
+            print(format_n_minus_1(n1))
+        for cid, hours in hourly.items():
+            print(f"Autoscaled replicas per hour, {cid}: {' '.join(str(h) for h in hours)}")
     return 0
 
 

@@ -91,6 +91,8 @@ class _Dist(BaseModel):
 
 
 # --- durations (milliseconds) ------------------------------------------------------------
+# Means and p95s are at least 1e-6 (1 ns, one millionth of a token): smaller positive values
+# make the derived rates (1/mean) overflow and their squares underflow to 0 (issue 14).
 
 
 class Fixed(_Dist):
@@ -117,7 +119,7 @@ class Exponential(_Dist):
     """Memoryless duration (M in Kendall's notation): most values short, a long tail."""
 
     dist: Literal["exponential"] = "exponential"
-    mean_ms: float = Field(gt=0, le=1e9)
+    mean_ms: float = Field(ge=1e-6, le=1e9)
     """Mean duration, in milliseconds."""
 
     def expected(self) -> float:
@@ -165,9 +167,9 @@ class LogNormal(_Dist):
     """Right-skewed duration given by its mean and 95th percentile (how latencies are quoted)."""
 
     dist: Literal["lognormal"] = "lognormal"
-    mean_ms: float = Field(gt=0, le=1e9)
+    mean_ms: float = Field(ge=1e-6, le=1e9)
     """Mean duration, in milliseconds."""
-    p95_ms: float = Field(gt=0, le=1e10)
+    p95_ms: float = Field(ge=1e-6, le=1e10)
     """95th-percentile duration, in milliseconds: above the mean, at most 3.87× it."""
 
     @model_validator(mode="after")
@@ -197,7 +199,7 @@ class Empirical(_Dist):
     """Resample from measured durations (each value equally likely)."""
 
     dist: Literal["empirical"] = "empirical"
-    values_ms: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=100_000)
+    values_ms: list[Annotated[float, Field(ge=0, le=1e9)]] = Field(min_length=1, max_length=100_000)
     """Measured durations, in milliseconds."""
 
     def expected(self) -> float:
@@ -267,7 +269,7 @@ class ExponentialCount(_CountMixin, _Dist):
     """Geometric-like count: mostly small, a long tail."""
 
     dist: Literal["exponential"] = "exponential"
-    mean: float = Field(gt=0, le=1e12)
+    mean: float = Field(ge=1e-6, le=1e12)
     """Mean count."""
 
     def expected(self) -> float:
@@ -315,9 +317,9 @@ class LogNormalCount(_CountMixin, _Dist):
     """Right-skewed count given by its mean and 95th percentile (how prompt lengths are quoted)."""
 
     dist: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0, le=1e12)
+    mean: float = Field(ge=1e-6, le=1e12)
     """Mean count."""
-    p95: float = Field(gt=0, le=1e13)
+    p95: float = Field(ge=1e-6, le=1e13)
     """95th-percentile count: above the mean, at most 3.87× it."""
 
     @model_validator(mode="after")
@@ -348,7 +350,7 @@ class EmpiricalCount(_CountMixin, _Dist):
     """Resample from measured counts (each value equally likely)."""
 
     dist: Literal["empirical"] = "empirical"
-    values: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=100_000)
+    values: list[Annotated[float, Field(ge=0, le=1e12)]] = Field(min_length=1, max_length=100_000)
     """Measured counts."""
 
     def expected(self) -> float:

@@ -21,6 +21,8 @@ Usage::
 
 from __future__ import annotations
 
+from .errors import Refusal
+
 import csv
 import difflib
 import re
@@ -52,7 +54,7 @@ DATA_DIR = Path(__file__).parent / "data"
 BYTES_PER_PARAM: dict[str, float] = {"bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(Refusal):
     """A GPU, model, price or factor name that is not in the reference data."""
 
 

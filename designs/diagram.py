@@ -242,7 +242,10 @@ def _edge_line(e: Edge, kinds: dict[str, str], ann: Annotation | None) -> str:
     parts: list[str] = []
     attrs: dict[str, object] = {}
     src_kind = kinds.get(e.from_)
-    if e.is_loop:
+    if e.fallback:  # taken only when `from` fails (issue 13): dotted, beside it
+        parts.append("on failure")
+        attrs.update(style="dotted", constraint="false")
+    elif e.is_loop:
         # Back edges must not pull the target rank forward, or loops flip the layout.
         parts.append(f"≤{e.max_repeats}× @{_pct(e.p)}")
         attrs.update(style="dashed", constraint="false")

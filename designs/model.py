@@ -29,6 +29,9 @@ Flow semantics (what the engine and the analytic twin both implement):
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -49,12 +52,21 @@ __all__ = [
     "GraphError",
     "graph_problems",
     "MAX_REQUESTS_PER_DAY",
+    "Retry",
+    "Fault",
+    "Arrivals",
+    "Trace",
+    "FAULT_KINDS",
 ]
 
 SECONDS_PER_DAY = 86_400
 # 1e10/day is ~116k requests/s on average: beyond any single design this tool is for, and a
 # typo guard (10^12/day is 11.6 M requests/s).
 MAX_REQUESTS_PER_DAY = 1e10
+# Rates have positive floors (requests_per_day ≥ 1e-6, arrival_rps ≥ 1e-9) instead of `gt=0`:
+# 5e-324 passes `gt=0` and its derived rates underflow to 0 (issue 14).
+# Did-you-mean suggestions computed per report at most (each is a difflib search over the ids).
+MAX_SUGGESTIONS = 50
 
 
 class _Strict(BaseModel):
@@ -66,7 +78,7 @@ class RequestClass(_Strict):
 
     name: str = Field(min_length=1, max_length=64)
     """Name of the class, e.g. `chat` or `summarise`."""
-    share: float = Field(default=1.0, gt=0, le=1)
+    share: float = Field(default=1.0, ge=1e-9, le=1)
     """Fraction of requests of this class; the shares of all classes sum to 1."""
     prompt_tokens: Count = Field(default_factory=lambda: fixed_count(500))
     """Input tokens per request (system prompt + context + question)."""
@@ -79,20 +91,20 @@ class BatchWindow(_Strict):
 
     items_per_run: float = Field(gt=0, le=1e13)
     """Items entering the pipeline per run (documents, examples)."""
-    window_hours: float = Field(default=24, gt=0, le=24 * 366)
+    window_hours: float = Field(default=24, ge=1e-3, le=24 * 366)
     """Time a run may take, in hours."""
-    runs_per_week: float = Field(default=1, gt=0, le=7 * 24 * 60)
+    runs_per_week: float = Field(default=1, ge=1e-3, le=7 * 24 * 60)
     """How often the pipeline runs (1 = weekly)."""
 
 
 class Workload(_Strict):
     """Traffic offered to the design. The simulated rate is the peak rate."""
 
-    requests_per_day: float = Field(default=1_000_000, gt=0, le=MAX_REQUESTS_PER_DAY)
+    requests_per_day: float = Field(default=1_000_000, ge=1e-6, le=MAX_REQUESTS_PER_DAY)
     """Requests per day on average."""
     peak_to_average: float = Field(default=3.0, ge=1, le=100)
     """Peak-hour rate over the daily average rate; capacity is planned for the peak."""
-    arrival_rps: float | None = Field(default=None, gt=0, le=1e6)
+    arrival_rps: float | None = Field(default=None, ge=1e-9, le=1e6)
     """Explicit arrival rate in requests per second; overrides the daily figures."""
     concurrent_users: int | None = Field(default=None, ge=1, le=10**6)
     """Closed loop: this many users, each sending a request, waiting, thinking, repeating."""
@@ -104,6 +116,12 @@ class Workload(_Strict):
     """Request classes mixed by share; empty means one class with default token lengths."""
     batch: BatchWindow | None = None
     """Pipeline designs: items per run and the window a run must fit in."""
+    arrivals: "Arrivals | None" = None
+    """How arrivals bunch: Poisson (empty), gamma/lognormal gaps with a stated CV, or a 2-state MMPP."""
+    trace: "Trace | None" = None
+    """Replay arrivals (times and token lengths) from a CSV trace instead of drawing them."""
+    timeline_s: float | None = Field(default=None, gt=0, le=86_400)
+    """Length of a timeline run (faults, autoscaling, traces) in seconds; empty: one peak hour (or the trace)."""
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -112,7 +130,7 @@ class Workload(_Strict):
             if abs(total - 1) > 1e-6:
                 raise ValueError(f"class shares sum to {total:g}; expected 1")
             names = [c.name for c in self.classes]
-            dup = {n for n in names if names.count(n) > 1}
+            dup = {n for n, k in Counter(names).items() if k > 1}
             if dup:
                 raise ValueError(f"duplicate class names: {', '.join(sorted(dup))}")
         if self.profile_24h is not None and any(x < 0 for x in self.profile_24h):
@@ -177,6 +195,10 @@ class Edge(_Strict):
     """Makes this a back edge (agent loop): taken with probability `p`, at most this many times."""
     label: str | None = Field(default=None, max_length=200)
     """Text on the diagram edge."""
+    retry: "Retry | None" = None
+    """Retry policy for calls along this edge into `to`: attempts, backoff, per-attempt timeout."""
+    fallback: bool = False
+    """A fallback: when a call into `from` fails (after its retries), `to` is called in its place."""
 
     @property
     def is_loop(self) -> bool:
@@ -201,7 +223,7 @@ class Problem:
         return f"{head}{self.severity}: {loc}{self.message}{tail}"
 
 
-class GraphError(ValueError):
+class GraphError(Refusal):
     """The flow graph is inconsistent; `problems` has every finding."""
 
     def __init__(self, problems: list[Problem]):
@@ -228,9 +250,15 @@ def graph_problems(
                 out.append(Problem(f"components[{n}].id", f"duplicate id '{i}'; ids must be unique"))
             seen.add(i)
 
+    hints: dict[str, str | None] = {}
+
     def suggest(name: str) -> str | None:
-        m = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        return m[0] if m else None
+        # Once per distinct name, and only for the first few: difflib over hundreds of ids
+        # for each of thousands of misspelt edges would make a bad file slow to report.
+        if name not in hints:
+            m = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if len(hints) < MAX_SUGGESTIONS else []
+            hints[name] = m[0] if m else None
+        return hints[name]
 
     if isinstance(entry, str) and entry not in seen:
         out.append(Problem("entry", f"'{entry}' is not a component id; expected one of {known}", suggestion=suggest(entry)))
@@ -238,6 +266,7 @@ def graph_problems(
     edges = list(edges)
     plain: dict[str, list[tuple[int, dict]]] = {}
     loops: list[tuple[int, dict]] = []
+    fallbacks: list[tuple[int, dict]] = []
     for n, e in enumerate(edges):
         if not isinstance(e, dict):
             continue
@@ -255,7 +284,9 @@ def graph_problems(
         if src == e["to"]:
             out.append(Problem(f"flow[{n}]", f"edge from '{src}' to itself; use max_repeats on a back edge for a loop"))
             continue
-        if e.get("max_repeats") is not None:
+        if e.get("fallback") is True:
+            fallbacks.append((n, e))  # not a flow step: checked by `_fallback_problems`
+        elif e.get("max_repeats") is not None:
             loops.append((n, e))
         else:
             plain.setdefault(src, []).append((n, e))
@@ -273,39 +304,29 @@ def graph_problems(
             total = sum(float(e.get("p", 1.0)) for _, e in outs if isinstance(e.get("p", 1.0), (int, float)))
             if total > 1 + 1e-9:
                 out.append(Problem(f"flow[{outs[0][0]}].p", f"branch probabilities from '{src}' sum to {total:g}; expected at most 1"))
-        tos = [e["to"] for _, e in outs]
-        for t in {t for t in tos if tos.count(t) > 1}:
+        tos = Counter(e["to"] for _, e in outs)
+        for t in sorted(t for t, k in tos.items() if k > 1):
             out.append(Problem(f"flow[{outs[0][0]}]", f"more than one edge from '{src}' to '{t}'; merge them and add the probabilities"))
         if kinds and kinds.get(src) in ("monitoring",):
             out.append(Problem(f"flow[{outs[0][0]}]", f"'{src}' is monitoring, which sits off the request path; give it no outgoing edges", severity="warning"))
 
-    # Acyclic without back edges: depth-first search with colours.
-    colour: dict[str, int] = {}
-    cycle: list[str] = []
-
-    def visit(u: str, stack: list[str]) -> bool:
-        colour[u] = 1
-        for _, e in plain.get(u, []):
-            v = e["to"]
-            if colour.get(v) == 1:
-                cycle.extend(stack[stack.index(v):] + [v] if v in stack else [u, v])
-                return True
-            if colour.get(v) is None and visit(v, stack + [v]):
-                return True
-        colour[u] = 2
-        return False
-
-    for start in ([entry] if isinstance(entry, str) and entry in seen else []) + sorted(plain):
-        if colour.get(start) is None and visit(start, [start]):
-            out.append(Problem("flow", "the flow has a cycle " + " → ".join(cycle) + "; model an agent loop as a back edge with max_repeats"))
-            break
+    # Acyclic without back edges: depth-first search with colours, iterative (a chain of
+    # thousands of components must get its "at most 500" message, not a RecursionError).
+    cycle = _find_cycle(([entry] if isinstance(entry, str) and entry in seen else []) + sorted(plain), plain)
+    if cycle:
+        out.append(Problem("flow", "the flow has a cycle " + " → ".join(cycle) + "; model an agent loop as a back edge with max_repeats"))
 
     reach = _reachable(entry, plain) if isinstance(entry, str) and entry in seen else set()
+    out.extend(_fallback_problems(fallbacks, entry))
+    reach = _with_fallbacks(reach, fallbacks, plain)
+    reach_from: dict[str, set[str]] = {}  # once per back-edge target, not once per edge
     for n, e in loops:
         src, dst = e.get("from", e.get("from_")), e["to"]
         if reach and src not in reach:
             continue  # reported as unreachable below
-        if src not in _reachable(dst, plain):
+        if dst not in reach_from:
+            reach_from[dst] = _reachable(dst, plain)
+        if src not in reach_from[dst]:
             out.append(Problem(f"flow[{n}].to", f"back edge {src} → {dst}: '{dst}' must come before '{src}' in the flow (a loop returns to an earlier step)"))
 
     if reach:
@@ -313,6 +334,31 @@ def graph_problems(
             if isinstance(i, str) and i not in reach and (kinds or {}).get(i) != "monitoring":
                 out.append(Problem(f"components[{n}]", f"'{i}' is not reachable from entry '{entry}'; it gets no traffic", severity="warning"))
     return out
+
+
+def _find_cycle(starts: list[str], plain: dict[str, list[tuple[int, dict]]]) -> list[str]:
+    """The first cycle met by a depth-first search from `starts` (as a path u → … → u), or []."""
+    colour: dict[str, int] = {}  # 1 on the current path, 2 finished
+    for start in starts:
+        if start in colour:
+            continue
+        path = [start]
+        colour[start] = 1
+        todo = [iter(plain.get(start, []))]
+        while todo:
+            for _, e in todo[-1]:
+                v = e["to"]
+                if colour.get(v) == 1:
+                    return path[path.index(v):] + [v]
+                if v not in colour:
+                    colour[v] = 1
+                    path.append(v)
+                    todo.append(iter(plain.get(v, [])))
+                    break
+            else:
+                colour[path.pop()] = 2
+                todo.pop()
+    return []
 
 
 def _reachable(start: str, plain: dict[str, list[tuple[int, dict]]]) -> set[str]:
@@ -348,10 +394,15 @@ class Design(_Strict):
     """What the design takes as given, each with its source where it has one."""
     notes: str = Field(default="", max_length=20_000)
     """Free text: trade-offs, alternatives, open questions."""
+    faults: list["Fault"] = Field(default_factory=list, max_length=1000)
+    """Scheduled fault events of a timeline run (`sim.ops`): replica/zone down, slow, provider outage."""
 
     @model_validator(mode="after")
     def _graph(self):
         problems = [p for p in self.graph_findings() if p.severity == "error"]
+        if problems:
+            raise GraphError(problems)
+        problems = ops_problems(self)
         if problems:
             raise GraphError(problems)
         return self
@@ -381,7 +432,7 @@ class Design(_Strict):
 
     def out_edges(self, cid: str) -> list[Edge]:
         """Forward (non-loop) edges leaving `cid`, in file order."""
-        return [e for e in self.flow if e.from_ == cid and not e.is_loop]
+        return [e for e in self.flow if e.from_ == cid and not e.is_loop and not e.fallback]
 
     def loop_edges(self, cid: str) -> list[Edge]:
         """Back edges leaving `cid`."""
@@ -418,3 +469,184 @@ class Design(_Strict):
 
     def reachable(self) -> set[str]:
         return set(self._distances(self.entry))
+
+
+# --- operations over time (issue 13): retries, fallbacks, faults, bursty and replayed traffic ---
+
+FAULT_KINDS = ("replica_down", "zone_down", "slow", "provider_outage")
+# Kinds with replicas a fault can take down one by one (their stations in `sim.ops`).
+_REPLICATED = frozenset({"service", "load_balancer", "api_gateway", "cache", "database", "vector_db",
+                         "keyword_search", "guardrail", "llm_server"})
+# Kinds that are someone else's service: they have outages, not replicas.
+_EXTERNAL = frozenset({"llm_api", "judge", "tool", "object_storage"})
+
+
+class Retry(_Strict):
+    """How a caller retries a failed or timed-out call: up to `attempts`, with jittered backoff."""
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts in all, the first included (3 = two retries)."""
+    backoff_ms: float = Field(default=100, ge=0, le=600_000)
+    """Delay before the first retry in milliseconds; doubles each retry, × U(0.5, 1.5) jitter (assumption)."""
+    timeout_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    """Give up on one attempt after this long and retry (its late answer is ignored); empty: wait."""
+
+    def expected_attempts(self, fail_p: float) -> float:
+        """Mean attempts when each fails independently with `fail_p`: (1 − qⁿ)/(1 − q)."""
+        q = min(max(fail_p, 0.0), 1.0)
+        n = self.attempts
+        return float(n) if q >= 1.0 else (1.0 - q**n) / (1.0 - q)
+
+
+class Fault(_Strict):
+    """One scheduled fault of a timeline run."""
+
+    at_s: float = Field(ge=0, lt=86_400)
+    """When it starts, in seconds from the start of the run (a whole-day run starts at midnight)."""
+    component: str = Field(min_length=1)
+    """Component id it hits."""
+    what: Literal["replica_down", "zone_down", "slow", "provider_outage"]
+    """replica_down: replicas crash; zone_down: every replica in one zone; slow: service × factor; provider_outage: every call fails."""
+    duration_s: float = Field(gt=0, le=86_400)
+    """How long it lasts, in seconds."""
+    factor: float = Field(default=2.0, ge=1, le=1000)
+    """For `slow`: service times are multiplied by this."""
+    replicas: int = Field(default=1, ge=1, le=100_000)
+    """For `replica_down`: how many replicas go down."""
+    zone: int = Field(default=0, ge=0, le=63)
+    """For `zone_down`: which zone (0-based; replica i lives in zone i mod zones)."""
+
+
+class Arrivals(_Strict):
+    """How arrivals bunch. The mean rate is the workload's; only the variability changes."""
+
+    process: Literal["poisson", "gamma", "lognormal", "mmpp"] = "poisson"
+    """poisson; gamma or lognormal gaps with coefficient of variation `cv`; mmpp: 2-state Markov-modulated Poisson."""
+    cv: float = Field(default=1.0, gt=0, le=50)
+    """Coefficient of variation of the gaps (std/mean) for gamma and lognormal (1 = Poisson-like)."""
+    burst_factor: float = Field(default=3.0, gt=1, le=1000)
+    """For mmpp: the rate in a burst over the mean rate."""
+    high_share: float = Field(default=0.1, gt=0, lt=1)
+    """For mmpp: share of time spent in bursts."""
+    mean_burst_s: float = Field(default=60.0, gt=0, le=86_400)
+    """For mmpp: mean length of a burst, in seconds (exponential)."""
+
+    @model_validator(mode="after")
+    def _feasible(self):
+        if self.process == "mmpp" and self.burst_factor * self.high_share >= 1:
+            raise ValueError(f"burst_factor × high_share = {self.burst_factor * self.high_share:g} must be < 1 "
+                             "(the bursts would carry more than the mean rate)")
+        return self
+
+
+class Trace(_Strict):
+    """A CSV of arrivals to replay (`sim.ops.traffic` documents the accepted column layouts)."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    """CSV file: `timestamp_s,prompt_tokens,output_tokens[,class]`, or an Azure LLM / BurstGPT trace."""
+    target_rps: float | None = Field(default=None, gt=0, le=1e6)
+    """Time-scale the trace so its mean rate is this many requests/s; empty: as recorded."""
+    time_scale: float = Field(default=1.0, gt=0, le=1e6)
+    """Multiply the trace's timestamps by this (2 = half the rate); ignored when target_rps is set."""
+
+
+def _fallback_problems(fallbacks: list[tuple[int, dict]], entry) -> list[Problem]:
+    """Fallback edges on plain data: one per component, not from the entry, no cycle."""
+    out: list[Problem] = []
+    nxt: dict[str, str] = {}
+    for n, e in fallbacks:
+        src, dst = e.get("from", e.get("from_")), e.get("to")
+        if e.get("max_repeats") is not None or e.get("parallel"):
+            out.append(Problem(f"flow[{n}].fallback", "a fallback edge cannot also be a back edge or a fan-out branch"))
+        if src in nxt:
+            out.append(Problem(f"flow[{n}].fallback", f"'{src}' already has a fallback ('{nxt[src]}'); chain fallbacks instead"))
+            continue
+        if src == entry:
+            out.append(Problem(f"flow[{n}].from", f"'{src}' is the entry: nothing calls it, so nothing can fall back; "
+                               "put a gateway or load balancer in front"))
+        nxt[src] = dst
+    for n, e in fallbacks:
+        src = e.get("from", e.get("from_"))
+        path, cur = [src], nxt.get(src)
+        while cur is not None and cur not in path:
+            path.append(cur)
+            cur = nxt.get(cur)
+        if cur is not None and cur == src:
+            out.append(Problem(f"flow[{n}].to", "fallback cycle " + " → ".join(path + [src])
+                               + "; a fallback must end at a component with none"))
+            break
+    return out
+
+
+def _with_fallbacks(reach: set[str], fallbacks: list[tuple[int, dict]], plain: dict) -> set[str]:
+    """A fallback target (and what follows it) gets traffic when its primary fails."""
+    if not reach:
+        return reach
+    reach = set(reach)
+    changed = True
+    while changed:
+        changed = False
+        for _, e in fallbacks:
+            src, dst = e.get("from", e.get("from_")), e.get("to")
+            if src in reach and isinstance(dst, str) and dst not in reach:
+                reach |= _reachable(dst, plain)
+                changed = True
+    return reach
+
+
+def ops_problems(design: "Design") -> list[Problem]:
+    """Located errors in a design's operations settings: faults, retries, fallbacks, trace scale."""
+    import difflib
+
+    out: list[Problem] = []
+    by_id = design.by_id()
+    horizon = design.workload.timeline_s
+    for n, f in enumerate(design.faults):
+        comp = by_id.get(f.component)
+        if comp is None:
+            m = difflib.get_close_matches(f.component, list(by_id), n=1, cutoff=0.6)
+            out.append(Problem(f"faults[{n}].component", f"'{f.component}' is not a component id; expected one of {list(by_id)}",
+                               suggestion=m[0] if m else None))
+            continue
+        if horizon is not None and f.at_s >= horizon:
+            out.append(Problem(f"faults[{n}].at_s", f"the fault starts at {f.at_s:g} s, after the {horizon:g} s run "
+                               "(workload.timeline_s) ends; start it earlier or lengthen the run"))
+        kind = comp.kind
+        if f.what in ("replica_down", "zone_down") and kind not in _REPLICATED:
+            out.append(Problem(f"faults[{n}].what", f"'{f.component}' is a {kind}, which has no replicas to lose; "
+                               f"use provider_outage or slow (replicated kinds: {', '.join(sorted(_REPLICATED))})"))
+        elif f.what == "provider_outage" and kind not in _EXTERNAL:
+            out.append(Problem(f"faults[{n}].what", f"'{f.component}' is a {kind} you run yourself; use replica_down or "
+                               f"zone_down (provider_outage is for {', '.join(sorted(_EXTERNAL))})"))
+        elif f.what == "slow" and kind == "llm_server":
+            out.append(Problem(f"faults[{n}].what", "slow is not modelled for an llm_server (its step times come from the "
+                               "roofline); use replica_down, or slow on the component in front"))
+        elif f.what == "zone_down" and f.zone >= getattr(comp, "zones", 1):
+            out.append(Problem(f"faults[{n}].zone", f"zone {f.zone} does not exist: '{f.component}' has "
+                               f"{getattr(comp, 'zones', 1)} zone(s), numbered from 0"))
+    for n, c in enumerate(design.components):
+        if c.failures is not None and c.kind not in _REPLICATED | _EXTERNAL:
+            out.append(Problem(f"components[{n}].failures", f"random failures are not modelled for a {c.kind}; "
+                               f"they are for {', '.join(sorted(_REPLICATED | _EXTERNAL))}"))
+        if getattr(c, "autoscale", None) is not None and c.kind not in _REPLICATED:
+            out.append(Problem(f"components[{n}].autoscale", f"autoscaling is not modelled for a {c.kind}; "
+                               f"it is for {', '.join(sorted(_REPLICATED))}"))
+        if c.kind == "tool" and getattr(c, "max_concurrency", None) and any(
+                f.component == c.id and f.what == "slow" for f in design.faults):
+            out.append(Problem(f"components[{n}].max_concurrency", "slow faults are not modelled on a tool with "
+                               "max_concurrency; drop the cap or slow the caller"))
+    joins = {design.join_of(c.id) for c in design.components if design.is_fanout(c.id)}
+    for n, e in enumerate(design.flow):
+        if e.retry is not None and e.is_loop:
+            out.append(Problem(f"flow[{n}].retry", "retries on a back edge are not modelled; put them on the forward edge into the step"))
+        elif e.retry is not None and e.to in joins:
+            out.append(Problem(f"flow[{n}].retry", f"'{e.to}' is where a fan-out joins; retries into a join are not modelled"))
+    tr = design.workload.trace
+    if tr is not None and design.workload.concurrent_users is not None:
+        out.append(Problem("workload.trace", "a trace replays open-loop arrivals; remove concurrent_users"))
+    return out
+
+
+Workload.model_rebuild()
+Edge.model_rebuild()
+Design.model_rebuild()

@@ -20,30 +20,59 @@ Usage::
     'my_rag_v2'
 
 Every write goes to a temporary file in the same folder and is then renamed over the
-target with ``os.replace``, so a crash never leaves half a design file behind. Nothing
-here imports streamlit: the app and tests call the same functions.
+target with ``os.replace``, so a crash never leaves half a design file behind; temporary files
+a killed save left behind are removed the first time a process opens the workspace. Saving
+never replaces a design silently: `save` refuses an existing name unless ``overwrite=True``
+(the caller asks first), and `save_new` claims a free name with an exclusive create, retrying
+the next suffix, so concurrent "duplicate" clicks each get their own file. The root is
+configured (``$SDW_WORKSPACE`` or the constructor), never chosen by a visitor, and every path
+is checked to resolve inside it. Draft ids are unguessable (`new_draft_id`) and single-use:
+`claim_draft` moves a draft to the claiming session's fresh id. Nothing here imports
+streamlit: the app and tests call the same functions.
 """
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
+import itertools
 import os
 import re
+import secrets
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from .io import DesignFileError, dump_design, load_design
 from .model import Design
 
-__all__ = ["Workspace", "WorkspaceError", "workspace_dir", "ENV_VAR", "safe_name"]
+__all__ = ["Workspace", "WorkspaceError", "NameTaken", "workspace_dir", "ENV_VAR", "safe_name", "new_draft_id",
+           "write_atomic", "DRAFT_ID"]
 
 ENV_VAR = "SDW_WORKSPACE"
 DEFAULT_DIR = "workspace"
 # Letters, digits, '_', '-', '.', spaces inside; no separators, no leading dot (hidden files, '..').
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,99}$")
+# Matched with fullmatch: `$` alone also matches before a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-. ]{0,99}")
+DRAFT_ID = re.compile(r"[A-Za-z0-9_-]{32,64}")
+"""What a draft id looks like: `secrets.token_urlsafe(24)` (192 random bits)."""
+STALE_TEMP_S = 600
+"""Temporary files older than this (seconds) are leftovers of a killed save: removed on start."""
+_cleaned: set[str] = set()  # roots whose leftovers this process has already removed
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(Refusal):
     """A workspace operation was refused (bad name, missing design)."""
+
+
+class NameTaken(WorkspaceError):
+    """A design of that name is already saved: ask before overwriting (``overwrite=True``)."""
+
+
+def new_draft_id() -> str:
+    """An unguessable draft id (192 random bits, URL-safe)."""
+    return secrets.token_urlsafe(24)
 
 
 def workspace_dir(override: str | os.PathLike | None = None) -> Path:
@@ -65,20 +94,42 @@ class Workspace:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = workspace_dir(root)
+        key = str(self.root.resolve())
+        if key not in _cleaned:
+            _cleaned.add(key)
+            self.clean_temp()
+
+    def clean_temp(self, max_age_s: float = STALE_TEMP_S) -> list[Path]:
+        """Remove temporary files (``.<name>.*.tmp``) older than `max_age_s`: what saves killed
+        mid-write left behind. Younger ones may belong to a save in progress and stay."""
+        gone = []
+        now = time.time()
+        for sub in ("designs", "drafts", "trash"):
+            d = self.root / sub
+            if not d.is_dir():
+                continue
+            for p in d.glob(".*.tmp"):
+                try:
+                    if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > max_age_s:
+                        p.unlink()
+                        gone.append(p)
+                except OSError:
+                    pass
+        return gone
 
     # --- names and paths -------------------------------------------------------------------
 
     @staticmethod
     def check_name(name: str) -> str:
         """Return `name` stripped, or raise `WorkspaceError` if it could escape the folder."""
-        n = (name or "").strip()
+        n = (name or "").strip(" \t")
         if n.endswith(".yaml"):
             n = n[: -len(".yaml")]
         if not n:
             raise WorkspaceError("name is empty; give the design a name")
         if "/" in n or "\\" in n or ".." in n or "\x00" in n:
             raise WorkspaceError(f"name '{name}' contains a path separator or '..'; use letters, digits, '_' and '-'")
-        if not _NAME.match(n):
+        if not _NAME.fullmatch(n):
             raise WorkspaceError(f"name '{name}' is not allowed; use letters, digits, '_', '-', '.' and spaces (not first)")
         return n
 
@@ -86,7 +137,16 @@ class Workspace:
         return self.root / sub
 
     def path_of(self, name: str) -> Path:
-        return self._dir("designs") / f"{self.check_name(name)}.yaml"
+        return self._inside(self._dir("designs") / f"{self.check_name(name)}.yaml")
+
+    def _inside(self, path: Path) -> Path:
+        """`path`, refused unless it resolves inside the root (a symlinked `designs/` or
+        `drafts/` pointing elsewhere would otherwise carry writes out of the workspace)."""
+        root = self.root.resolve()
+        real = path.resolve()
+        if real != root and root not in real.parents:
+            raise WorkspaceError(f"'{path}' resolves to {real}, outside the workspace {root}")
+        return path
 
     # --- saved designs ---------------------------------------------------------------------
 
@@ -100,11 +160,32 @@ class Workspace:
     def exists(self, name: str) -> bool:
         return self.path_of(name).is_file()
 
-    def save(self, name: str, design: Design) -> Path:
-        """Write `design` as `<name>.yaml` atomically; overwrites an existing file."""
+    def save(self, name: str, design: Design, *, overwrite: bool = False) -> Path:
+        """Write `design` as `<name>.yaml` atomically.
+
+        An existing design of that name is replaced only with ``overwrite=True`` — ask the user
+        first; otherwise `NameTaken`. Two sessions saving one new name: one wins, the other is
+        asked (the create is exclusive).
+        """
         path = self.path_of(name)
-        _atomic_write(path, dump_design(design))
+        text = dump_design(design)
+        if overwrite:
+            _atomic_write(path, text)
+        elif not _create_exclusive(path, text):
+            raise NameTaken(f"a design named '{self.check_name(name)}' is already saved; "
+                            "choose another name or confirm replacing it")
         return path
+
+    def save_new(self, base: str, design: Design) -> tuple[str, Path]:
+        """Save under `base`, or `base_2`, `base_3`… — the first name free *at the time of the
+        write* (exclusive create, retried), so concurrent duplicates never overwrite each other."""
+        stem = self.check_name(safe_name(base))
+        text = dump_design(design)
+        names = (stem if n == 1 else f"{stem[:95]}_{n}" for n in range(1, 10_000))
+        got = _create_first_free(((name, self.path_of(name)) for name in names), text)  # lazily
+        if got is None:
+            raise WorkspaceError(f"no free name for '{stem}' after 9,999 tries")
+        return got
 
     def load(self, name: str) -> Design:
         """Read a saved design; raises `DesignFileError` (located problems) or `WorkspaceError`."""
@@ -138,7 +219,8 @@ class Workspace:
         return dst
 
     def unique_name(self, base: str) -> str:
-        """`base`, or `base_2`, `base_3`… — the first name not yet saved."""
+        """`base`, or `base_2`, `base_3`… — the first name not yet saved (a suggestion only:
+        to save under it without a race, use `save_new`)."""
         stem = self.check_name(safe_name(base))
         if not self.exists(stem):
             return stem
@@ -150,8 +232,29 @@ class Workspace:
     # --- drafts (one per browser session) --------------------------------------------------
 
     def _draft_path(self, draft_id: str) -> Path:
-        # Draft ids come from the URL (?draft=…), so they are checked like names.
-        return self._dir("drafts") / f"{self.check_name(draft_id)}.yaml"
+        # Draft ids come from the URL (?draft=…): only the unguessable form is accepted.
+        if not isinstance(draft_id, str) or not DRAFT_ID.fullmatch(draft_id):
+            raise WorkspaceError("not a draft id")
+        return self._inside(self._dir("drafts") / f"{draft_id}.yaml")
+
+    def claim_draft(self, draft_id: str, new_id: str) -> Design | None:
+        """Move the draft `draft_id` to `new_id` and return it (None if there is none).
+
+        A draft is single-use: the session that claims it continues under its own fresh id, so
+        a copied or leaked ``?draft=`` URL stops working once its owner has reopened it, and
+        two tabs opening one URL get the draft once (the rename is atomic)."""
+        try:
+            src, dst = self._draft_path(draft_id), self._draft_path(new_id)
+        except WorkspaceError:
+            return None
+        try:
+            os.rename(src, dst)
+        except OSError:
+            return None
+        try:
+            return load_design(dst)
+        except DesignFileError:
+            return None
 
     def save_draft(self, draft_id: str, design: Design) -> Path:
         path = self._draft_path(draft_id)
@@ -178,15 +281,73 @@ class Workspace:
             pass
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _temp_beside(path: Path, data: bytes, mkdir: bool = False) -> str:
+    """A fully written, fsynced temporary file next to `path` (same file system)."""
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, mkdir: bool = False) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half of
+    either: a temporary file beside it, fsynced, then renamed over it. A full disk leaves the
+    old file as it was. The folder must exist unless `mkdir`."""
+    path = Path(path)
+    tmp = _temp_beside(path, data.encode("utf-8") if isinstance(data, str) else data, mkdir)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    write_atomic(path, text, mkdir=True)
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` with `text` only if it does not exist (False if it does), atomically."""
+    return _create_first_free([(path.stem, path)], text) is not None
+
+
+def _create_first_free(candidates: Iterable[tuple[str, Path]], text: str) -> tuple[str, Path] | None:
+    """Create the first of `candidates` (name, path) that does not exist yet, with `text`.
+
+    The complete temporary file is written once and hard-linked to each name in turn; a link
+    fails if the name is taken, so a reader never sees a partial file and two writers never
+    get the same name. Without hard links (some network or FAT file systems): O_EXCL."""
+    it = iter(candidates)
+    first = next(it, None)
+    if first is None:
+        return None
+    data = text.encode("utf-8")
+    tmp = _temp_beside(first[1], data, mkdir=True)
+    try:
+        for name, path in itertools.chain([first], it):
+            try:
+                os.link(tmp, path)
+                return name, path
+            except FileExistsError:
+                continue
+            except OSError:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return name, path
+        return None
+    finally:
+        Path(tmp).unlink(missing_ok=True)

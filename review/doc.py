@@ -8,7 +8,9 @@ Usage::
 
 Both views build the same list of blocks (headings, paragraphs, bullets, tables, image) and
 only differ in how they print them: every piece of text in HTML goes through `html.escape`,
-so nothing a user typed (names, labels, notes, assumptions) can inject markup. The caller
+and every piece of user text in Markdown through `md_escape` (entities for `<>&`, backslashes
+for link and attribute punctuation), so nothing a user typed (names, labels, notes,
+assumptions) can inject markup in either — not even once the Markdown is rendered. The caller
 writes the files; nothing here touches the disk.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,8 @@ from sim import Estimate, RunResult
 
 from .lint import slo_checks
 
-__all__ = ["Variant", "render_doc", "render_html", "doc_blocks", "annotation_for", "sanitize_svg", "verdict_line"]
+__all__ = ["Variant", "render_doc", "render_html", "doc_blocks", "annotation_for", "sanitize_svg", "verdict_line",
+           "md_escape"]
 
 
 @dataclass(frozen=True)
@@ -96,16 +99,19 @@ def doc_blocks(
     variants: Sequence[Variant] = (),
     *,
     diagram: str = "diagram.svg",
+    esc: Callable[[str], str] = str,
 ) -> list[Block]:
+    """The document as blocks; `esc` is applied to every piece of user text (names, labels,
+    notes, assumptions, lint messages) — Markdown passes `md_escape`, HTML escapes everything."""
     est = estimate
     findings = list(findings)
     w, slo = design.workload, design.slo
-    b: list[Block] = [("h", 1, f"Design doc: {design.name}")]
+    b: list[Block] = [("h", 1, f"Design doc: {esc(design.name)}")]
     b.append(("p", verdict_line(est, result)))
 
     # 1. Problem and requirements
     b.append(("h", 2, "Problem and requirements"))
-    b.append(("p", design.problem or "(no problem statement given)"))
+    b.append(("p", esc(design.problem) if design.problem else "(no problem statement given)"))
     req = []
     if w.batch is not None:
         req.append(("Items per run", _n(w.batch.items_per_run), "workload.batch"))
@@ -117,7 +123,7 @@ def doc_blocks(
         req.append(("Peak / average", f"{w.peak_to_average:g}×", "workload"))
         req.append(("Peak rate", f"{w.requests_per_day:,.0f} ÷ 86,400 s × {w.peak_to_average:g} = {_n(w.peak_rps, 'requests/s')}", "derived"))
     for c in w.request_classes():
-        req.append((f"Class '{c.name}'", f"{c.share:.0%} of requests; {c.prompt_tokens.expected():,.0f} prompt / {c.output_tokens.expected():,.0f} output tokens (mean)", "workload.classes"))
+        req.append((f"Class '{esc(c.name)}'", f"{c.share:.0%} of requests; {c.prompt_tokens.expected():,.0f} prompt / {c.output_tokens.expected():,.0f} output tokens (mean)", "workload.classes"))
     for key, label in (("latency_p95_ms", "Latency p95"), ("latency_p99_ms", "Latency p99"), ("ttft_p95_ms", "TTFT p95"),
                        ("tpot_p95_ms", "TPOT p95"), ("availability", "Availability"), ("daily_budget_usd", "Budget")):
         v = getattr(slo, key)
@@ -128,7 +134,7 @@ def doc_blocks(
 
     # 2. Assumptions with sources
     b.append(("h", 2, "Assumptions"))
-    b.append(("ul", list(design.assumptions) or ["(none written down — every number below then rests on catalogue defaults)"]))
+    b.append(("ul", [esc(a) for a in design.assumptions] or ["(none written down — every number below then rests on catalogue defaults)"]))
     sources = []
     for line in est.cost_breakdown:
         if line.source:
@@ -149,8 +155,8 @@ def doc_blocks(
 
     # 3. Architecture
     b.append(("h", 2, "Architecture"))
-    b.append(("img", f"Diagram of {design.name}", diagram))
-    rows = [(c.id, c.kind, c.display_name, sizing(c)) for c in design.components]
+    b.append(("img", f"Diagram of {esc(design.name)}", diagram))
+    rows = [(c.id, c.kind, esc(c.display_name), sizing(c)) for c in design.components]
     b.append(("table", ["Component", "Kind", "Name", "Sizing"], rows))
     flow = [f"{e.from_} → {e.to}" + (f" (p = {e.p:g})" if e.p != 1 else "") + (" [parallel]" if e.parallel else "")
             + (f" [loop ≤ {e.max_repeats}]" if e.max_repeats else "") for e in design.flow]
@@ -176,6 +182,20 @@ def doc_blocks(
                        f"{le.replicas_needed} replicas / {le.gpus_needed} GPUs needed."))
         if le.explanation:
             b.append(("ul", list(le.explanation)))
+    for cid, r in (getattr(est, "retrieval", None) or {}).items():
+        b.append(("p", f"Vector index '{cid}': {r.index_type}, {r.vectors:,} vectors × {r.dimensions} ({r.precision}) in "
+                       f"{r.shards} shard(s) × {r.replicas} replica(s); recall@{r.top_k} {r.recall_at_k:.3f}"
+                       f"{f' (target {r.recall_target:g})' if r.recall_target else ''}, {_n(r.query_ms_mean, 'ms')} per query, "
+                       f"{r.ram_needed_gb_per_node:,.1f} of {r.node_ram_gb:g} GB per node, build {r.build_hours:.2g} h, "
+                       f"re-embed {r.reembed_hours:.3g} h."))
+        b.append(("ul", list(r.explanation)))
+    for cid, e in (getattr(est, "evaluation", None) or {}).items():
+        b.append(("p", f"Eval plan '{cid}': {e.cases:,} {e.outcome} cases per run"
+                       + (f"; {(e.cases_needed_with_judge or e.cases_needed):,} needed for a {e.regression_points:g}-point drop "
+                          f"at {e.power:.0%} power" if e.cases_needed else "")
+                       + (f"; judge–human agreement {e.human_agreement:g}" if e.human_agreement is not None else "; judge not validated")
+                       + (f"; ${e.run_cost_usd:,.0f} per run" if e.run_cost_usd is not None else "") + "."))
+        b.append(("ul", list(e.explanation)))
     if est.unstable:
         b.append(("ul", [f"Unstable: {u}" for u in est.unstable]))
     if est.pipeline is not None:
@@ -270,7 +290,7 @@ def doc_blocks(
     b.append(("h", 2, "Failure modes and risks"))
     if findings:
         b.append(("table", ["Severity", "Rule", "Component", "Finding", "Mitigation"],
-                  [(f.severity, f.rule, f.component or "—", f.message, f.fix) for f in findings]))
+                  [(f.severity, f.rule, esc(f.component or "—"), esc(f.message), esc(f.fix or "")) for f in findings]))
     else:
         b.append(("p", "The design lint reports no findings."))
 
@@ -282,21 +302,21 @@ def doc_blocks(
             rr = v.result
             p95 = rr.latency_ms.p95 if rr is not None else v.estimate.latency_ms_p95_approx
             cost = rr.cost_per_day_usd if rr is not None else v.estimate.cost_per_day_usd
-            rows.append((v.name, _n(p95, "ms"), f"${cost:,.0f}", (rr.bottleneck if rr is not None else v.estimate.bottleneck) or "—",
+            rows.append((esc(v.name), _n(p95, "ms"), f"${cost:,.0f}", (rr.bottleneck if rr is not None else v.estimate.bottleneck) or "—",
                          verdict_line(v.estimate, rr).split(" — ")[0].replace("SLO verdict: ", "")))
         b.append(("table", ["Variant", "p95", "USD/day", "Bottleneck", "SLOs"], rows))
     else:
         b.append(("p", "No variants were compared for this document."))
     if design.notes:
         b.append(("h", 3, "Notes and trade-offs"))
-        b.extend(("p", para.strip()) for para in design.notes.split("\n\n") if para.strip())
+        b.extend(("p", esc(para.strip())) for para in design.notes.split("\n\n") if para.strip())
 
     # 10. Open questions
     b.append(("h", 2, "Open questions"))
     qs = [f"{c.metric} could not be evaluated: {c.detail or 'no value'}" for c in checks if c.met is None]
-    qs += [f"{f.message} — accept or fix?" for f in findings if f.severity == "warning"][:5]
+    qs += [f"{esc(f.message)} — accept or fix?" for f in findings if f.severity == "warning"][:5]
     unsourced = [a for a in design.assumptions if "source" not in a.lower() and "assumption" not in a.lower()]
-    qs += [f"Confirm: {a}" for a in unsourced[:3]]
+    qs += [f"Confirm: {esc(a)}" for a in unsourced[:3]]
     if slo.daily_budget_usd is None:
         qs.append("What is the budget per day?")
     if not any(getattr(slo, k) is not None for k in ("latency_p95_ms", "ttft_p95_ms", "latency_p99_ms")) and w.batch is None:
@@ -308,8 +328,27 @@ def doc_blocks(
 # --- printers ----------------------------------------------------------------------------------
 
 
+# User text in Markdown: a renderer passes raw HTML through and turns [x](javascript:…) into
+# a link and {: onclick=…} into attributes (attr_list), so HTML's three characters become
+# entities and the link, attribute and code punctuation is backslash-escaped. Emphasis (`*`,
+# `_`) is left alone: it cannot run anything, and ids like `llm_server` stay readable.
+_MD_ESCAPES = str.maketrans({"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "{": "\\{", "}": "\\}",
+                             "&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": " ", "\x85": " ", "\u2028": " ",
+                             "\u2029": " "})
+
+
+def md_escape(text: str) -> str:
+    """`text` as inert Markdown: no HTML, no links or images, no attribute lists.
+
+    >>> md_escape("<script>alert(1)</script> [x](javascript:alert(1))")
+    '&lt;script&gt;alert(1)&lt;/script&gt; \\\\[x\\\\](javascript:alert(1))'
+    """
+    return str(text).translate(_MD_ESCAPES)
+
+
 def _md_cell(x: Any) -> str:
-    return str(x).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # User text in cells is already `md_escape`d (its backslashes doubled there).
+    return str(x).replace("|", "\\|").replace("\n", " ")
 
 
 def render_doc(
@@ -323,7 +362,7 @@ def render_doc(
 ) -> str:
     """The design doc as Markdown; `diagram` is the SVG file name the caller writes beside it."""
     out: list[str] = []
-    for blk in doc_blocks(design, estimate, result, findings, variants, diagram=diagram):
+    for blk in doc_blocks(design, estimate, result, findings, variants, diagram=diagram, esc=md_escape):
         kind = blk[0]
         if kind == "h":
             out.append("#" * blk[1] + " " + blk[2].replace("\n", " "))

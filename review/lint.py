@@ -59,7 +59,12 @@ RULES: dict[str, str] = {
     "incomplete": "The prompt needs a kind of component (an LLM, retrieval, a judge, a training job) that no path reaches.",
     "analytic_failed": "The analytic model could not evaluate the design.",
     "config": "A component's hardware cannot hold it (e.g. a full fine-tune whose optimizer states exceed the GPUs).",
+    "n_minus_1": "Losing one replica (or one zone) of a component saturates it or breaks a latency SLO at peak.",
 }
+
+from .lint_quality import QUALITY_RULE_TEXT, QUALITY_RULES  # noqa: E402 - rules of issue 15, kept in their own module
+
+RULES.update(QUALITY_RULE_TEXT)
 
 
 class Finding(BaseModel):
@@ -99,7 +104,9 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
             estimate = None
     reach = design.reachable()
     for rule in (_incomplete, _unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
-                 _fallback, _slo, _budget, _utilization):
+                 _fallback, _slo, _budget, _utilization, _n_minus_1):
+        out.extend(rule(design, estimate, result, prompt, reach))
+    for rule in QUALITY_RULES:
         out.extend(rule(design, estimate, result, prompt, reach))
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda f: order[f.severity])
@@ -114,6 +121,12 @@ def _config_finding(comp: Any, msg: str) -> Finding:
         return Finding(rule="kv_cache", severity="error", component=cid, message=msg,
                        fix="raise gpus_per_replica (tensor parallelism), use fp8 weights or kv_cache_precision: fp8, "
                            "a GPU with more HBM (H200 141 GB), or shorter requests")
+    if comp.kind == "vector_db":  # the retrieval model's errors already say what would work
+        ram = "RAM" in msg and "would fit" in msg
+        return Finding(rule="index_ram" if ram else "recall", severity="error", component=cid, message=msg,
+                       fix=msg.split("would fit: ", 1)[1] if ram else "see the message: the parameters or index type that reach the target")
+    if comp.kind == "judge":
+        return Finding(rule="eval_cases", severity="error", component=cid, message=msg, fix="see the message")
     return Finding(rule="config", severity="error", component=cid, message=msg,
                    fix="change the component so its hardware can hold it (more GPUs, LoRA/QLoRA, a larger GPU)")
 
@@ -320,7 +333,7 @@ def _fallback(design, est, result, prompt, reach):
         named = any(
             c.id != api.id and c.kind in MODEL_KINDS and _FALLBACK_WORDS.search(" ".join(filter(None, (c.id, c.label, c.notes))))
             for c in design.components
-        ) or bool(_FALLBACK_WORDS.search(api.notes or ""))
+        ) or bool(_FALLBACK_WORDS.search(api.notes or "")) or any(e.fallback and e.from_ == api.id for e in design.flow)
         if not (alt or named):
             yield Finding(rule="no_fallback", severity="warning", component=api.id,
                           message=f"'{api.id}' calls an external provider ({api.provider_model}) with no alternative branch: an outage or a 429 storm fails every request that reaches it",
@@ -434,3 +447,34 @@ def _utilization(design, est, result, prompt, reach):
             yield Finding(rule="high_utilization", severity="warning", component=cid,
                           message=f"'{cid}' runs at {u:.0%} at peak, above the {UTILIZATION_LIMIT:.0%} planning ceiling: waits grow steeply and losing a replica saturates it{sizing}",
                           fix=f"add replicas to '{cid}'{f' (≥ {need})' if need else ''}")
+
+
+def _n_minus_1(design, est, result, prompt, reach):
+    """N−1 at peak from the twin (`sim.n_minus_one`): one replica, and one zone, down."""
+    if est is None:
+        return
+    from sim import n_minus_one
+
+    try:
+        rows = n_minus_one(design, est)
+    except Exception:  # noqa: BLE001 - a lint rule never crashes the review
+        return
+    for cid, n in rows.items():
+        if n.replicas < 2:
+            continue  # one replica: the spof rule says it
+        pct = lambda x: "∞" if x is None else f"{x * 100:.0f} %"  # noqa: E731
+        survive = (f"; {n.replicas_to_survive} replicas survive one loss at {pct(n.utilization_survivor)}"
+                   if n.replicas_to_survive else "")
+        if not n.slo_ok_one_down:
+            why = "" if (n.utilization_one_down or 2) >= 1 else " and a latency SLO breaks"
+            yield Finding(rule="n_minus_1", severity="warning", component=cid,
+                          message=f"`{cid}`: {n.replicas} replicas at {pct(n.utilization)} → {pct(n.utilization_one_down)} "
+                                  f"if one fails{why}{survive}",
+                          fix=f"size '{cid}' so N−1 carries the peak"
+                              + (f": replicas ≥ {n.replicas_to_survive}" if n.replicas_to_survive else "")
+                              + ", or add an autoscaler with headroom for the cold start")
+        elif n.zones > 1 and n.slo_ok_zone_down is False:
+            yield Finding(rule="n_minus_1", severity="warning", component=cid,
+                          message=f"`{cid}`: {n.replicas} replicas over {n.zones} zones at {pct(n.utilization)} → "
+                                  f"{pct(n.utilization_zone_down)} if a zone fails",
+                          fix=f"add replicas to '{cid}' so the other zones carry the peak, or spread it over more zones")

@@ -16,7 +16,10 @@ read the same figures.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import copy
+import re
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -83,6 +86,10 @@ class Requirements(_Strict):
     """The model the prompt names, if any (applied to training jobs)."""
     training_tokens: float | None = Field(default=None, gt=0)
     """Pipelines: tokens one training run processes (applied to training jobs)."""
+    eval_regression_points: float | None = Field(default=None, gt=0, le=100)
+    """Evals: the drop in pass rate (points) the eval must detect."""
+    eval_power: float | None = Field(default=None, gt=0, lt=1)
+    """Evals: the probability of detecting that drop, in (0, 1)."""
 
 
 class Prompt(_Strict):
@@ -112,7 +119,7 @@ class Prompt(_Strict):
         return self.requirements.items_per_run is not None
 
 
-class PromptFileError(ValueError):
+class PromptFileError(Refusal):
     """prompts.yaml is malformed; the message names the prompt and the field."""
 
 
@@ -240,10 +247,69 @@ def _apply_training(data: dict, prompt: Prompt) -> None:
                 comp["tokens"] = r.training_tokens
 
 
+def _apply_eval(data: dict, prompt: Prompt) -> None:
+    """The prompt's eval asks (regression to detect, power) on every judge of the design."""
+    r = prompt.requirements
+    for comp in data.get("components", []):
+        if comp.get("kind") == "judge":
+            if r.eval_regression_points is not None:
+                comp["eval_regression_points"] = r.eval_regression_points
+            if r.eval_power is not None:
+                comp["eval_power"] = r.eval_power
+
+
+_CHUNKS = re.compile(r"(\d+(?:\.\d+)?)\s*(million|billion)\s+chunks", re.I)
+
+
+def _corpus_vectors(prompt: Prompt) -> int | None:
+    """The corpus size the statement names ('20 million chunks'), as a vector count."""
+    m = _CHUNKS.search(prompt.statement)
+    if not m:
+        return None
+    return int(float(m.group(1)) * (1e6 if m.group(2).lower() == "million" else 1e9))
+
+
+def _apply_corpus(data: dict, prompt: Prompt, *, shard: bool) -> list[str]:
+    """Every vector_db at the statement's corpus size; with `shard`, indexed ones get the fewest
+    shards whose index (+20 %) stays under the lint's RAM ceiling on one node."""
+    n = _corpus_vectors(prompt)
+    notes: list[str] = []
+    if n is None:
+        return notes
+    for comp in data.get("components", []):
+        if comp.get("kind") != "vector_db":
+            continue
+        comp["vectors"] = n
+        if not shard or not comp.get("index_type"):
+            continue
+        from components.catalogue import VectorDB
+        from sim import RetrievalError, retrieval_estimate
+
+        from .lint_quality import INDEX_RAM_WARN
+
+        old = int(comp.get("shards", 1))
+        for shards in range(old, 10_001):
+            try:
+                r = retrieval_estimate(VectorDB.model_validate({**comp, "shards": shards}))
+            except RetrievalError as e:
+                if "would fit" in str(e):
+                    continue
+                break  # a recall problem: sharding does not fix it; the lint reports it
+            if r.ram_needed_gb_per_node <= INDEX_RAM_WARN * r.node_ram_gb:
+                if shards != old:
+                    comp["shards"] = shards
+                    notes.append(f"{comp['id']}: {n:,} vectors (the prompt's corpus), {old} → {shards} shards so one shard's "
+                                 f"index ({r.ram_needed_gb_per_node:,.1f} GB with headroom) fits a {r.node_ram_gb:g} GB node")
+                break
+    return notes
+
+
 def skeleton_design(prompt: Prompt) -> Design:
     """The starting design: the family's skeleton with the prompt's workload and SLOs."""
     data = copy.deepcopy(prompt.skeleton)
     _apply_training(data, prompt)
+    _apply_eval(data, prompt)
+    _apply_corpus(data, prompt, shard=False)
     data.setdefault("name", f"{prompt.id}-attempt")
     data["problem"] = prompt.statement
     data["workload"] = prompt_workload(prompt).model_dump(mode="json", exclude_none=True)
@@ -272,6 +338,10 @@ def reference_design(prompt: Prompt, *, sized: bool = True, library_dir: Path | 
     data["problem"] = prompt.statement
     data["name"] = f"{prompt.id}-reference"
     _apply_training(data, prompt)
+    _apply_eval(data, prompt)
+    corpus = _apply_corpus(data, prompt, shard=True)
+    if corpus:
+        data["assumptions"] = list(data.get("assumptions", [])) + [f"Sized for this prompt — {c}" for c in corpus]
     design = Design.model_validate(data)
     return _sized(design) if sized else design
 

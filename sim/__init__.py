@@ -16,6 +16,9 @@ The house:
 * ``sim/des/`` — the discrete-event engine (stations, routing, workload, statistics).
 * ``sim/llm/`` — token-level LLM serving (roofline, analytic twin, continuous batching replica).
 * ``sim/providers/`` — external model APIs (rate limits, their simulated station).
+* ``sim/ops/`` — operations over time: failures, faults, retries/fallbacks, autoscaling,
+  bursty and replayed traffic, timeline runs, and the twin's N−1 view.
+* ``sim/quality/`` — retrieval (index RAM, recall, query time), eval statistics, agent pricing.
 * ``results`` (the records), ``cost`` (a rule per kind), ``verdict`` (SLO checks),
   ``check`` (can this hardware run the design?), ``pipeline`` (batch pipelines, training jobs).
 
@@ -39,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
     "Progress": "sim.des.engine",
+    "run_problems": "sim.des.limits",
+    "validation_problems": "sim.des.limits",
     # records
     "Estimate": "sim.results",
     "RunResult": "sim.results",
@@ -60,7 +65,6 @@ _EXPORTS: dict[str, str] = {
     "config_problems": "sim.check",
     "require_runnable": "sim.check",
     "ConfigError": "sim.check",
-    "validation_problems": "sim.check",
     # pipelines and training
     "pipeline_result": "sim.pipeline",
     "training_estimate": "sim.pipeline",
@@ -71,6 +75,28 @@ _EXPORTS: dict[str, str] = {
     "ServingSpec": "sim.llm.roofline",
     "ServingConfigError": "sim.llm.roofline",
     "llm_estimate": "sim.llm.twin",
+    # operations over time (sim/ops)
+    "n_minus_one": "sim.ops.nminus1",
+    "replicas_per_hour": "sim.ops.nminus1",
+    "autoscaled_cost": "sim.ops.nminus1",
+    "NMinus1": "sim.results",
+    "OpsResult": "sim.results",
+    "OpsWindow": "sim.results",
+    "load_trace": "sim.ops.traffic",
+    "TraceError": "sim.ops.traffic",
+    "wants_timeline": "sim.ops.timeline",
+    "format_ops": "sim.ops.report",
+    "format_n_minus_1": "sim.ops.report",
+    # quality and cost of retrieval, evaluation and agents (issue 15)
+    "retrieval_estimate": "sim.quality.retrieval",
+    "RetrievalError": "sim.quality.retrieval",
+    "RetrievalEstimate": "sim.results",
+    "eval_estimate": "sim.quality.evalstats",
+    "EvalStatsError": "sim.quality.evalstats",
+    "EvalEstimate": "sim.results",
+    "paired_binary_n": "sim.quality.evalstats",
+    "paired_score_n": "sim.quality.evalstats",
+    "api_call_price": "sim.providers.pricing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -90,11 +116,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; never executed
-    from sim.check import ConfigError, config_problems, require_runnable, validation_problems
+    from sim.check import ConfigError, config_problems, require_runnable
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
     from sim.des.engine import Progress, SimulationRefused, compare, simulate
+    from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
+    from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
+    from sim.ops.report import format_n_minus_1, format_ops
+    from sim.ops.timeline import wants_timeline
+    from sim.ops.traffic import TraceError, load_trace
+    from sim.results import NMinus1, OpsResult, OpsWindow
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate
     from sim.providers.ratelimit import api_limits
     from sim.results import (
@@ -104,3 +136,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.twin.analytic import EstimateError, estimate
     from sim.twin.flow import visits_per_request
     from sim.verdict import format_estimate, slo_checks
+    from sim.providers.pricing import api_call_price
+    from sim.quality.evalstats import EvalStatsError, eval_estimate, paired_binary_n, paired_score_n
+    from sim.quality.retrieval import RetrievalError, retrieval_estimate
+    from sim.results import EvalEstimate, RetrievalEstimate

@@ -15,12 +15,14 @@ Usage::
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 from designs.model import Design, Problem
 
-__all__ = ["config_problems", "ConfigError", "require_runnable", "validation_problems"]
+__all__ = ["config_problems", "ConfigError", "require_runnable"]
 
 
-class ConfigError(ValueError):
+class ConfigError(Refusal):
     """The design cannot run as configured; `problems` lists every finding."""
 
     def __init__(self, problems: list[Problem]):
@@ -40,6 +42,14 @@ def config_problems(design: Design) -> list[Problem]:
                 ServingSpec.from_component(comp)
             elif comp.kind == "training_job":
                 training_estimate(comp)
+            elif comp.kind == "vector_db" and comp.index_type is not None:
+                from .quality.retrieval import retrieval_estimate
+
+                retrieval_estimate(comp, design)
+            elif comp.kind == "judge":
+                from .quality.evalstats import eval_estimate
+
+                eval_estimate(comp, design)
         except ValueError as e:
             out.append(Problem(f"components[{i}]", str(e)))
     return out
@@ -51,15 +61,3 @@ def require_runnable(design: Design) -> None:
     if problems:
         raise ConfigError(problems)
 
-
-def validation_problems(design: Design, text: str | None = None) -> list[Problem]:
-    """What `sdw validate` adds to a design that parsed: the hardware-configuration problems,
-    each with its line in `text` (the design's YAML) when given.
-
-    The one check after parsing: the CLI's `validate`, the app's Builder, YAML tab, Save and
-    upload all call this, so a design the CLI refuses is never accepted silently elsewhere.
-    """
-    from designs.io import locate
-
-    problems = config_problems(design)
-    return locate(problems, text) if problems and text is not None else problems

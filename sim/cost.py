@@ -15,7 +15,8 @@ source; a price set on the component wins and says so):
   search node; embedder, reranker: their GPU or CPU replica; batch_stage online: workers);
 * ``llm_server`` — GPUs × price per GPU-hour × 24 h;
 * ``load_balancer`` — instances × hourly base + requests × price per 1M requests;
-* ``llm_api``/``judge`` — calls/day × (mean prompt tokens × $/1M in + mean output tokens × $/1M out);
+* ``llm_api``/``judge`` — calls/day × (fresh input × $/1M in + cached input × $/1M cached + output × $/1M out),
+  × (1 − batch discount) with the batch API (``sim.providers.pricing``: prompt caching, agent context growth);
 * ``queue`` — enqueues/day × price per 1M requests; ``tool`` — calls/day × price per call;
 * ``object_storage`` — GB × price per GB-month / 30.4 days; ``monitoring`` — monthly price / 30.4;
 * ``training_job`` (and, in pipeline designs, every stage ``sim.pipeline`` prices per run) —
@@ -114,6 +115,17 @@ def _pool_rule(key: str, unit: str = "replica") -> Callable[[Any, CostContext], 
     return rule
 
 
+def _vector_db(comp, ctx):
+    # Every shard has `replicas` copies: shards × replicas nodes are paid for.
+    usd_h, src = price("vector_db_node_hour"), _src("vector_db_node_hour", _WHY["vector_db"])
+    shards = getattr(comp, "shards", 1)
+    if shards == 1:
+        return _hourly(comp.id, comp.kind, comp.replicas, "node", usd_h, src)
+    n = shards * comp.replicas
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=n * usd_h * 24,
+                    rule=f"{shards} shards × {comp.replicas} replicas = {n} nodes × {_money(usd_h)}/h × 24 h", source=src)
+
+
 def _load_balancer(comp, ctx):
     base, per_m = price("lb_hour"), price("lb_usd_per_million_requests")
     calls = ctx.calls_per_day.get(comp.id, 0.0)
@@ -177,12 +189,14 @@ def _per_run(comp, ctx) -> CostLine | None:
 def _api(comp, ctx):
     tin, tout = _tokens_per_call(comp, ctx)
     calls = ctx.calls_per_day.get(comp.id, 0.0)
-    usd = calls * (tin * comp.usd_per_1m_input_tokens + tout * comp.usd_per_1m_output_tokens) / 1e6
-    return CostLine(
-        id=comp.id, kind=comp.kind, usd_per_day=usd,
-        rule=(f"{calls:,.0f} calls/day × ({tin:,.0f} in × ${comp.usd_per_1m_input_tokens:g} + "
-              f"{tout:,.0f} out × ${comp.usd_per_1m_output_tokens:g}) / 1M tokens"),
-        source=f"per-token prices on the component ({comp.provider_model}; catalogue default: OpenAI list price for GPT-4o)")
+    from sim.providers.pricing import PRICING_SOURCES, api_call_price
+
+    per_call, text, _ = api_call_price(comp, ctx.design, tin, tout, calls)
+    src = f"per-token prices on the component ({comp.provider_model}; catalogue default: OpenAI list price for GPT-4o)"
+    if "cached" in text or "batch" in text or "cache-write" in text:
+        src += f"; {PRICING_SOURCES}"
+    return CostLine(id=comp.id, kind=comp.kind, usd_per_day=calls * per_call,
+                    rule=f"{calls:,.0f} calls/day × {text}", source=src)
 
 
 def _token_pool(comp, ctx):
@@ -222,7 +236,7 @@ def _training_job(comp, ctx):
         id=comp.id, kind=comp.kind, usd_per_day=per_run * rpw / 7,
         rule=(f"{est['gpus']} GPUs × {est['hours']:.3g} h × ${est['gpu_hourly_usd']:.2f}/h = {_money(per_run)} per run "
               f"× {rpw:g} runs/week / 7"),
-        source="sim.pipeline.training_estimate (6·params·tokens / cluster FLOPs; MFU from efficiency.csv)")
+        source="sim.pipeline.training_estimate (6·params·tokens full, 4·params·tokens LoRA / cluster FLOPs; MFU from efficiency.csv LoRA rows; failures and checkpoints)")
 
 
 def _monitoring(comp, ctx):
@@ -243,7 +257,7 @@ COST_RULES: dict[str, Callable[[Any, CostContext], CostLine]] = {
     "llm_server": _llm_server,
     "llm_api": _api,
     "embedder": _token_pool,
-    "vector_db": _pool_rule("vector_db_node_hour", "node"),
+    "vector_db": _vector_db,
     "keyword_search": _pool_rule("vector_db_node_hour", "node"),
     "reranker": _token_pool,
     "guardrail": _pool_rule("cpu_replica_hour"),

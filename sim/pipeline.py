@@ -33,6 +33,8 @@ Bad input raises :class:`PipelineError` (a ``ValueError``) naming the component 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from typing import Any
 
@@ -66,10 +68,9 @@ LORA_BYTES_PER_PARAM = 2.0 + _ADAPTER_BYTES_PER_PARAM
 QLORA_BYTES_PER_PARAM = 0.5 + _ADAPTER_BYTES_PER_PARAM
 
 _BYTES_PER_PARAM = {"full": FULL_FT_BYTES_PER_PARAM, "lora": LORA_BYTES_PER_PARAM, "qlora": QLORA_BYTES_PER_PARAM}
-_METHOD_FRACTION_KEY = {"lora": "lora_time_fraction", "qlora": "qlora_time_fraction"}
 
 
-class PipelineError(ValueError):
+class PipelineError(Refusal):
     """A training job or pipeline that cannot be estimated; the message names the component."""
 
 
@@ -98,16 +99,21 @@ def training_memory_gb(job: Any) -> float:
 def training_estimate(job: Any) -> dict[str, Any]:
     """Duration, GPU-hours and cost of one fine-tuning run, with every factor's source.
 
-    hours = 6 × active params × tokens / (GPUs × dense peak FLOPs(precision) × MFU) / 3600,
-    × ``lora_time_fraction`` or ``qlora_time_fraction`` for LoRA/QLoRA. Mixture-of-experts
-    models use active parameters for FLOPs and total parameters for memory.
+    compute hours = k × active params × tokens / (GPUs × dense peak FLOPs(precision) × MFU) / 3600
+    with k = 6 for a full fine-tune (MFU ``training_mfu``) and k = 4 for LoRA/QLoRA (frozen
+    weights get no weight gradient; MFU from LoRA measurements, ``sim.quality.training``);
+    ``hours`` adds checkpoints, failures and restarts (the job's ``reliability``). Mixture-of-
+    experts models use active parameters for FLOPs and total parameters for memory. Memory is
+    checked per GPU: sharded states + activations at ``seq_len_tokens`` × ``micro_batch_per_gpu``.
 
     Returns a dict with ``hours``, ``gpu_hours``, ``gpu_hourly_usd``, ``cost_usd``,
     ``tokens_per_s_per_gpu`` (for comparison with measured fine-tune throughput),
     ``flops``, ``peak_tflops``, ``mfu``, ``method_fraction``, ``memory_needed_gb``,
     ``memory_total_gb``, ``sources`` (factor → where it comes from), ``explanation`` lines
     and ``warnings``. Raises :class:`PipelineError` for an unknown model or GPU, zero tokens,
-    or a job whose weights and optimizer states cannot fit the GPUs' total memory.
+    a job whose weights and optimizer states cannot fit the GPUs' total memory, or one GPU's
+    share (states + activations) that exceeds its HBM — the message names the sharding,
+    checkpointing or batch that would fit.
     """
     model, gpu = _hw(job)
     cid = f"training_job '{job.id}'"
@@ -138,17 +144,32 @@ def training_estimate(job: Any) -> dict[str, Any]:
             f"{have_gb:,.0f} GB; {hint}"
         )
 
-    mfu = job.utilization if job.utilization is not None else factor("training_mfu")
-    mfu_src = "set on the component (utilization)" if job.utilization is not None else source_of("factor", "training_mfu")
-    fraction, frac_src = 1.0, "full fine-tune: 6 × params × tokens (forward 2 + backward 4 FLOPs per param per token)"
-    if job.method in _METHOD_FRACTION_KEY:
-        key = _METHOD_FRACTION_KEY[job.method]
-        fraction, frac_src = factor(key), source_of("factor", key)
+    from sim.quality.training import memory_per_gpu, fitting_options, reliability, train_flops_per_param_token, train_mfu
+
+    # Memory on one GPU: sharded states + activations at the sequence length + logits.
+    mem = memory_per_gpu(job, model)
+    if mem["total_gb"] > gpu.hbm_gb:
+        raise PipelineError(
+            f"{cid}: {model.name} {job.method} needs {mem['total_gb']:,.1f} GB per GPU ({'; '.join(mem['lines'])}) "
+            f"but {gpu.name} has {gpu.hbm_gb:g} GB; would fit: {', or '.join(fitting_options(job, model, gpu.hbm_gb))}")
+
+    if job.utilization is not None:
+        mfu, mfu_src = job.utilization, "set on the component (utilization)"
+    else:
+        mfu, mfu_src = train_mfu(job.method, job.precision, gpu.has_fp8)
+    per_token = train_flops_per_param_token(job.method)
+    fraction, frac_src = 1.0, (f"{per_token} FLOPs per parameter per token "
+                               + ("(forward 2 + backward 4)" if job.method == "full" else
+                                  "(forward 2 + activation gradients 2; frozen weights get no weight gradient)"))
     peak_tflops = gpu.peak_tflops(job.precision)
     params_active = model.params_active_b * 1e9
-    flops = 6.0 * params_active * job.tokens
-    seconds = flops / (job.gpus * peak_tflops * 1e12 * mfu) * fraction
-    hours = seconds / 3600.0
+    flops = per_token * params_active * job.tokens
+    seconds = flops / (job.gpus * peak_tflops * 1e12 * mfu)
+    compute_h = seconds / 3600.0
+    # Checkpoints hold what a restart needs: all states (full) or the adapters and their optimizer.
+    ckpt_bytes = model.params_total_b * 1e9 * (16.0 if job.method == "full" else 0.16)
+    rel = reliability(job, compute_h, ckpt_bytes)
+    hours = rel["wall_h"]
     gpu_hours = hours * job.gpus
     hourly = job.gpu_hourly_usd if job.gpu_hourly_usd is not None else gpu.gpu_hourly_usd
     hourly_src = "set on the component (gpu_hourly_usd)" if job.gpu_hourly_usd is not None else gpu.price_source
@@ -161,16 +182,20 @@ def training_estimate(job: Any) -> dict[str, Any]:
             f"{cid}: {what} — {need_gb / have_gb:.0%} of {have_gb:,.0f} GB on {job.gpus} × {gpu.name}; "
             "activations may not fit"
         )
+    if mem["total_gb"] > 0.9 * gpu.hbm_gb:
+        warnings.append(f"{cid}: {mem['total_gb']:,.1f} GB per GPU of {gpu.hbm_gb:g} GB: little room for fragmentation")
     if job.precision == "fp8" and not gpu.has_fp8:
         warnings.append(f"{cid}: {gpu.name} has no FP8 tensor cores; the BF16 peak applies")
     moe = f" (MoE: {model.params_active_b:g} B active of {model.params_total_b:g} B)" if model.is_moe else ""
     lines = [
-        f"FLOPs = 6 × {model.params_active_b:g}e9 params{moe} × {job.tokens:,.4g} tokens = {flops:.3e}",
-        f"cluster = {job.gpus} × {gpu.name} × {peak_tflops:g} TFLOPS ({job.precision}, dense) × MFU {mfu:.2f}",
-        f"hours = FLOPs / cluster / 3600 × {job.method} fraction {fraction:.2f} = {hours:.2f} h",
+        f"FLOPs = {per_token} × {model.params_active_b:g}e9 params{moe} × {job.tokens:,.4g} tokens = {flops:.3e}",
+        f"cluster = {job.gpus} × {gpu.name} × {peak_tflops:g} TFLOPS ({job.precision}, dense) × MFU {mfu:.3f} ({job.method})",
+        f"compute = FLOPs / cluster / 3600 = {compute_h:.2f} h",
+        rel["line"],
         f"GPU-hours = {hours:.2f} h × {job.gpus} = {gpu_hours:,.1f}; cost = × ${hourly:.2f}/GPU-h = ${cost:,.0f}",
         f"throughput = {tps_per_gpu:,.0f} tokens/s per GPU",
         f"memory: {what}; {have_gb:,.0f} GB available",
+        f"memory per GPU = {mem['total_gb']:,.1f} of {gpu.hbm_gb:g} GB: " + "; ".join(mem["lines"]),
     ]
     return {
         "id": job.id,
@@ -191,13 +216,20 @@ def training_estimate(job: Any) -> dict[str, Any]:
         "tokens_per_s_per_gpu": tps_per_gpu,
         "memory_needed_gb": need_gb,
         "memory_total_gb": have_gb,
+        "memory_per_gpu_gb": mem["total_gb"],
+        "memory_per_gpu": mem,
+        "compute_hours": compute_h,
+        "reliability": rel,
+        "acquisition_hours": job.gpu_acquisition_h,
         "sources": {
             "params": model.source,
             "peak_tflops": gpu.spec_source,
             "mfu": mfu_src,
             "method_fraction": frac_src,
             "gpu_hourly_usd": hourly_src,
-            "memory": "ZeRO (arXiv 1910.02054) 16 B/param for full; LoRA/QLoRA base + 1 % adapters (sim/pipeline.py)",
+            "memory": "ZeRO (arXiv 1910.02054) 16 B/param for full; LoRA/QLoRA base + 1 % adapters; activations "
+                      "Korthikanti et al. 2022 (arXiv 2205.05198) — sim/quality/training.py",
+            "failures": rel["rate_source"],
         },
         "explanation": lines,
         "warnings": warnings,
@@ -235,7 +267,8 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
                   f"{comp.items_per_s_per_worker:g}/s) = {dur / 3600:.2f} h; {comp.workers} × ${hourly:.4g}/h")
     elif kind == "training_job":
         est = training_estimate(comp)
-        dur, gpu_h, cost = est["hours"] * 3600, est["gpu_hours"], est["cost_usd"]
+        # GPU acquisition is waiting before the job, on the clock but not on the bill.
+        dur, gpu_h, cost = (est["hours"] + est["acquisition_hours"]) * 3600, est["gpu_hours"], est["cost_usd"]
         detail = (f"{est['model']} {est['method']} on {est['gpus']} × {est['gpu']}: {est['hours']:.2f} h, "
                   f"{est['tokens_per_s_per_gpu']:,.0f} tok/s/GPU, ${est['gpu_hourly_usd']:.2f}/GPU-h")
     elif kind in ("judge", "llm_api"):
@@ -250,8 +283,17 @@ def _stage(comp: Any, items: float, design: Any) -> dict[str, Any]:
         else:
             dur = one
             detail = f"no rate limit or concurrency cap: all {items:,.0f} calls in parallel, {one:.2f} s"
-        cost = items * (prompt * comp.usd_per_1m_input_tokens + output * comp.usd_per_1m_output_tokens) / 1e6
-        detail += f"; {items:,.0f} × ({prompt:,.0f} in + {output:,.0f} out) tokens"
+        if comp.batch_api:
+            # The provider's batch API runs on its own pool and promises results within the
+            # turnaround window, not at a rate: plan for the window (OpenAI/Anthropic: 24 h).
+            dur = comp.batch_turnaround_h * 3600
+            detail = f"batch API: {items:,.0f} calls, results within {comp.batch_turnaround_h:g} h (the provider's turnaround)"
+        from sim.providers.pricing import api_call_price
+
+        # The cache stays warm at the run's own call rate, spread over a day for the formula.
+        per_call, text, _ = api_call_price(comp, design, prompt, output, items / max(dur, 1.0) * 86_400)
+        cost = items * per_call
+        detail += f"; {items:,.0f} × {text}"
     elif kind == "llm_server":
         # Batch generation on self-hosted replicas: items at the replicas' saturated request rate
         # (the roofline twin in sim.llm: sequence slots / mean slot time), plus one request.

@@ -32,6 +32,14 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "OpsWindow",
+    "FaultWindow",
+    "ColdStartEvent",
+    "RequestFates",
+    "OpsResult",
+    "NMinus1",
+    "RetrievalEstimate",
+    "EvalEstimate",
 ]
 
 
@@ -43,23 +51,29 @@ class _Rec(BaseModel):
 
 
 class Percentiles(_Rec):
-    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`)."""
+    """Latency summary in milliseconds (the keys of `latency_ms`, `ttft_ms`, `tpot_ms`).
 
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
+    A value is None (null in JSON) when it was not measured — no measured request completed —
+    never a 0.0 placeholder that reads as "instant"."""
+
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
 
 
 class PercentileCI(_Rec):
-    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds."""
+    """95 % confidence intervals `[lo, hi]` of each summary statistic, in milliseconds.
 
-    mean: tuple[float, float]
-    p50: tuple[float, float]
-    p90: tuple[float, float]
-    p95: tuple[float, float]
-    p99: tuple[float, float]
+    An interval is None (null in JSON) when there is none to give: fewer than two batches
+    (one batch has no spread to estimate), or nothing measured — never `[x, x]` or `[0, 0]`."""
+
+    mean: tuple[float, float] | None
+    p50: tuple[float, float] | None
+    p90: tuple[float, float] | None
+    p95: tuple[float, float] | None
+    p99: tuple[float, float] | None
 
 
 class ComponentStats(_Rec):
@@ -213,6 +227,8 @@ class RunResult(_Rec):
     tpot_sample_ms: list[float] = Field(default_factory=list)
     """Time-per-output-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
     warnings: list[str] = Field(default_factory=list)
+    ops: "OpsResult | None" = None
+    """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
 
 
 class StationEstimate(_Rec):
@@ -241,6 +257,72 @@ class StationEstimate(_Rec):
     formula: str = ""
     """How the wait was computed, e.g. 'Erlang C, M/M/40'."""
     cost_per_day_usd: float = 0.0
+
+
+class RetrievalEstimate(_Rec):
+    """Figures of one indexed `vector_db` (sim.quality.retrieval): recall, time, RAM, build."""
+
+    index_type: str
+    vectors: int
+    vectors_per_shard: float
+    dimensions: int
+    precision: str
+    shards: int
+    replicas: int
+    """Copies of each shard."""
+    nodes: int
+    """shards × replicas: the nodes that are paid for."""
+    top_k: int
+    params: dict[str, float] = Field(default_factory=dict)
+    """The search parameters used (ef_search, hnsw_m, nlist, nprobe, pq_bytes)."""
+    params_picked: bool = False
+    """True when the model picked them for recall_target."""
+    recall_at_k: float
+    recall_target: float | None = None
+    shard_query_ms: float
+    """One query on one shard, idle node."""
+    query_ms_mean: float
+    """Mean of the slowest shard (the fan-out's wait)."""
+    query_ms_p95: float
+    ram_gb_per_node: float
+    """One shard's index in RAM."""
+    ram_needed_gb_per_node: float
+    """With 20 % headroom."""
+    node_ram_gb: float
+    ssd_gb_per_node: float = 0.0
+    build_hours: float = 0.0
+    """Index build per shard (shards build in parallel)."""
+    reembed_hours: float = 0.0
+    """Re-embedding the whole corpus with the design's embedder."""
+    explanation: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class EvalEstimate(_Rec):
+    """One judge's eval plan as statistics (sim.quality.evalstats): cases, validity, cost, time."""
+
+    judge: str
+    outcome: str
+    """binary (pass/fail, McNemar) or score (paired z on differences)."""
+    cases: int
+    """Cases per eval run."""
+    cases_from: str = ""
+    regression_points: float | None = None
+    """The drop the eval must detect (points of pass rate, or score units)."""
+    power: float
+    alpha: float
+    human_agreement: float | None = None
+    cases_needed: int | None = None
+    """With a judge that always agrees with humans."""
+    cases_needed_with_judge: int | None = None
+    """With this judge's stated agreement."""
+    enough_cases: bool | None = None
+    detectable_points: float | None = None
+    """Smallest drop this many cases detect at this power (through this judge when its agreement is stated)."""
+    run_cost_usd: float | None = None
+    run_hours: float | None = None
+    explanation: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
 
 
 class LLMEstimate(_Rec):
@@ -298,6 +380,10 @@ class Estimate(_Rec):
     slo: list[SLOCheck] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     wall_s: float = 0.0
+    retrieval: dict[str, RetrievalEstimate] = Field(default_factory=dict)
+    """Indexed vector_db components: recall@k, query time, RAM per node, build and re-embed hours."""
+    evaluation: dict[str, EvalEstimate] = Field(default_factory=dict)
+    """Judges: cases needed for the stated regression and power, judge validity, cost and hours per run."""
 
     def to_json(self) -> dict[str, Any]:
         """Valid JSON: an unbounded figure (inf — an unstable station's wait, the end-to-end
@@ -314,3 +400,113 @@ def _finite(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_finite(v) for v in x]
     return x
+
+
+# --- operations over time (issue 13) --------------------------------------------------------------
+
+
+class OpsWindow(_Rec):
+    """One window of a timeline run; requests are counted by the window they arrived in."""
+
+    t_start_s: float
+    t_end_s: float
+    arrivals: int
+    succeeded: int
+    failed: int
+    retries: int = 0
+    """Attempts beyond the first started in this window (all retry edges)."""
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    latency_ms_p99: float | None = None
+    replicas: dict[str, int] = Field(default_factory=dict)
+    """Replicas serving at the end of the window, per component with ops (failed and starting excluded)."""
+    provisioned: dict[str, int] = Field(default_factory=dict)
+    """Replicas that exist (paid for) at the end of the window: serving, starting, failed or draining."""
+    queued: dict[str, int] = Field(default_factory=dict)
+    """Requests waiting (the backlog) at the end of the window, per component with ops."""
+
+
+class FaultWindow(_Rec):
+    """A fault that happened: scheduled (`faults:`) or random (`failures:`)."""
+
+    component: str
+    what: str
+    start_s: float
+    end_s: float
+    source: Literal["scheduled", "random"]
+    lost_requests: int = 0
+    """Requests in service on the failed replicas at the failure (retried or failed per the policy)."""
+
+
+class ColdStartEvent(_Rec):
+    """A replica the autoscaler asked for, and when it served."""
+
+    component: str
+    requested_s: float
+    ready_s: float
+
+
+class RequestFates(_Rec):
+    """What happened to each offered request of a timeline run."""
+
+    offered: int
+    succeeded: int
+    failed: int
+    retried: int = 0
+    """Calls that needed at least one retry and then succeeded (completed late)."""
+    fallbacks: int = 0
+    """Calls answered by a fallback component after the primary failed."""
+    attempts: int = 0
+    """Attempts along retry/fallback edges, first ones included."""
+    gave_up: int = 0
+    """Calls that failed every attempt (and had no fallback left)."""
+
+
+class OpsResult(_Rec):
+    """The operator's view of a timeline run (`sdw run --json` key `ops`)."""
+
+    horizon_s: float
+    """Length of the arrivals' timeline, in seconds (requests in flight then are drained)."""
+    window_s: float
+    availability: float | None
+    """Successful / offered requests (a fault's failures included)."""
+    availability_ci95: tuple[float, float] | None = None
+    """95 % interval from the time batches (indicative: faults are correlated in time)."""
+    fates: RequestFates
+    windows: list[OpsWindow] = Field(default_factory=list)
+    faults: list[FaultWindow] = Field(default_factory=list)
+    cold_starts: list[ColdStartEvent] = Field(default_factory=list)
+    replica_hours: dict[str, float] = Field(default_factory=dict)
+    """Replica-hours provisioned per component with ops, over the run."""
+    autoscaled_cost_per_day_usd: float | None = None
+    """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
+    fixed_cost_per_day_usd: float | None = None
+    """Daily cost with every component at its fixed (peak) replica count all day."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the offered requests (a trace's own total at scale 1)."""
+    output_tokens: int = 0
+    trace: str | None = None
+    """The replayed trace: path, layout, rows and scale."""
+
+
+class NMinus1(_Rec):
+    """The twin with one replica (and one zone) of a component down, at the peak rate."""
+
+    component: str
+    replicas: int
+    zones: int
+    utilization: float
+    utilization_one_down: float | None
+    """Utilisation with one replica down (None: the component has one replica — it is down)."""
+    slo_ok_one_down: bool | None
+    """Whether every latency SLO still holds with one replica down (None: no latency SLO)."""
+    utilization_zone_down: float | None = None
+    slo_ok_zone_down: bool | None = None
+    replicas_to_survive: int | None = None
+    """Fewest replicas whose loss of one keeps the component stable and the SLOs met."""
+    utilization_survivor: float | None = None
+    """Utilisation of that many replicas with one down."""
+    detail: str = ""
+
+
+RunResult.model_rebuild()

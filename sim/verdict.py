@@ -56,7 +56,8 @@ def _latency_check(metric: str, label: str, target: float, value: float | None, 
 
 
 def _ci(ci: PercentileCI | None, key: str) -> tuple[float, float] | None:
-    return None if ci is None else tuple(getattr(ci, key))  # type: ignore[return-value]
+    v = None if ci is None else getattr(ci, key)  # None: fewer than two batches, no interval
+    return None if v is None else tuple(v)  # type: ignore[return-value]
 
 
 def slo_checks(
@@ -189,6 +190,15 @@ def format_estimate(est: Estimate) -> str:
         lines.append("")
         lines.append(f"LLM server {cid} ({llm.bound}-bound decode):")
         lines += [f"  {ln}" for ln in llm.explanation]
+    for cid, r in (getattr(est, "retrieval", None) or {}).items():
+        lines.append("")
+        lines.append(f"Vector index {cid} ({r.index_type}, {r.shards} shard(s) × {r.replicas} replica(s)): "
+                     f"recall@{r.top_k} {r.recall_at_k:.3f}, {r.query_ms_mean:.3g} ms per query")
+        lines += [f"  {ln}" for ln in r.explanation]
+    for cid, e in (getattr(est, "evaluation", None) or {}).items():
+        lines.append("")
+        lines.append(f"Eval plan {cid} ({e.outcome} outcomes, {e.cases:,} cases per run):")
+        lines += [f"  {ln}" for ln in e.explanation]
     if est.pipeline is not None:
         lines.append("")
         lines.append(f"Pipeline: {est.pipeline.summary}")

@@ -300,12 +300,14 @@ def test_export_offers_the_run_after_a_simulation():
     assert set(table.value["id"]) == set(at.session_state["design"].by_id())
 
 
-def test_workspace_folder_survives_page_switches(workspace):
+def test_workspace_folder_is_the_servers_not_a_visitors(workspace):
+    # Issue 14: a sidebar "Workspace folder" field let any visitor make the server write
+    # designs/, drafts/ and trash/ anywhere it could, and list YAML from there.
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    assert at.text_input(key="workspace_root").value == str(workspace)
     for page in ("app_pages/compare.py", "app_pages/practice.py", "app_pages/library.py"):
         _ok(at.switch_page(page).run())
-        assert at.text_input(key="workspace_root").value == str(workspace), page
+        assert not [t for t in at.text_input if t.key == "workspace_root"], page
+        assert any(str(workspace) in c.value for c in at.sidebar.caption), page
 
 
 # --- issue 16: the app tells the truth ---------------------------------------------------------
@@ -400,14 +402,14 @@ def test_builder_runs_sdw_validate_and_shows_the_misfit_at_the_gpu_field(workspa
 
 def test_yaml_tab_lists_the_same_located_problems_as_sdw_validate(tmp_path):
     import sim
-    from designs.io import parse_design
+    from designs.io import locate, parse_design
 
     at = open_design()
     _ok(at.switch_page("app_pages/builder.py").run())
     _ok(_yaml_area(at).input(MISFIT).run())
     shown = at.session_state["design"]
     assert shown.name == "misfit"  # it parses, so it is applied — and flagged
-    cli = sim.validation_problems(parse_design(MISFIT), MISFIT)
+    cli = locate(sim.validation_problems(parse_design(MISFIT)), MISFIT)  # what cmd_validate prints
     app = W.design_problems(shown)
     assert [(p.path, p.message) for p in app] == [(p.path, p.message) for p in cli]
     errors = _errors(at)

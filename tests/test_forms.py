@@ -33,9 +33,9 @@ def test_describe_llm_server(design):
     assert spec["precision"].type == "choice" and "fp8" in spec["precision"].choices
     assert spec["gpu_hourly_usd"].unit == "USD/h" and spec["gpu_hourly_usd"].optional
     assert spec["gpu_hourly_usd"].label == "gpu hourly (USD/h)"
-    # gt=0 bound: the widget's minimum moves inside the open interval
+    # a closed lower bound (ge=0.01, the floor that keeps derived KV memory finite) is the widget's minimum
     g = spec["gpu_memory_utilization"]
-    assert g.min == 0 and g.min_exclusive and 0 < g.widget_min < 0.01 and g.max == 1
+    assert g.min == 0.01 and not g.min_exclusive and g.widget_min == 0.01 and g.max == 1
     assert "llama-3.1-8b" in spec["model"].choices
 
 
@@ -45,7 +45,7 @@ def test_distribution_fields():
     assert st.type == "distribution" and st.family == "ms" and st.unit == "ms"
     assert set(st.variants) == {"fixed", "exponential", "uniform", "lognormal", "empirical"}
     ln = {f.name: f for f in st.variants["lognormal"]}
-    assert ln["mean_ms"].min_exclusive and ln["p95_ms"].unit == "ms"
+    assert ln["mean_ms"].min == 1e-06 and not ln["mean_ms"].min_exclusive and ln["p95_ms"].unit == "ms"
     counts = {f.name: f for f in describe_model(KINDS["reranker"], KINDS["reranker"](id="r"))}
     assert counts["pairs_per_request"].family == "count"
 
@@ -105,3 +105,13 @@ def test_structure_edits(design):
     with pytest.raises(DesignFileError):
         remove_component(d, "gw")  # the entry
     assert add_component(design, "training_job").component("training_job").tokens > 0
+
+
+def test_open_lower_bound_moves_the_widget_minimum_inside():
+    """A gt=0 bound: the widget's minimum moves inside the open interval."""
+    from components.catalogue import LLMApi
+    from designs.forms import describe_component
+
+    api = LLMApi(id="api", kind="llm_api", provider_model="gpt-4o-mini")
+    t = {f.name: f for f in describe_component(api)}["prompt_cache_ttl_s"]
+    assert t.min == 0 and t.min_exclusive and 0 < t.widget_min < 0.01 and t.max == 86_400

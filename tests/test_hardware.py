@@ -22,9 +22,10 @@ from components.hardware import (
 
 EFFICIENCY_KEYS = [
     "decode_bw_efficiency", "prefill_mfu", "decode_mfu", "iteration_overhead_ms",
-    "tp_comm_overhead", "training_mfu", "lora_time_fraction", "qlora_time_fraction",
+    "tp_comm_overhead", "training_mfu",
     "embedder_tokens_per_s_per_gpu_l4", "reranker_pairs_per_s_per_gpu",
     "vector_db_qps_per_node", "cache_get_latency_ms",
+    "lora_mfu_fp8", "lora_mfu_bf16", "qlora_speed_vs_lora", "gpu_failure_rate_per_hour",
 ]
 
 

@@ -56,7 +56,7 @@ def test_every_error_at_once_with_lines_and_paths():
         ("flow[0].to", 17),
     }
     by_path = {p.path: p for p in problems}
-    assert "found -5; expected greater than 0" in by_path["workload.requests_per_day"].message
+    assert "found -5; expected greater than or equal to 0.000001" in by_path["workload.requests_per_day"].message
     assert by_path["components[1].kind"].suggestion == "service"
     assert "found -3" in by_path["components[2].service_time.mean_ms"].message
     assert by_path["components[2].replicaz"].suggestion == "replicas"

@@ -190,7 +190,7 @@ def test_unknown_kind_with_suggestion():
         (("components", 0, "service_time"), {"dist": "fixed", "value_ms": -5},
          "components[0].service_time.value_ms", "found -5", "greater than or equal to 0"),
         (("components", 1, "service_time"), {"dist": "exponential", "mean_ms": -1},
-         "components[1].service_time.mean_ms", "found -1", "greater than 0"),
+         "components[1].service_time.mean_ms", "found -1", "greater than or equal to 0.000001"),
         (("workload", "requests_per_day"), 1e12, "workload.requests_per_day", "found 1000000000000.0",
          "less than or equal to 10000000000"),
         (("workload", "peak_to_average"), 0.5, "workload.peak_to_average", "found 0.5", "greater than or equal to 1"),

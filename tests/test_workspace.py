@@ -6,7 +6,7 @@ import pytest
 
 from designs.io import load_design
 from designs.model import Design
-from designs.workspace import Workspace, WorkspaceError, workspace_dir
+from designs.workspace import Workspace, WorkspaceError, new_draft_id, workspace_dir
 
 TINY = {
     "name": "tiny",
@@ -51,7 +51,7 @@ def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, design, monkeypat
     monkeypatch.setattr(os, "replace", boom)
     bigger = design.model_copy(update={"name": "changed"})
     with pytest.raises(OSError):
-        ws.save("mine", bigger)
+        ws.save("mine", bigger, overwrite=True)
     monkeypatch.undo()
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == ["mine.yaml"]
@@ -77,12 +77,13 @@ def test_unique_name(tmp_path, design):
 
 def test_drafts_are_per_id(tmp_path, design):
     ws = Workspace(tmp_path)
-    ws.save_draft("aaaa1111", design)
-    assert ws.load_draft("aaaa1111") == design
-    assert ws.load_draft("bbbb2222") is None
+    a, b = new_draft_id(), new_draft_id()
+    ws.save_draft(a, design)
+    assert ws.load_draft(a) == design
+    assert ws.load_draft(b) is None
     assert ws.load_draft("../../etc/passwd") is None
-    ws.discard_draft("aaaa1111")
-    assert ws.load_draft("aaaa1111") is None
+    ws.discard_draft(a)
+    assert ws.load_draft(a) is None
 
 
 def test_workspace_dir_from_env(tmp_path, monkeypatch):

@@ -46,10 +46,14 @@ what each component kind does to a request.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 import time
 from typing import Callable
 
+from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
+                     run_problems, short_run_warning)
 from .run import MAX_IN_SYSTEM, Run
 from .stats import half_width, mser5
 from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
@@ -58,7 +62,6 @@ from .workload import OpenLoop
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
-MAX_PEAK_RPS = 1e6
 
 
 class Progress(str):
@@ -90,7 +93,7 @@ class Progress(str):
         return self
 
 
-class SimulationRefused(ValueError):
+class SimulationRefused(Refusal):
     """The design or budget cannot be simulated sensibly; the message says why and what to do."""
 
 
@@ -136,24 +139,22 @@ def _rep_plan(est, workload) -> tuple[int, int]:
     return n_meas, n_warm
 
 
-def refuse(design, *, whole_day: bool, max_requests: int) -> None:
-    """Raise `SimulationRefused` for workloads no run could answer sensibly."""
+def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
+    """Raise `SimulationRefused` for workloads no run could answer sensibly (`sim.des.limits`)."""
     from sim.check import config_problems
 
     problems = config_problems(design)
     if problems:  # hardware that cannot run the design: every problem, before any work
         raise SimulationRefused("\n  ".join(p.message for p in problems))
     wl = design.workload
+    if wl.closed_loop and whole_day:
+        raise SimulationRefused("workload: a whole-day run needs open-loop traffic (requests_per_day and "
+                                "profile_24h), not concurrent_users")
+    problems = run_problems(design, est)
+    if problems:
+        raise SimulationRefused("\n  ".join(f"{p.path}: {p.message}" for p in problems))
     if wl.closed_loop:
-        if whole_day:
-            raise SimulationRefused("workload: a whole-day run needs open-loop traffic (requests_per_day and "
-                                    "profile_24h), not concurrent_users")
         return
-    if wl.peak_rps > MAX_PEAK_RPS:
-        raise SimulationRefused(
-            f"workload: peak rate {wl.peak_rps:,.0f} requests/s is above {MAX_PEAK_RPS:,.0f}/s; "
-            "check requests_per_day / peak_to_average (or simulate one shard of the fleet)"
-        )
     if whole_day:
         n = OpenLoop.whole_day(wl, null_rng()).expected_requests()
         if n > max_requests:
@@ -213,18 +214,37 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    refuse(design, whole_day=whole_day, max_requests=max_requests)
     est = _analytic(design)
+    refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
+    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run
+        raise SimulationRefused("cancelled before the simulation started")
+    # Simulated time is a budget too: past MAX_SIM_SECONDS a double blurs the latencies.
+    rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
+    if rate and not whole_day and horizon_requests(rate) < max_requests:
+        max_requests = max(1, horizon_requests(rate))
+    from sim.ops.timeline import TimelineRefused, run_timeline, wants_timeline
+
+    if wants_timeline(design, whole_day):  # faults, failures, autoscaling, traces: one timeline (sim.ops)
+        try:
+            return run_timeline(design, seed=seed, whole_day=whole_day, max_seconds=max_seconds, cancel=cancel,
+                                keep_sample=keep_sample, est=est), 0
+        except TimelineRefused as e:
+            raise SimulationRefused(str(e)) from None
     deadline = t_start + max_seconds
     sample = None
     warnings: list[str] = []
-    common = dict(deadline=deadline, cancel=cancel)
+    # Work per request bounded by what the twin predicts (events per arrival, see sim.des.limits),
+    # and the backlog cut above the twin's λW when many requests are legitimately in flight.
+    epr = events_per_request(design, est)
+    common = dict(deadline=deadline, cancel=cancel, max_in_system=in_flight_cap(est),
+                  events_per_arrival=WORK_FACTOR * epr if epr else 0.0)
 
     if est is not None and not est.stable:
         # Saturated: one bounded window shows the backlog grow; never a hang.
         n = int(min(max_requests, 50_000))
         run = Run(design, seed, 0, n, whole_day=False, no_drain=True, **common)
         run.advance()
+        _check_work(run, epr)
         run.refresh()
         warnings.extend(est.unstable)
         stop = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
@@ -235,6 +255,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if whole_day:
         run = Run(design, seed, 0, 1, whole_day=True, **common)
         run.advance()
+        _check_work(run, epr)
         run.refresh()
         outs = [s for s in run.segs if s.closed]
         stop = {"cancel": "interrupted", "max_seconds": "max_seconds", "backlog": "max_requests"}.get(run.cut or "")
@@ -255,6 +276,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if n_meas > cap:
         n_meas = max(100, cap)
         n_warm = min(n_warm, max(100, max_requests // 5))
+    short = short_run_warning(est, n_warm, n_meas)
+    if short:
+        warnings.append(short)
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
     run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
@@ -266,11 +290,12 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         progress(0.0, Progress("warm-up", text=f"warm-up: {n_warm:,} requests to reach steady state (not measured)"))
     while True:
         reason = run.advance()
+        _check_work(run, epr)
         run.refresh()
         if reason == "cut":
             if run.cut == "backlog":
                 unstable = True
-                warnings.append(f"more than {MAX_IN_SYSTEM:,} requests in flight: the backlog keeps growing, "
+                warnings.append(f"more than {run.max_in_system:,} requests in flight: the backlog keeps growing, "
                                 "the design cannot keep up")
             stopped_by = {"cancel": "interrupted", "max_seconds": "max_seconds"}.get(run.cut or "", "max_requests")
             break
@@ -322,6 +347,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             break
     if run.cut is None:
         run.finish()
+        _check_work(run, epr)
         if run.cut == "cancel":
             stopped_by = "interrupted"
     run.refresh()
@@ -345,6 +371,19 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             f"the stopping rule saw ±{rule_rel:.2%} (target ±{precision:.0%})"
         )
     return res, n_meas
+
+
+def _check_work(run, epr: float) -> None:
+    """Refuse a run whose requests cost far more events than the twin expects (`sim.des.limits`)."""
+    if run.cut != "work":
+        return
+    per = run.events / max(1, run.next_id)
+    raise SimulationRefused(
+        f"requests cost {per:,.0f} events each so far, over {WORK_FACTOR:g}× the {epr:,.0f} the analytic twin "
+        "expects: the flow does far more work per request than its loops suggest (several back edges from one "
+        "component are tried one after another, and the twin follows only the first); lower p or max_repeats "
+        "on the back edges"
+    )
 
 
 def _pipeline(design):

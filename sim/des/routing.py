@@ -22,8 +22,10 @@ Usage::
 
 from __future__ import annotations
 
+from sim.ops.retry import edge_target, needs_call
+
 from .request import Request, SimContext
-from .stations import BrokerStation, make_station
+from .stations import BrokerStation
 
 __all__ = ["Node", "build_nodes", "goto", "hand_off", "async_done"]
 
@@ -176,11 +178,16 @@ def _plain_cb(nxt: Node):
 
 
 def build_nodes(design, ctx: SimContext) -> dict[str, Node]:
-    nodes = {c.id: Node(c.id, make_station(c, ctx)) for c in design.components}
+    from sim.ops.factory import station_for  # ops stations where faults, failures, autoscaling or errors act
+
+    nodes = {c.id: Node(c.id, station_for(c, ctx)) for c in design.components}
+    to = lambda e: nodes[e.to]  # noqa: E731
+    if needs_call(design):  # edges with a retry policy or a fallback (sim.ops.retry)
+        to = lambda e: edge_target(e, nodes, design, ctx)  # noqa: E731
     for idx, e in enumerate(design.flow):
         src = nodes[e.from_]
         if e.is_loop:
-            src.loops.append((idx, e.p, e.max_repeats, nodes[e.to]))
+            src.loops.append((idx, e.p, e.max_repeats, to(e)))
     for cid, node in nodes.items():
         outs = design.out_edges(cid)
         if node.loops or (outs and not (len(outs) == 1 and outs[0].p >= 1.0)):
@@ -188,17 +195,17 @@ def build_nodes(design, ctx: SimContext) -> dict[str, Node]:
         if not outs:
             continue
         if design.is_fanout(cid):
-            node.fan = [nodes[e.to] for e in outs]
+            node.fan = [to(e) for e in outs]
             j = design.join_of(cid)
             node.join = nodes[j] if j is not None else None
         elif len(outs) == 1 and outs[0].p >= 1.0:
-            node.single = nodes[outs[0].to]
+            node.single = to(outs[0])
         else:
             acc = 0.0
             for e in outs:
                 acc += e.p
                 node.cum.append(acc)
-                node.targets.append(nodes[e.to])
+                node.targets.append(to(e))
     for node in nodes.values():
         if not node.loops and not node.is_queue and node.single is None and not node.fan and not node.cum:
             node.cb = node.after_last
@@ -209,7 +216,7 @@ def build_nodes(design, ctx: SimContext) -> dict[str, Node]:
     consumers = set()
     for node in nodes.values():
         if node.is_queue:
-            consumers.update(id(n) for n in [node.single, *node.fan, *node.targets] if n is not None)
+            consumers.update(id(getattr(n, "real", n)) for n in [node.single, *node.fan, *node.targets] if n is not None)
     for node in nodes.values():
         if id(node) not in consumers and hasattr(node.station, "no_lag"):
             node.station.no_lag()

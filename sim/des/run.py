@@ -26,20 +26,29 @@ from __future__ import annotations
 import math
 import time
 from heapq import heappop, heappush
+from itertools import repeat
 
+from . import limits as _limits
 from .request import Request, SimContext
 from .routing import build_nodes
 from .stations import BrokerStation, SimEnv, later
 from .stats import LogHistogram
 from .summary import Batch
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
+from sim.ops.traffic import make_source
 
 __all__ = ["Run", "MAX_IN_SYSTEM", "CHECK_EVERY"]
 
 _log = math.log
 
-MAX_IN_SYSTEM = 200_000  # requests in flight at once before a replication is cut (unstable)
-CHECK_EVERY = 2048  # arrivals between wall-clock / cancel / backlog checks (power of two)
+MAX_IN_SYSTEM = _limits.MAX_IN_SYSTEM  # requests in flight before a run is cut (unless the twin expects more)
+CHECK_EVERY = 2048  # arrivals between backlog checks (power of two)
+# The wall clock, the cancel event and the work done are checked by *events*, not arrivals:
+# one request of a loop-heavy design can be thousands of events. A chunk is at most this many
+# events, halved while a chunk takes longer than TICK_S (heavy events such as a large LLM
+# batch iteration), so a cancel is answered within a few TICK_S whatever the design.
+CHECK_EVENTS = 4096
+TICK_S = 0.05
 FLUSH_EVERY = 8 * CHECK_EVERY  # arrivals between checks of the stations' pending waits (power of two)
 
 
@@ -62,11 +71,21 @@ class Run:
     """
 
     def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
-                 cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False):
+                 cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False,
+                 max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0, timeline=None):
         self.design = design
+        # Budgets checked every chunk of events (see CHECK_EVENTS): the work allowance is
+        # `events_per_arrival` per request sent (0: unbounded) plus a start-up slack.
+        self.max_in_system = max_in_system
+        self.events_per_arrival = events_per_arrival
+        self.events = 0
+        self.chunk = CHECK_EVENTS
+        self.t_tick = time.perf_counter()
         self.env = env = SimEnv()
         self.ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
         self.ctx.rng = self.ctx.stream("general")
+        if timeline is not None:  # a `sim.ops.timeline.Timeline`: its stations are built from this
+            self.ctx.extra["ops"] = timeline
         self.nodes = build_nodes(design, self.ctx)
         self.entry = self.nodes[design.entry]
         self.entry_arrive = self.entry.station.arrive
@@ -88,7 +107,8 @@ class Run:
         elif whole_day:
             self.source = OpenLoop.whole_day(wl, self.ctx.stream("arrivals"))
         else:
-            self.source = OpenLoop(wl.peak_rps, self.ctx.stream("arrivals"))
+            rng = self.ctx.stream("arrivals")
+            self.source = make_source(wl, rng, rate=wl.peak_rps) or OpenLoop(wl.peak_rps, rng)  # bursty: sim.ops
         self.segs: list[Batch] = []
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
@@ -113,7 +133,7 @@ class Run:
         self.heap, self.eid = env._queue, env._eid
         self.arr_cb = self._arrival
         src = self.source
-        self.rate = src.rate if (src is not None and src.rates is None and src.horizon_s is None) else 0.0
+        self.rate = src.rate if (type(src) is OpenLoop and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
         classes = wl.request_classes()
         c0 = classes[0]
@@ -123,25 +143,19 @@ class Run:
         self.batch_s = DAY_S / n_time_batches
         self.n_time_batches = n_time_batches
         self.started = False
+        if timeline is not None:
+            timeline.attach(self)  # its arrivals, its per-request record, faults and autoscalers
 
     # -- control (called by the engine) --
     def advance(self) -> str:
         """Run to the next batch boundary ("boundary"), the end ("done") or a cut ("cut")."""
         env = self.env
-        if not self.started:
-            self.started = True
-            if self.closed_loop:
-                for u in range(self.design.workload.concurrent_users):
-                    self._schedule_user(u)
-            else:
-                g = -_log(1.0 - self.rand()) / self.rate if self.rate else self.source.gap(0.0)
-                if g is not None:
-                    later(env, g, self._arrival)
-            if self.whole_day:
-                self._open_seg(0.0, 0)
         self.paused = False
         try:
-            _drive(env)
+            if not self.started:
+                self.started = True
+                self._start()
+            _drive(env, self._tick)
         except _Stop:
             pass
         except KeyboardInterrupt:
@@ -155,6 +169,41 @@ class Run:
         self.stopped = True
         self._close_seg(env.now)
         return "done"
+
+    def _start(self) -> None:
+        env = self.env
+        if self.closed_loop:
+            for u in range(self.design.workload.concurrent_users):
+                self._schedule_user(u)
+                if not (u & 0xFFFF):  # a million users take a second to seat: stay cancellable
+                    self._tick(0)
+        else:
+            g = -_log(1.0 - self.rand()) / self.rate if self.rate else self.source.gap(0.0)
+            if g is not None:
+                later(env, g, self._arrival)
+        if self.whole_day:
+            self._open_seg(0.0, 0)
+
+    def _tick(self, n: int | None = None) -> None:
+        """After a chunk of events: deadline, cancel and work allowance; adapt the chunk."""
+        self.events += self.chunk if n is None else n
+        t = time.perf_counter()
+        took = t - self.t_tick
+        self.t_tick = t
+        if took > TICK_S and self.chunk > 8:
+            self.chunk //= 2
+        elif took < TICK_S / 8 and self.chunk < CHECK_EVENTS:
+            self.chunk *= 2
+        if t > self.deadline:
+            self.cut = "max_seconds"
+            self._stop()
+        if self.cancel is not None and self.cancel.is_set():
+            self.cut = "cancel"
+            self._stop()
+        epa = self.events_per_arrival
+        if epa and self.events > 200_000 and self.events > epa * (self.next_id + 1) + 200_000:
+            self.cut = "work"
+            self._stop()
 
     def finish(self, drain: bool = True) -> None:
         """Measure no more arrivals; run until the measured batches have drained (bounded)."""
@@ -375,14 +424,8 @@ class Run:
             for flush in self.flushers:
                 flush(False)  # bounds the stations' pending-wait lists (memory)
         backlog = self.n_in + sum(b.qlen for b in self.brokers)
-        if backlog > MAX_IN_SYSTEM:
+        if backlog > self.max_in_system:
             self.cut = "backlog"
-            self._stop()
-        elif time.perf_counter() > self.deadline:
-            self.cut = "max_seconds"
-            self._stop()
-        elif self.cancel is not None and self.cancel.is_set():
-            self.cut = "cancel"
             self._stop()
 
     def _stop(self) -> None:
@@ -398,14 +441,23 @@ def _raise_stop(ev) -> None:
     raise _Stop
 
 
-def _drive(env) -> None:
-    """`SimEnv.step()` in a loop, inlined: pop the earliest entry, call ``fn(arg)``.
+def _drive(env, tick) -> None:
+    """`SimEnv.step()` in a loop, inlined: pop the earliest entry, call ``fn(arg)``; `tick()`
+    after every chunk of ``run.chunk`` events (the budget checks).
 
     SimPy events arrive here as ``(_fire, event)`` and are processed exactly as SimPy does.
-    Ends when the schedule is empty or a callback raises `_Stop`.
+    Ends when the schedule is empty or a callback raises `_Stop`. The chunk loop costs
+    nothing per event over a plain ``while q`` (the empty heap ends it with IndexError).
     """
     q = env._queue
     pop = heappop
-    while q:
-        env._now, _, _, fn, arg = pop(q)
-        fn(arg)
+    run = tick.__self__
+    try:
+        while True:
+            for _ in repeat(None, run.chunk):
+                env._now, _, _, fn, arg = pop(q)
+                fn(arg)
+            tick()
+    except IndexError as e:
+        if q or e.__traceback__.tb_next is not None:  # not our pop on an empty heap: a bug
+            raise

@@ -325,6 +325,14 @@ def _pool(attr: str):
     return make
 
 
+def _vector_db(comp, ctx):
+    # An indexed vector_db's query time comes from the retrieval model (its stated query_time
+    # when it has no index_type or the design sets one): the same distribution as the twin's.
+    from sim.quality.retrieval import query_time_of
+
+    return FifoStation(comp, ctx, comp.servers, query_time_of(comp, getattr(ctx, "design", None)))
+
+
 def _delay(attr: str):
     def make(comp, ctx):
         return DelayStation(comp, ctx, getattr(comp, attr))
@@ -392,7 +400,7 @@ STATIONS: dict[str, Callable[[Any, SimContext], StationBase]] = {
     "llm_server": _optional("sim.llm.station", "LLMServerStation", SimpleLLMStation),
     "llm_api": _optional("sim.providers.api_station", "ApiStation", SimpleApiStation),
     "embedder": _embedder,
-    "vector_db": _pool("query_time"),
+    "vector_db": _vector_db,
     "keyword_search": _pool("query_time"),
     "reranker": _reranker,
     "guardrail": GuardrailStation,

@@ -132,7 +132,7 @@ def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, st
     done = [o for o in outs if o.stats["n"]]
     lat, lat_ci, hw_rel = percentiles(done, "lat", whole_day)
     if not done and pipeline is None:
-        warnings.append("no measured request completed: latency figures are zero placeholders")
+        warnings.append("no measured request completed: the latency figures are null (not measured)")
     kinds_on_path = {design.component(c).kind for c in design.reachable()}
     ttft = tpot = ttft_ci = tpot_ci = None
     tokens_per_s = None
@@ -276,24 +276,26 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool):
     Point = mean over batches of each batch's statistic (the CI is centred on it).
     One whole day: pooled day statistics, intervals from 20 time batches.
     """
-    if not outs:  # nothing completed (a pipeline, or every request dropped): zeros, not NaN
-        return {k: 0.0 for k in _KEYS}, {k: (0.0, 0.0) for k in _KEYS}, None
+    if not outs:  # nothing completed (a pipeline, or every request dropped): not measured
+        return {k: None for k in _KEYS}, {k: None for k in _KEYS}, None
     if whole_day and len(outs) == 1 and attr == "lat" and outs[0].batches:
         point = summary(outs[0].lat)
         per = [summary(b) for b in outs[0].batches if b.n >= 20]
         ci = {}
         for k in _KEYS:
             vals = [p[k] for p in per]
-            hw = half_width(vals) if len(vals) > 1 else 0.0
-            ci[k] = (point[k] - hw, point[k] + hw)
-        rel = (ci["p95"][1] - point["p95"]) / point["p95"] if point["p95"] else None
+            # No interval from fewer than two time batches: one has no spread to estimate.
+            hw = half_width(vals) if len(vals) > 1 else None
+            ci[k] = (point[k] - hw, point[k] + hw) if hw is not None else None
+        rel = (ci["p95"][1] - point["p95"]) / point["p95"] if point["p95"] and ci["p95"] is not None else None
         return point, ci, rel
     if attr == "lat":
         per = [{k: o.finalize()[k] * 1000.0 for k in _KEYS} for o in outs]
     else:
         per = [summary(getattr(o, attr)) for o in outs]
     point = {k: sum(p[k] for p in per) / len(per) for k in _KEYS}
-    ci = {k: mean_ci([p[k] for p in per]) for k in _KEYS}
+    # No interval from fewer than two batches (a one-batch "CI" of [x, x] claims certainty).
+    ci = {k: mean_ci([p[k] for p in per]) if len(per) > 1 else None for k in _KEYS}
     hw = half_width([p["p95"] for p in per]) if len(per) > 1 else None
     rel = hw / point["p95"] if hw is not None and point["p95"] > 0 and not math.isinf(hw) else None
     return point, ci, rel

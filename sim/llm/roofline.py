@@ -34,6 +34,8 @@ nor more than the total.
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
@@ -58,7 +60,7 @@ KV_BYTES_PER_ELEM = {"bf16": 2, "fp16": 2, "fp8": 1}
 _TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
 
-class ServingConfigError(ValueError):
+class ServingConfigError(Refusal):
     """An `llm_server` that cannot serve: names the component and the numbers."""
 
 

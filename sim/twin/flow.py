@@ -40,7 +40,7 @@ from typing import Any
 from designs.model import Design, Edge
 from sim.twin import queueing as qt
 
-__all__ = ["visits_per_request", "latency_moments", "Profile"]
+__all__ = ["visits_per_request", "latency_moments", "visits_with", "Profile"]
 
 
 # --- moment triples -----------------------------------------------------------------------------
@@ -129,9 +129,12 @@ def _routing_profile(comp: Any) -> Profile:
 class _Walker:
     """Recursive walk of the flow, memoised on (node, stop, loops already being handled)."""
 
-    def __init__(self, design: Design, profiles: dict[str, Profile]):
+    def __init__(self, design: Design, profiles: dict[str, Profile], track_visits: bool = True):
         self.d = design
         self.prof = profiles
+        # Without visits (latency only) every segment's dict stays empty: the walk is then
+        # linear in the flow instead of quadratic on long chains (a closed loop walks it per user).
+        self.track = track_visits
         self.memo: dict[tuple, _Seg] = {}
         self.warnings: set[str] = set()
         self.loops_into: dict[str, list[tuple[int, Edge]]] = {}
@@ -144,6 +147,8 @@ class _Walker:
         self.outs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
         self.backs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
         for e in design.flow:
+            if e.fallback:
+                continue  # taken only when its source fails (sim.ops): no traffic in the healthy twin
             (self.backs if e.is_loop else self.outs)[e.from_].append(e)
         self.dist_memo: dict[str, dict[str, int]] = {}
 
@@ -209,7 +214,7 @@ class _Walker:
         # dominate the source): take it here, entering the loop with one repeat used.
         back = [e for e in self.backs[n] if self.loop_index[id(e)] not in handled]
         fwd = None
-        out = _Seg({n: 1.0}, _ZERO, _ZERO)
+        out = _Seg({n: 1.0} if self.track else {}, _ZERO, _ZERO)
         for p, t, cont in prof.outcome_times():
             if p <= 0:
                 continue
@@ -226,7 +231,7 @@ class _Walker:
                 out = _seg_add(out, _Seg({}, _ZERO, _scale(t, p)))
         if len(back) > 1:
             self.warnings.add(f"'{n}' has {len(back)} back edges; the estimate follows only {back[0].from_} → {back[0].to}")
-        if prof.is_async:
+        if prof.is_async and self.track:
             out = _seg_add(out, _Seg(self._async_visits(n, handled), _ZERO, _ZERO))
         return out
 
@@ -287,8 +292,9 @@ class _Walker:
             if cur[0] < 1e-12:
                 break
         visits = {k: x * passes for k, x in body.visits.items()}
-        visits[u] = visits.get(u, 0.0) + at_u_total
-        if self.prof[u].is_async:
+        if self.track:
+            visits[u] = visits.get(u, 0.0) + at_u_total
+        if self.prof[u].is_async and self.track:
             for k, x in self._async_visits(u, handled).items():
                 visits[k] = visits.get(k, 0.0) + x * at_u_total
         out = _Seg(visits, _ZERO, ended)
@@ -304,9 +310,17 @@ def visits_per_request(design: Design) -> dict[str, float]:
     return {c.id: seg.visits.get(c.id, 0.0) for c in design.components}
 
 
+def visits_with(design: Design, profiles: dict[str, Profile]) -> dict[str, float]:
+    """Expected visits per request under these stations' outcome probabilities (timeouts and
+    drops included), for sums of per-visit means: E[latency] = Σ visits × mean time per visit
+    on a flow without fan-outs or queues."""
+    seg = _Walker(design, profiles).run()
+    return {c.id: seg.visits.get(c.id, 0.0) for c in design.components}
+
+
 def latency_moments(design: Design, profiles: dict[str, Profile]) -> tuple[float, float, list[str]]:
     """(mean s, variance s², warnings) of the caller's end-to-end latency for these stations."""
-    w = _Walker(design, profiles)
+    w = _Walker(design, profiles, track_visits=False)
     seg = w.run()
     p, m1, m2 = _add(seg.stop, seg.end)
     if p <= 0:

@@ -23,6 +23,8 @@ Pure delays have no queue. Batching replicas (embedder, reranker), external LLM 
 
 from __future__ import annotations
 
+from components.errors import Refusal
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +42,7 @@ TARGET_UTILIZATION = 0.8
 for the peak-hour variance and a lost replica (the usual planning rule, e.g. Gross & Harris §2.3)."""
 
 
-class EstimateError(ValueError):
+class EstimateError(Refusal):
     """A component the twin cannot model (a model that does not fit its GPUs, say)."""
 
 
@@ -339,6 +341,13 @@ def analyse_station(comp: Any, lam: float, design: Design) -> StationCalc:
     if kind in ("service", "load_balancer", "api_gateway", "database", "vector_db", "keyword_search", "guardrail"):
         dist = comp.service_time if kind in ("service", "guardrail") else (
             comp.latency if kind in ("load_balancer", "api_gateway") else comp.query_time)
+        if kind == "vector_db":
+            from sim.quality.retrieval import query_time_of
+
+            try:
+                dist = query_time_of(comp, design)
+            except ValueError as e:
+                raise EstimateError(str(e)) from None
         m1, m2 = _moments(dist)
         outcomes = None
         if kind == "guardrail":

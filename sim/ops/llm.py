@@ -1,0 +1,190 @@
+"""`OpsLLMStation`: an `llm_server` whose replicas fail, start cold and drain.
+
+The same continuous-batching replicas and two-choices router as `sim.llm.station`, restricted
+to the replicas that are serving. A failed replica loses the requests it holds (waiting or
+running): each is handed back with ``done(req, False)`` at the failure and the caller's retry
+policy decides. The failed engine is set aside (its orphaned sequences are ignored) and a fresh,
+empty one takes its place on repair. Usage::
+
+    st = OpsLLMStation(comp, ctx)
+    st.fail(st.slots[0]); st.restore(st.slots[0])
+    st.add_replica(ready_in_s=cold_start_s)
+"""
+
+from __future__ import annotations
+
+from sim.des.events import later
+from sim.llm.batching import ReplicaEngine
+from sim.llm.station import LLMServerStation
+
+__all__ = ["OpsLLMStation", "LLMSlot"]
+
+
+class LLMSlot:
+    """One replica position: its engine, zone and state."""
+
+    __slots__ = ("idx", "zone", "engine", "up", "ready", "draining")
+
+    def __init__(self, idx, zone, engine, ready):
+        self.idx, self.zone, self.engine = idx, zone, engine
+        self.up, self.ready, self.draining = True, ready, False
+
+    @property
+    def serving(self) -> bool:
+        return self.up and self.ready and not self.draining
+
+
+class OpsLLMStation(LLMServerStation):
+    """`llm_server` replicas behind the token-aware router, with failures and scaling."""
+
+    kind = "ops_llm"
+
+    def __init__(self, comp, ctx):
+        super().__init__(comp, ctx)
+        self.zones = getattr(comp, "zones", 1)
+        self.slots = [LLMSlot(i, i % self.zones, e, True) for i, e in enumerate(self.engines)]
+        self._next_idx = len(self.slots)
+        self.killed = 0
+        self._reqs: dict[int, object] = {}  # id(req) -> req while it is here (to fail it)
+        self._held: list = []  # arrivals while replicas are only starting (scale from zero)
+        self._c_t = ctx.env.now
+        self._prov_cum = 0.0
+        self._sig_cum = 0.0
+
+    def _engine(self) -> ReplicaEngine:
+        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit)
+
+    def _tick_ops(self) -> None:
+        now = self.env._now
+        if now > self._c_t:
+            self._prov_cum += len(self.slots) * (now - self._c_t)
+            self._c_t = now
+
+    def provisioned(self) -> int:
+        return len(self.slots)
+
+    def serving(self) -> int:
+        return sum(1 for s in self.slots if s.serving)
+
+    def starting(self) -> int:
+        return sum(1 for s in self.slots if s.up and not s.ready)
+
+    def replica_seconds(self, now: float) -> float:
+        self._tick_ops()
+        return self._prov_cum
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def arrive(self, req, done):
+        live = [s.engine for s in self.slots if s.serving]
+        if not live:
+            self.arrivals += 1
+            if any(s.up for s in self.slots):
+                self._held.append((req, done))  # a replica is starting: wait for it
+            else:
+                self.drop(req, done)
+            return
+        self._reqs[id(req)] = req
+        self.engines = live  # the parent routes among `self.engines`
+        try:
+            super().arrive(req, done)
+        finally:
+            self.engines = [s.engine for s in self.slots]
+
+    def _on_done(self, req, ok, reason):
+        if id(req) not in self._pending:
+            return  # an orphan of a failed replica: already failed
+        self._reqs.pop(id(req), None)
+        super()._on_done(req, ok, reason)
+
+    def _on_admit(self, req, wait_s):
+        if id(req) in self._pending:
+            super()._on_admit(req, wait_s)
+
+    # --- operations ----------------------------------------------------------------------
+
+    def fail(self, slot: LLMSlot) -> int:
+        eng = slot.engine
+        slot.up = False
+        lost = [(k, v) for k, v in self._pending.items() if len(v) >= 3 and v[2] is eng]
+        for k, _ in lost:
+            del self._pending[k]
+        n = 0
+        for k, v in lost:
+            req = self._reqs.pop(k, None)
+            if req is not None:
+                n += 1
+                self.drop(req, v[0])
+        self.killed += n
+        slot.engine = self._engine()  # empty; serves again on repair
+        self.engines = [s.engine for s in self.slots]
+        if not any(s.up for s in self.slots):
+            held, self._held = self._held, []
+            for req, done in held:
+                self.drop(req, done)
+        return n
+
+    def restore(self, slot: LLMSlot) -> None:
+        if slot in self.slots:
+            slot.up = True
+            self._release()
+
+    def up_replicas(self, zone: int | None = None):
+        return [s for s in self.slots if s.up and (zone is None or s.zone == zone)]
+
+    def set_factor(self, factor: float) -> None:  # validation refuses `slow` on an llm_server
+        raise ValueError("slow is not modelled for an llm_server")
+
+    def add_replica(self, ready_in_s: float) -> LLMSlot:
+        self._tick_ops()
+        slot = LLMSlot(self._next_idx, self._next_idx % self.zones, self._engine(), ready_in_s <= 0)
+        self._next_idx += 1
+        self.slots.append(slot)
+        self.engines = [s.engine for s in self.slots]
+        if not slot.ready:
+            later(self.env, ready_in_s, self._ready, slot)
+        return slot
+
+    def _ready(self, ev) -> None:
+        slot = ev._value
+        if slot in self.slots:
+            slot.ready = True
+            self._release()
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for req, done in held:
+            self.arrivals -= 1  # counted when it was held
+            self.arrive(req, done)
+
+    def remove_replica(self) -> bool:
+        self._tick_ops()
+        cands = [s for s in self.slots if not s.draining]
+        starting = [s for s in cands if s.up and not s.ready]
+        if starting:
+            self.slots.remove(starting[-1])
+        else:
+            serving = [s for s in cands if s.serving]
+            if len(serving) <= 1:
+                return False
+            slot = min(serving, key=lambda s: (s.engine.in_system, -s.idx))
+            slot.draining = True  # takes no new work; removed once empty (checked by `signal`)
+        self.engines = [s.engine for s in self.slots]
+        return True
+
+    def _reap(self) -> None:
+        for s in [s for s in self.slots if s.draining and s.engine.in_system == 0]:
+            self._tick_ops()
+            self.slots.remove(s)
+        self.engines = [s.engine for s in self.slots]
+
+    def signal(self, kind: str, since):
+        self._reap()
+        live = [s.engine for s in self.slots if s.serving]
+        n = max(1, len(live))
+        if kind in ("waiting_requests", "queue_length"):
+            return sum(e.n_waiting for e in live) / n + len(self._held), since
+        if kind == "kv_occupancy":
+            return sum(e.kv_reserved / e.capacity for e in live if e.capacity) / n, since
+        # utilisation: sequences held over the slots a replica has
+        return sum(e.in_system for e in live) / (n * max(1, self.spec.max_batch)), since

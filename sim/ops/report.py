@@ -1,0 +1,56 @@
+"""Plain-text lines for the operations parts of a run and an estimate (CLI and documents).
+
+Usage::
+
+    from sim import format_ops, format_n_minus_1
+    print(format_ops(result.ops))                 # availability, fates, faults, cold starts, cost
+    print(format_n_minus_1(n_minus_one(design)))  # one line per replicated component
+"""
+
+from __future__ import annotations
+
+__all__ = ["format_ops", "format_n_minus_1"]
+
+
+def format_ops(ops) -> str:
+    """The timeline section of `sdw run` (empty string for a steady-state run)."""
+    if ops is None:
+        return ""
+    f = ops.fates
+    lines = [f"Timeline: {ops.horizon_s:,.0f} s in {len(ops.windows)} windows of {ops.window_s:g} s"]
+    if ops.trace:
+        lines.append(f"  trace: {ops.trace}")
+    if ops.availability is not None:
+        ci = ops.availability_ci95
+        band = f" (95 % CI {ci[0] * 100:.4g}–{ci[1] * 100:.4g} %)" if ci else ""
+        lines.append(f"  availability {ops.availability * 100:.4g} %{band}: {f.succeeded:,} of {f.offered:,} offered succeeded")
+    lines.append(f"  requests: {f.failed:,} failed, {f.retried:,} completed late after a retry, "
+                 f"{f.fallbacks:,} answered by a fallback; {f.attempts:,} attempts on retry edges")
+    lines.append(f"  tokens offered: {ops.prompt_tokens:,} prompt, {ops.output_tokens:,} output")
+    for fw in ops.faults[:20]:
+        lines.append(f"  {fw.source} {fw.what} on {fw.component}: {fw.start_s:,.0f}–{fw.end_s:,.0f} s"
+                     + (f", {fw.lost_requests} in service lost" if fw.lost_requests else ""))
+    if len(ops.faults) > 20:
+        lines.append(f"  … {len(ops.faults) - 20} more faults (see --json)")
+    if ops.cold_starts:
+        first = ops.cold_starts[0]
+        lines.append(f"  cold starts: {len(ops.cold_starts)} (first asked at {first.requested_s:,.0f} s, "
+                     f"serving at {first.ready_s:,.0f} s)")
+    for cid, h in ops.replica_hours.items():
+        lines.append(f"  {cid}: {h:,.2f} replica-hours")
+    if ops.autoscaled_cost_per_day_usd is not None and ops.fixed_cost_per_day_usd is not None:
+        save = ops.fixed_cost_per_day_usd - ops.autoscaled_cost_per_day_usd
+        lines.append(f"  autoscaled cost ${ops.autoscaled_cost_per_day_usd:,.2f}/day vs fixed peak fleet "
+                     f"${ops.fixed_cost_per_day_usd:,.2f}/day (saves ${save:,.2f})")
+    return "\n".join(lines)
+
+
+def format_n_minus_1(rows: dict) -> str:
+    """One line per replicated component: N−1 (and zone-down) utilisation and the SLO verdict."""
+    if not rows:
+        return ""
+    lines = ["N−1 (one replica down at peak, the twin):"]
+    for cid, n in rows.items():
+        mark = "ok  " if n.slo_ok_one_down else "FAIL"
+        lines.append(f"  {mark} {cid}: {n.detail}")
+    return "\n".join(lines)

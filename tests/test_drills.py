@@ -1,0 +1,101 @@
+"""Drills: a change or a fault on a copy of the design, the twin re-run, a prediction graded."""
+
+from __future__ import annotations
+
+import pytest
+
+from designs.io import load_design
+from designs.model import Design
+from review.drills import DRILLS, Prediction, apply_drill, parse_prediction, run_drill
+
+
+def pool() -> Design:
+    # 4 servers of 10/s at 20/s: ρ 0.5. Doubling traffic: ρ 1.0 — unstable; the sizing rule
+    # (ρ ≤ 0.8) then needs ceil(40 / (0.8 × 10)) = 5 servers, 1 more... of 4 replicas here.
+    return Design.model_validate({
+        "name": "p", "workload": {"arrival_rps": 20},
+        "components": [{"id": "svc", "kind": "service", "replicas": 4, "zones": 2,
+                        "service_time": {"dist": "exponential", "mean_ms": 100}}],
+        "entry": "svc", "slo": {"latency_p95_ms": 1000}})
+
+
+def test_the_drill_changes_a_copy_not_the_design():
+    d = pool()
+    changed, what = apply_drill(d, "traffic_x2")
+    assert changed.workload.arrival_rps == 40 and d.workload.arrival_rps == 20
+    assert what == "peak traffic doubled"
+
+
+def test_traffic_x2_regrades_utilisation_and_replicas():
+    r = run_drill(pool(), "traffic_x2", prediction="utilisation doubles")
+    assert r.before["utilization:svc"] == pytest.approx(0.5)
+    assert r.after["utilization:svc"] == pytest.approx(1.0)
+    assert r.after["replicas_needed:svc"] == 5  # ceil(40 × 0.1 / 0.8)
+    assert r.grade.verdict == "good" and r.grade.actual == pytest.approx(1.0)
+    assert r.wall_s < 1.0  # the twin, not a simulation
+
+
+def test_lose_zone_takes_the_largest_zone():
+    r = run_drill(pool(), "lose_zone", component="svc")
+    assert r.change == "svc: 4 → 2 replicas"
+    assert r.after["utilization:svc"] == pytest.approx(1.0)
+    assert r.after["availability"] is None  # unstable: the backlog grows
+
+
+@pytest.mark.parametrize("text, want", [
+    ("TTFT p95 will roughly double", Prediction(metric="ttft_p95_ms", factor=2.0)),
+    ("we need 3 more replicas", Prediction(metric="replicas_needed:llm", delta=3.0)),
+    ("cost × 1.5", Prediction(metric="cost_per_day_usd", factor=1.5)),
+    ("availability 50 %", Prediction(metric="availability", value=0.5)),
+    ("p95 latency 2.5 s", Prediction(metric="latency_p95_ms", value=2500.0)),
+])
+def test_predictions_are_read_from_words(text, want):
+    p = parse_prediction(text, component="llm")
+    assert (p.metric, p.value, p.factor, p.delta) == (want.metric, want.value, want.factor, want.delta)
+
+
+def test_a_prediction_without_a_metric_is_refused():
+    with pytest.raises(ValueError, match="name what changes"):
+        parse_prediction("it gets worse")
+
+
+def test_llm_traffic_x2_grades_the_replica_count_with_the_arithmetic():
+    d = load_design("designs/library/llm_serving.yaml")
+    # The twin: 27.05 requests/s per replica at ρ ≤ 0.8 → ⌈694 / (0.8 × 27.05)⌉ = 33 for twice
+    # 347 requests/s, 16 more than the 17 of the design.
+    r = run_drill(d, "traffic_x2", prediction="we need 16 more replicas", component="llm")
+    assert r.after["replicas_needed:llm"] == 33
+    assert r.grade.verdict == "good" and "a change of +16" in r.grade.arithmetic
+    off = run_drill(d, "traffic_x2", prediction="we need 2 more replicas", component="llm")
+    assert off.grade.verdict == "off"
+    assert any("unstable: `llm`" in ln for ln in r.lines)
+
+
+def test_provider_outage_without_and_with_a_fallback():
+    base = {
+        "name": "api", "workload": {"arrival_rps": 5},
+        "components": [{"id": "gw", "kind": "api_gateway"}, {"id": "api", "kind": "llm_api"},
+                       {"id": "backup", "kind": "llm_api"}],
+        "entry": "gw", "flow": [{"from": "gw", "to": "api"}]}
+    # Every request calls the API: 30 of 60 minutes out → availability 1 − 30/60 = 50 %.
+    r = run_drill(Design.model_validate(base), "provider_down_30min", prediction="availability 50 %")
+    assert r.after["availability"] == pytest.approx(0.5)
+    assert r.grade.verdict == "good"
+    with_fb = dict(base, flow=base["flow"] + [{"from": "api", "to": "backup", "fallback": True}])
+    r2 = run_drill(Design.model_validate(with_fb), "provider_down_30min")
+    assert r2.after["availability"] == 1.0 and "calls go to 'backup'" in r2.change
+
+
+def test_the_outage_drill_simulates_on_demand():
+    d = Design.model_validate({
+        "name": "api", "workload": {"arrival_rps": 2},
+        "components": [{"id": "gw", "kind": "api_gateway"}, {"id": "api", "kind": "llm_api"}],
+        "entry": "gw", "flow": [{"from": "gw", "to": "api"}]})
+    r = run_drill(d, "provider_down_30min", simulate=True, seed=1)
+    assert r.simulated["availability"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_every_drill_is_listed():
+    assert set(DRILLS) == {"traffic_x2", "prompts_x4", "switch_70b", "lose_replica", "lose_zone", "provider_down_30min"}
+    r = run_drill(load_design("designs/library/rag_qa.yaml"), "switch_70b")
+    assert "llama-3.1-70b" in r.change and r.after["cost_per_day_usd"] > r.before["cost_per_day_usd"]

@@ -17,6 +17,7 @@ import streamlit as st
 from app_pages import _widgets as W
 from designs.forms import add_component, add_edge, apply_edit, remove_edge
 from designs.io import DesignFileError, dump_design, parse_design
+from designs.numfmt import fmt
 from designs.workspace import WorkspaceError
 from components.catalogue import KINDS
 from review.grading import ESTIMATE_FIELDS, Review, review_attempt
@@ -191,7 +192,7 @@ if prompt is not None:
                 st.rerun()
         st.caption("The design and its simulation open once your estimates are locked in.")
         st.stop()
-    st.write(", ".join(f"{ESTIMATE_FIELDS[k][0]}: {v:,g}" if v is not None else f"{ESTIMATE_FIELDS[k][0]}: —"
+    st.write(", ".join(f"{ESTIMATE_FIELDS[k][0]}: {fmt(v, ESTIMATE_FIELDS[k][1])}" if v is not None else f"{ESTIMATE_FIELDS[k][0]}: —"
                        for k, v in ss.px_estimates.items()))
 
     # --- 5. build from the skeleton -------------------------------------------------------------
@@ -326,15 +327,15 @@ if prompt is not None:
         m1, m2, m3 = st.columns(3)
         if review.result is not None:
             p95 = review.result.latency_ms.p95
-            m1.metric("p95 latency (simulated)", f"{p95:,.0f} ms" if p95 is not None else "not measured")
+            m1.metric("p95 latency (simulated)", fmt(p95, "ms") if p95 is not None else "not measured")
         else:
-            m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
-        m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")
+            m1.metric("p95 latency (analytic)", fmt(review.estimate.latency_ms_p95_approx, "ms") if review.estimate.stable else "unbounded")
+        m2.metric("Cost per day", fmt(rec.cost_per_day_usd, "USD/day"))
         m3.metric("Bottleneck", rec.bottleneck or "—")
 
     st.markdown("#### Your estimates against the model")
     st.dataframe(pd.DataFrame([{
-        "estimate": g.label, "yours": g.user, "model": round(g.model, 3), "unit": g.unit, "verdict": g.verdict,
+        "estimate": g.label, "yours": fmt(g.user, g.unit), "model": fmt(g.model, g.unit), "unit": g.unit, "verdict": g.verdict,
         "within 2×": g.within_2x, "safe side": g.direction_ok, "comment": g.comment} for g in review.grades]),
         hide_index=True, width="stretch")
     for g in review.grades:

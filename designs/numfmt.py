@@ -40,6 +40,7 @@ DECIMALS: dict[str, int] = {
     "USD/month": 2,
     "USD per 1k requests": 4,
     "req/s": 1,
+    "requests/s": 1,
     "requests/day": 0,
     "tokens/s": 0,
     "tokens": 0,

@@ -740,6 +740,6 @@ class RunJob:
 
 
 def _duration(s: float) -> str:
-    if s < 90:
+    if s < 120:
         return f"{max(1, round(s))} s"
     return f"{s / 60:,.0f} min"

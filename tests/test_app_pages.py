@@ -630,3 +630,19 @@ def test_a_practice_round_survives_a_refresh(workspace):
     assert ss["px_estimates"]["peak_qps"] == 17.0 and ss["px_estimates"]["gpus"] == 8.0
     assert any(e.from_ == "lb" and e.to == "llm" for e in ss["px_design"].flow)
     assert any(s.value == "Your design" for s in again.subheader)  # past the estimates, as before
+
+
+def test_run_progress_reads_requests_p95_interval_and_eta():
+    import sim
+
+    job = W.RunJob.__new__(W.RunJob)  # the text, without starting a thread
+    job.started = __import__("time").monotonic() - 30.0
+    job.fraction = 0.25
+    job.report = sim.Progress("measuring", requests=12_345, batches=4, p95_ms=12_150.0, half_width_ms=1_000.0)
+    text = job.text()
+    assert "12,345 requests simulated" in text
+    assert "p95 12.2 s ± 1,000.0 ms" in text  # readable units, never "1.215e+04 ms ± 1e+03"
+    assert "30 s elapsed, about 90 s left" in text  # 30 s for a quarter: 90 s more at that pace
+    job.report = sim.Progress("warm-up", text="warm-up: 600 requests to reach steady state (not measured)")
+    job.fraction = 0.0
+    assert job.text().startswith("warm-up") and "nothing measured yet" in job.text()

@@ -636,7 +636,7 @@ def test_run_progress_reads_requests_p95_interval_and_eta():
     import sim
 
     job = W.RunJob.__new__(W.RunJob)  # the text, without starting a thread
-    job.started = __import__("time").monotonic() - 30.0
+    job.elapsed_s = lambda: 30.0  # a fixed clock: the text, not the machine's speed
     job.fraction = 0.25
     job.report = sim.Progress("measuring", requests=12_345, batches=4, p95_ms=12_150.0, half_width_ms=1_000.0)
     text = job.text()

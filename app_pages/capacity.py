@@ -248,11 +248,19 @@ if charts:
         )
         col.altair_chart(cdf, width="stretch")
 
+# One bottleneck on the page. In an overloaded run every saturated component reads ρ ≈ 1, so
+# the simulation's busiest one is a tie-break; the twin's demand over capacity (769× for the
+# LLM, say) names the one to fix, and the page says so rather than show two answers.
+bottleneck = result.bottleneck
+if not result.stable and est.bottleneck and est.bottleneck in result.components and est.bottleneck != result.bottleneck:
+    bottleneck = est.bottleneck
+    st.caption(W.plain(f"Bottleneck: {bottleneck}, as the analytic estimate finds it (the highest demand over capacity); "
+                       f"in the overloaded run {result.bottleneck} is saturated too, so utilisation alone cannot tell them apart."))
 util = pd.DataFrame(
-    [{"component": cid, "utilisation": s.utilization, "bottleneck": cid == result.bottleneck} for cid, s in result.components.items()]
+    [{"component": cid, "utilisation": s.utilization, "bottleneck": cid == bottleneck} for cid, s in result.components.items()]
 )
 if not util.empty:
-    st.markdown(f"**Utilisation** — bottleneck: **{W.plain(result.bottleneck or 'none')}**")
+    st.markdown(f"**Utilisation** — bottleneck: **{W.plain(bottleneck or 'none')}**")
     bars = (
         alt.Chart(util)
         .mark_bar()
@@ -273,7 +281,7 @@ annotation = diagram.Annotation(
     node_rps={cid: s.throughput_rps for cid, s in result.components.items()},
     edge_rps={(diagram.CLIENT, what_if.entry): result.arrival_rps},
     utilization={cid: s.utilization for cid, s in result.components.items()},
-    bottleneck=result.bottleneck,
+    bottleneck=bottleneck,
 )
 W.show_diagram(what_if, annotation)
 

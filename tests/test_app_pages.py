@@ -646,3 +646,21 @@ def test_run_progress_reads_requests_p95_interval_and_eta():
     job.report = sim.Progress("warm-up", text="warm-up: 600 requests to reach steady state (not measured)")
     job.fraction = 0.0
     assert job.text().startswith("warm-up") and "nothing measured yet" in job.text()
+
+
+def test_an_overloaded_run_names_one_bottleneck_and_no_zero_tables():
+    """10^10 requests/day on the serving design: the twin says the LLM needs hundreds of times
+    its capacity; the page names the LLM as the bottleneck in the run too and shows no 'None'."""
+    at = open_design()
+    _ok(at.switch_page("app_pages/capacity.py").run())
+    rpd = next(s for s in at.select_slider if s.label == "Requests per day")
+    _ok(rpd.set_value(10**10).run())
+    _fast(at)
+    _run_sim(at)
+    result = next(iter(at.session_state["runs"].values()))
+    assert not result.stable
+    text = _all_text(at)
+    assert "bottleneck: llm" in text.lower() or "Bottleneck: llm" in text
+    for bad in ("None", "inf", "Infinity", "nan"):
+        assert not re.search(rf"\b{bad}\b", text), bad
+    assert not re.search(r"\de[+-]\d", text)

@@ -136,6 +136,10 @@ for w in est.warnings:
     st.warning(W.plain(w))
 
 # --- simulation ----------------------------------------------------------------------------
+from app_pages._drills import drills_section  # noqa: E402 - interviewer-mode follow-ups on a copy (issue 13)
+
+drills_section(what_if)
+
 st.subheader("Simulation")
 settings = W.sim_settings("sim_", precision=0.02, max_requests=2_000_000, max_seconds=120.0)
 key = W.run_key(what_if, settings)
@@ -274,7 +278,10 @@ if not util.empty:
     )
     st.altair_chart(bars, width="stretch")
 
+from app_pages._ops_charts import ops_section  # noqa: E402 - the timeline of a fault/trace/autoscaling run (issue 13)
 from designs import diagram  # noqa: E402 - only needed once a run is shown
+
+ops_section(result)
 
 st.markdown("**Traffic and bottleneck on the diagram**")
 annotation = diagram.Annotation(

@@ -84,6 +84,12 @@ class RequestClass(_Strict):
     """Input tokens per request (system prompt + context + question)."""
     output_tokens: Count = Field(default_factory=lambda: fixed_count(200))
     """Generated tokens per request."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """The `max_tokens` these requests are sent with: an `llm_server` with `kv_policy: reserve_max` reserves it at admission, and longer answers stop here. Empty: the server's `max_output_tokens`, else the model's context."""
+    shared_prefix_tokens: int = Field(default=0, ge=0, le=10_000_000)
+    """Leading prompt tokens shared with other requests of this class (a system prompt, a tenant's instructions, a conversation's history); an `llm_server` can serve them from its prefix cache."""
+    distinct_prefixes: int = Field(default=1, ge=1, le=10_000_000)
+    """How many different shared prefixes the class's requests draw from, uniformly (1: one system prompt for all; one per tenant; one per conversation)."""
 
 
 class BatchWindow(_Strict):

@@ -75,6 +75,8 @@ _EXPORTS: dict[str, str] = {
     "ServingSpec": "sim.llm.roofline",
     "ServingConfigError": "sim.llm.roofline",
     "llm_estimate": "sim.llm.twin",
+    "tokens_per_step": "sim.llm.kv",  # LLM engine mechanics (issue 12)
+    "kv_transfer_s": "sim.llm.disagg",
     # operations over time (sim/ops)
     "n_minus_one": "sim.ops.nminus1",
     "replicas_per_hour": "sim.ops.nminus1",
@@ -87,6 +89,9 @@ _EXPORTS: dict[str, str] = {
     "wants_timeline": "sim.ops.timeline",
     "format_ops": "sim.ops.report",
     "format_n_minus_1": "sim.ops.report",
+    "ops_rows": "sim.ops.report",
+    "fault_rows": "sim.ops.report",
+    "run_timeline": "sim.ops.timeline",
     # quality and cost of retrieval, evaluation and agents (issue 15)
     "retrieval_estimate": "sim.quality.retrieval",
     "RetrievalError": "sim.quality.retrieval",
@@ -122,9 +127,11 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
+    from sim.llm.kv import tokens_per_step
+    from sim.llm.disagg import kv_transfer_s
     from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
-    from sim.ops.report import format_n_minus_1, format_ops
-    from sim.ops.timeline import wants_timeline
+    from sim.ops.report import fault_rows, format_n_minus_1, format_ops, ops_rows
+    from sim.ops.timeline import run_timeline, wants_timeline
     from sim.ops.traffic import TraceError, load_trace
     from sim.results import NMinus1, OpsResult, OpsWindow
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate

@@ -55,13 +55,15 @@ from typing import Callable
 from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
                      run_problems, short_run_warning)
 from .run import MAX_IN_SYSTEM, Run
-from .stats import half_width, mser5
-from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
+from .stats import mser5
+from .control import control_plan
+from .summary import LLM_KINDS, build_result, null_rng, p95_interval, percentiles, variance_reduction
 from .workload import OpenLoop
 
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
+CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
 
 
 class Progress(str):
@@ -112,7 +114,20 @@ def _analytic(design):
         return None
 
 
-def _rep_plan(est, workload) -> tuple[int, int]:
+def _analytic_cancellable(design, cancel):
+    """`_analytic` with the run's cancel event visible to the twin's MVA loop."""
+    try:
+        from sim.twin.analytic import CANCEL
+    except ImportError:
+        return _analytic(design)
+    token = CANCEL.set(cancel)
+    try:
+        return _analytic(design)
+    finally:
+        CANCEL.reset(token)
+
+
+def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
@@ -121,6 +136,9 @@ def _rep_plan(est, workload) -> tuple[int, int]:
     holds thousands) takes many W to settle (the batch mix of a continuous-batching server
     drifts for ~10 W), so the warm-up is at least 15·L arrivals and a batch at least 10·L,
     which also keeps the edge terms of Little's law small (they shrink like L / window).
+    With control variates (`sim.des.control`) the slow drift of the load is what the controls
+    explain, and batches of `sojourns` = 5·L are enough: on the library's serving design the
+    intervals of 10 such batches covered 95 % of repeated seeds (`bench/bench_variance.py`).
     """
     rho = 0.8
     in_system = 0.0
@@ -134,7 +152,7 @@ def _rep_plan(est, workload) -> tuple[int, int]:
         in_system = max(in_system, float(workload.concurrent_users))
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
-    n_meas = int(min(200_000, max(5_000, 100 * relax, 10 * in_system)))
+    n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
 
@@ -214,10 +232,11 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    est = _analytic(design)
+    est = _analytic_cancellable(design, cancel)
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
-    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run
-        raise SimulationRefused("cancelled before the simulation started")
+    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
+        return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,
+                            warnings=["cancelled before the simulation started"], warmup=0, ci_method="", **kw), 0
     # Simulated time is a budget too: past MAX_SIM_SECONDS a double blurs the latencies.
     rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
     if rate and not whole_day and horizon_requests(rate) < max_requests:
@@ -268,7 +287,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              sample=sample, warnings=warnings, warmup=0, whole_day=True,
                              ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
 
-    n_meas, n_warm = _rep_plan(est, wl)
+    plan = control_plan(design)
+    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0)
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.
@@ -281,7 +301,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         warnings.append(short)
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
-    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
+    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
+              tail_tokens=plan.tail_tokens if plan is not None else None, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
     stopped_by = None
@@ -319,9 +340,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                 first = k
                 warnings.append(f"warm-up extended by MSER-5 from {n_warm:,} to {n_warm + k * n_meas:,} requests")
                 continue
-        p95s = [q95(s) for s in complete]
-        m = sum(p95s) / len(p95s) if p95s else 0.0
-        hw = half_width(p95s) if len(p95s) > 1 else math.inf
+        m, hw = p95_interval(complete, plan)
+        p95s = complete
         met = m > 0 and not math.isinf(hw) and hw <= precision * m
         wall = time.perf_counter() - t_start
         if progress is not None:
@@ -361,7 +381,15 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
-                        est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method, **kw)
+                        est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
+                        plan=plan if not unstable else None, **kw)
+    vr = variance_reduction(outs, plan, precision, n_meas, n_warm + first * n_meas, MIN_REPLICATIONS) \
+        if plan is not None and not unstable else None
+    if vr is not None:
+        from sim.results import VarianceReduction
+
+        res.variance_reduction = VarianceReduction(**vr)
+        res.ci_method += f"; control variates: {', '.join(vr['controls'])}"
     if rule_rel is not None and res.precision_achieved is not None and res.precision_achieved > precision:
         # The rule judges the batches whose requests had all finished; the result also keeps
         # the batches that finished draining afterwards (dropping them biases the estimates),

@@ -34,6 +34,7 @@ from components.catalogue import LLMServer
 from components.hardware import calibration_rows
 
 from .batching import ReplicaEngine
+from .kv import KvConfig
 from .roofline import ServingSpec
 
 __all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component", "ENGINE_SETTINGS"]
@@ -51,11 +52,18 @@ __all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component"
 #   did not overlap CPU scheduling with GPU work: "only 38% of the time was spent on the actual
 #   GPU execution" for Llama 3 8B on 1 H100 (vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x
 #   Throughput Improvement and 5x Latency Reduction"), hence gpu_busy_fraction 0.38.
+# - KV policy: TensorRT-LLM's default capacity scheduler is GUARANTEED_NO_EVICT (reserve the
+#   request's max tokens; TensorRT-LLM docs, "KV cache management" / CapacitySchedulerPolicy),
+#   vLLM pages KV in 16-token blocks and preempts with recompute (vLLM docs, "Preemption").
+#   Every benchmark sends max_tokens = the output length it asks for (trtllm-bench's dataset
+#   output_tokens, benchmark_serving's output_len with ignore_eos), so the cap is that length.
 ENGINE_SETTINGS: dict[str, dict] = {
-    "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True},
-    "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False},
+    "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
+               "kv_policy": "reserve_max"},
+    "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
+             "kv_policy": "paged"},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
-                 "gpu_busy_fraction": 0.38},
+                 "gpu_busy_fraction": 0.38, "kv_policy": "paged"},
 }
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
@@ -79,6 +87,7 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
         gpus_per_replica=row["tp"] or 1, precision=prec, kv_cache_precision=kv,
         max_batch=eng["max_batch"], chunked_prefill_tokens=eng["chunked_prefill_tokens"],
+        kv_policy=eng["kv_policy"],
     )
     overrides = {k: v for k, v in eng.items() if k == "gpu_busy_fraction"}
     return comp, overrides
@@ -160,19 +169,19 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
         if mode == "closed_loop" and state["left"] > 0:
             state["left"] -= 1
             p, o = lengths()
-            eng.submit(_Req(p, o, env.now))
+            eng.submit(_Req(p, o, env.now), max_output=o)
 
-    eng = ReplicaEngine(env, spec, on_done)
+    eng = ReplicaEngine(env, spec, on_done, kv=KvConfig.from_component(comp))
     if mode == "closed_loop":
         users = row["concurrency"]
         state["left"] = n_total - users
         for _ in range(users):
             p, o = lengths()
-            eng.submit(_Req(p, o, 0.0))
+            eng.submit(_Req(p, o, 0.0), max_output=o)
     else:
         for _ in range(n_total):
             p, o = lengths()
-            eng.submit(_Req(p, o, 0.0))
+            eng.submit(_Req(p, o, 0.0), max_output=o)
     env.run()
     st = eng.stats(env.now)
     ttft = sum(r.first_token_at - r.t0 for r in done) / len(done)

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "sim.des.engine",
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
+    "Progress": "sim.des.engine",
     "run_problems": "sim.des.limits",
     "validation_problems": "sim.des.limits",
     # records
@@ -130,7 +131,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.check import ConfigError, config_problems, require_runnable
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
-    from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.des.engine import Progress, SimulationRefused, compare, simulate
     from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import hardware
 
@@ -38,6 +38,9 @@ __all__ = [
     "Database",
     "ObjectStorage",
     "LLMServer",
+    "SpeculativeDecoding",
+    "LLMPool",
+    "lora_adapter_bytes",
     "LLMApi",
     "Embedder",
     "VectorDB",
@@ -255,6 +258,96 @@ class ObjectStorage(ComponentBase):
     """Storage price in USD per GB-month; empty takes the catalogue default."""
 
 
+class SpeculativeDecoding(BaseModel):
+    """Speculative decoding on an `llm_server`: draft k tokens, verify them in one target step."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    method: Literal["draft_model", "eagle", "mtp"]
+    """`draft_model` (a smaller model of the same family drafts), `eagle` (a one-layer head on the target's features) or `mtp` (multi-token-prediction heads trained with the model, DeepSeek-V3)."""
+    draft_tokens: int | None = Field(default=None, le=16)
+    """Tokens drafted per step, k; empty: 4 for draft_model and eagle, 1 for mtp (sim/llm/speculative.py)."""
+    acceptance_rate: float | None = None
+    """Probability α that the target accepts a drafted token, strictly between 0 and 1; empty: 0.6 draft_model, 0.75 eagle, 0.85 mtp (sources in sim/llm/speculative.py)."""
+    draft_model: ModelName | None = Field(default=None, max_length=100)
+    """The draft model for `method: draft_model` (catalogue name), run on the same GPUs."""
+
+    @field_validator("draft_tokens")
+    @classmethod
+    def _k(cls, v):
+        if v is not None and v < 1:
+            raise ValueError(f"draft_tokens {v} drafts nothing: use 1–16 (1 for mtp, 3–5 typical for eagle or a "
+                             "draft model), or remove `speculative` to turn it off")
+        return v
+
+    @field_validator("acceptance_rate")
+    @classmethod
+    def _alpha(cls, v):
+        if v is not None and not 0 < v < 1:
+            raise ValueError(f"acceptance_rate {v:g} is outside (0, 1): it is the probability that one drafted token "
+                             "is accepted; published values are 0.6–0.9 (leave it empty for the method's default)")
+        return v
+
+    @model_validator(mode="after")
+    def _draft(self):
+        if self.method == "draft_model" and self.draft_model is None:
+            raise ValueError("method draft_model needs draft_model: a smaller model of the target's family, "
+                             "e.g. llama-3.1-8b for llama-3.1-70b")
+        if self.method != "draft_model" and self.draft_model is not None:
+            raise ValueError(f"draft_model is only used with method draft_model (method is {self.method}); remove it")
+        return self
+
+
+# KV links between the pools of a disaggregated llm_server, GB/s per GPU one way (sources in
+# sim/llm/disagg.py): one 400 Gb/s NDR InfiniBand port per GPU; 100 GbE (assumption); NVLink 4
+# (H100/H200) 900 GB/s total, NVLink 3 (A100) 600, NVLink 5 (B200) 1800 — half each way.
+LINK_GB_PER_S = {"infiniband": 50.0, "ethernet": 12.5}
+NVLINK_GB_PER_S = {"H100-SXM-80GB": 450.0, "H200-SXM-141GB": 450.0, "A100-SXM-80GB": 300.0, "B200-180GB": 900.0}
+
+
+def kv_link_problem(comp) -> str | None:
+    """Why a disaggregated server's pools cannot exchange KV over ``kv_link`` (None: they can)."""
+    if comp.kv_link != "nvlink" or comp.prefill_pool is None or comp.decode_pool is None:
+        return None
+    gp, gd = hardware.get_gpu(comp.prefill_pool.gpu).name, hardware.get_gpu(comp.decode_pool.gpu).name
+    if gp != gd:
+        return (f"prefill_pool on {gp} and decode_pool on {gd} share no NVLink (an NVLink domain is one GPU type "
+                f"in one node or rack): use kv_link: infiniband ({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or "
+                "ethernet, or put both pools on the same GPU")
+    if gp not in NVLINK_GB_PER_S:
+        return (f"{gp} has no NVLink between replicas: use kv_link: infiniband "
+                f"({LINK_GB_PER_S['infiniband']:g} GB/s per GPU) or ethernet, or an SXM GPU "
+                f"({', '.join(NVLINK_GB_PER_S)})")
+    return None
+
+
+def lora_adapter_bytes(model_name: str, rank: int) -> float:
+    """GPU bytes of one LoRA adapter of ``rank`` on every attention and MLP projection (BF16 A and B).
+
+    Per layer: q, o (hidden ↔ q_heads × head_dim), k, v (hidden → kv_heads × head_dim) and the
+    three MLP projections (hidden ↔ ffn); a rank-r adapter of a d_in × d_out matrix holds
+    r × (d_in + d_out) parameters."""
+    m = hardware.get_model(model_name)
+    q, kv = m.q_heads * m.head_dim, m.kv_heads * m.head_dim
+    per_layer = 2 * (m.hidden + q) + 2 * (m.hidden + kv) + 3 * (m.hidden + m.ffn_intermediate)
+    return rank * per_layer * m.layers * 2.0
+
+
+class LLMPool(BaseModel):
+    """One pool of a disaggregated `llm_server` (prefill or decode): GPUs, TP and replicas."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    gpu: GpuName = Field(default="H100-SXM-80GB", min_length=1, max_length=100)
+    """GPU type of this pool's replicas."""
+    gpus_per_replica: int = Field(default=1, ge=1, le=64)
+    """GPUs per replica (tensor parallelism)."""
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    """Replicas in this pool."""
+    gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
+    """Price of one GPU-hour in USD; empty takes the GPU catalogue price."""
+
+
 class LLMServer(ComponentBase):
     """Self-hosted LLM: replicas of a model on GPUs with continuous batching."""
 
@@ -281,7 +374,7 @@ class LLMServer(ComponentBase):
     chunked_prefill_tokens: int | None = Field(default=None, ge=16, le=1_000_000)
     """Prefill at most this many prompt tokens per iteration (chunked prefill); empty: whole prompts."""
     prefix_cache_hit_ratio: float = Field(default=0.0, ge=0, le=1)
-    """Fraction of prompt tokens found in the prefix cache, which skip prefill."""
+    """Override: fraction of prompt tokens found in the prefix cache, which skip prefill (no memory, no routing effect). 0 lets the hit ratio emerge from the request classes' `shared_prefix_tokens`, the KV memory and the routing."""
     gpu_memory_utilization: float = Field(default=0.9, ge=0.01, le=1)
     """Fraction of GPU memory the server may use for weights + KV cache (vLLM default 0.9)."""
     gpu_hourly_usd: float | None = Field(default=None, ge=0, le=1_000)
@@ -294,6 +387,75 @@ class LLMServer(ComponentBase):
     """MoE models: GPUs the experts are spread over (all-to-all dispatch and combine in each MoE layer); empty keeps the experts tensor-parallel like the dense layers."""
     kv_memory_basis: Literal["total", "free"] = "total"
     """How gpu_memory_utilization sizes the KV pool: `total` = that share of all GPU memory holds weights + KV (vLLM); `free` = that share of what is left after the weights (TensorRT-LLM kv_cache_free_gpu_mem_fraction)."""
+    # --- engine mechanics (sim/llm/kv.py, sim/llm/batching.py, sim/llm/station.py) ---
+    kv_policy: Literal["paged", "reserve_max"] = "paged"
+    """KV allocation: `paged` (vLLM's default: blocks as tokens are produced; when a step cannot get a block the most recently admitted sequence is preempted and recomputed later) or `reserve_max` (TensorRT-LLM's guaranteed-no-evict: prompt + max_output_tokens reserved at admission, never preempted)."""
+    kv_block_tokens: int = Field(default=16, ge=1, le=4096)
+    """Tokens per KV-cache block with `kv_policy: paged` (vLLM's default block size: 16)."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Cap on generated tokens per request (the API's `max_tokens`); a request class's own cap wins. Empty: what the model's context leaves after the prompt. `reserve_max` reserves this much at admission; longer answers stop here."""
+    routing: Literal["least_outstanding_tokens", "round_robin", "prefix_affinity"] = "least_outstanding_tokens"
+    """How requests pick a replica: `least_outstanding_tokens` (the fewer outstanding tokens of two random replicas), `round_robin`, or `prefix_affinity` (consistent hashing on the request's shared prefix with a load bound of 1.25 × the mean, so a prefix stays cached on one replica)."""
+
+    speculative: SpeculativeDecoding | None = None
+    """Speculative decoding (draft k tokens per step, verify in one pass); empty: off."""
+    prefill_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that run prompts (set with `decode_pool`; they replace `gpu`, `gpus_per_replica` and `replicas`)."""
+    decode_pool: LLMPool | None = None
+    """Prefill/decode disaggregation: the replicas that only decode, fed the prompts' KV over `kv_link`."""
+    kv_link: Literal["infiniband", "nvlink", "ethernet"] = "infiniband"
+    """How a disaggregated server moves KV from prefill to decode replicas: `infiniband` (400 Gb/s per GPU), `nvlink` (same SXM GPU type, one NVLink domain) or `ethernet` (100 GbE)."""
+    kv_link_gb_per_s: float | None = Field(default=None, gt=0, le=10_000)
+    """Measured KV-transfer bandwidth per GPU in GB/s; empty takes the `kv_link` figure (sim/llm/disagg.py)."""
+    adapters: int = Field(default=0, ge=0, le=100_000)
+    """Multi-LoRA: fine-tuned LoRA adapters served on the base model; each request draws one by Zipf popularity. 0: none."""
+    adapter_zipf_s: float = Field(default=1.0, ge=0, le=4)
+    """Zipf exponent of adapter popularity (share of requests ∝ 1 / rank^s; 0 = uniform); S-LoRA's evaluation draws adapters by a power law."""
+    max_resident_adapters: int = Field(default=8, ge=1, le=10_000)
+    """Adapters held in GPU memory per replica at once (vLLM `max_loras`); a request for another one waits for a free slot, then its swap-in. Assumption: 8 (vLLM's own default is 1)."""
+    adapter_rank: int = Field(default=16, ge=1, le=1024)
+    """LoRA rank (vLLM `max_lora_rank` default 16): sets each adapter's memory and swap-in time."""
+
+    @model_validator(mode="after")
+    def _adapters_fit(self):
+        if self.adapters <= 0:
+            return self
+        n = min(self.adapters, self.max_resident_adapters)
+        one = lora_adapter_bytes(self.model, self.adapter_rank)
+        g = hardware.get_gpu(self.gpu)
+        weights = hardware.get_model(self.model).weight_bytes(self.precision)
+        # Same usable memory as the roofline (sim/llm/roofline.py: 2 GB per GPU reserved).
+        room = self.gpus_per_replica * (g.hbm_gb * 1e9 * self.gpu_memory_utilization - 2e9) - weights
+        if n * one >= room:
+            fit = max(0, int(room // one) - 1)
+            raise ValueError(
+                f"{n} resident LoRA adapters of rank {self.adapter_rank} ({one / 1e6:,.0f} MB each) need "
+                f"{n * one / 1e9:,.1f} GB, but {self.gpus_per_replica} × {g.name} leaves {max(0.0, room) / 1e9:,.1f} GB "
+                f"after the weights (and the KV cache needs room too): use max_resident_adapters ≤ {fit}"
+                + (", a lower adapter_rank" if self.adapter_rank > 8 else "") + " or more gpus_per_replica")
+        return self
+
+    @model_validator(mode="after")
+    def _pools(self):
+        if (self.prefill_pool is None) != (self.decode_pool is None):
+            raise ValueError("prefill_pool and decode_pool go together: set both to disaggregate prefill and decode, "
+                             "or neither for one aggregated pool")
+        why = kv_link_problem(self)
+        if why:
+            raise ValueError(why)
+        return self
+
+    @model_validator(mode="after")
+    def _draft_smaller(self):
+        sd = self.speculative
+        if sd is not None and sd.draft_model is not None:
+            d, t = hardware.get_model(sd.draft_model), hardware.get_model(self.model)
+            if d.params_total_b >= t.params_total_b:
+                raise ValueError(
+                    f"speculative.draft_model {d.name} ({d.params_total_b:g} B) is not smaller than the model "
+                    f"{t.name} ({t.params_total_b:g} B): a draft must be far cheaper than its target; use a smaller "
+                    f"model of the same family, or method: eagle / mtp")
+        return self
     zones: int = Field(default=1, ge=1, le=64)
     """Availability zones the replicas are spread over (round robin); a `zone_down` fault takes one."""
     autoscale: Autoscale | None = None
@@ -301,6 +463,8 @@ class LLMServer(ComponentBase):
 
     @property
     def gpus(self) -> int:
+        if self.prefill_pool is not None and self.decode_pool is not None:
+            return sum(p.gpus_per_replica * p.replicas for p in (self.prefill_pool, self.decode_pool))
         return self.gpus_per_replica * self.replicas
 
 
@@ -406,7 +570,7 @@ class Reranker(_TokenPool):
     pairs_per_request: Count = Field(default_factory=lambda: fixed_count(50))
     """Candidate documents scored per query."""
     pairs_per_s_per_replica: float = Field(default=1800, ge=1e-3, le=1e9)
-    """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s)."""
+    """Pairs scored per second by one replica (MiniLM-L-6 on a V100: 1800 docs/s; the default L4 replica is taken as equal — assumption: 121 vs 125 dense FP16 tensor TFLOPS; a bge-reranker-base is ~7× slower per pair)."""
     overhead_ms: float = Field(default=5, ge=0, le=60_000)
     """Fixed time per batch, in milliseconds."""
 

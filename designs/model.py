@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.catalogue import Component, ComponentBase
 from components.distributions import Count, Duration, fixed_count
+from designs.space import SearchSpace
 
 __all__ = [
     "Design",
@@ -84,6 +85,12 @@ class RequestClass(_Strict):
     """Input tokens per request (system prompt + context + question)."""
     output_tokens: Count = Field(default_factory=lambda: fixed_count(200))
     """Generated tokens per request."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """The `max_tokens` these requests are sent with: an `llm_server` with `kv_policy: reserve_max` reserves it at admission, and longer answers stop here. Empty: the server's `max_output_tokens`, else the model's context."""
+    shared_prefix_tokens: int = Field(default=0, ge=0, le=10_000_000)
+    """Leading prompt tokens shared with other requests of this class (a system prompt, a tenant's instructions, a conversation's history); an `llm_server` can serve them from its prefix cache."""
+    distinct_prefixes: int = Field(default=1, ge=1, le=10_000_000)
+    """How many different shared prefixes the class's requests draw from, uniformly (1: one system prompt for all; one per tenant; one per conversation)."""
 
 
 class BatchWindow(_Strict):
@@ -396,6 +403,8 @@ class Design(_Strict):
     """Free text: trade-offs, alternatives, open questions."""
     faults: list["Fault"] = Field(default_factory=list, max_length=1000)
     """Scheduled fault events of a timeline run (`sim.ops`): replica/zone down, slow, provider outage."""
+    search: SearchSpace | None = None
+    """Optional: what `sdw size` may vary (designs/space.py); empty takes the default space."""
 
     @model_validator(mode="after")
     def _graph(self):
@@ -405,6 +414,17 @@ class Design(_Strict):
         problems = ops_problems(self)
         if problems:
             raise GraphError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _search_refs(self):
+        # The block names components by id: check them here so a typo is a located load error.
+        if self.search is not None:
+            from designs.space import space_problems
+
+            problems = space_problems(self.search, {c.id: c.kind for c in self.components})
+            if problems:
+                raise GraphError(problems)
         return self
 
     def graph_findings(self) -> list[Problem]:

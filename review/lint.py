@@ -104,7 +104,7 @@ def lint(design: Design, estimate: Any = None, result: Any = None, prompt: Any =
             estimate = None
     reach = design.reachable()
     for rule in (_incomplete, _unwired, _spof, _missing_cache, _kv_cache, _rate_limit, _monitoring, _eval_loop,
-                 _fallback, _slo, _budget, _utilization, _n_minus_1):
+                 _fallback, _slo, _budget, _utilization, _n_minus_1, *ENGINE_RULES):
         out.extend(rule(design, estimate, result, prompt, reach))
     for rule in QUALITY_RULES:
         out.extend(rule(design, estimate, result, prompt, reach))
@@ -449,6 +449,95 @@ def _utilization(design, est, result, prompt, reach):
                           fix=f"add replicas to '{cid}'{f' (≥ {need})' if need else ''}")
 
 
+# --- LLM engine mechanics (issue 12: KV policy, prefix caching, routing) -----------------------
+# Kept in one block so other rule sets merge cleanly; `lint` runs everything in ENGINE_RULES.
+
+RULES.update({
+    "prefix_affinity_no_prefix": "Prefix-affinity routing on an LLM server whose requests share no prefix.",
+    "heavy_preemption": "A paged-KV LLM server preempts many sequences (their prompts are recomputed).",
+    "reserve_max_uncapped": "reserve_max KV policy with no max_output_tokens: each sequence reserves the whole context.",
+})
+# Preempting more than 5 % of requests means a sizeable share of prefill work is redone and those
+# requests' answers stall; vLLM logs a warning at the first preemption for the same reason
+# ("Sequence group … is preempted … not enough KV cache space"). Threshold: assumption.
+PREEMPTION_SHARE_LIMIT = 0.05
+
+
+def _llm_servers(design, reach):
+    return [c for c in design.components if c.kind == "llm_server" and c.id in reach]
+
+
+def _prefix_affinity_no_prefix(design, est, result, prompt, reach):
+    if any(c.shared_prefix_tokens > 0 for c in design.workload.request_classes()):
+        return
+    for c in _llm_servers(design, reach):
+        if c.routing == "prefix_affinity":
+            yield Finding(rule="prefix_affinity_no_prefix", severity="warning", component=c.id,
+                          message=f"'{c.id}' routes by prefix affinity, but no request class has shared_prefix_tokens: "
+                                  "there is nothing to keep cached, and hashing only skews the load",
+                          fix="set shared_prefix_tokens and distinct_prefixes on the classes that share a system prompt "
+                              "or history, or use routing: least_outstanding_tokens")
+
+
+def _heavy_preemption(design, est, result, prompt, reach):
+    if result is None:
+        return
+    for cid, st in result.components.items():
+        llm = getattr(st, "llm", None)
+        if llm is None or not llm.preemptions_per_s:
+            continue
+        rps = st.throughput_rps or 0.0
+        share = llm.preemptions_per_s / rps if rps else 1.0
+        if share < PREEMPTION_SHARE_LIMIT:
+            continue
+        yield Finding(rule="heavy_preemption", severity="warning", component=cid,
+                      message=f"'{cid}' preempts {llm.preemptions_per_s:,.1f} sequences/s ({share:.0%} of its requests) and "
+                              f"recomputes {llm.recomputed_tokens_per_s:,.0f} tokens/s: its KV cache is too small for the batch",
+                      fix="give it more KV (gpu_memory_utilization, kv_cache_precision: fp8, more gpus_per_replica or a GPU "
+                          "with more HBM), lower max_batch, or kv_policy: reserve_max (no preemption, fewer sequences)")
+
+
+def _reserve_max_uncapped(design, est, result, prompt, reach):
+    classes = design.workload.request_classes()
+    for c in _llm_servers(design, reach):
+        if c.kv_policy != "reserve_max" or c.max_output_tokens is not None:
+            continue
+        open_ = [k.name for k in classes if k.max_output_tokens is None]
+        if not open_:
+            continue
+        seqs = est.llm[c.id].max_concurrent_seqs if est is not None and c.id in (est.llm or {}) else None
+        who = "every sequence reserves" if len(open_) == len(classes) else f"each {', '.join(open_)} request reserves"
+        yield Finding(rule="reserve_max_uncapped", severity="warning", component=c.id,
+                      message=f"'{c.id}' uses kv_policy: reserve_max without max_output_tokens, so {who} "
+                              "what the model's context leaves after its prompt"
+                              + (f": only {seqs} sequence(s) fit per replica" if seqs is not None else ""),
+                      fix="set max_output_tokens on the server or the request classes (the API's max_tokens), "
+                          "or use kv_policy: paged")
+
+
+RULES["speculative_compute_bound"] = "Speculative decoding on an LLM server whose batch is large enough that verification is compute-bound."
+
+
+def _speculative_compute_bound(design, est, result, prompt, reach):
+    if est is None:
+        return
+    for c in _llm_servers(design, reach):
+        le = (est.llm or {}).get(c.id)
+        if c.speculative is None or le is None:
+            continue
+        be, b = le.speculative_breakeven_batch, le.decode_batch_at_load
+        batch = b if b is not None else float(le.max_concurrent_seqs)  # saturated: the batch is full
+        if be is not None and batch >= be:
+            yield Finding(rule="speculative_compute_bound", severity="warning", component=c.id,
+                          message=f"'{c.id}' runs speculative decoding ({c.speculative.method}) at a decode batch of "
+                                  f"{batch:,.0f}, above the {be} where verifying {le.speculative_tokens_per_step:.2f} tokens "
+                                  "per step stops paying: each step computes k + 1 tokens per sequence, so it is slower "
+                                  "per token than plain decoding",
+                          fix="turn speculative off for this pool (or lower draft_tokens), or keep it for a low-batch, "
+                              "latency-bound pool and route the bulk traffic elsewhere")
+
+
+ENGINE_RULES = (_prefix_affinity_no_prefix, _heavy_preemption, _reserve_max_uncapped, _speculative_compute_bound)
 def _n_minus_1(design, est, result, prompt, reach):
     """N−1 at peak from the twin (`sim.n_minus_one`): one replica, and one zone, down."""
     if est is None:

@@ -157,6 +157,13 @@ def _gpu_price(gpu_name: str, override: float | None) -> tuple[float, str]:
 
 
 def _llm_server(comp, ctx):
+    pools = [p for p in (getattr(comp, "prefill_pool", None), getattr(comp, "decode_pool", None)) if p is not None]
+    if pools:  # prefill/decode disaggregation: each pool at its own GPU's price
+        parts = [(p.gpus_per_replica * p.replicas, *_gpu_price(p.gpu, p.gpu_hourly_usd), p.gpu) for p in pools]
+        usd = sum(n * usd_h * 24 for n, usd_h, _, _ in parts)
+        rule = " + ".join(f"{n} {g} × {_money(usd_h)}/h × 24 h" for n, usd_h, _, g in parts)
+        return CostLine(id=comp.id, kind=comp.kind, usd_per_day=usd, rule=f"prefill {rule.replace(' + ', ' + decode ', 1)}",
+                        source="; ".join(dict.fromkeys(src for _, _, src, _ in parts)))
     usd_h, src = _gpu_price(comp.gpu, comp.gpu_hourly_usd)
     return _hourly(comp.id, comp.kind, comp.gpus, "GPU", usd_h, src)
 

@@ -32,6 +32,7 @@ __all__ = [
     "StationEstimate",
     "LLMEstimate",
     "Estimate",
+    "VarianceReduction",
     "OpsWindow",
     "FaultWindow",
     "ColdStartEvent",
@@ -114,6 +115,20 @@ class LLMReplicaStats(_Rec):
     """Requests refused because the prompt cannot fit the KV cache or context."""
     busy_fraction: float | None = None
     """Share of time a replica is iterating (≈ 1 at any moderate load; `utilization` is the share of capacity)."""
+    preemptions_per_s: float = 0.0
+    """Sequences preempted per second, all replicas (`kv_policy: paged` when a step finds no free KV block)."""
+    recomputed_tokens_per_s: float = 0.0
+    """Tokens prefilled again per second because their sequence was preempted (recompute)."""
+    prefix_hit_ratio: float | None = None
+    """Share of prompt tokens served from the prefix cache (None: no shared prefixes in the workload)."""
+    prefix_hit_ratio_per_replica: list[float] | None = None
+    """The same share for each replica (routing decides how prefixes spread)."""
+    ttft_saved_ms_mean: float | None = None
+    """Prefill compute the prefix-cache hits skipped, per request, ms (≈ TTFT saved on an idle replica)."""
+    prefill_busy_fraction: float | None = None
+    """Disaggregated servers: share of time the prefill replicas are iterating (batch and KV above are the decode pool's)."""
+    kv_transfer_ms_mean: float | None = None
+    """Disaggregated servers: mean time to move a prompt's KV from a prefill to a decode replica, ms."""
 
 
 ComponentStats.model_rebuild()
@@ -181,6 +196,25 @@ class PipelineResult(_Rec):
     """E.g. 'weekly run finishes in 9.5 h of a 24 h window'."""
 
 
+class VarianceReduction(_Rec):
+    """What control variates bought on the end-to-end p95 (`sim.des.control`): LLM designs."""
+
+    method: str
+    """How the estimate and its interval were formed."""
+    controls: list[str]
+    """Controls in the fit: arrival_span, output_tokens, prompt_tokens (each with a known mean)."""
+    r_squared_p95: float
+    """Share of the batch-to-batch variance of the p95 the controls explain."""
+    variance_ratio_p95: float | None
+    """(plain half-width / control-variate half-width)²: times fewer batches for the same interval."""
+    precision_without: float | None
+    """Relative half-width of the p95's interval from the same batches without the controls."""
+    requests_needed: int | None
+    """Requests (warm-up + batches) for the p95 to reach the target precision with the controls."""
+    requests_needed_without: int | None
+    """The same for plain batch means of the same batch size."""
+
+
 class RunResult(_Rec):
     """The outcome of `simulate(design, seed=…)`; `to_json()` is `sdw run --json`."""
 
@@ -222,7 +256,13 @@ class RunResult(_Rec):
     pipeline: PipelineResult | None = None
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
+    ttft_sample_ms: list[float] = Field(default_factory=list)
+    """Time-to-first-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
+    tpot_sample_ms: list[float] = Field(default_factory=list)
+    """Time-per-output-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
     warnings: list[str] = Field(default_factory=list)
+    variance_reduction: VarianceReduction | None = None
+    """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""
     ops: "OpsResult | None" = None
     """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
 
@@ -351,6 +391,18 @@ class LLMEstimate(_Rec):
     """95th-percentile TTFT at the arrival rate (analytic approximation, see the explanation)."""
     tpot_ms_p95_estimate: float | None = None
     """95th-percentile TPOT over requests at the arrival rate (analytic approximation)."""
+    decode_batch_at_load: float | None = None
+    """Mean decode batch per replica at the arrival rate (None when saturated)."""
+    prefix_cache_hit_ratio: float = 0.0
+    """Share of prompt tokens the prefix cache serves (the flat override, or what the shared prefixes, the KV left and the routing give)."""
+    speculative_tokens_per_step: float | None = None
+    """Speculative decoding: expected tokens per target step per sequence, (1 − α^(k+1)) / (1 − α)."""
+    speculative_breakeven_batch: int | None = None
+    """Speculative decoding: the batch from which it is no faster per token than plain decoding (None: pays up to max_batch)."""
+    pools: dict[str, dict] | None = None
+    """Disaggregated servers: per pool (`prefill`, `decode`) its replicas, GPUs, replicas/GPUs needed, capacity per replica and TTFT or TPOT (the per-replica fields above are the decode pool's)."""
+    kv_transfer_ms: float | None = None
+    """Disaggregated servers: mean KV transfer per request from a prefill to a decode replica, ms."""
 
 
 class Estimate(_Rec):
@@ -474,6 +526,8 @@ class OpsResult(_Rec):
     cold_starts: list[ColdStartEvent] = Field(default_factory=list)
     replica_hours: dict[str, float] = Field(default_factory=dict)
     """Replica-hours provisioned per component with ops, over the run."""
+    waited_for_cold_start: dict[str, int] = Field(default_factory=dict)
+    """Requests that queued at a component while one of its replicas was starting (the scale-up lag users feel)."""
     autoscaled_cost_per_day_usd: float | None = None
     """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
     fixed_cost_per_day_usd: float | None = None

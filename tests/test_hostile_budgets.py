@@ -109,3 +109,11 @@ def test_mean_latency_is_the_sum_of_visits_times_time_per_visit_without_fan_outs
     by_sum = sum(vis[k] * (pr.wait1 + sum(p * s for p, s, _, _ in pr.outcomes)) for k, pr in profiles.items())
     mean, _, _ = latency_moments(d, profiles)
     assert by_sum == pytest.approx(mean, rel=1e-12)
+
+
+def test_cancel_while_the_twin_plans_returns_an_empty_partial_result():
+    ev = threading.Event()
+    ev.set()
+    r = simulate(_chain(3), seed=1, cancel=ev)
+    assert r.stopped_by == "interrupted" and r.partial and r.simulated_requests == 0
+    assert r.latency_ms.p95 is None and r.latency_ms_ci95.p95 is None

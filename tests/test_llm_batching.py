@@ -9,6 +9,7 @@ from components.catalogue import LLMServer
 from components.distributions import FixedCount, LogNormalCount
 from designs.model import RequestClass, Workload
 from sim.llm.batching import ReplicaEngine
+from sim.llm.kv import KvConfig
 from sim.llm.roofline import ServingSpec
 from sim.des.request import Request, SimContext
 
@@ -19,7 +20,7 @@ class Req:
         self.first_token_at = self.last_token_at = None
 
 
-def run(spec, arrivals, *, record=True):
+def run(spec, arrivals, *, record=True, kv=None, max_output=None, prefix=None):
     """arrivals: list of (time_s, prompt, output). Returns engine, finished, refused."""
     env = simpy.Environment()
     finished, refused = [], []
@@ -27,10 +28,11 @@ def run(spec, arrivals, *, record=True):
     def on_done(req, ok, reason):
         (finished if ok else refused).append((req, reason))
 
-    eng = ReplicaEngine(env, spec, on_done, record_iterations=record)
+    eng = ReplicaEngine(env, spec, on_done, record_iterations=record, kv=kv)
     for t, p, o in arrivals:
         r = Req(p, o, t)
-        env.timeout(t).callbacks.append(lambda _e, r=r: eng.submit(r))
+        env.timeout(t).callbacks.append(
+            lambda _e, r=r: eng.submit(r, max_output=max_output, prefix=prefix))
     env.run()
     return eng, [r for r, _ in finished], refused
 
@@ -52,15 +54,48 @@ def test_batch_never_exceeds_max_batch():
     assert len(done) == 140
 
 
-def test_kv_cache_bounds_the_batch():
-    # (80 GB × 0.25 − 16.06 − 2) / 131072 B = 14,801 tokens; each request reserves 2000
+RESERVE = KvConfig(policy="reserve_max")
+
+
+def test_reserve_max_admits_what_prompt_plus_max_output_allows():
+    # (80 GB × 0.25 − 16.06 − 2) / 131072 B = 14,801 tokens; each request reserves its prompt +
+    # max_output_tokens at admission (not its actual output): 1500 + 500 → 7, 1500 + 800 → 6
     spec = ServingSpec.from_component(LLMServer(id="llm", model="llama-3.1-8b", gpu_memory_utilization=0.25))
     assert spec.kv_capacity_tokens == 14801
-    eng, done, _ = run(spec, [(0.0, 1500, 500)] * 30)
-    assert max(kv for *_, kv in eng.record) <= 14801
-    assert max(b for _, _, b, _ in eng.record) == 14801 // 2000 == 7
+    for max_out, admitted in ((500, 14801 // 2000), (800, 14801 // 2300)):
+        eng, done, _ = run(spec, [(0.0, 1500, 500)] * 30, kv=RESERVE, max_output=max_out)
+        assert max(kv for *_, kv in eng.record) <= 14801
+        assert max(b for _, _, b, _ in eng.record) == admitted
+        assert len(done) == 30 and eng.preemptions == 0
+        assert eng.kv_reserved == 0 and eng.kv_ctx == 0  # everything released
+    assert (7, 6) == (14801 // 2000, 14801 // 2300)
+
+
+def test_paged_admits_by_prompt_blocks_and_preempts_when_a_step_finds_no_block():
+    # 14,801 tokens = 925 blocks of 16 (14,800 tokens); watermark 1 % = 9 blocks. A 1500-token
+    # prompt takes ⌈1501/16⌉ = 94 blocks (its first output token included): the first is
+    # admitted on an empty pool, the next ones need 94 + 9 free → 9 sequences (9 × 94 = 846
+    # blocks, a 10th would need 940 + 9 > 925). 79 blocks are left. Each sequence fills its
+    # last block after 1504 − 1501 = 3 more tokens and then every 16: the 9 sequences take 9
+    # blocks at steps 4, 20, …, 116 (8 rounds, 72 blocks); at step 132 they need 9 more with 7
+    # left, so the most recently admitted one is preempted, having produced 132 tokens: its
+    # 1500 + 132 tokens are prefilled again when it is readmitted.
+    spec = ServingSpec.from_component(LLMServer(id="llm", model="llama-3.1-8b", gpu_memory_utilization=0.25))
+    paged = KvConfig(policy="paged", block_tokens=16)
+    eng, done, _ = run(spec, [(0.0, 1500, 132)] * 9, kv=paged)
+    assert eng.preemptions == 0 and len(done) == 9  # the last token is produced at step 132
+    eng, done, _ = run(spec, [(0.0, 1500, 133)] * 30, kv=paged)
+    assert max(b for _, _, b, _ in eng.record) == 9
     assert len(done) == 30
-    assert eng.kv_reserved == 0 and eng.kv_ctx == 0  # everything released
+    eng1, done1, _ = run(spec, [(0.0, 1500, 133)] * 9, kv=paged)
+    assert eng1.preemptions == 1 and eng1.recomputed == 1500 + 132
+    assert len(done1) == 9 and eng1.kv_reserved == 0 and eng1.kv_ctx == 0
+    victim = max(done1, key=lambda r: r.last_token_at)
+    assert victim.first_token_at == min(r.first_token_at for r in done1)  # TTFT kept; only its end is late
+    assert max(kv for *_, kv in eng.record) <= 14800
+    # reserve_max never preempts; with prompt + the same 133-token cap it fits 14801 // 1633 = 9 too
+    eng2, done2, _ = run(spec, [(0.0, 1500, 133)] * 9, kv=RESERVE, max_output=133)
+    assert eng2.preemptions == 0 and len(done2) == 9
 
 
 def test_prompt_that_cannot_fit_is_refused_with_a_reason():
@@ -68,9 +103,14 @@ def test_prompt_that_cannot_fit_is_refused_with_a_reason():
     eng, done, refused = run(spec, [(0.0, 20_000, 100), (0.0, 500, 100), (0.0, 131_000, 500)])
     assert len(done) == 1
     reasons = [r for _, r in refused]
-    assert "20,000 + output 100 tokens need 2.6 GB of KV cache; a replica holds 14,801 tokens" in reasons[0]
+    # paged: whole 16-token blocks, 925 × 16 = 14,800 tokens
+    assert "20,000 + output 100 tokens need 2.6 GB of KV cache; a replica holds 14,800 tokens" in reasons[0]
     assert "131,072-token context" in reasons[1]
     assert eng.stats(1).rejected == 2
+    # reserve_max refuses what its reservation cannot hold, and says what would work
+    _, done, refused = run(spec, [(0.0, 500, 100)], kv=RESERVE, max_output=16_000)
+    assert not done and ("prompt 500 + max output 16,000 tokens reserve 2.2 GB of KV cache; a replica holds "
+                         "14,801 tokens") in refused[0][1] and "lower max_output_tokens" in refused[0][1]
 
 
 def test_same_seed_same_result():

@@ -55,13 +55,44 @@ from typing import Callable
 from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
                      run_problems, short_run_warning)
 from .run import MAX_IN_SYSTEM, Run
-from .stats import half_width, mser5
-from .summary import LLM_KINDS, build_result, null_rng, percentiles, q95
+from .stats import mser5
+from .control import control_plan
+from .summary import LLM_KINDS, build_result, null_rng, p95_interval, percentiles, variance_reduction
 from .workload import OpenLoop
 
-__all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS"]
+__all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
+CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
+
+
+class Progress(str):
+    """The message `progress(fraction, message)` receives: readable text, plus the figures
+    behind it as attributes so a page can lay them out (requests done, p95 and its interval).
+
+    >>> m = Progress("measuring", requests=12000, batches=3, p95_ms=1215.3, half_width_ms=100.0)
+    >>> str(m), m.phase, m.requests, m.p95_ms
+    ('measuring: 12,000 requests simulated, 3 batches; p95 1215.3 ms ± 100.0 ms', 'measuring', 12000, 1215.3)
+    """
+
+    phase: str
+    requests: int
+    batches: int
+    p95_ms: float | None
+    half_width_ms: float | None
+
+    def __new__(cls, phase: str, *, requests: int = 0, batches: int = 0, p95_ms: float | None = None,
+                half_width_ms: float | None = None, text: str | None = None):
+        if text is None:
+            text = f"{phase}: {requests:,} requests simulated"
+            if phase == "measuring":
+                text += f", {batches} batch{'es' if batches != 1 else ''}"
+                if p95_ms:
+                    text += f"; p95 {p95_ms:.1f} ms" + (f" ± {half_width_ms:.1f} ms" if half_width_ms is not None else "")
+        self = super().__new__(cls, text)
+        self.phase, self.requests, self.batches = phase, requests, batches
+        self.p95_ms, self.half_width_ms = p95_ms, half_width_ms
+        return self
 
 
 class SimulationRefused(Refusal):
@@ -83,7 +114,20 @@ def _analytic(design):
         return None
 
 
-def _rep_plan(est, workload) -> tuple[int, int]:
+def _analytic_cancellable(design, cancel):
+    """`_analytic` with the run's cancel event visible to the twin's MVA loop."""
+    try:
+        from sim.twin.analytic import CANCEL
+    except ImportError:
+        return _analytic(design)
+    token = CANCEL.set(cancel)
+    try:
+        return _analytic(design)
+    finally:
+        CANCEL.reset(token)
+
+
+def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
@@ -92,6 +136,9 @@ def _rep_plan(est, workload) -> tuple[int, int]:
     holds thousands) takes many W to settle (the batch mix of a continuous-batching server
     drifts for ~10 W), so the warm-up is at least 15·L arrivals and a batch at least 10·L,
     which also keeps the edge terms of Little's law small (they shrink like L / window).
+    With control variates (`sim.des.control`) the slow drift of the load is what the controls
+    explain, and batches of `sojourns` = 5·L are enough: on the library's serving design the
+    intervals of 10 such batches covered 95 % of repeated seeds (`bench/bench_variance.py`).
     """
     rho = 0.8
     in_system = 0.0
@@ -105,7 +152,7 @@ def _rep_plan(est, workload) -> tuple[int, int]:
         in_system = max(in_system, float(workload.concurrent_users))
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
-    n_meas = int(min(200_000, max(5_000, 100 * relax, 10 * in_system)))
+    n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
 
@@ -185,15 +232,17 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    est = _analytic(design)
+    est = _analytic_cancellable(design, cancel)
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
-    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run
-        raise SimulationRefused("cancelled before the simulation started")
+    if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
+        return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,
+                            warnings=["cancelled before the simulation started"], warmup=0, ci_method="", **kw), 0
     # Simulated time is a budget too: past MAX_SIM_SECONDS a double blurs the latencies.
     rate = est.arrival_rps if est is not None and est.arrival_rps else (wl.peak_rps if not wl.closed_loop else 0.0)
     if rate and not whole_day and horizon_requests(rate) < max_requests:
         max_requests = max(1, horizon_requests(rate))
-    from sim.ops.timeline import TimelineRefused, run_timeline, wants_timeline
+    from sim.ops.plan import TimelineRefused, wants_timeline
+    from sim.ops.timeline import run_timeline
 
     if wants_timeline(design, whole_day):  # faults, failures, autoscaling, traces: one timeline (sim.ops)
         try:
@@ -239,7 +288,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              sample=sample, warnings=warnings, warmup=0, whole_day=True,
                              ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
 
-    n_meas, n_warm = _rep_plan(est, wl)
+    plan = control_plan(design)
+    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0)
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.
@@ -252,11 +302,14 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         warnings.append(short)
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
-    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep, **common)
+    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
+              tail_tokens=plan.tail_tokens if plan is not None else None, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
     stopped_by = None
     unstable = False
+    if progress is not None:  # the warm-up is a phase of its own: nothing is measured yet
+        progress(0.0, Progress("warm-up", text=f"warm-up: {n_warm:,} requests to reach steady state (not measured)"))
     while True:
         reason = run.advance()
         _check_work(run, epr)
@@ -288,16 +341,16 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                 first = k
                 warnings.append(f"warm-up extended by MSER-5 from {n_warm:,} to {n_warm + k * n_meas:,} requests")
                 continue
-        p95s = [q95(s) for s in complete]
-        m = sum(p95s) / len(p95s) if p95s else 0.0
-        hw = half_width(p95s) if len(p95s) > 1 else math.inf
+        m, hw = p95_interval(complete, plan)
+        p95s = complete
         met = m > 0 and not math.isinf(hw) and hw <= precision * m
         wall = time.perf_counter() - t_start
         if progress is not None:
             need = (hw / (precision * m)) ** 2 * len(p95s) if m and not math.isinf(hw) else 2.0 * MIN_REPLICATIONS
             frac = max(run.next_id / max_requests, wall / max_seconds, len(p95s) / max(need, MIN_REPLICATIONS, 1.0))
-            ci = f" ± {hw * 1000:.3g}" if not math.isinf(hw) else ""
-            progress(min(frac, 0.99), f"batch {len(closed)}: p95 {m * 1000:.4g} ms{ci}")
+            progress(min(frac, 0.99), Progress("measuring", requests=run.next_id, batches=len(closed),
+                                                p95_ms=m * 1000 if p95s else None,
+                                                half_width_ms=None if math.isinf(hw) else hw * 1000))
         if replications is not None:
             if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
@@ -326,10 +379,18 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if run.drain_capped:
         warnings.append("stopped waiting for the slowest measured requests after 2 batches of further arrivals")
     if progress is not None:
-        progress(1.0, "done")
+        progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
-                        est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method, **kw)
+                        est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
+                        plan=plan if not unstable else None, **kw)
+    vr = variance_reduction(outs, plan, precision, n_meas, n_warm + first * n_meas, MIN_REPLICATIONS) \
+        if plan is not None and not unstable else None
+    if vr is not None:
+        from sim.results import VarianceReduction
+
+        res.variance_reduction = VarianceReduction(**vr)
+        res.ci_method += f"; control variates: {', '.join(vr['controls'])}"
     if rule_rel is not None and res.precision_achieved is not None and res.precision_achieved > precision:
         # The rule judges the batches whose requests had all finished; the result also keeps
         # the batches that finished draining afterwards (dropping them biases the estimates),

@@ -29,7 +29,7 @@ from typing import Any
 
 from .events import SimEnv, later
 from .request import Request
-from .station_base import StationBase, make_sampler
+from .station_base import StationBase, expo_draw, make_sampler
 from .stats import _K as _HK
 from .stats import _OFFSET as _HOFF
 from .stats import log_quantile
@@ -82,6 +82,8 @@ class FifoStation(StationBase):
         if self._plain and getattr(dist, "dist", None) == "exponential" and hasattr(dist, "mean_ms"):
             self._rate = 1.0 / (dist.mean_ms * 0.001)
         self._rand = self.rng.random
+        # The expo paths draw a service time with one C call (same numbers as the line above).
+        self._svc = expo_draw(self.rng, self._rate) if self._rate else None
         self._fin = self._finish
         self._fin_ev = lambda ev: self._finish(ev._value)  # `later`'s protocol, plain environments
         self._heap = ctx.env._queue
@@ -116,7 +118,7 @@ class FifoStation(StationBase):
             now = self.env._now
             if req.lag_from is not None:
                 req.lag_from.record_lag(req, now)
-            s = -_log(1.0 - self._rand()) / self._rate
+            s = self._svc()
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -135,7 +137,7 @@ class FifoStation(StationBase):
                 self._wadd(wait)  # binned later, in bulk (`flush_waits`)
             if nreq.lag_from is not None:
                 nreq.lag_from.record_lag(nreq, now)
-            s = -_log(1.0 - self._rand()) / self._rate
+            s = self._svc()
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -155,7 +157,7 @@ class FifoStation(StationBase):
         req.nx = done
         if self.free:
             self.free -= 1
-            s = -_log(1.0 - self._rand()) / self._rate
+            s = self._svc()
             self._busy_area += s
             heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -172,12 +174,53 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = -_log(1.0 - self._rand()) / self._rate
+            s = self._svc()
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
             self.free += 1
         req.nx(req, True)
+
+    def forward_to(self, arrive, done=None) -> bool:
+        """The engine's promise that every request's `done` here just hands it on to
+        ``arrive(req, done)`` (a plain edge to the next station; ``done=None``: the request's
+        own continuation `req.k`, when that station ends the path): finish calls that
+        directly, one call per hop fewer. Only for the no-lag exponential pair (see `no_lag`);
+        returns whether it took effect. Call before the run starts (again to rebind)."""
+        if not (self._expo and self.arrive in (self._arrive_expo_nolag, self._arrive_expo_fwd)):
+            return False
+        self._fwd, self._fwd_done = arrive, done
+        self.arrive = self._arrive_expo_fwd
+        self._fin = self._finish_expo_fwd
+        return True
+
+    def _arrive_expo_fwd(self, req, done):
+        """`_arrive_expo_nolag` when `done` is known (see `forward_to`): nothing kept on `req`."""
+        if self.free:
+            self.free -= 1
+            s = self._svc()
+            self._busy_area += s
+            heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
+        else:
+            req.t_in = self.env._now
+            self.queue.append(req)
+
+    def _finish_expo_fwd(self, req):
+        """`_finish_expo_nolag` handing `req` straight to the next station (see `forward_to`)."""
+        self.completions += 1
+        q = self.queue
+        if q:
+            nreq = q.popleft()
+            now = self.env._now
+            wait = now - nreq.t_in
+            if wait > 0.0:
+                self._wadd(wait)
+            s = self._svc()
+            self._busy_area += s
+            heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
+        else:
+            self.free += 1
+        self._fwd(req, self._fwd_done or req.k)
 
     def _sync_qlen(self) -> None:
         if self._expo:

@@ -221,12 +221,22 @@ def build_nodes(design, ctx: SimContext) -> dict[str, Node]:
         if id(node) not in consumers and hasattr(node.station, "no_lag"):
             node.station.no_lag()
     joins = {node.join for node in nodes.values() if node.fan}
+    plain: list[Node] = []
     for node in nodes.values():
         if not node.loops and not node.is_queue and node.single is not None:
             if getattr(node.station, "_expo", False) and node.single not in joins:
                 node.cb = _plain_cb(node.single)
+                plain.append(node)
             else:
                 node.cb = _single_cb(node.single)
+    # A plain station hands each request straight to its successor (no `after` in between):
+    # every request reaches it with `done` = node.cb (goto, the entry, hand-offs all pass a
+    # node's cb), which does exactly that. Twice: the second pass binds each successor's
+    # final `arrive`.
+    for _ in range(2):
+        for node in plain:
+            nxt = node.single
+            node.station.forward_to(nxt.station.arrive, None if nxt.is_last else nxt.cb)
     return nodes
 
 

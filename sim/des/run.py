@@ -32,8 +32,9 @@ from . import limits as _limits
 from .request import Request, SimContext
 from .routing import build_nodes
 from .stations import BrokerStation, SimEnv, later
-from .stats import LogHistogram
+from .stats import LogHistogram, RawSample
 from .summary import Batch
+from .station_base import expo_draw
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
 from sim.ops.traffic import make_source
 
@@ -61,6 +62,17 @@ def _account_tokens(seg, req: Request) -> None:
     if n > 1:
         seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
 
+def _recording(draw, add_out, add_prompt):
+    """`draw` that also appends each request's output and prompt tokens (control variates)."""
+    def draw_and_record():
+        c, p, o = draw()
+        add_out(o)
+        add_prompt(p)
+        return c, p, o
+
+    return draw_and_record
+
+
 class Run:
     """One simulation of the design from an empty system, measured in consecutive batches.
 
@@ -72,7 +84,8 @@ class Run:
 
     def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float,
                  cancel, keep_series: int = 0, n_time_batches: int = 20, no_drain: bool = False,
-                 max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0, timeline=None):
+                 max_in_system: int = MAX_IN_SYSTEM, events_per_arrival: float = 0.0, timeline=None,
+                 tail_tokens: tuple[int, ...] | None = None):
         self.design = design
         # Budgets checked every chunk of events (see CHECK_EVENTS): the work allowance is
         # `events_per_arrival` per request sent (0: unbounded) plus a start-up slack.
@@ -113,6 +126,14 @@ class Run:
         self.series = [math.nan] * keep_series if keep_series else None  # latency by id (MSER-5)
         self.next_id = 0
         self.n_in = 0
+        # Control variates (`sim.des.control`), when `tail_tokens` is given: the output and prompt
+        # tokens of the open batch's arrivals, summed (and the outputs counted above each of
+        # `tail_tokens`) when the next batch opens. Recorded by the token draw itself.
+        self.outs: list[int] = []
+        self.prompts: list[int] = []
+        self.tail_tokens = tail_tokens
+        if tail_tokens is not None:
+            self.draw = _recording(self.draw, self.outs.append, self.prompts.append)
         self.area = 0.0
         self.t_area = 0.0
         self.cut: str | None = None
@@ -135,6 +156,7 @@ class Run:
         src = self.source
         self.rate = src.rate if (type(src) is OpenLoop and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
+        self.gap = expo_draw(src.rng, self.rate) if self.rate else None  # = expovariate(rate), in C
         classes = wl.request_classes()
         c0 = classes[0]
         self.fixed = None
@@ -178,7 +200,7 @@ class Run:
                 if not (u & 0xFFFF):  # a million users take a second to seat: stay cancellable
                     self._tick(0)
         else:
-            g = -_log(1.0 - self.rand()) / self.rate if self.rate else self.source.gap(0.0)
+            g = self.gap() if self.rate else self.source.gap(0.0)
             if g is not None:
                 later(env, g, self._arrival)
         if self.whole_day:
@@ -286,8 +308,8 @@ class Run:
         self.t_area = now
         self.n_in = n_in + 1
         rate = self.rate
-        # Constant rate: the gap drawn inline, exactly as random.expovariate does it.
-        g = -_log(1.0 - self.rand()) / rate if rate else self.source.gap(now)
+        # Constant rate: the gap drawn in C, exactly as random.expovariate does it.
+        g = self.gap() if rate else self.source.gap(now)
         if g is not None:
             heappush(self.heap, (now + g, 1, next(self.eid), self.arr_cb, None))
         else:
@@ -392,9 +414,18 @@ class Run:
             s.reset_stats(now)
         self.area += self.n_in * (now - self.t_area)
         self.t_area = now
+        if self.segs and not self.whole_day:
+            # The previous batch's arrivals are complete: request `first_id` opens this one.
+            prev = self.segs[-1]
+            outs = self.outs
+            prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, sum(outs), sum(self.prompts),
+                                 tuple(sum(map(t.__lt__, outs)) for t in (self.tail_tokens or ())))
+        self.outs.clear()  # in place: the token draw holds these lists
+        self.prompts.clear()
         seg = Batch(first_id=first_id, t_start=now, area_start=self.area, in_system_start=self.n_in)
         if not self.whole_day:
             seg.end_id = first_id + self.n_meas
+            seg.ttft, seg.tpot = RawSample(), RawSample()  # bounded batches: raw, one append each
         if self.whole_day:
             seg.batches = [LogHistogram() for _ in range(self.n_time_batches)]
             seg.values = None

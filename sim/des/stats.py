@@ -25,6 +25,7 @@ from statistics import NormalDist
 
 __all__ = [
     "LogHistogram",
+    "RawSample",
     "log_quantile",
     "QUANTILES",
     "t_quantile",
@@ -107,6 +108,31 @@ class LogHistogram:
             frac = (target - cum) / self.bins[keys[i]]
             out.append(min(self.max, _exp((keys[i] - _OFFSET + frac) / _K)))
         return out
+
+    def quantile(self, q: float) -> float:
+        return self.quantiles((q,))[0]
+
+
+class RawSample(list):
+    """One batch's values kept raw: `add` is ``list.append`` (the cheapest thing per request),
+    and `n`, `mean`, `quantile(s)` answer as a `LogHistogram` of the same values would (its
+    quantiles exactly, by selection: `log_quantile`). For bounded batches; a whole day streams
+    into histograms instead."""
+
+    __slots__ = ()
+    add = list.append
+
+    @property
+    def n(self) -> int:
+        return len(self)
+
+    def mean(self) -> float:
+        return sum(x for x in self if x > 0.0) / len(self) if self else float("nan")
+
+    def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> list[float]:
+        pos = [x for x in self if x > 0.0]
+        zeros = len(self) - len(pos)
+        return [log_quantile(pos, zeros, q) for q in qs]
 
     def quantile(self, q: float) -> float:
         return self.quantiles((q,))[0]

@@ -23,10 +23,12 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from .control import batch_controls, cv_fit
 from .stats import LogHistogram, half_width, mean_ci, summary
 from .workload import OpenLoop
 
-__all__ = ["Batch", "build_result", "percentiles", "q95", "null_rng", "LLM_KINDS"]
+__all__ = ["Batch", "build_result", "percentiles", "p95_interval", "variance_reduction", "q95", "null_rng",
+           "LLM_KINDS"]
 
 LLM_KINDS = frozenset({"llm_server", "llm_api"})
 
@@ -65,6 +67,9 @@ class Batch:
     batches: list | None = None  # whole day: per-time-batch histograms
     values: list | None = field(default_factory=list)  # latencies (s) until the batch is summarised
     stats: dict | None = None  # the summary (seconds): n, total, mean, p50 … p99, cdf points
+    # Control variates (`sim.des.control`): (arrivals, their time span, output tokens, prompt
+    # tokens, outputs above each threshold), set when the next batch opens.
+    arrivals_ctl: tuple | None = None
 
     def ok_count(self) -> int:
         if self.values is not None:
@@ -121,7 +126,7 @@ def q95(o: Batch) -> float:
 
 
 def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, stopped_by, stable, est, sample,
-                  warnings, warmup, keep_sample, ci_method: str, whole_day=False, pipeline=None):
+                  warnings, warmup, keep_sample, ci_method: str, whole_day=False, pipeline=None, plan=None):
     from sim.results import PercentileCI, Percentiles, RunResult
 
     wl = design.workload
@@ -130,7 +135,7 @@ def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, st
     for o in outs:
         o.finalize()
     done = [o for o in outs if o.stats["n"]]
-    lat, lat_ci, hw_rel = percentiles(done, "lat", whole_day)
+    lat, lat_ci, hw_rel = percentiles(done, "lat", whole_day, plan)
     if not done and pipeline is None:
         warnings.append("no measured request completed: the latency figures are null (not measured)")
     kinds_on_path = {design.component(c).kind for c in design.reachable()}
@@ -200,6 +205,8 @@ def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, st
         littles_law=little,
         pipeline=pipeline,
         latency_sample_ms=_cdf_sample(done, keep_sample),
+        ttft_sample_ms=_hist_sample(done, "ttft", keep_sample) if ttft else [],
+        tpot_sample_ms=_hist_sample(done, "tpot", keep_sample) if tpot else [],
         warnings=warnings,
     )
     result = RunResult(**values)
@@ -236,6 +243,31 @@ def _cdf_sample(outs: list[Batch], n: int) -> list[float]:
     return out
 
 
+def _hist_sample(outs: list[Batch], attr: str, n: int) -> list[float]:
+    """Like `_cdf_sample` for the TTFT/TPOT histograms (ms): 256 quantiles per batch, pooled
+    by batch size, then `n` evenly spaced points of the pooled distribution."""
+    pts: list[tuple[float, float]] = []
+    for o in outs:
+        h = getattr(o, attr)
+        if h.n:
+            w = h.n / len(_CDF_QS)
+            pts.extend((x, w) for x in h.quantiles(_CDF_QS))
+    if n <= 0 or not pts:
+        return []
+    pts.sort()
+    total = sum(w for _, w in pts)
+    k = min(n, int(total))
+    out: list[float] = []
+    acc, i = 0.0, 0
+    for j in range(k):
+        target = (j + 0.5) / k * total
+        while i < len(pts) - 1 and acc + pts[i][1] < target:
+            acc += pts[i][1]
+            i += 1
+        out.append(pts[i][0] * 1000.0)
+    return out
+
+
 def _avg(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
@@ -243,11 +275,13 @@ def _avg(xs: list[float]) -> float | None:
 _KEYS = ("mean", "p50", "p90", "p95", "p99")
 
 
-def percentiles(outs: list[Batch], attr: str, whole_day: bool):
+def percentiles(outs: list[Batch], attr: str, whole_day: bool, plan=None):
     """(point estimates, 95 % CIs, relative half-width of p95), all in ms.
 
-    Point = mean over batches of each batch's statistic (the CI is centred on it).
-    One whole day: pooled day statistics, intervals from 20 time batches.
+    Point = mean over batches of each batch's statistic (the CI is centred on it); with a
+    control plan (`sim.des.control`, end-to-end latency only) the control-variate estimate
+    and its interval instead. One whole day: pooled day statistics, intervals from 20 time
+    batches.
     """
     if not outs:  # nothing completed (a pipeline, or every request dropped): not measured
         return {k: None for k in _KEYS}, {k: None for k in _KEYS}, None
@@ -264,6 +298,14 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool):
         return point, ci, rel
     if attr == "lat":
         per = [{k: o.finalize()[k] * 1000.0 for k in _KEYS} for o in outs]
+        if plan is not None and not whole_day and batch_controls(plan, outs) is not None:
+            fits = {k: cv_fit([p[k] for p in per], batch_controls(plan, outs, k), plan.names(k)) for k in _KEYS}
+            if fits["p95"].used:
+                point = {k: f.estimate for k, f in fits.items()}
+                ci = {k: (f.estimate - f.half_width, f.estimate + f.half_width) for k, f in fits.items()}
+                p95 = fits["p95"]
+                rel = p95.half_width / p95.estimate if p95.estimate > 0 and not math.isinf(p95.half_width) else None
+                return point, ci, rel
     else:
         per = [summary(getattr(o, attr)) for o in outs]
     point = {k: sum(p[k] for p in per) / len(per) for k in _KEYS}
@@ -272,6 +314,54 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool):
     hw = half_width([p["p95"] for p in per]) if len(per) > 1 else None
     rel = hw / point["p95"] if hw is not None and point["p95"] > 0 and not math.isinf(hw) else None
     return point, ci, rel
+
+
+def p95_interval(outs: list[Batch], plan=None) -> tuple[float, float]:
+    """(estimate, 95 % half-width) of the end-to-end p95 in seconds over `outs`: the stopping
+    rule's statistic (control variates with a plan, else the plain batch mean; inf half-width
+    with fewer than two batches)."""
+    p95s = [q95(o) for o in outs]
+    if not p95s:
+        return 0.0, math.inf
+    fit = cv_fit(p95s, batch_controls(plan, outs, "p95") if plan is not None else None,
+                 plan.names("p95") if plan else ())
+    return fit.estimate, fit.half_width
+
+
+def variance_reduction(outs: list[Batch], plan, precision: float, n_meas: int, n_warm: int,
+                       min_batches: int) -> dict | None:
+    """What the controls bought on the p95 (a `sim.results.VarianceReduction` as a dict), or
+    None without a plan or when no control could be fitted.
+
+    Requests needed = warm-up + batches × batch size, the batches scaled from the interval
+    actually obtained (a half-width shrinks like 1/√batches) to the target precision, and at
+    least `min_batches`; "without" is the same for the plain batch-means interval of the same
+    batches.
+    """
+    done = [o for o in outs if o.finalize()["n"]]
+    xs = batch_controls(plan, done, "p95") if plan is not None else None
+    if xs is None:
+        return None
+    fit = cv_fit([q95(o) for o in done], xs, plan.names("p95"))
+    if not fit.used or not fit.estimate > 0:
+        return None
+    k = len(done)
+
+    def needed(hw: float) -> int | None:
+        if math.isinf(hw) or not precision > 0:
+            return None
+        batches = max(min_batches, math.ceil(k * (hw / (precision * fit.estimate)) ** 2))
+        return n_warm + batches * n_meas
+
+    return {
+        "method": "control variates (regression over batches; intercept and its t-interval)",
+        "controls": list(fit.used),
+        "r_squared_p95": fit.r2,
+        "variance_ratio_p95": fit.variance_ratio,
+        "precision_without": fit.plain_half_width / fit.plain_estimate if fit.plain_estimate > 0 else None,
+        "requests_needed": needed(fit.half_width),
+        "requests_needed_without": needed(fit.plain_half_width),
+    }
 
 
 def _components(design, outs: list[Batch]) -> dict:

@@ -5,6 +5,10 @@
 * `sim.llm.batching` — an iteration-level continuous-batching replica in SimPy.
 * `sim.llm.station` — the engine's station for kind `llm_server` (replica routing).
 * `sim.llm.calibrate` — re-derives the published serving measurements.
+* `sim.llm.kv` — KV policies (paged, reserve_max), block arithmetic, the prefix cache.
+* `sim.llm.speculative` — speculative decoding: tokens per step, draft cost, break-even batch.
+* `sim.llm.disagg` — prefill/decode pools, KV transfer, the twin of both pools.
+* `sim.llm.lora` — multi-LoRA: popularity, resident slots, swap-in, batch overhead.
 """
 
 from .roofline import ServingConfigError, ServingSpec

@@ -37,6 +37,7 @@ from components.catalogue import LLMServer
 from components.hardware import calibration_rows
 
 from .batching import ReplicaEngine
+from .kv import KvConfig
 from .roofline import ServingSpec
 
 __all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component", "ENGINE_SETTINGS"]
@@ -60,16 +61,21 @@ __all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component"
 #   step and per sequence that adds to the GPU step (efficiency.csv vllm05_host_ms_per_step and
 #   _per_seq, fitted on S20), not as a multiplier on GPU time — a 70B step is longer, so the same
 #   host work weighs less.
+# - KV policy: TensorRT-LLM's default capacity scheduler is GUARANTEED_NO_EVICT (reserve the
+#   request's max tokens; TensorRT-LLM docs, "KV cache management" / CapacitySchedulerPolicy),
+#   vLLM pages KV in 16-token blocks and preempts with recompute (vLLM docs, "Preemption").
+#   Every benchmark sends max_tokens = the output length it asks for (trtllm-bench's dataset
+#   output_tokens, benchmark_serving's output_len with ignore_eos), so the cap is that length.
 ENGINE_SETTINGS: dict[str, dict] = {
     "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
-               "kv_memory_basis": "free", "gpu_memory_utilization": 0.9},
+               "kv_memory_basis": "free", "gpu_memory_utilization": 0.9, "kv_policy": "reserve_max"},
     "trtllm-bench": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
-                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95},
+                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max"},
     "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
-             "kv_memory_basis": "total", "gpu_memory_utilization": 0.9},
+             "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "kv_policy": "paged"},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
                  "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "host_ms_per_seq": "vllm05_host_ms_per_seq",
-                 "host_ms_per_step": "vllm05_host_ms_per_step"},
+                 "host_ms_per_step": "vllm05_host_ms_per_step", "kv_policy": "paged"},
 }
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
@@ -103,6 +109,7 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         precision=prec, kv_cache_precision=kv,
         max_batch=eng["max_batch"], chunked_prefill_tokens=eng["chunked_prefill_tokens"],
         kv_memory_basis=eng["kv_memory_basis"], gpu_memory_utilization=eng["gpu_memory_utilization"],
+        kv_policy=eng["kv_policy"],
     )
     overrides = {}
     if "host_ms_per_seq" in eng:
@@ -206,15 +213,15 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
             if state["left"] > 0:
                 state["left"] -= 1
                 p, o = lengths()
-                eng.submit(_Req(p, o, env.now))
+                eng.submit(_Req(p, o, env.now), max_output=o)
 
-    eng = ReplicaEngine(env, spec, on_done)
+    eng = ReplicaEngine(env, spec, on_done, kv=KvConfig.from_component(comp))
     if mode == "closed_loop":
         users = row["concurrency"]
         state["left"] = n_total - users
         for _ in range(users):
             p, o = lengths()
-            eng.submit(_Req(p, o, 0.0))
+            eng.submit(_Req(p, o, 0.0), max_output=o)
     elif mode == "poisson":
         # Poisson arrivals at the row's rate (vLLM benchmark_serving --request-rate), seeded.
         gaps = [rng.expovariate(row["rate_rps"]) for _ in range(n_total)]
@@ -223,13 +230,13 @@ def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> Calibration
             for g in gaps:
                 yield env.timeout(g)
                 p, o = lengths()
-                eng.submit(_Req(p, o, env.now))
+                eng.submit(_Req(p, o, env.now), max_output=o)
 
         env.process(arrivals())
     else:
         for _ in range(n_total):
             p, o = lengths()
-            eng.submit(_Req(p, o, 0.0))
+            eng.submit(_Req(p, o, 0.0), max_output=o)
     env.run()
     st = eng.stats(env.now)
     if mode == "closed_loop":

@@ -32,6 +32,12 @@ import math
 from dataclasses import dataclass, replace
 
 from components.catalogue import LLMServer
+from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
+from sim.llm import disagg
+from sim.llm.disagg import is_disaggregated
+from sim.llm.lora import lora_overrides, miss_probability as lora_miss_probability, swap_s as lora_swap_s
+from sim.llm.lora import batch_cap as lora_batch_cap, twin_lines as lora_lines
+from sim.llm.speculative import Speculation
 from sim.llm.roofline import KV_BYTES_PER_ELEM, ServingConfigError, ServingSpec, TokenMoments, token_moments
 
 __all__ = ["llm_estimate", "llm_service_moments", "llm_capacity", "TARGET_LOAD"]
@@ -81,6 +87,14 @@ class _Shape:
     kv_read: float  # KV tokens read per decoding sequence per step (length-biased P + O/2)
     seqs: int  # max concurrent sequences S
     out_grid: tuple  # ((weight, output tokens), …) for the TPOT mixture
+    kv_notes: tuple = ()  # explanation lines of the KV policy and prefix cache (sim.llm.kv)
+    prefix_hit: float = 0.0  # share of prompt tokens served from the prefix cache
+    specu: Speculation | None = None  # speculative decoding (sim.llm.speculative)
+
+    @property
+    def rate(self) -> float:
+        """Output tokens per decode iteration per sequence (1 without speculative decoding)."""
+        return self.specu.tokens_per_step if self.specu is not None else 1.0
 
 
 @dataclass(frozen=True)
@@ -120,15 +134,19 @@ class _Parts:
         spec = sh.spec
         self.s = spec._slowdown
         self.pf = sh.pf_s
+        # Speculative decoding (sim.llm.speculative): verify k + 1 tokens per sequence, + drafts.
+        sp = sh.specu
+        bt = b * (sp.k + 1) if sp is not None else b
+        draft = sp.draft_s(spec, b, b * sh.kv_read) if sp is not None else 0.0
         kv = b * sh.kv_read
-        mem0 = spec.memory_s(b, kv, b)
-        self.mem1 = spec.memory_s(b + sh.prefill_tokens, kv, b + 1)
-        self.dec = spec.decode_flops_s(b) * spec.compute_scale(b + 1) * spec.moe_scale(b + sh.prefill_tokens)
+        mem0 = spec.memory_s(bt, kv, b)
+        self.mem1 = spec.memory_s(bt + sh.prefill_tokens, kv, b + 1)
+        self.dec = spec.decode_flops_s(bt) * spec.compute_scale(b + 1) * spec.moe_scale(bt + sh.prefill_tokens)
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
-        self.ov = spec.host_s(b + 1) + spec.comm_s(b, b + 1) * self.s
-        self.tau0 = (max(mem0, spec.decode_flops_s(b) * spec.compute_scale(b) * spec.moe_scale(b)) * self.s
-                     + spec.host_s(b) + spec.comm_s(b, b) * self.s)
+        self.ov = spec.host_s(b + 1) + spec.comm_s(bt, b + 1) * self.s + draft
+        self.tau0 = (max(mem0, spec.decode_flops_s(bt) * spec.compute_scale(b) * spec.moe_scale(bt)) * self.s
+                     + spec.host_s(b) + spec.comm_s(bt, b) * self.s + draft)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -262,7 +280,7 @@ def _iter_stats(sh: _Shape, b: float, lam: float) -> _Iter | None:
 def _batch_at(sh: _Shape, lam: float) -> tuple[_Iter, float] | None:
     """(iteration figures, slots in use N) at ``lam`` requests/s per replica, from the fixed point
     b = λ·(E[O] − 1)·E[τ(b)]; None when the slots or the GPU cannot keep up."""
-    decode_tokens = lam * max(0.0, sh.output - 1)
+    decode_tokens = lam * max(0.0, sh.output - 1) / sh.rate  # decode iterations per second needed
     cap = float(sh.seqs)
     it = _iter_stats(sh, cap, lam)
     if it is None or decode_tokens * it.tau_s > cap:
@@ -284,7 +302,8 @@ def _batch_at(sh: _Shape, lam: float) -> tuple[_Iter, float] | None:
 
 
 def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
-    spec = ServingSpec.from_component(comp, **(overrides or {}))
+    # Multi-LoRA (sim.llm.lora): its step overhead and resident adapters' memory, as overrides.
+    spec = ServingSpec.from_component(comp, **{**lora_overrides(comp), **(overrides or {})})
     tm = token_moments(workload)
     prompt, output = tm.prompt_mean, tm.output_mean
     if prompt < 1 or output < 1:
@@ -297,7 +316,8 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             f"{comp.id}: a mean request of {prompt:.0f} prompt + {output:.0f} output tokens "
             f"exceeds {spec.model.name}'s {ctx:,}-token context")
     per_seq = spec.kv_tokens_of(prompt, output)
-    cap = spec.kv_capacity_tokens
+    specu = Speculation.from_component(comp, spec)
+    cap = specu.kv_capacity_tokens(spec) if specu is not None else spec.kv_capacity_tokens
     if per_seq > cap:
         raise ServingConfigError(
             f"{comp.id}: one sequence of {prompt:.0f} + {output:.0f} tokens needs "
@@ -308,10 +328,21 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             f"cache or shorter requests")
     # Sequences in the batch are the long-output ones more often than arrivals are, and each is
     # on average half-way through its output when a step reads its KV.
-    hold = max(per_seq, spec.kv_tokens_of(tm.in_batch(1.0), 0))
+    # The admission limit the KV policy implies (sim.llm.kv.hold_tokens: reserve_max holds P + max
+    # output per sequence, paged the length-biased P + O/2 in blocks), and the prefix cache's hit
+    # ratio from the KV left beside the batch, unless the flat override is set.
+    kvc = KvConfig.from_component(comp)
+    hold, hold_why = hold_tokens(kvc, spec, workload)
     read1 = spec.kv_tokens_of(tm.in_batch(0.5), 0)
     seqs = max(1, min(spec.max_batch, int(cap // hold)))
+    if getattr(comp, "adapters", 0) > 0:  # only requests of resident adapters share a batch
+        seqs = lora_batch_cap(comp, seqs)
     hit = spec.prefix_cache_hit_ratio
+    kv_notes = [hold_why]
+    if not hit:
+        hit, _, lines = twin_prefix_hit(kvc, spec, workload, routing=getattr(comp, "routing", ""),
+                                        replicas=comp.replicas, room_tokens=cap - seqs * hold)
+        kv_notes += lines
     prefill_tokens = max(1.0, prompt * (1 - hit))
     cached = prompt - prefill_tokens
     pf_raw = spec.prefill_flops_s(prefill_tokens, cached)
@@ -321,6 +352,9 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
     scale = spec.mfu_scale(step_tokens) * spec.moe_scale(step_tokens)
     comm_pf = spec.comm_s(prefill_tokens + 1, 2) - spec.comm_s(1, 1)  # its tokens' share of the collectives
     pf = pf_raw * scale + max(0.0, comm_pf)
+    if getattr(comp, "adapters", 0) > 0:  # a LoRA miss copies its adapter in before the prefill
+        pf += lora_miss_probability(comp) * lora_swap_s(comp) / spec._slowdown
+        kv_notes += lora_lines(comp)
     per_token = 2 * spec.model.params_active_b * 1e9 * (1 - hit) / (spec._peak_flops * spec.prefill_mfu) * scale
     grid = []
     for c in workload.request_classes():
@@ -329,8 +363,10 @@ def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
             grid.append((c.share, o.expected()))
         else:  # 32 equal-probability points of the output-length distribution
             grid.extend((c.share / 32, o.quantile((i + 0.5) / 32)) for i in range(32))
+    if specu is not None:
+        kv_notes += specu.lines(spec, read1, seqs)
     return _Shape(spec, tm, prompt, output, prefill_tokens, cached, pf, pf_raw, per_token ** 2 * tm.prompt_var,
-                  hold, read1, seqs, tuple(grid))
+                  hold, read1, seqs, tuple(grid), tuple(kv_notes), hit, specu)
 
 
 @dataclass(frozen=True)
@@ -368,7 +404,9 @@ _CACHE: dict = {}
 
 def _capacity(comp: LLMServer, workload, overrides: dict | None = None) -> _Capacity:
     """λ* and its figures, memoised on the component, workload and overrides (pure function)."""
-    key = (comp.model_dump_json(exclude={"id", "label", "notes", "replicas", "timeout_ms"}),
+    # Prefix-affinity routing spreads prefixes over the replicas, so the hit ratio depends on them.
+    skip = {"id", "label", "notes", "timeout_ms"} | ({"replicas"} if getattr(comp, "routing", "") != "prefix_affinity" else set())
+    key = (comp.model_dump_json(exclude=skip),
            workload.model_dump_json(), repr(sorted((overrides or {}).items())))
     hit = _CACHE.get(key)
     if hit is None:
@@ -384,7 +422,10 @@ def _capacity(comp: LLMServer, workload, overrides: dict | None = None) -> _Capa
 
 
 def llm_capacity(comp: LLMServer, workload, overrides: dict | None = None) -> tuple[float, float]:
-    """(max requests/s, max output tokens/s) of ONE replica at the workload's mean lengths."""
+    """(max requests/s, max output tokens/s) of ONE replica at the workload's mean lengths
+    (a disaggregated server: of the whole server, see `sim.llm.disagg`)."""
+    if is_disaggregated(comp):
+        return disagg.llm_capacity_pd(comp, workload, overrides, _shape)
     cap = _capacity(comp, workload, overrides)
     return cap.max_rps, cap.max_rps * cap.sh.output
 
@@ -401,6 +442,8 @@ def llm_service_moments(comp: LLMServer, workload, overrides: dict | None = None
     for callers that pass it); the load-dependent TTFT/TPOT are `llm_estimate`'s.
     The SCV is that of the slot time, from the output-length spread.
     """
+    if is_disaggregated(comp):
+        return disagg.llm_service_moments_pd(comp, workload, overrides, _shape)
     cap = _capacity(comp, workload, overrides)
     tm = cap.sh.tm
     scv = (cap.sat.tau_s ** 2 * tm.output_var) / cap.hold_s ** 2 if cap.hold_s > 0 else 0.0
@@ -476,8 +519,8 @@ def _load_point(cap: _Capacity, replicas: int, arrival_rps: float) -> _Load:
     ttft = w1 + r1 + it.own_s
     var = max(0.0, w2 - w1 * w1) + max(0.0, r2 - r1 * r1) + own_var
     ttft_p95 = qt.gamma_quantile(0.95, ttft, var) if var > 0 else ttft
-    tpot = seen.tau_s
-    tpot_p95 = _tpot_quantile(sh, seen, 0.95)
+    tpot = seen.tau_s / sh.rate
+    tpot_p95 = _tpot_quantile(sh, seen, 0.95) / sh.rate
     return _Load(saturated, it, slots, w1, wp, ttft, ttft_p95, tpot, tpot_p95)
 
 
@@ -521,6 +564,8 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     ``overrides`` replace `ServingSpec` fields (efficiency factors) for what-if studies."""
     from sim.results import LLMEstimate  # sim.results is plain pydantic; keep import local
 
+    if is_disaggregated(comp):
+        return disagg.llm_estimate_pd(comp, workload, arrival_rps, overrides, _shape, TARGET_LOAD)
     cap = _capacity(comp, workload, overrides)
     sh, spec, sat = cap.sh, cap.spec, cap.sat
     gb = 1e9
@@ -534,7 +579,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     step_s = spec.decode_step_s(S, kv_s)
     bound = spec.decode_bound(S, kv_s)
     prefill_alone = spec.iteration_s(0, 0, sh.prefill_tokens, sh.pf_raw_s)
-    cap_tok = spec.kv_capacity_tokens
+    cap_tok = sh.specu.kv_capacity_tokens(spec) if sh.specu is not None else spec.kv_capacity_tokens
     per_seq = spec.kv_tokens_of(sh.prompt, sh.output)
     pf_ms = sh.pf_s * spec._slowdown * 1e3
     m = spec.model
@@ -610,7 +655,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
             f"bubble is {spec.bubble(1):.0%} (one sequence keeps one stage busy at a time)")
     ex += [
         f"prefill of {sh.prefill_tokens:.0f} tokens"
-        + (f" ({spec.prefix_cache_hit_ratio:.0%} prefix-cached)" if spec.prefix_cache_hit_ratio else "")
+        + (f" ({sh.prefix_hit:.0%} prefix-cached)" if sh.prefix_hit else "")
         + f": 2 × {m.params_active_b:g} B × tokens + attention / ({spec.gpus} × "
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.prefill_mfu:g}"
         + (f" × T/(T + {spec.prefill_mfu_half_tokens:g})" if spec.prefill_mfu_half_tokens else "")
@@ -628,6 +673,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         f"({TARGET_LOAD:g} × {max_rps:.3f})⌉ = {needed} → {needed} × {spec.gpus} = "
         f"{needed * spec.gpus} GPUs (configured: {comp.replicas} × {spec.gpus} = {comp.gpus})",
     ]
+    ex.extend(sh.kv_notes)
     it = ld.it
     if not ld.saturated:
         ex.append(
@@ -658,4 +704,8 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         ttft_ms_estimate=ld.ttft_s * 1e3, tpot_ms_estimate=ld.tpot_s * 1e3,
         ttft_ms_p95_estimate=ld.ttft_p95_s * 1e3, tpot_ms_p95_estimate=ld.tpot_p95_s * 1e3,
         bound=bound, explanation=ex,
+        decode_batch_at_load=None if ld.saturated else ld.it.b, prefix_cache_hit_ratio=sh.prefix_hit,
+        speculative_tokens_per_step=sh.specu.tokens_per_step if sh.specu is not None else None,
+        speculative_breakeven_batch=(sh.specu.breakeven_batch(spec, sh.kv_read, spec.max_batch)
+                                     if sh.specu is not None else None),
     )

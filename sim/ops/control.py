@@ -14,7 +14,9 @@
   starting), unchanged while signal/target is within 1 ± tolerance — the Kubernetes HPA rule. Scale-up asks for replicas ``scale_up_delay_s`` later;
   each serves after its cold start (provisioning + image pull + weights ÷ bandwidth +
   warm-up). Scale-down goes to the highest recommendation of the last ``scale_down_delay_s``
-  (the HPA's stabilisation window), starting replicas first, then draining the least busy.
+  (the HPA's stabilisation window, which starts with the initial count), starting replicas
+  first, then draining the least busy. An `llm_server`'s utilisation is the twin's: output
+  tokens/s over the serving replicas' capacity at the workload's mean lengths.
 
 Every event is on the run's own clock and streams, so the same seed gives the same timeline.
 `Controller.install(stations)` schedules it all; what happened is in ``faults`` and
@@ -162,6 +164,9 @@ class _Autoscaler:
 
     def start(self) -> None:
         self.mark = self.st.signal(self.a.signal, (0.0, 0.0))[1]
+        # The current count is the first recommendation: no scale-down before the stabilisation
+        # window has seen lower ones throughout (as the HPA, which starts from its current size).
+        self.recs.append((self.ctl.env.now, self._up()))
         self.ctl._at(self.ctl.env.now + self.a.interval_s, self._tick)
 
     def _up(self) -> int:

@@ -45,14 +45,16 @@ class OpsLLMStation(LLMServerStation):
         self.slots = [LLMSlot(i, i % self.zones, e, True) for i, e in enumerate(self.engines)]
         self._next_idx = len(self.slots)
         self.killed = 0
+        self.cold_waits = 0
         self._reqs: dict[int, object] = {}  # id(req) -> req while it is here (to fail it)
         self._held: list = []  # arrivals while replicas are only starting (scale from zero)
         self._c_t = ctx.env.now
         self._prov_cum = 0.0
-        self._sig_cum = 0.0
+        self._retired_tokens = 0  # output tokens of engines set aside (failed, removed)
+        self._per_replica_tps = (self.max_tokens_per_s / comp.replicas) if self.max_tokens_per_s else None
 
     def _engine(self) -> ReplicaEngine:
-        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit)
+        return self._new_engine()  # the component's KV policy, speculation and LoRA (sim.llm.station)
 
     def _tick_ops(self) -> None:
         now = self.env._now
@@ -99,6 +101,8 @@ class OpsLLMStation(LLMServerStation):
 
     def _on_admit(self, req, wait_s):
         if id(req) in self._pending:
+            if wait_s > 0.0 and self.starting():
+                self.cold_waits += 1  # waited while a replica was starting
             super()._on_admit(req, wait_s)
 
     # --- operations ----------------------------------------------------------------------
@@ -116,6 +120,7 @@ class OpsLLMStation(LLMServerStation):
                 n += 1
                 self.drop(req, v[0])
         self.killed += n
+        self._retired_tokens += eng.tokens_out
         slot.engine = self._engine()  # empty; serves again on repair
         self.engines = [s.engine for s in self.slots]
         if not any(s.up for s in self.slots):
@@ -162,6 +167,7 @@ class OpsLLMStation(LLMServerStation):
         cands = [s for s in self.slots if not s.draining]
         starting = [s for s in cands if s.up and not s.ready]
         if starting:
+            self._retired_tokens += starting[-1].engine.tokens_out
             self.slots.remove(starting[-1])
         else:
             serving = [s for s in cands if s.serving]
@@ -175,6 +181,7 @@ class OpsLLMStation(LLMServerStation):
     def _reap(self) -> None:
         for s in [s for s in self.slots if s.draining and s.engine.in_system == 0]:
             self._tick_ops()
+            self._retired_tokens += s.engine.tokens_out
             self.slots.remove(s)
         self.engines = [s.engine for s in self.slots]
 
@@ -186,5 +193,13 @@ class OpsLLMStation(LLMServerStation):
             return sum(e.n_waiting for e in live) / n + len(self._held), since
         if kind == "kv_occupancy":
             return sum(e.kv_reserved / e.capacity for e in live if e.capacity) / n, since
-        # utilisation: sequences held over the slots a replica has
-        return sum(e.in_system for e in live) / (n * max(1, self.spec.max_batch)), since
+        # Utilisation as the twin defines it: output tokens/s over the serving replicas' capacity
+        # (sim.llm.twin.llm_capacity at the workload's mean lengths), over the last interval.
+        now = self.env._now
+        tokens = self._retired_tokens + sum(s.engine.tokens_out for s in self.slots)
+        if self._per_replica_tps is None:
+            return sum(e.in_system for e in live) / (n * max(1, self.spec.max_batch)), since
+        t0, tok0 = since if since != (0.0, 0.0) else (now, tokens)
+        dt = now - t0
+        value = (tokens - tok0) / dt / (n * self._per_replica_tps) if dt > 0 else 0.0
+        return value, (now, tokens)

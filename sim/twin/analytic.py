@@ -53,6 +53,7 @@ Fast: one pass for the traffic and one for the times, no sampling; a few ms per 
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 
@@ -71,6 +72,10 @@ __all__ = [
     "EstimateError",
     "TARGET_UTILIZATION",
 ]
+
+CANCEL: contextvars.ContextVar = contextvars.ContextVar("sim_twin_cancel", default=None)
+"""A `threading.Event` the engine sets while the twin plans a run: the closed-loop MVA checks it
+between steps and stops (`EstimateError`), so a cancel is answered inside the twin too."""
 
 EXACT_MVA_USERS = 500
 """Up to this many closed-loop users the MVA recursion runs user by user (one flow walk each)."""
@@ -161,8 +166,14 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
         svc = {cid: sum(p * s1 for p, s1, _, _ in pr.outcomes) for cid, pr in profiles.items()}
         terms = [(vis[cid], pr, svc[cid]) for cid, pr in profiles.items() if vis[cid] > 0]
 
+    cancel = CANCEL.get()
+    steps_done = [0]
+
     def cycle(users: int, frac: float) -> float:
         """One MVA step: waits from the queue lengths an arrival sees, then X = users/(Z + R)."""
+        steps_done[0] += 1
+        if cancel is not None and not steps_done[0] % 16 and cancel.is_set():
+            raise EstimateError("cancelled while the closed-loop MVA ran")
         for cid, (sc, _) in queues.items():
             w = waits[cid] = sc * q[cid] * frac
             profiles[cid].wait1, profiles[cid].wait2 = w, 2 * w * w

@@ -414,7 +414,7 @@ def test_yaml_tab_lists_the_same_located_problems_as_sdw_validate(tmp_path):
     assert [(p.path, p.message) for p in app] == [(p.path, p.message) for p in cli]
     errors = _errors(at)
     line = next(p.line for p in app)
-    assert f"line {line} · components[1]: chat: llama-3.1-70b in BF16 needs 141 GB" in errors
+    assert f"line {line} · components[1].gpus_per_replica: chat: llama-3.1-70b in BF16 needs 141 GB" in errors
 
 
 def test_capacity_never_shows_an_exception_name_for_a_misfit(workspace):

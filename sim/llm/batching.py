@@ -85,8 +85,23 @@ def fast_step_times(spec: ServingSpec):
         c_pre = spec._peak_flops * spec.prefill_mfu
         a2 = 4 * m.layers * m.q_heads * m.head_dim
         slow, ovh = spec._slowdown, spec.iteration_overhead_s
+        # issue 11: tensor-parallel all-reduces (one pipeline stage, no expert parallelism)
+        if getattr(spec, "pp", 1) != 1 or getattr(spec, "ep", 1) != 1:
+            return slow_path
+        tp, n_ar = getattr(spec, "tp", 1), 2 * m.layers
+        if tp > 1:
+            from .roofline import ACT_BYTES
+
+            lat, hid = spec.allreduce_latency_s, m.hidden
+            bwe = spec.link_bytes_per_s * spec.allreduce_bus_efficiency
     except AttributeError:  # a roofline that moved on: use its own methods
         return slow_path
+
+    def comm(tokens):
+        if tp <= 1 or tokens <= 0:
+            return 0.0
+        t = tokens / 1
+        return n_ar * (lat + 2 * (tp - 1) / tp * (t * hid * ACT_BYTES) / bwe) + 0 * 0.0 + 0 * 0.0
 
     def prefill_flops_s(tokens, cached_tokens=0.0):
         return (c1 * tokens + a2 * (tokens * cached_tokens + tokens * tokens / 2)) / c_pre
@@ -97,7 +112,7 @@ def fast_step_times(spec: ServingSpec):
         mem = (w + kv_tokens_read * kvb) / bw
         comp = c1 * decode_batch / c_dec
         x = comp + prefill_flops_s
-        return (mem if mem >= x else x) * slow + ovh
+        return ((mem if mem >= x else x) + comm(decode_batch + prefill_tokens)) * slow + ovh
 
     for b, kv, pt, c in ((0, 0, 1, 0), (1, 1000, 0, 0), (7, 12_345, 300, 17), (256, 300_000, 2048, 4096),
                          (64, 80_000, 0, 0), (200, 250_000, 900, 0), (3, 10, 50_000, 90_000)):

@@ -29,6 +29,7 @@ page = st.navigation(
         st.Page("app_pages/builder.py", title="Builder", icon=":material/build:"),
         st.Page("app_pages/capacity.py", title="Capacity", icon=":material/speed:"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("app_pages/size.py", title="Size", icon=":material/tune:"),
         st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
         st.Page("app_pages/practice.py", title="Practice", icon=":material/school:"),
     ]

@@ -4,7 +4,8 @@ prediction, see the twin's answer and the grade. Thin glue over `review.drills.r
 Usage (in a page)::
 
     from app_pages._drills import drills_section
-    drills_section(design)
+    drills_section(design)                                   # Capacity
+    drills_section(design, key="px", record=save, past=rows) # Practice: store each drill with the attempt
 """
 
 from __future__ import annotations
@@ -17,22 +18,33 @@ from review.drills import DRILLS, run_drill
 __all__ = ["drills_section"]
 
 
-def drills_section(design) -> None:
-    """An expander with the drills for `design` (applied to a copy; the design is untouched)."""
-    with st.expander("Drills — what if the interviewer asks…", expanded=False):
+def drills_section(design, key: str = "drill", record=None, past: list | None = None) -> None:
+    """An expander with the drills for `design` (applied to a copy; the design is untouched).
+
+    `record(result)` is called with each drill run (Practice stores it with the attempt);
+    `past` are stored drills (``review.history.list_drills`` rows) listed under the form.
+    """
+    with st.expander("Drills — what if the interviewer asks…", expanded=record is not None):
+        for d in past or []:
+            g = d.get("grade") or {}
+            st.markdown(f"- {d.get('title', d.get('drill'))}: {d.get('change', '')}"
+                        + (f" — prediction *{d['prediction'].get('text', '')}*: **{g.get('verdict')}** ({g.get('arithmetic', '')})"
+                           if d.get("prediction") and g else ""))
         c1, c2 = st.columns(2)
-        drill = c1.selectbox("Follow-up", list(DRILLS), format_func=DRILLS.get, key="drill_pick")
+        drill = c1.selectbox("Follow-up", list(DRILLS), format_func=DRILLS.get, key=f"{key}_pick")
         comps = ["(busiest)"] + [c.id for c in design.components if "replicas" in type(c).model_fields]
-        comp = c2.selectbox("Component (lose a replica / zone)", comps, key="drill_comp")
+        comp = c2.selectbox("Component (lose a replica / zone)", comps, key=f"{key}_comp")
         pred = st.text_input("Your prediction first (e.g. 'TTFT p95 will roughly double', 'we need 3 more replicas')",
-                             key="drill_pred")
-        if not st.button("Run the drill", key="drill_run"):
+                             key=f"{key}_pred")
+        if not st.button("Run the drill", key=f"{key}_run"):
             return
         try:
             r = run_drill(design, drill, component=None if comp == "(busiest)" else comp, prediction=pred or None)
         except ValueError as e:
             st.error(str(e))
             return
+        if record is not None:
+            record(r)
         st.markdown(f"**{r.title}** — {r.change} (twin, {r.wall_s:.2f} s)")
         keys = [k for k in r.after if k in r.before and (r.before[k] is not None or r.after[k] is not None)]
         st.dataframe(pd.DataFrame([{"figure": k, "before": r.before[k], "after": r.after[k]} for k in keys]),

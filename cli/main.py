@@ -19,6 +19,11 @@ import argparse
 import os
 import sys
 
+# Cache bytecode even where PYTHONDONTWRITEBYTECODE=1 is set (these machines): otherwise every
+# `sdw` start compiles pydantic and the project from source again. uv does not compile the
+# environment (see pyproject.toml), so the first run writes the cache for what it imports.
+sys.dont_write_bytecode = False
+
 from components.errors import Refusal
 
 __all__ = ["main", "build_parser"]

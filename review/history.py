@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series"]
+__all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series",
+           "save_drill", "list_drills", "save_round", "load_round"]
 
 DB_NAME = "attempts.sqlite"
 _SCHEMA = """
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     total REAL
 );
 CREATE INDEX IF NOT EXISTS attempts_prompt ON attempts (prompt_id, finished_at);
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    state_json TEXT NOT NULL
+);
 """
 
 
@@ -152,3 +159,99 @@ def progress_series(workspace: str | Path, prompt_id: str | None = None) -> list
                 row[k] = float(v)
         rows.append(row)
     return rows
+
+
+# --- drills of an attempt (issue 13: interviewer-mode follow-ups and their graded predictions) ----
+
+_DRILL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS drills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id INTEGER,
+    drill TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    verdict TEXT,
+    score REAL,
+    at REAL NOT NULL,
+    result_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS drills_attempt ON drills (attempt_id, at);
+"""
+
+
+def save_drill(workspace: str | Path, attempt_id: int | None, result: Any, at: float | None = None) -> int:
+    """Store one drill (a `review.drills.DrillResult`) with the attempt it belongs to; its id.
+
+    >>> import tempfile
+    >>> from designs.io import load_design
+    >>> from review.drills import run_drill
+    >>> ws = tempfile.mkdtemp()
+    >>> r = run_drill(load_design("designs/library/llm_serving.yaml"), "lose_replica", prediction="TTFT p95 × 1.1")
+    >>> _ = save_drill(ws, 7, r)
+    >>> [(d["drill"], d["verdict"]) for d in list_drills(ws, 7)]
+    [('lose_replica', 'good')]
+    """
+    import time as _time
+
+    data = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
+    grade = data.get("grade") or {}
+    pred = (data.get("prediction") or {}).get("text", "") if data.get("prediction") else ""
+    with closing(_connect(workspace)) as con:
+        con.executescript(_DRILL_SCHEMA)
+        cur = con.execute(
+            "INSERT INTO drills (attempt_id, drill, prediction, verdict, score, at, result_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (attempt_id, data.get("drill", ""), pred, grade.get("verdict"), grade.get("score"),
+             _time.time() if at is None else at, json.dumps(data)))
+        con.commit()
+        return int(cur.lastrowid)
+
+
+def list_drills(workspace: str | Path, attempt_id: int | None = None) -> list[dict[str, Any]]:
+    """The stored drills (of one attempt, or all), oldest first, each its `DrillResult` JSON."""
+    with closing(_connect(workspace)) as con:
+        con.executescript(_DRILL_SCHEMA)
+        q = "SELECT id, attempt_id, result_json FROM drills"
+        rows = con.execute(q + (" WHERE attempt_id = ? ORDER BY at, id" if attempt_id is not None else " ORDER BY at, id"),
+                           (attempt_id,) if attempt_id is not None else ()).fetchall()
+    out = []
+    for rid, aid, js in rows:
+        d = json.loads(js)
+        d.update(id=rid, attempt_id=aid, verdict=(d.get("grade") or {}).get("verdict"))
+        out.append(d)
+    return out
+# --- a round in progress ---------------------------------------------------------------------
+
+
+def save_round(workspace: str | Path, state: dict[str, Any], round_id: int | None = None) -> int:
+    """Store the state of a practice round as it goes (prompt, timer, estimates, design YAML,
+    review id); returns its id. A refresh of the page restores it with `load_round`.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> rid = save_round(ws, {"prompt_id": "serve-10m", "started_at": 10.0})
+    >>> save_round(ws, {"prompt_id": "serve-10m", "started_at": 10.0, "estimates": {"gpus": 8}}, rid) == rid
+    True
+    >>> load_round(ws, rid)["estimates"]
+    {'gpus': 8}
+    """
+    prompt_id = state.get("prompt_id")
+    if not prompt_id:
+        raise ValueError("a round needs its prompt_id")
+    text = json.dumps(state, sort_keys=True)
+    now = datetime.now(timezone.utc).timestamp()
+    with closing(_connect(workspace)) as con, con:
+        if round_id is not None:
+            cur = con.execute("UPDATE rounds SET prompt_id = ?, updated_at = ?, state_json = ? WHERE id = ?",
+                              (prompt_id, now, text, int(round_id)))
+            if cur.rowcount:
+                return int(round_id)
+        cur = con.execute("INSERT INTO rounds (prompt_id, updated_at, state_json) VALUES (?, ?, ?)", (prompt_id, now, text))
+        return int(cur.lastrowid)
+
+
+def load_round(workspace: str | Path, round_id: int) -> dict[str, Any] | None:
+    """The stored state of round `round_id`, or None."""
+    if not db_path(workspace).exists():
+        return None
+    with closing(_connect(workspace)) as con:
+        r = con.execute("SELECT state_json FROM rounds WHERE id = ?", (int(round_id),)).fetchone()
+    return json.loads(r[0]) if r else None

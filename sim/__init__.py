@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "sim.des.engine",
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
+    "Progress": "sim.des.engine",
     "run_problems": "sim.des.limits",
     "validation_problems": "sim.des.limits",
     # records
@@ -86,7 +87,7 @@ _EXPORTS: dict[str, str] = {
     "OpsWindow": "sim.results",
     "load_trace": "sim.ops.traffic",
     "TraceError": "sim.ops.traffic",
-    "wants_timeline": "sim.ops.timeline",
+    "wants_timeline": "sim.ops.plan",
     "format_ops": "sim.ops.report",
     "format_n_minus_1": "sim.ops.report",
     "ops_rows": "sim.ops.report",
@@ -130,7 +131,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.check import ConfigError, config_problems, require_runnable
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
-    from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.des.engine import Progress, SimulationRefused, compare, simulate
     from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
@@ -138,7 +139,8 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.llm.disagg import kv_transfer_s
     from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
     from sim.ops.report import fault_rows, format_n_minus_1, format_ops, ops_rows
-    from sim.ops.timeline import run_timeline, wants_timeline
+    from sim.ops.plan import wants_timeline
+    from sim.ops.timeline import run_timeline
     from sim.ops.traffic import TraceError, load_trace
     from sim.results import NMinus1, OpsResult, OpsWindow
     from sim.pipeline import FULL_FT_BYTES_PER_PARAM, PipelineError, pipeline_result, training_estimate

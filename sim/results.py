@@ -256,6 +256,10 @@ class RunResult(_Rec):
     pipeline: PipelineResult | None = None
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
+    ttft_sample_ms: list[float] = Field(default_factory=list)
+    """Time-to-first-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
+    tpot_sample_ms: list[float] = Field(default_factory=list)
+    """Time-per-output-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
     warnings: list[str] = Field(default_factory=list)
     variance_reduction: VarianceReduction | None = None
     """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""
@@ -522,6 +526,8 @@ class OpsResult(_Rec):
     cold_starts: list[ColdStartEvent] = Field(default_factory=list)
     replica_hours: dict[str, float] = Field(default_factory=dict)
     """Replica-hours provisioned per component with ops, over the run."""
+    waited_for_cold_start: dict[str, int] = Field(default_factory=dict)
+    """Requests that queued at a component while one of its replicas was starting (the scale-up lag users feel)."""
     autoscaled_cost_per_day_usd: float | None = None
     """Daily cost with the replica-hours actually used (whole-day runs with autoscaling)."""
     fixed_cost_per_day_usd: float | None = None

@@ -53,6 +53,9 @@ def test_recovery_from_a_step_is_interval_plus_delay_plus_cold_start(tmp_path):
     assert r.ops.windows[-1].replicas["svc"] >= 3
     assert r.ops.windows[-1].queued["svc"] < 30
     assert r.ops.availability == 1.0
+    # Every request that queued between the ask (320 s) and the replicas serving waited for them;
+    # before the step nobody did (nothing was starting).
+    assert r.ops.waited_for_cold_start["svc"] > 100
 
 
 def test_llm_cold_start_loads_the_weights_at_the_stated_bandwidth():

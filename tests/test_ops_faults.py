@@ -234,3 +234,17 @@ def test_a_fallback_cycle_is_located():
 def test_fault_kind_must_fit_the_component():
     ps = _problems(BASE + "faults:\n  - {at_s: 1, component: api, what: replica_down, duration_s: 5}\n")
     assert any(p.path == "faults[0].what" and "provider_outage" in p.message for p in ps)
+
+
+def test_validate_reports_what_the_timeline_would_refuse(tmp_path):
+    from sim import validation_problems
+
+    d = parse_design(BASE + "faults:\n  - {at_s: 4000, component: svc, what: replica_down, duration_s: 5}\n")
+    (p,) = validation_problems(d)
+    assert p.path == "faults[0].at_s" and "3600 s (the default peak hour)" in p.message
+    bad = tmp_path / "t.csv"
+    bad.write_text("timestamp_s,prompt_tokens,output_tokens\n0,5,5\n1,x,5\n")
+    d2 = parse_design(BASE.replace("{arrival_rps: 10}", "{arrival_rps: 10, trace: {path: '%s'}}" % bad))
+    (p2,) = validation_problems(d2)
+    assert p2.path == "workload.trace.path" and "t.csv:3: column 2 ('prompt_tokens')" in p2.message
+    assert validation_problems(parse_design(BASE)) == []

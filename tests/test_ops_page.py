@@ -67,3 +67,29 @@ def test_the_drills_widget_grades_a_prediction():
     assert not at.exception
     assert any("Prediction good" in s.value for s in at.success)
     assert any("peak traffic doubled" in m.value for m in at.markdown)
+
+
+def _practice_drill_page():
+    import streamlit as st
+
+    from app_pages._drills import drills_section
+    from designs.io import load_design
+    from review.history import list_drills, save_drill
+
+    ws = st.session_state.setdefault("ws", __import__("tempfile").mkdtemp())
+    drills_section(load_design("designs/library/llm_serving.yaml"), key="px_drill",
+                   record=lambda r: save_drill(ws, 3, r), past=list_drills(ws, 3))
+
+
+def test_practice_drills_are_stored_with_the_attempt():
+    from review.history import list_drills
+
+    at = AppTest.from_function(_practice_drill_page, default_timeout=60).run()
+    at.selectbox(key="px_drill_pick").select("lose_replica").run()
+    at.text_input(key="px_drill_pred").input("TTFT p95 × 1.1").run()
+    at.button(key="px_drill_run").click().run()
+    assert not at.exception
+    stored = list_drills(at.session_state["ws"], 3)
+    assert [(d["drill"], d["verdict"]) for d in stored] == [("lose_replica", "good")]
+    at.run()  # the next rerun lists it under the form
+    assert any("Lose a replica" in m.value for m in at.markdown)

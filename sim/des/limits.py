@@ -194,4 +194,6 @@ def validation_problems(design) -> list[Problem]:
         est = estimate(design)
     except Refusal as e:
         return [Problem("", f"the analytic twin refuses: {e}")]
-    return run_problems(design, est)
+    from sim.ops.plan import timeline_problems  # faults past the run, bad trace rows (issue 13)
+
+    return run_problems(design, est) + timeline_problems(design)

@@ -15,7 +15,10 @@ replayed traffic, and the twin's N−1 view.
 * ``sim.ops.timeline`` — a timeline run: one simulation of a fixed horizon (the peak hour, a
   trace, or the whole day) with time series per window, availability with its interval,
   replica-hours and the autoscaled cost.
-* ``sim.ops.nminus1`` — the twin with one replica (one zone) down, per component.
+* ``sim.ops.nminus1`` — the twin with one replica (one zone) down, per component; the
+  autoscaled replicas per hour and daily cost.
+* ``sim.ops.factory`` — which station a component gets in a run; ``sim.ops.report`` — text
+  for the CLI and rows for charts / CSV.
 
 The engine hooks in at three places only: ``sim.des.stations.make_station`` (ops stations),
 ``sim.des.routing.build_nodes`` (retry / fallback edges) and ``sim.des.engine`` (timeline runs).

@@ -45,6 +45,7 @@ class OpsLLMStation(LLMServerStation):
         self.slots = [LLMSlot(i, i % self.zones, e, True) for i, e in enumerate(self.engines)]
         self._next_idx = len(self.slots)
         self.killed = 0
+        self.cold_waits = 0
         self._reqs: dict[int, object] = {}  # id(req) -> req while it is here (to fail it)
         self._held: list = []  # arrivals while replicas are only starting (scale from zero)
         self._c_t = ctx.env.now
@@ -53,7 +54,7 @@ class OpsLLMStation(LLMServerStation):
         self._per_replica_tps = (self.max_tokens_per_s / comp.replicas) if self.max_tokens_per_s else None
 
     def _engine(self) -> ReplicaEngine:
-        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit)
+        return self._new_engine()  # the component's KV policy, speculation and LoRA (sim.llm.station)
 
     def _tick_ops(self) -> None:
         now = self.env._now
@@ -100,6 +101,8 @@ class OpsLLMStation(LLMServerStation):
 
     def _on_admit(self, req, wait_s):
         if id(req) in self._pending:
+            if wait_s > 0.0 and self.starting():
+                self.cold_waits += 1  # waited while a replica was starting
             super()._on_admit(req, wait_s)
 
     # --- operations ----------------------------------------------------------------------

@@ -5,7 +5,9 @@ with that component's replicas reduced — by one, and by the replicas of its la
 (replica i lives in zone i mod zones, so zone 0 holds ⌈R/Z⌉) — and reports the utilisation
 then and whether the design stays stable with every latency SLO (end-to-end p95/p99, TTFT,
 TPOT) still met. When one loss breaks it, the smallest replica count whose N−1 survives is
-searched (≤ 4R + 4). For a FIFO pool the utilisation scales exactly as ρ·R/(R − k); for an LLM
+searched by bisection on [R + 1, 4R + 4] (O(log R) twin runs). The whole analysis has a wall
+budget (`max_seconds`, default 2 s): a component it did not reach is reported as not analysed,
+never waited for. For a FIFO pool the utilisation scales exactly as ρ·R/(R − k); for an LLM
 server the twin's own capacity model gives it. Usage::
 
     >>> # from sim import n_minus_one
@@ -20,6 +22,7 @@ server the twin's own capacity model gives it. Usage::
 from __future__ import annotations
 
 import math
+import time
 
 from sim.results import NMinus1
 
@@ -46,9 +49,35 @@ def _variant(design, idx: int, replicas: int):
     return u, ok
 
 
-def n_minus_one(design, est=None) -> dict[str, NMinus1]:
-    """Per replicated request-path component: the twin with one replica and one zone down."""
+def _survivor(design, idx: int, r: int):
+    """(fewest replicas k whose loss of one keeps the SLOs, its utilisation one down), or (None, None).
+
+    Bisection on k in [max(2, r + 1), 4r + 4]: more replicas never make a pool slower, so "N−1
+    survives at k" is monotone in k.
+    """
+    lo, hi = max(2, r + 1), 4 * r + 4
+    u_hi, ok_hi = _variant(design, idx, hi - 1)
+    if not ok_hi:
+        return None, None
+    best = (hi, u_hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        u, ok = _variant(design, idx, mid - 1)
+        if ok:
+            hi, best = mid, (mid, u)
+        else:
+            lo = mid + 1
+    return best
+
+
+def n_minus_one(design, est=None, max_seconds: float = 2.0) -> dict[str, NMinus1]:
+    """Per replicated request-path component: the twin with one replica and one zone down.
+
+    Components not reached within `max_seconds` are reported with ``detail`` "not analysed".
+    """
     from sim.twin.analytic import estimate
+
+    deadline = time.perf_counter() + max_seconds
 
     if design.workload.batch is not None and design.workload.arrival_rps is None:
         return {}
@@ -62,6 +91,11 @@ def n_minus_one(design, est=None) -> dict[str, NMinus1]:
         r = int(getattr(c, "replicas", 1))
         z = int(getattr(c, "zones", 1))
         u = st.utilization
+        if time.perf_counter() > deadline:
+            out[c.id] = NMinus1(component=c.id, replicas=r, zones=z, utilization=u, utilization_one_down=None,
+                                slo_ok_one_down=None,
+                                detail=f"not analysed: the N−1 budget of {max_seconds:g} s ran out")
+            continue
         u1 = ok1 = None
         if r > 1:
             u1, ok1 = _variant(design, idx, r - 1)
@@ -76,11 +110,7 @@ def n_minus_one(design, est=None) -> dict[str, NMinus1]:
                 uz, okz = _variant(design, idx, r - lost)
         survive = us = None
         if r == 1 or not ok1:
-            for k in range(max(2, r + 1), 4 * r + 5):
-                uk, okk = _variant(design, idx, k - 1)
-                if okk:
-                    survive, us = k, uk
-                    break
+            survive, us = _survivor(design, idx, r)
         parts = [f"{r} replica{'s' if r != 1 else ''} at {u:.0%}"]
         if r == 1:
             parts.append("down if it fails")

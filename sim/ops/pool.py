@@ -68,6 +68,8 @@ class ReplicaPool(StationBase):
         self.queue: deque = deque()
         self.killed = 0  # requests lost in service when their replica failed
         self.rejected = 0  # arrivals (and queued requests) failed for want of any replica
+        self.cold_waits = 0  # requests that waited while a replica was starting (never reset)
+        self._cold = 0  # replicas starting now
         self._token = 0
         self._next_idx = 0
         # Cumulative areas, never reset (the autoscaler's signal and the replica-hours).
@@ -143,6 +145,8 @@ class ReplicaPool(StationBase):
 
     def _start(self, r: Replica, req, done, now: float, wait: float) -> None:
         self.record_wait(req, wait)
+        if wait > 0.0 and self._cold:
+            self.cold_waits += 1  # queued while capacity was on its way: the scale-up lag users feel
         s = self.svc(req) * self.factor
         self._token += 1
         tok = self._token
@@ -258,12 +262,14 @@ class ReplicaPool(StationBase):
         self.tick(self.env._now)
         r = self._new_replica(ready=ready_in_s <= 0)
         if not r.ready:
+            self._cold += 1
             later(self.env, ready_in_s, self._ready, r)
         self._recount()
         return r
 
     def _ready(self, ev) -> None:
         r = ev._value
+        self._cold -= 1
         if r not in self.replicas:
             return
         self.tick(self.env._now)

@@ -34,8 +34,9 @@ def format_ops(ops) -> str:
         lines.append(f"  … {len(ops.faults) - 20} more faults (see --json)")
     if ops.cold_starts:
         first = ops.cold_starts[0]
+        waited = sum(ops.waited_for_cold_start.values())
         lines.append(f"  cold starts: {len(ops.cold_starts)} (first asked at {first.requested_s:,.0f} s, "
-                     f"serving at {first.ready_s:,.0f} s)")
+                     f"serving at {first.ready_s:,.0f} s); {waited:,} requests queued while a replica was starting")
     for cid, h in ops.replica_hours.items():
         lines.append(f"  {cid}: {h:,.2f} replica-hours")
     if ops.autoscaled_cost_per_day_usd is not None and ops.fixed_cost_per_day_usd is not None:

@@ -38,31 +38,13 @@ from sim.results import OpsResult, OpsWindow, RequestFates
 
 from .control import Controller
 from .retry import RetryStats
-from .traffic import TraceError, TraceSource, load_trace, make_source
+from .plan import DEFAULT_HORIZON_S, TimelineRefused, plan_horizon, timeline_problems, wants_timeline
+from .traffic import TraceSource, make_source
 
-__all__ = ["Timeline", "wants_timeline", "run_timeline", "DEFAULT_HORIZON_S", "TimelineRefused"]
+__all__ = ["Timeline", "wants_timeline", "run_timeline", "timeline_problems", "DEFAULT_HORIZON_S", "TimelineRefused"]
 
-DEFAULT_HORIZON_S = 3600.0  # one peak hour
 N_TIME_BATCHES = 20
 DRAIN_LIMIT_S = 3600.0  # after the horizon, at most this long for the requests still in flight
-
-
-class TimelineRefused(ValueError):
-    """The timeline cannot be run as stated; the message is located (field path or file:line)."""
-
-
-def _has_ops(design) -> bool:
-    return bool(design.faults) or design.workload.trace is not None or any(
-        c.failures is not None or getattr(c, "autoscale", None) is not None for c in design.components
-    ) or (design.workload.arrivals is not None and design.workload.arrivals.process != "poisson")
-
-
-def wants_timeline(design, whole_day: bool) -> bool:
-    """Whether `simulate` runs this design as a timeline (see the module docstring)."""
-    wl = design.workload
-    if whole_day:
-        return _has_ops(design)
-    return bool(design.faults) or wl.trace is not None or wl.timeline_s is not None
 
 
 class _Recorder:
@@ -106,31 +88,7 @@ class Timeline:
     def __init__(self, design, *, whole_day: bool):
         self.design = design
         self.whole_day = whole_day
-        wl = design.workload
-        self.trace = None
-        self.scale = 1.0
-        if wl.trace is not None:
-            names = [c.name for c in wl.request_classes()]
-            try:
-                self.trace = load_trace(wl.trace.path, names)
-                self.scale = self.trace.scale_for(wl.trace.target_rps, wl.trace.time_scale)
-            except TraceError as e:
-                raise TimelineRefused(f"workload.trace.path: {e}") from None
-        if whole_day:
-            self.horizon_s = DAY_S
-        elif wl.timeline_s is not None:
-            self.horizon_s = wl.timeline_s
-        elif self.trace is not None:
-            self.horizon_s = max(self.trace.span_s * self.scale, 1e-6) * (1 + 1e-9) + 1e-9
-        else:
-            self.horizon_s = DEFAULT_HORIZON_S
-        for n, f in enumerate(design.faults):
-            if f.at_s >= self.horizon_s:
-                where = "the day" if whole_day else "workload.timeline_s" if wl.timeline_s else (
-                    "the trace" if self.trace is not None else "the default peak hour")
-                raise TimelineRefused(f"faults[{n}].at_s: the fault starts at {f.at_s:g} s, after the run's "
-                                      f"{self.horizon_s:g} s ({where}) end; start it earlier, set workload.timeline_s "
-                                      "or run --whole-day")
+        self.trace, self.scale, self.horizon_s = plan_horizon(design, whole_day)
         self.window_s = 60.0 if self.horizon_s <= 7200 else 600.0
         if self.horizon_s < 20 * 60:
             self.window_s = max(self.horizon_s / 20.0, 1e-3)
@@ -240,13 +198,14 @@ class Timeline:
                              fallbacks=rs.fallbacks, attempts=rs.attempts, gave_up=rs.gave_up)
         hours = {cid: st.replica_seconds(now) / 3600.0 for cid, st in self.ops_stations.items()
                  if hasattr(st, "replica_seconds") and hasattr(st, "provisioned")}
+        cold = {cid: st.cold_waits for cid, st in self.ops_stations.items() if getattr(st, "cold_waits", 0)}
         trace = None
         if self.trace is not None:
             tr = self.trace
             trace = f"{tr.path} ({tr.layout} layout, {tr.count:,} rows over {tr.span_s:,.1f} s, time × {self.scale:.4g})"
         return OpsResult(horizon_s=self.horizon_s, window_s=self.window_s, availability=avail, availability_ci95=ci,
                          fates=fates, windows=windows, faults=sorted(self.ctl.faults, key=lambda f: f.start_s),
-                         cold_starts=self.ctl.cold_starts, replica_hours=hours,
+                         cold_starts=self.ctl.cold_starts, replica_hours=hours, waited_for_cold_start=cold,
                          prompt_tokens=rec.prompt, output_tokens=rec.output, trace=trace)
 
 

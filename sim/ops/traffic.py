@@ -41,13 +41,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from components.errors import Refusal
+
 __all__ = ["TraceError", "Trace", "load_trace", "resolve_trace_path", "TraceSource", "BurstySource",
            "make_source", "MAX_TRACE_ROWS", "write_synthetic_trace"]
 
 MAX_TRACE_ROWS = 5_000_000  # a typo guard: BurstGPT's full two months is 5.3 M rows
 
 
-class TraceError(ValueError):
+class TraceError(Refusal):
     """A trace file that cannot be replayed; the message says file, line and column."""
 
 

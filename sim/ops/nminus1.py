@@ -46,13 +46,50 @@ def _variant(design, idx: int, replicas: int):
     return u, ok
 
 
-def n_minus_one(design, est=None) -> dict[str, NMinus1]:
-    """Per replicated request-path component: the twin with one replica and one zone down."""
+def _survivors(design, idx: int, r: int, u: float, deadline: float):
+    """Fewest replicas k > r whose N−1 (k − 1 up) is stable with the SLOs met, and its
+    utilisation: from the linear lower bound (k − 1 > ρ·r), doubling then bisecting — a handful
+    of twin runs whatever r is. (None, None) past the cap 4r + 4 or the time budget."""
+    import time
+
+    lo = max(r + 1, math.floor(u * r) + 2) if math.isfinite(u) else r + 1
+    cap = 4 * r + 4
+    found = None
+    k = lo
+    while k <= cap and time.perf_counter() < deadline:
+        uk, okk = _variant(design, idx, k - 1)
+        if okk:
+            found = (k, uk)
+            break
+        lo = k + 1
+        k = min(cap, 2 * k) if k < cap else cap + 1
+    if found is None:
+        return None, None
+    hi = found[0]
+    while lo < hi and time.perf_counter() < deadline:  # the smallest k in [lo, hi] that survives
+        mid = (lo + hi) // 2
+        um, okm = _variant(design, idx, mid - 1)
+        if okm:
+            hi, found = mid, (mid, um)
+        else:
+            lo = mid + 1
+    return found
+
+
+def n_minus_one(design, est=None, budget_s: float = 2.0) -> dict[str, NMinus1]:
+    """Per replicated request-path component: the twin with one replica and one zone down.
+
+    Each component costs a few twin runs; past `budget_s` of wall time the remaining
+    components get the linear figures (ρ·R/(R − k)) with the SLO not re-checked (None).
+    """
+    import time
+
     from sim.twin.analytic import estimate
 
     if design.workload.batch is not None and design.workload.arrival_rps is None:
         return {}
     est = est if est is not None else estimate(design)
+    deadline = time.perf_counter() + budget_s
     reach = design.reachable()
     out: dict[str, NMinus1] = {}
     for idx, c in enumerate(design.components):
@@ -62,9 +99,11 @@ def n_minus_one(design, est=None) -> dict[str, NMinus1]:
         r = int(getattr(c, "replicas", 1))
         z = int(getattr(c, "zones", 1))
         u = st.utilization
+        in_budget = time.perf_counter() < deadline
+        linear = lambda k: u * r / (r - k) if r > k else math.inf  # noqa: E731
         u1 = ok1 = None
         if r > 1:
-            u1, ok1 = _variant(design, idx, r - 1)
+            u1, ok1 = _variant(design, idx, r - 1) if in_budget else (linear(1), None)
         uz = okz = None
         if z > 1 and r > 1:
             lost = math.ceil(r / z)
@@ -73,19 +112,17 @@ def n_minus_one(design, est=None) -> dict[str, NMinus1]:
             elif lost == 1:
                 uz, okz = u1, ok1
             else:
-                uz, okz = _variant(design, idx, r - lost)
+                uz, okz = _variant(design, idx, r - lost) if in_budget else (linear(lost), None)
         survive = us = None
-        if r == 1 or not ok1:
-            for k in range(max(2, r + 1), 4 * r + 5):
-                uk, okk = _variant(design, idx, k - 1)
-                if okk:
-                    survive, us = k, uk
-                    break
+        if (r == 1 or ok1 is False) and in_budget:
+            survive, us = _survivors(design, idx, r, u, deadline)
         parts = [f"{r} replica{'s' if r != 1 else ''} at {u:.0%}"]
         if r == 1:
             parts.append("down if it fails")
         else:
-            parts.append(f"{_pct(u1)} if one fails ({'SLOs hold' if ok1 else 'SLOs break' if math.isfinite(u1 or 0) and u1 < 1 else 'unstable'})")
+            verdict = ("SLOs not re-checked (time budget)" if ok1 is None else "SLOs hold" if ok1
+                       else "SLOs break" if u1 is not None and math.isfinite(u1) and u1 < 1 else "unstable")
+            parts.append(f"{_pct(u1)} if one fails ({verdict})")
         if uz is not None or okz is not None:
             parts.append(f"{_pct(uz) if uz is not None else 'down'} if zone 0 of {z} fails")
         if survive is not None:

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import math
+import re
 import threading
+import time
 import uuid
 from types import ModuleType
 from typing import Any, Callable
 
 import streamlit as st
 
-from designs.io import DesignFileError, load_design
+from designs.forms import problem_field
+from designs.io import DesignFileError, dump_design, load_design
 from designs.model import Design, Problem
+from designs.numfmt import UNBOUNDED, fmt, fmt_delta, is_unbounded
 from designs.workspace import Workspace, WorkspaceError, new_draft_id, workspace_dir
 
 __all__ = [
@@ -52,6 +57,21 @@ __all__ = [
     "run_key",
     "metrics_table",
     "sim_settings",
+    "plain",
+    "flash",
+    "show_flash",
+    "design_problems",
+    "field_problems",
+    "status_badges",
+    "passes",
+    "short_labels",
+    "open_design",
+    "unsaved",
+    "problem_line",
+    "check_line",
+    "headline_items",
+    "show_headlines",
+    "RunJob",
 ]
 
 
@@ -65,8 +85,13 @@ def init_state() -> None:
     ss.setdefault("design", None)
     """The current `Design` (always valid)."""
     ss.setdefault("design_origin", "")
+    ss.setdefault("design_file", None)  # workspace name the design was opened from / saved to
+    ss.setdefault("saved_token", None)  # content token of what that file holds
     ss.setdefault("design_epoch", 0)  # bumps when a different design is opened: widget keys reset
-    ss.setdefault("verdicts", {})  # design name → verdict line of its last run this session
+    ss.setdefault("history", [])  # Builder undo: earlier designs as JSON, newest last
+    ss.setdefault("future", [])  # Builder redo
+    ss.setdefault("flash", [])  # (kind, text) messages that survive the next rerun
+    ss.setdefault("verdicts", {})  # design content token → verdict line of its last run this session
     ss.setdefault("runs", {})  # run key → RunResult, the session's own results (for Export)
     ss.setdefault("last_run_key", None)
     if "draft_id" not in ss:
@@ -88,7 +113,7 @@ def init_state() -> None:
         st.query_params["draft"] = ss.draft_id
 
 
-STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:")
+STICKY_PREFIXES = ("sim_", "cmp_", "compare_pick", "whatif:", "size:")
 
 
 def sticky(key: str, default: Any, options: list | None = None) -> dict:
@@ -104,8 +129,45 @@ def sticky(key: str, default: Any, options: list | None = None) -> dict:
 
 
 def design_token(design: Design) -> str:
-    """A short id of the design's content (what-if widgets reset when the design changes)."""
+    """A short id of the design's content: verdicts, runs and caches are keyed by it, never by
+    the design's name (two designs can share a name; one name can hold many contents)."""
     return uuid.uuid5(uuid.NAMESPACE_URL, design.model_dump_json(by_alias=True)).hex[:12]
+
+
+def unsaved() -> bool:
+    """True when the current design differs from the file it was opened from (or has none)."""
+    d = current_design()
+    return d is not None and st.session_state.get("saved_token") != design_token(d)
+
+
+def plain(text: object) -> str:
+    """`text` with Markdown's special characters escaped: shown exactly as written.
+
+    st.error/st.warning/st.caption interpret Markdown, which ate the underscores in
+    "letters, digits, '_' and '-'"; every user-facing message goes through this.
+    """
+    s = re.sub(r"([\\`*_\[\]<>$~|:])", r"\\\1", str(text))
+    # Line starts that would make a heading, a list or a quote.
+    s = re.sub(r"(?m)^(\s*)([#>+\-])", r"\1\\\2", s)
+    return re.sub(r"(?m)^(\s*\d+)\.", r"\1\\.", s)
+
+
+def flash(kind: str, text: str) -> None:
+    """A message that stays: shown now as a toast and on the page after the next rerun(s)
+    until `show_flash` has displayed it once on a full run."""
+    st.session_state.setdefault("flash", []).append((kind, str(text)))
+    try:
+        st.toast(str(text)[:200], icon={"error": "🚫", "warning": "⚠️"}.get(kind, "✅"))
+    except Exception:  # a toast is a courtesy; the message itself is kept above
+        pass
+
+
+def show_flash() -> None:
+    """Show (and clear) the messages `flash` kept across the rerun, as plain text."""
+    msgs = st.session_state.get("flash") or []
+    st.session_state.flash = []
+    for kind, text in msgs:
+        {"error": st.error, "warning": st.warning, "info": st.info}.get(kind, st.success)(plain(text))
 
 
 def workspace() -> Workspace:
@@ -119,7 +181,12 @@ def sidebar() -> None:
     with st.sidebar:
         d = current_design()
         if d is not None:
-            st.caption(f"Current design: **{d.name}** — {st.session_state.design_origin}")
+            f = st.session_state.get("design_file")
+            where = f"file {f}.yaml" if f else "not saved to a file yet"
+            if f and f != d.name:
+                where += f" (the design inside is named {d.name})"
+            st.caption(plain(f"Current design: {d.name} — {where}" + (" · unsaved changes" if f and unsaved() else "")))
+            st.caption(plain(f"Opened from {st.session_state.design_origin}") if st.session_state.design_origin else "")
         else:
             st.caption("No design open — pick one in the Library.")
         st.caption(f"Workspace: `{workspace_dir()}` (set by the server: $SDW_WORKSPACE)")
@@ -132,7 +199,8 @@ def current_design() -> Design | None:
 def set_design(design: Design, origin: str | None = None, *, new: bool = False) -> None:
     """Make `design` current and autosave it as this session's draft.
 
-    `new=True` (a different design was opened) resets the Builder's widget keys.
+    `new=True` (the form must show new values: YAML applied, undo) resets the Builder's
+    widget keys; opening another design is `open_design`.
     """
     ss = st.session_state
     ss.design = design
@@ -144,6 +212,18 @@ def set_design(design: Design, origin: str | None = None, *, new: bool = False) 
         workspace().save_draft(ss.draft_id, design)
     except (OSError, WorkspaceError) as e:  # never lose the edit because the disk said no
         st.warning(f"Could not autosave the draft: {e}")
+
+
+def open_design(design: Design, origin: str, file: str | None) -> None:
+    """Open another design: new widget keys, what-ifs and undo history reset, and `file`
+    (a workspace name, or None for a library design / a new one) becomes Save's default."""
+    ss = st.session_state
+    for k in [k for k in ss.keys() if isinstance(k, str) and k.startswith(("whatif:", "save_name"))]:
+        del ss[k]
+    ss.history, ss.future = [], []
+    ss.design_file = file
+    ss.saved_token = design_token(design) if file else None
+    set_design(design, origin, new=True)
 
 
 def require_design() -> Design:
@@ -180,22 +260,18 @@ def engine_missing(*names: str) -> bool:
 # --- diagrams and problems -----------------------------------------------------------------
 
 
-def dot_of(design: Design, annotate: Any = None) -> str | None:
-    diagram = optional_module("designs.diagram")
-    if diagram is None:
-        return None
-    return diagram.to_dot(design, annotate=annotate) if annotate is not None else diagram.to_dot(design)
+def dot_of(design: Design, annotate: Any = None, *, thumbnail: bool = False) -> str:
+    from designs import diagram
+
+    return diagram.to_dot(design, annotate, thumbnail=thumbnail)
 
 
-def show_diagram(design: Design, annotate: Any = None, *, height: int | None = None) -> str | None:
-    """Render the design's diagram; returns the DOT (None when the diagram module is missing)."""
+def show_diagram(design: Design, annotate: Any = None, *, height: int | None = None, thumbnail: bool = False) -> str | None:
+    """Render the design's diagram; returns the DOT (None when it could not be drawn)."""
     try:
-        dot = dot_of(design, annotate)
+        dot = dot_of(design, annotate, thumbnail=thumbnail)
     except Exception as e:  # a diagram bug must not take the page down with it
-        st.warning(f"The diagram could not be drawn: {e}")
-        return None
-    if dot is None:
-        st.caption("Diagram not available (designs.diagram is not installed yet).")
+        st.warning(plain(f"The diagram could not be drawn: {e}"))
         return None
     if height:
         st.graphviz_chart(dot, height=height, width="stretch")
@@ -204,14 +280,41 @@ def show_diagram(design: Design, annotate: Any = None, *, height: int | None = N
     return dot
 
 
+def problem_line(p: Problem) -> str:
+    where = f"line {p.line} · " if p.line else ""
+    path = f"{p.path}: " if p.path else ""
+    hint = f" (did you mean '{p.suggestion}'?)" if p.suggestion else ""
+    return f"{where}{path}{p.message}{hint}"
+
+
 def show_problems(problems: list[Problem], *, title: str = "The design is not valid") -> None:
-    lines = []
+    """Every problem as plain text (no Markdown: paths and messages show as written)."""
+    lines = [f"- {plain(problem_line(p))}" for p in problems]
+    st.error(f"**{plain(title)}**\n\n" + "\n".join(lines))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _problems(design_json: str) -> list[Problem]:
+    import sim
+    from designs.io import locate
+
+    design = Design.model_validate_json(design_json)
+    # The call `sdw validate` makes after parsing, located in the YAML the YAML tab shows.
+    return locate(sim.validation_problems(design), dump_design(design))
+
+
+def design_problems(design: Design) -> list[Problem]:
+    """What `sdw validate` reports for this design (after parsing): `sim.validation_problems`,
+    located at the lines of the design's YAML as the YAML tab shows it."""
+    return list(_problems(design.model_dump_json(by_alias=True)))
+
+
+def field_problems(design: Design, problems: list[Problem]) -> dict[str, list[Problem]]:
+    """Problems grouped by the form field they belong to (`forms.problem_field`); '' = design."""
+    out: dict[str, list[Problem]] = {}
     for p in problems:
-        where = f"line {p.line} · " if p.line else ""
-        path = f"`{p.path}`: " if p.path else ""
-        hint = f" (did you mean `{p.suggestion}`?)" if p.suggestion else ""
-        lines.append(f"- {where}{path}{p.message}{hint}")
-    st.error(f"**{title}**\n\n" + "\n".join(lines))
+        out.setdefault(problem_field(design, p) or "", []).append(p)
+    return out
 
 
 # --- the library of canonical designs ------------------------------------------------------
@@ -249,8 +352,9 @@ def library_entries() -> list[tuple[str, str, str, Design | None, str | None]]:
 @st.cache_data(max_entries=64, show_spinner=False)
 def estimate_cached(design_json: str):
     """The analytic estimate of a design given as JSON (the cache key)."""
-    analytic = importlib.import_module("sim.twin.analytic")
-    return analytic.estimate(Design.model_validate_json(design_json))
+    import sim
+
+    return sim.estimate(Design.model_validate_json(design_json))
 
 
 class _Unfinished(Exception):
@@ -262,8 +366,9 @@ class _Unfinished(Exception):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _simulate(design_json: str, seed: int, precision: float, max_requests: int, max_seconds: float, _progress=None, _cancel=None):
-    engine = importlib.import_module("sim.des.engine")
-    result = engine.simulate(
+    import sim
+
+    result = sim.simulate(
         Design.model_validate_json(design_json),
         seed=seed,
         precision=precision,
@@ -295,9 +400,10 @@ def simulate_cached(design: Design, settings: dict, progress: Callable[[float, s
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _compare(design_jsons: tuple[str, ...], seed: int, precision: float, max_requests: int, max_seconds: float):
-    engine = importlib.import_module("sim.des.engine")
+    import sim
+
     designs = [Design.model_validate_json(j) for j in design_jsons]
-    return engine.compare(designs, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
+    return sim.compare(designs, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds)
 
 
 def compare_cached(designs: list[Design], settings: dict):
@@ -341,8 +447,8 @@ def verdict_line(result) -> tuple[bool | None, str]:
     checks = list(getattr(result, "slo", []) or [])
     if not checks:
         return None, "Verdict: no SLOs set — nothing to check"
-    failed = [c.metric for c in checks if c.met is False]
-    unknown = [c.metric for c in checks if c.met is None]
+    failed = [_SLO_METRIC.get(c.metric, (c.metric,))[0] for c in checks if c.met is False]
+    unknown = [_SLO_METRIC.get(c.metric, (c.metric,))[0] for c in checks if c.met is None]
     met = len(checks) - len(failed) - len(unknown)
     if failed:
         return False, f"Verdict: FAIL — {', '.join(failed)} not met ({met} of {len(checks)} SLOs met)"
@@ -355,7 +461,8 @@ def remember_run(design: Design, key: str, result) -> None:
     ss = st.session_state
     ss.runs[key] = result
     ss.last_run_key = key
-    ss.verdicts[design.name] = verdict_line(result)[1]
+    ss.setdefault("run_tokens", {})[key] = design_token(design)
+    ss.verdicts[design_token(design)] = verdict_line(result)[1]
 
 
 def run_key(design: Design, settings: dict) -> str:
@@ -363,51 +470,88 @@ def run_key(design: Design, settings: dict) -> str:
 
 
 
-# (label, getter, lower is better) for the comparison table; None values are left blank.
+# (label, unit, getter) for the comparison table; missing values read "—".
 _METRICS = (
-    ("latency p50 (ms)", lambda r: r.latency_ms.p50),
-    ("latency p95 (ms)", lambda r: r.latency_ms.p95),
-    ("latency p99 (ms)", lambda r: r.latency_ms.p99),
-    ("TTFT p95 (ms)", lambda r: r.ttft_ms.p95 if r.ttft_ms else None),
-    ("TPOT p95 (ms)", lambda r: r.tpot_ms.p95 if r.tpot_ms else None),
-    ("cost (USD/day)", lambda r: r.cost_per_day_usd),
-    ("cost per 1k requests (USD)", lambda r: r.cost_per_1k_requests_usd),
-    ("dropped requests", lambda r: r.dropped_requests),
+    ("TTFT p95", "ms", lambda r: r.ttft_ms.p95 if r.ttft_ms else None),
+    ("TPOT p95", "ms", lambda r: r.tpot_ms.p95 if r.tpot_ms else None),
+    ("latency p50", "ms", lambda r: r.latency_ms.p50),
+    ("latency p95", "ms", lambda r: r.latency_ms.p95),
+    ("latency p99", "ms", lambda r: r.latency_ms.p99),
+    ("cost per day", "USD", lambda r: r.cost_per_day_usd),
+    ("cost per 1k requests", "USD per 1k requests", lambda r: r.cost_per_1k_requests_usd),
+    ("dropped requests", "", lambda r: r.dropped_requests),
 )
+# The SLO field each metric answers: the metric an SLO is about is shown first.
+_SLO_OF = {"TTFT p95": "ttft_p95_ms", "TPOT p95": "tpot_p95_ms", "latency p95": "latency_p95_ms",
+           "latency p99": "latency_p99_ms", "cost per day": "daily_budget_usd"}
 
 
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:,.4g}" if isinstance(v, float) else f"{v:,}"
+def passes(result) -> bool:
+    """True when a run may be called best at anything: stable, complete, no SLO failed."""
+    if result is None or not getattr(result, "stable", True) or getattr(result, "partial", False):
+        return False
+    return not any(c.met is False for c in getattr(result, "slo", []) or [])
 
 
-def _delta(base, v) -> str:
-    if v is None or base is None:
-        return "—"
-    rel = f" ({(v - base) / base:+.0%})" if base else ""
-    return f"{v - base:+,.4g}{rel}"
+def status_badges(result) -> list[tuple[str, str]]:
+    """(text, colour) badges for one run: unstable / fails SLOs / partial / passes."""
+    out = []
+    if not result.stable:
+        out.append(("unstable: the backlog grows", "red"))
+    failed = [_SLO_METRIC.get(c.metric, (c.metric,))[0] for c in result.slo if c.met is False]
+    if failed:
+        out.append((f"fails {', '.join(failed)}", "red"))
+    if result.partial:
+        out.append(("partial (cancelled)", "orange"))
+    if result.completed_requests == 0:
+        out.append(("no request completed", "red"))
+    if not out:
+        out.append(("meets its SLOs" if result.slo else "stable (no SLOs set)", "green"))
+    return out
 
 
-def metrics_table(labels: list[str], results: list) -> list[dict]:
-    """One row per metric: each design's value, its change against the first, the winner."""
+def short_labels(labels: list[str]) -> list[str]:
+    """Distinct labels a legend can show whole: 'A · name', 'B · name' (the letter keeps two
+    designs with the same name apart; the source stays in the table's header)."""
+    out = []
+    for i, label in enumerate(labels):
+        name = label.split(": ", 1)[-1]
+        out.append(f"{chr(65 + i)} · {name[:40]}")
+    return out
+
+
+def metrics_table(labels: list[str], results: list, slo=None) -> list[dict]:
+    """One row per metric: each design's value, its change against the first, the best.
+
+    Values use the app's one number format (`designs.numfmt`). "best" is only awarded among
+    designs that pass (stable, complete, no SLO failed): a cheap design that misses its
+    SLOs wins nothing. Metrics an SLO is about come first.
+    """
     rows = []
-    for metric, get in _METRICS:
+    eligible = [passes(r) for r in results]
+    order = sorted(_METRICS, key=lambda m: (0 if slo is not None and getattr(slo, _SLO_OF.get(m[0], ""), None) is not None else 1))
+    for metric, unit, get in order:
         values = [get(r) for r in results]
         if all(v is None for v in values):
             continue
-        row: dict = {"metric": metric}
+        row: dict = {"metric": metric}  # each cell carries its unit (ms turn to s past 10,000)
         base = values[0]
         for label, v in zip(labels, values):
-            row[label] = _fmt(v)
+            row[label] = fmt(v, unit)
         for label, v in zip(labels[1:], values[1:]):
-            row[f"Δ {label}"] = _delta(base, v)
-        known = [(v, label) for label, v in zip(labels, values) if v is not None]
-        best = min(v for v, _ in known)
-        winners = [label for v, label in known if v == best]
-        row["winner"] = "tie" if len(winners) == len(known) > 1 else ", ".join(winners)
+            row[f"Δ {label}"] = fmt_delta(base, v, unit)
+        known = [(float(v), label) for label, v, ok in zip(labels, values, eligible) if ok and not is_unbounded(v)]
+        if not known:
+            row["best"] = "— (no design passes)"
+        else:
+            best = min(v for v, _ in known)
+            winners = [label for v, label in known if v == best]
+            row["best"] = "tie" if len(winners) == len(known) > 1 else ", ".join(winners)
         rows.append(row)
     verdicts = {"metric": "verdict"} | {label: verdict_line(r)[1].removeprefix("Verdict: ") for label, r in zip(labels, results)}
+    status = {"metric": "status"} | {label: "; ".join(t for t, _ in status_badges(r)) for label, r in zip(labels, results)}
     bottlenecks = {"metric": "bottleneck"} | {label: r.bottleneck or "—" for label, r in zip(labels, results)}
-    return rows + [verdicts, bottlenecks]
+    return rows + [status, verdicts, bottlenecks]
 
 
 def sim_settings(prefix: str, *, precision: float, max_requests: int, max_seconds: float, per: str = "") -> dict:
@@ -422,3 +566,180 @@ def sim_settings(prefix: str, *, precision: float, max_requests: int, max_second
         n = s3.number_input(f"Max requests{per}", min_value=100, max_value=50_000_000, step=10_000, **sticky(f"{prefix}max_requests", max_requests))
         secs = s4.number_input(f"Max wall seconds{per}", min_value=1.0, max_value=3600.0, **sticky(f"{prefix}max_seconds", max_seconds))
     return {"seed": int(seed), "precision": float(prec), "max_requests": int(n), "max_seconds": float(secs)}
+
+
+# --- headlines and SLO lines ------------------------------------------------------------------
+
+# SLO metric → (label, unit of its value)
+_SLO_METRIC = {
+    "latency_p95_ms": ("latency p95", "ms"),
+    "latency_p99_ms": ("latency p99", "ms"),
+    "ttft_p95_ms": ("TTFT p95", "ms"),
+    "tpot_p95_ms": ("TPOT p95", "ms"),
+    "availability": ("availability", "%"),
+    "cost_per_day_usd": ("cost per day", "USD/day"),
+    "pipeline_hours": ("pipeline run", "h"),
+}
+
+
+def _slo_value(metric: str, v):
+    return None if v is None else v * 100 if metric == "availability" else v
+
+
+def check_line(check) -> str:
+    """One SLO check in the app's number format; never 'None' or 'inf'."""
+    label, unit = _SLO_METRIC.get(check.metric, (check.metric, ""))
+    target = fmt(_slo_value(check.metric, check.target), unit)
+    if check.value is None or is_unbounded(check.value):
+        if check.met is False:
+            return f"{label}: unbounded — a component cannot keep up, so no figure holds (target {target})"
+        return f"{label}: unknown — {check.detail or 'not measured'} (target {target})"
+    value = fmt(_slo_value(check.metric, check.value), unit)
+    better = "≥" if check.metric == "availability" else "≤"
+    worse = "<" if check.metric == "availability" else ">"
+    line = f"{label}: {value} {better if check.met else worse} target {target}"
+    if "straddles" in (check.detail or ""):
+        line += " — the interval straddles the target; run longer or read it as a tie"
+    return line
+
+
+def headline_items(design: Design, rec, *, analytic: bool) -> list[dict]:
+    """The figures a page leads with, in order: each SLO's own metric first (in SLO order),
+    then TTFT/TPOT p95 for designs with an LLM, end-to-end p95 and cost per day.
+
+    Each item: label, value (formatted), target (formatted or None), met (True/False/None).
+    `rec` is an `Estimate` (analytic=True) or a `RunResult`.
+    """
+    checks = {c.metric: c for c in getattr(rec, "slo", []) or []}
+    vals: dict[str, float | None] = {}
+    if analytic:
+        llm = list(getattr(rec, "llm", {}).values())
+        if llm:
+            vals["ttft_p95_ms"] = max((e.ttft_ms_p95_estimate or e.ttft_ms_estimate) for e in llm)
+            vals["tpot_p95_ms"] = max((e.tpot_ms_p95_estimate or e.tpot_ms_estimate) for e in llm)
+        vals["latency_p95_ms"] = rec.latency_ms_p95_approx if rec.arrival_rps else None
+    else:
+        if rec.ttft_ms is not None:
+            vals["ttft_p95_ms"] = rec.ttft_ms.p95
+        if rec.tpot_ms is not None:
+            vals["tpot_p95_ms"] = rec.tpot_ms.p95
+        vals["latency_p95_ms"] = rec.latency_ms.p95 if rec.completed_requests else None
+        if design.slo.latency_p99_ms is not None:
+            vals["latency_p99_ms"] = rec.latency_ms.p99 if rec.completed_requests else None
+    vals["cost_per_day_usd"] = rec.cost_per_day_usd
+    for m, c in checks.items():  # the check's own value wins (the twin's includes stuck time)
+        if c.value is not None or m not in vals:
+            vals[m] = c.value
+    order = [c.metric for c in checks.values()] + ["ttft_p95_ms", "tpot_p95_ms", "latency_p95_ms", "cost_per_day_usd"]
+    items, seen = [], set()
+    approx = " (approx.)" if analytic else ""
+    for m in order:
+        if m in seen or m not in vals or m == "pipeline_hours":
+            continue
+        seen.add(m)
+        label, unit = _SLO_METRIC[m]
+        c = checks.get(m)
+        v = vals[m]
+        unbounded = is_unbounded(v) and (c is not None and c.met is False or analytic and m == "latency_p95_ms" and rec.arrival_rps and not rec.stable)
+        items.append({
+            "metric": m,
+            "label": label + (approx if unit == "ms" else ""),
+            "value": "unbounded" if unbounded else fmt(_slo_value(m, v), unit),
+            "target": fmt(_slo_value(m, c.target), unit) if c is not None else None,
+            "met": c.met if c is not None else None,
+        })
+    return items
+
+
+def show_headlines(items: list[dict], per_row: int = 4) -> None:
+    """st.metric per headline; the target and whether it is met go in the delta line."""
+    for start in range(0, len(items), per_row):
+        cols = st.columns(per_row)
+        for col, it in zip(cols, items[start:start + per_row]):
+            if it["target"] is None:
+                col.metric(it["label"], it["value"], delta="no target set", delta_color="off", delta_arrow="off")
+            else:
+                word = {True: "meets", False: "misses", None: "unknown vs"}[it["met"]]
+                col.metric(it["label"], it["value"], delta=f"{word} target {it['target']}",
+                           delta_color={True: "normal", False: "inverse", None: "off"}[it["met"]], delta_arrow="off")
+
+
+# --- simulations in the background -----------------------------------------------------------
+
+
+class RunJob:
+    """A simulation on a background thread, so the page stays live: progress, ETA, Cancel.
+
+    Cancel sets the engine's cancel event; the engine returns what it measured so far
+    (`partial=True`), which the page shows marked partial, as the CLI does. The thread makes
+    no Streamlit calls; the page polls `fraction`, `report`, `done` from a fragment.
+    """
+
+    def __init__(self, design: Design, settings: dict, key: str):
+        self.design, self.settings, self.key = design, dict(settings), key
+        self.cancel = threading.Event()
+        self.started = time.monotonic()
+        self.fraction = 0.0
+        self.report = None  # the engine's last `sim.Progress` message
+        self.result = None
+        self.error: str | None = None
+        self.stored = False
+        self.thread = threading.Thread(target=self._run, name=f"sdw-run-{key[:8]}", daemon=True)
+        self.thread.start()
+
+    def _progress(self, fraction: float, message: str = "") -> None:
+        self.fraction = min(1.0, max(0.0, float(fraction)))
+        self.report = message
+
+    def _run(self) -> None:
+        import sim
+
+        try:
+            s = self.settings
+            self.result = sim.simulate(self.design, seed=int(s["seed"]), precision=float(s["precision"]),
+                                       max_requests=int(s["max_requests"]), max_seconds=float(s["max_seconds"]),
+                                       progress=self._progress, cancel=self.cancel)
+        except Exception as e:  # the engine refuses with a message; the page shows it as text
+            self.error = str(e)
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta_s(self) -> float | None:
+        """Seconds left, from the pace so far (None until there is a pace to go by)."""
+        f = self.fraction
+        if f < 0.02 or f >= 1:
+            return None
+        return self.elapsed_s() * (1 - f) / f
+
+    def text(self) -> str:
+        """'measuring · 12,345 requests · p95 1,215.3 ms ± 100.2 ms · 42 s elapsed, about 1 min left'."""
+        r = self.report
+        phase = getattr(r, "phase", None) or "starting"
+        parts = [phase]
+        if getattr(r, "requests", 0):
+            parts.append(f"{r.requests:,} requests simulated")
+        if phase == "warm-up":
+            parts.append("reaching steady state, nothing measured yet")
+        if getattr(r, "p95_ms", None):
+            hw = r.half_width_ms
+            parts.append(f"p95 {fmt(r.p95_ms, 'ms')}" + (f" ± {fmt(hw, 'ms')}" if hw is not None else " (interval after 2 batches)"))
+        t = f"{self.elapsed_s():,.0f} s elapsed"
+        eta = self.eta_s()
+        if eta is not None:
+            t += f", about {_duration(eta)} left"
+        parts.append(t)
+        return " · ".join(parts)
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{max(1, round(s))} s"
+    return f"{s / 60:,.0f} min"

@@ -1,4 +1,9 @@
-"""Compare: two to four designs on the same seeds — metrics, winners, CDFs, cost vs p95, diff."""
+"""Compare: two to four designs on the same seeds — status badges, metrics, CDFs, cost vs p95, diff.
+
+Honest by construction: each design carries an unstable / failing badge, "best" is awarded
+only among designs that pass their SLOs, every figure uses the app's one number format, and
+legends letter the designs (A, B …) so two with similar names stay apart.
+"""
 
 import altair as alt
 import pandas as pd
@@ -7,10 +12,12 @@ import streamlit as st
 from app_pages import _widgets as W
 from designs.diff import diff_designs
 from designs.io import DesignFileError
+from designs.numfmt import fmt
 from designs.workspace import WorkspaceError
 
 W.init_state()
 W.sidebar()
+W.show_flash()
 ss = st.session_state
 
 st.title("Compare variants")
@@ -28,7 +35,7 @@ for name, _path in ws.list_designs():
     try:
         candidates[f"workspace: {name}"] = ws.load(name)
     except (DesignFileError, WorkspaceError) as e:
-        st.caption(f"workspace: {name} skipped — {e}")
+        st.caption(W.plain(f"workspace: {name} skipped — {e}"))
 
 # Remembered picks that no longer exist (a deleted workspace design) are dropped.
 if "compare_pick" in ss:
@@ -39,31 +46,54 @@ settings = W.sim_settings("cmp_", precision=0.05, max_requests=500_000, max_seco
 if len(picked) < 2:
     st.info("Pick at least two designs.")
     st.stop()
-if W.engine_missing("sim.des.engine"):
-    st.stop()
 
 designs = [candidates[p] for p in picked]
+invalid = [(label, W.design_problems(d)) for label, d in zip(picked, designs)]
+invalid = [(label, found) for label, found in invalid if found]
+for label, found in invalid:
+    W.show_problems(found, title=f"{label} does not pass sdw validate; fix it before comparing")
+if invalid:
+    st.stop()
+
+# The stored comparison is keyed by the designs' content, not their labels: "current: x"
+# edited in the Builder is a different design.
+tokens = tuple(W.design_token(d) for d in designs)
 if st.button("Compare", key="run_compare", type="primary"):
     with st.spinner(f"Simulating {len(designs)} designs on seed {settings['seed']}…"):
         try:
-            ss.compare_result = (tuple(picked), settings, W.compare_cached(designs, settings))
+            ss.compare_result = (tokens, settings, W.compare_cached(designs, settings))
         except Exception as e:  # the engine refuses bad settings with a message; show it
-            st.error(f"Comparison not run: {e}")
-            st.stop()
+            ss.compare_error = str(e)
+        else:
+            ss.compare_error = None
+if ss.get("compare_error"):
+    st.error(W.plain(f"Comparison not run: {ss.compare_error}"))
 
 stored = ss.get("compare_result")
-if not stored or stored[0] != tuple(picked) or stored[1] != settings:
-    st.caption("Press **Compare** to simulate the selection.")
+if not stored or stored[0] != tokens or stored[1] != settings:
+    st.caption("Press Compare to simulate the selection.")
     st.stop()
 results = stored[2]
+letters = W.short_labels(picked)
 
-table = W.metrics_table(picked, results)
+st.subheader("Status")
+cols = st.columns(len(picked))
+for col, label, letter, r in zip(cols, picked, letters, results):
+    with col.container(border=True, key=f"status_{letter[0]}"):
+        st.markdown(f"**{W.plain(letter)}**")
+        st.caption(W.plain(label))
+        for text, colour in W.status_badges(r):
+            st.badge(text, color=colour)
+
+table = W.metrics_table(picked, results, designs[0].slo)
 st.subheader("Metrics")
-st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
-st.caption(f"Δ columns are relative to **{picked[0]}**; the winner is the lowest value (cost, latency, drops).")
+# st.table: cells wrap (a verdict sentence stays whole), and every value is preformatted text.
+st.table(pd.DataFrame(table).set_index("metric"))
+st.caption(W.plain(f"Δ columns are relative to {picked[0]}; best is the lowest value among designs that are stable and meet their SLOs — a design that fails them wins nothing."))
 
+legend = alt.Legend(title="design", orient="bottom", columns=1, labelLimit=0)
 samples = pd.DataFrame(
-    [{"design": label, "latency_ms": x} for label, r in zip(picked, results) for x in r.latency_sample_ms]
+    [{"design": letter, "latency_ms": x} for letter, r in zip(letters, results) for x in r.latency_sample_ms]
 )
 g1, g2 = st.columns(2)
 if not samples.empty:
@@ -71,21 +101,28 @@ if not samples.empty:
         alt.Chart(samples)
         .transform_window(rank="cume_dist()", sort=[{"field": "latency_ms"}], groupby=["design"])
         .mark_line()
-        .encode(x=alt.X("latency_ms:Q", title="latency (ms)"), y=alt.Y("rank:Q", title="fraction ≤ x"), color="design:N")
+        .encode(x=alt.X("latency_ms:Q", title="end-to-end latency (ms)", axis=alt.Axis(format=",.0f")),
+                y=alt.Y("rank:Q", title="fraction ≤ x", axis=alt.Axis(format="%")),
+                color=alt.Color("design:N", legend=legend, sort=letters))
         .properties(title="Latency CDFs", height=300)
     )
     g1.altair_chart(cdf, width="stretch")
-points = pd.DataFrame([{"design": label, "cost_usd_per_day": r.cost_per_day_usd, "p95_ms": r.latency_ms.p95} for label, r in zip(picked, results)])
+points = pd.DataFrame([
+    {"design": letter, "cost (USD/day)": r.cost_per_day_usd, "p95 (ms)": r.latency_ms.p95 if r.completed_requests else None,
+     "cost": fmt(r.cost_per_day_usd, "USD/day"), "p95": fmt(r.latency_ms.p95 if r.completed_requests else None, "ms")}
+    for letter, r in zip(letters, results)
+])
 scatter = (
-    alt.Chart(points)
+    alt.Chart(points.dropna(subset=["p95 (ms)"]))
     .mark_circle(size=160)
-    .encode(x=alt.X("cost_usd_per_day:Q", title="cost (USD/day)"), y=alt.Y("p95_ms:Q", title="p95 latency (ms)"), color="design:N", tooltip=["design", "cost_usd_per_day", "p95_ms"])
-    .properties(title="Cost vs p95", height=300)
+    .encode(x=alt.X("cost (USD/day):Q", axis=alt.Axis(format="$,.0f")), y=alt.Y("p95 (ms):Q", axis=alt.Axis(format=",.0f")),
+            color=alt.Color("design:N", legend=legend, sort=letters), tooltip=["design", "cost", "p95"])
+    .properties(title="Cost vs end-to-end p95", height=300)
 )
 g2.altair_chart(scatter, width="stretch")
 
 st.subheader("What differs")
 for label, d in zip(picked[1:], designs[1:]):
     lines = diff_designs(designs[0], d)
-    st.markdown(f"**{picked[0]} → {label}**")
+    st.markdown(f"**{W.plain(picked[0])} → {W.plain(label)}**")
     st.markdown("\n".join(f"- `{line}`" for line in lines) if lines else "_no differences_")

@@ -13,7 +13,8 @@ W.init_state()
 W.sidebar()
 ss = st.session_state
 design = W.require_design()
-stem = safe_name(design.name)
+# The file the design was opened from / saved to names the downloads; else its name.
+stem = ss.get("design_file") or safe_name(design.name)
 
 st.title(f"Export — {design.name}")
 
@@ -40,14 +41,17 @@ else:
 
 st.subheader("Results")
 est = None
-if W.optional_module("sim.twin.analytic") is not None:
+if not W.design_problems(design):
     try:
         est = W.estimate_cached(design.model_dump_json(by_alias=True))
         st.download_button("Analytic estimate JSON", json.dumps(est.to_json(), indent=2), file_name=f"{stem}.estimate.json", mime="application/json", key="dl_estimate")
     except Exception as e:  # the estimator refused this design: say why, keep the page
-        st.caption(f"No analytic estimate: {e}")
+        st.caption(W.plain(f"No analytic estimate: {e}"))
+else:
+    W.show_problems(W.design_problems(design), title="No estimate or doc: the design does not pass sdw validate")
 result = ss.runs.get(ss.last_run_key) if ss.last_run_key else None
-if result is not None and result.design != design.name:
+# The run belongs to this design only if it ran this very content (not merely this name).
+if result is not None and ss.get("run_tokens", {}).get(ss.last_run_key) != W.design_token(design):
     result = None
 
 st.subheader("Design doc")

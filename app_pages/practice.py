@@ -17,11 +17,12 @@ import streamlit as st
 from app_pages import _widgets as W
 from designs.forms import add_component, add_edge, apply_edit, remove_edge
 from designs.io import DesignFileError, dump_design, parse_design
+from designs.numfmt import fmt
 from designs.workspace import WorkspaceError
 from components.catalogue import KINDS
-from review.grading import ESTIMATE_FIELDS, review_attempt
+from review.grading import ESTIMATE_FIELDS, Review, review_attempt
 from review.lint import slo_checks
-from review.history import list_attempts, progress_series, save_attempt
+from review.history import list_attempts, load_round, progress_series, save_attempt, save_round
 from review.prompts import get_prompt, load_prompts, reference_design, skeleton_design
 
 W.init_state()
@@ -35,8 +36,51 @@ SIM = {"precision": 0.05, "max_requests": 20_000, "max_seconds": 10.0}  # a shor
 
 for key, default in (("px_prompt_id", None), ("px_started_at", None), ("px_paused_at", None), ("px_paused_s", 0.0),
                      ("px_estimates", None), ("px_design", None), ("px_yaml_error", None), ("px_review", None),
-                     ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0), ("px_rev", 0)):
+                     ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0), ("px_rev", 0),
+                     ("px_round_id", None), ("px_round_saved", None)):
     ss.setdefault(key, default)
+
+# --- the round survives a refresh: its state lives in the attempts database -----------------
+_ROUND = ("px_prompt_id", "px_started_at", "px_paused_at", "px_paused_s", "px_estimates", "px_finished_at", "px_attempt_id")
+
+
+def _round_state() -> dict:
+    state = {k[3:]: ss[k] for k in _ROUND}
+    state["design_yaml"] = dump_design(ss.px_design) if ss.px_design is not None else None
+    state["review_json"] = ss.px_review.model_dump_json() if ss.px_review is not None else None
+    return state
+
+
+def _persist() -> None:
+    """Write the round to attempts.sqlite when it changed; the URL (?round=) finds it again."""
+    if ss.px_prompt_id is None:
+        return
+    state = _round_state()
+    if state != ss.px_round_saved:
+        try:
+            ss.px_round_id = save_round(W.workspace().root, state, ss.px_round_id)
+        except (OSError, ValueError) as e:  # the round goes on in memory; say it is not saved
+            st.warning(W.plain(f"The round could not be saved (a refresh would lose it): {e}"))
+            return
+        ss.px_round_saved = state
+    if st.query_params.get("round") != str(ss.px_round_id):  # page switches drop the URL's params
+        st.query_params["round"] = str(ss.px_round_id)
+
+
+_qp = st.query_params.get("round")
+if ss.px_prompt_id is None and ss.px_round_id is None and isinstance(_qp, str) and _qp.isdigit():
+    _state = load_round(W.workspace().root, int(_qp))
+    if _state and _state.get("prompt_id"):
+        for k in _ROUND:
+            ss[k] = _state.get(k[3:], ss.get(k))
+        try:
+            ss.px_design = parse_design(_state["design_yaml"], "practice.yaml") if _state.get("design_yaml") else None
+            ss.px_review = Review.model_validate_json(_state["review_json"]) if _state.get("review_json") else None
+        except (DesignFileError, ValueError):
+            ss.px_design = ss.px_design or None
+        ss.px_round_id, ss.px_round_saved = int(_qp), _round_state()
+        ss.px_rev += 1
+_persist()
 
 
 def _active_s(now: float) -> float:
@@ -75,6 +119,8 @@ def _start(prompt_id: str) -> None:
     ss.pop("px_doc_html", None)
     ss.pop("practice_reference", None)
     ss.px_rev += 1
+    ss.px_round_id, ss.px_round_saved = None, None  # a new round, a new row
+    _persist()
 
 
 st.title("Practice a design round")
@@ -99,26 +145,29 @@ else:
     prompt = by_id[ss.px_prompt_id]
 
 if prompt is not None:
-    # --- 2. timer ----------------------------------------------------------------------------
-    now = time.time()
-    active = _active_s(now)
-    phase, left_in_phase = _phase(active)
-    t1, t2, t3, t4 = st.columns([2, 1, 1, 1])
-    paused = ss.px_paused_at is not None
-    state = "finished" if ss.px_finished_at else ("paused" if paused else "running")
-    t1.markdown(f"**Phase: {phase}** — {_mmss(left_in_phase)} left in this phase ({state})")
-    t2.metric("Elapsed", _mmss(active))
-    t3.metric("Round left", _mmss(ROUND_S - active))
-    if ss.px_finished_at is None:
-        if paused:
-            if t4.button("Resume", key="px_resume"):
-                ss.px_paused_s += time.time() - ss.px_paused_at
-                ss.px_paused_at = None
+    # --- 2. timer: a fragment that reruns itself every second while the clock runs -----------
+    @st.fragment(run_every=1.0 if ss.px_finished_at is None and ss.px_paused_at is None else None)
+    def _timer() -> None:
+        active = _active_s(time.time())
+        phase, left_in_phase = _phase(active)
+        t1, t2, t3, t4 = st.columns([2, 1, 1, 1])
+        paused = ss.px_paused_at is not None
+        state = "finished" if ss.px_finished_at else ("paused" if paused else "running")
+        t1.markdown(f"**Phase: {phase}** — {_mmss(left_in_phase)} left in this phase ({state})")
+        t2.metric("Elapsed", _mmss(active))
+        t3.metric("Round left", _mmss(ROUND_S - active))
+        if ss.px_finished_at is None:
+            if paused:
+                if t4.button("Resume", key="px_resume"):
+                    ss.px_paused_s += time.time() - ss.px_paused_at
+                    ss.px_paused_at = None
+                    st.rerun()  # the whole page: the fragment starts ticking again
+            elif t4.button("Pause", key="px_pause"):
+                ss.px_paused_at = time.time()
                 st.rerun()
-        elif t4.button("Pause", key="px_pause"):
-            ss.px_paused_at = time.time()
-            st.rerun()
-    st.progress(min(1.0, active / ROUND_S), text=" · ".join(f"{n} {m} min" for n, m in PHASES))
+        st.progress(min(1.0, active / ROUND_S), text=" · ".join(f"{n} {m} min" for n, m in PHASES))
+
+    _timer()
 
     # --- 3. the prompt -----------------------------------------------------------------------
     st.subheader(prompt.title)
@@ -143,7 +192,7 @@ if prompt is not None:
                 st.rerun()
         st.caption("The design and its simulation open once your estimates are locked in.")
         st.stop()
-    st.write(", ".join(f"{ESTIMATE_FIELDS[k][0]}: {v:,g}" if v is not None else f"{ESTIMATE_FIELDS[k][0]}: —"
+    st.write(", ".join(f"{ESTIMATE_FIELDS[k][0]}: {fmt(v, ESTIMATE_FIELDS[k][1])}" if v is not None else f"{ESTIMATE_FIELDS[k][0]}: —"
                        for k, v in ss.px_estimates.items()))
 
     # --- 5. build from the skeleton -------------------------------------------------------------
@@ -278,15 +327,15 @@ if prompt is not None:
         m1, m2, m3 = st.columns(3)
         if review.result is not None:
             p95 = review.result.latency_ms.p95
-            m1.metric("p95 latency (simulated)", f"{p95:,.0f} ms" if p95 is not None else "not measured")
+            m1.metric("p95 latency (simulated)", fmt(p95, "ms") if p95 is not None else "not measured")
         else:
-            m1.metric("p95 latency (analytic)", f"{review.estimate.latency_ms_p95_approx:,.0f} ms")
-        m2.metric("Cost per day", f"${rec.cost_per_day_usd:,.0f}")
+            m1.metric("p95 latency (analytic)", fmt(review.estimate.latency_ms_p95_approx, "ms") if review.estimate.stable else "unbounded")
+        m2.metric("Cost per day", fmt(rec.cost_per_day_usd, "USD/day"))
         m3.metric("Bottleneck", rec.bottleneck or "—")
 
     st.markdown("#### Your estimates against the model")
     st.dataframe(pd.DataFrame([{
-        "estimate": g.label, "yours": g.user, "model": round(g.model, 3), "unit": g.unit, "verdict": g.verdict,
+        "estimate": g.label, "yours": fmt(g.user, g.unit), "model": fmt(g.model, g.unit), "unit": g.unit, "verdict": g.verdict,
         "within 2×": g.within_2x, "safe side": g.direction_ok, "comment": g.comment} for g in review.grades]),
         hide_index=True, width="stretch")
     for g in review.grades:
@@ -341,8 +390,10 @@ if prompt is not None:
             d2.download_button("Download design doc (HTML)", ss.px_doc_html, file_name=f"{prompt.id}-attempt.html", mime="text/html", key="px_doc_html")
         st.caption("The Markdown refers to the diagram as an SVG beside it; export the SVG from the Export page, or use the HTML.")
     if st.button("New attempt", key="px_new"):
-        for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at"):
+        for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at",
+                  "px_round_id", "px_round_saved"):
             ss[k] = None
+        st.query_params.pop("round", None)
         st.rerun()
 
 # --- 8. history ---------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ Usage::
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from designs.io import DesignFileError, load_design
-from designs.model import Design
+if TYPE_CHECKING:  # imported where used: `sdw --help` must not pay for pydantic models
+    from designs.io import DesignFileError
+    from designs.model import Design
 
 __all__ = ["err", "report", "load_or_report", "clobbers_input", "write_output"]
 
@@ -32,6 +34,8 @@ def report(e: DesignFileError) -> None:
 
 def load_or_report(path: str) -> Design | None:
     """The design, or None after printing every located problem to stderr."""
+    from designs.io import DesignFileError, load_design
+
     try:
         return load_design(path)
     except DesignFileError as e:

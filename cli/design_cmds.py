@@ -19,11 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from designs.diagram import to_dot
-from designs.io import DesignFileError, json_schema, load_design, locate, read_text_limited
-from designs.library import library_dir, list_library
-from designs.render import RenderError, render
-from sim import validation_problems
+# The designs/sim imports live in the handlers: registering the commands (all `sdw --help`
+# needs) must not load the pydantic catalogue.
 
 from .common import clobbers_input, write_output
 from .common import err as _err
@@ -38,6 +35,9 @@ FORMAT_BY_SUFFIX = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from designs.io import DesignFileError, load_design, locate, read_text_limited
+    from sim import validation_problems
+
     bad = 0
     for f in args.files:
         try:
@@ -70,6 +70,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from designs.diagram import to_dot
+    from designs.io import DesignFileError, load_design
+    from designs.render import RenderError, render
+
     out: str = args.output
     fmt = args.format
     if fmt is None:
@@ -117,6 +121,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from designs.io import json_schema
+
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
     return 0
 
@@ -160,6 +166,8 @@ def _list_gpus() -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from designs.library import library_dir, list_library
+
     if args.models:
         return _list_models()
     if args.gpus:

@@ -19,12 +19,17 @@ import argparse
 import os
 import sys
 
+# Cache bytecode even where PYTHONDONTWRITEBYTECODE=1 is set (these machines): otherwise every
+# `sdw` start compiles pydantic and the project from source again. uv does not compile the
+# environment (see pyproject.toml), so the first run writes the cache for what it imports.
+sys.dont_write_bytecode = False
+
 from components.errors import Refusal
 
 __all__ = ["main", "build_parser"]
 
 # Command modules, in the order `sdw --help` lists them. Each has register(subparsers).
-COMMAND_MODULES = ("cli.design_cmds", "cli.sim_cmds", "cli.review_cmds")
+COMMAND_MODULES = ("cli.design_cmds", "cli.sim_cmds", "cli.review_cmds", "cli.size_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """Diagrams: a `Design` as Graphviz DOT text, optionally annotated with simulated traffic.
 
-Components become nodes shaped and coloured by kind, grouped into one cluster per tier
-(edge/API, retrieval, model serving, data, offline). Edges carry branch probabilities,
+Components become nodes shaped by kind and filled with their tier's colour (edge/API,
+retrieval, model serving, data, offline — one scheme, named in a legend); the flow alone
+sets the layout, so tiers never reorder it. Edges carry branch probabilities,
 fan-outs are bold and marked "fan-out", back edges (agent loops) are dashed, and a cache's
 outgoing edges are its misses. With an `Annotation` (from a simulation or the analytic
 estimate) edges show traffic, nodes show utilisation and the bottleneck is drawn in red.
@@ -28,38 +29,41 @@ from components.catalogue import KINDS, TIERS, ComponentBase
 
 from .model import Design, Edge
 
-__all__ = ["Annotation", "to_dot", "quote", "node_label", "sizing", "KIND_STYLE", "CLIENT"]
+__all__ = ["Annotation", "to_dot", "quote", "node_label", "sizing", "KIND_STYLE", "TIER_COLOUR", "CLIENT"]
 
 CLIENT = "(client)"
 """Node id of the request source; parentheses cannot occur in a component id, so no clash."""
 
-# kind → (Graphviz shape, fill colour). Data stores are cylinders, GPU model servers 3-D boxes
-# or hexagons, offline work note-like shapes; the test suite checks every kind has an entry.
-KIND_STYLE: dict[str, tuple[str, str]] = {
-    "service": ("box", "#dae8fc"),
-    "load_balancer": ("invtrapezium", "#e1d5e7"),
-    "api_gateway": ("pentagon", "#e1d5e7"),
-    "cache": ("cylinder", "#ffe6cc"),
-    "queue": ("cds", "#f8cecc"),
-    "database": ("cylinder", "#cfe2f3"),
-    "object_storage": ("folder", "#eeeeee"),
-    "llm_server": ("box3d", "#b9e0a5"),
-    "llm_api": ("septagon", "#d5e8d4"),
-    "embedder": ("hexagon", "#e2f0d9"),
-    "vector_db": ("cylinder", "#d0f0f0"),
-    "keyword_search": ("cylinder", "#e8e0f5"),
-    "reranker": ("hexagon", "#d9ead3"),
-    "guardrail": ("octagon", "#fce5cd"),
-    "tool": ("component", "#fff2cc"),
-    "judge": ("diamond", "#d5e8d4"),
-    "batch_stage": ("parallelogram", "#fff2cc"),
-    "training_job": ("tab", "#f4cccc"),
-    "monitoring": ("note", "#f5f5f5"),
+# One colour scheme, everywhere (Builder, Capacity, thumbnails): the fill says the tier, the
+# shape says the kind. A legend in every full diagram names the colours.
+TIER_COLOUR: dict[str, str] = {
+    "edge": "#e1d5e7",       # violet: gateways, load balancers, services, queues
+    "retrieval": "#d0f0f0",  # teal: embedders, vector/keyword search, rerankers
+    "model": "#b9e0a5",      # green: LLM servers, APIs, judges
+    "data": "#cfe2f3",       # blue: databases, caches, object storage
+    "offline": "#fff2cc",    # yellow: batch stages, training, monitoring
 }
+_OTHER_TIER = "#eeeeee"
+
+# kind → Graphviz shape. Data stores are cylinders, GPU model servers 3-D boxes or hexagons,
+# offline work note-like shapes; the test suite checks every kind has an entry.
+_SHAPES: dict[str, str] = {
+    "service": "box", "load_balancer": "invtrapezium", "api_gateway": "pentagon", "cache": "cylinder",
+    "queue": "cds", "database": "cylinder", "object_storage": "folder", "llm_server": "box3d",
+    "llm_api": "septagon", "embedder": "hexagon", "vector_db": "cylinder", "keyword_search": "cylinder",
+    "reranker": "hexagon", "guardrail": "octagon", "tool": "component", "judge": "diamond",
+    "batch_stage": "parallelogram", "training_job": "tab", "monitoring": "note",
+}
+KIND_STYLE: dict[str, tuple[str, str]] = {
+    k: (_SHAPES.get(k, "box"), TIER_COLOUR.get(cls.tier, _OTHER_TIER)) for k, cls in KINDS.items()
+}
+"""kind → (shape, fill): the fill is the kind's tier colour."""
 
 # Utilisation bands: below 70 % is comfortable, 70–90 % is where queueing delay climbs
 # steeply (M/M/1 waiting ∝ ρ/(1−ρ): 2.3× service time at 0.7, 9× at 0.9), above is danger.
-_UTIL_BANDS = ((0.7, "#c8e6c9"), (0.9, "#ffe0b2"), (float("inf"), "#ffcdd2"))
+# Drawn as the node's border, so the fill keeps the tier colour of the Builder's diagram.
+_UTIL_BANDS = ((0.7, "#2e7d32"), (0.9, "#ef6c00"), (float("inf"), "#c62828"))
+_UTIL_NAMES = ("ρ < 0.7", "0.7 ≤ ρ < 0.9", "ρ ≥ 0.9")
 _BOTTLENECK_COLOUR = "#d32f2f"
 _FONT = "Helvetica"
 
@@ -223,7 +227,7 @@ def _node_line(c: ComponentBase, reachable: set[str], ann: Annotation | None) ->
         if c.id in ann.utilization:
             rho = ann.utilization[c.id]
             extra.append(f"ρ {rho:.2f}")
-            fill = _util_colour(rho)
+            attrs.update(color=_util_colour(rho), penwidth="2.5")
         if c.id in ann.node_rps:
             extra.append(_rps(ann.node_rps[c.id]))
         if extra:
@@ -280,8 +284,15 @@ def _client_label(design: Design) -> str:
     return text
 
 
-def to_dot(design: Design, annotate: Annotation | None = None) -> str:
-    """DOT text of the design: tier clusters, styled nodes, labelled edges (see module doc)."""
+def to_dot(design: Design, annotate: Annotation | None = None, *, thumbnail: bool = False) -> str:
+    """DOT text of the design: styled nodes, labelled edges, a legend (see module doc).
+
+    ``thumbnail=True`` draws the shape of the design for a small card: one short name per
+    node in a large font, no sizing lines, edge labels or tier titles (shrunken text is
+    unreadable at 180 px; the shape and the colours are what a card can show).
+    """
+    if thumbnail:
+        return _thumbnail(design)
     reachable = design.reachable()
     kinds = {c.id: c.kind for c in design.components}  # type: ignore[attr-defined]
     lines = [
@@ -291,21 +302,55 @@ def to_dot(design: Design, annotate: Annotation | None = None) -> str:
         f"  edge{_attrs(fontname=_FONT, fontsize='10', color='#555555')};",
         f"  {quote(CLIENT)}{_attrs(label='clients', shape='oval', style='filled', fillcolor='#ffffff')};",
     ]
-    tiers = list(TIERS) + sorted({KINDS[k].tier for k in kinds.values()} - set(TIERS))
-    for tier in tiers:
-        members = [c for c in design.components if type(c).tier == tier]
-        if not members:
-            continue
-        lines.append(f"  subgraph {quote('cluster_' + tier)} {{")
-        lines.append(
-            f"    graph{_attrs(label=TIERS.get(tier, tier), style='rounded,filled', fillcolor='#fafafa', color='#bbbbbb', fontsize='12')};"
-        )
-        lines.extend(_node_line(c, reachable, annotate) for c in members)
-        lines.append("  }")
+    # No tier clusters: they reorder the flow (the agent loop's edges tangled). The flow sets
+    # the layout, top to bottom; the tier is the fill colour, named in the legend.
+    lines.extend(_node_line(c, reachable, annotate) for c in design.components)
+    lines.extend(_legend(design, annotate))
     client_parts = [_client_label(design)]
     if annotate is not None and (CLIENT, design.entry) in annotate.edge_rps:
         client_parts = [_rps(annotate.edge_rps[(CLIENT, design.entry)])]
     lines.append(f"  {quote(CLIENT)} -> {quote(design.entry)}{_attrs(label=' · '.join(client_parts), style='bold')};")
     lines.extend(_edge_line(e, kinds, annotate) for e in design.flow)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _legend(design: Design, ann: Annotation | None) -> list[str]:
+    """A small cluster naming the tier colours present (and the utilisation borders)."""
+    present = [t for t in TIERS if any(type(c).tier == t for c in design.components)]
+    items = [(f"legend:{t}", TIERS[t], {"fillcolor": TIER_COLOUR.get(t, _OTHER_TIER), "style": "filled"}) for t in present]
+    if ann is not None and ann.utilization:
+        items += [(f"legend:util{i}", name, {"fillcolor": "#ffffff", "style": "filled", "color": colour, "penwidth": "2.5"})
+                  for i, ((_, colour), name) in enumerate(zip(_UTIL_BANDS, _UTIL_NAMES))]
+    if not items:
+        return []
+    out = ["  subgraph \"cluster_legend\" {",
+           f"    graph{_attrs(label='legend', style='dashed', color='#bbbbbb', fontsize='10', fontname=_FONT)};"]
+    for nid, label, extra in items:
+        out.append(f"    {quote(nid)}{_attrs(label=label, shape='box', fontsize='9', height='0.2', margin='0.05,0.02', **extra)};")
+    # A row: invisible edges in order keep the legend compact and off the flow's ranks.
+    for (a, _, _), (b, _, _) in zip(items, items[1:]):
+        out.append(f"    {quote(a)} -> {quote(b)} [style=\"invis\"];")
+    out.append(f"    {{rank=same; {'; '.join(quote(n) for n, _, _ in items)}}}")
+    out.append("  }")
+    return out
+
+
+def _thumbnail(design: Design) -> str:
+    lines = [
+        f"digraph {quote(design.name)} {{",
+        f"  graph{_attrs(rankdir='LR', nodesep='0.25', ranksep='0.35', pad='0.1', bgcolor='transparent')};",
+        f"  node{_attrs(fontname=_FONT, fontsize='20', penwidth='1.5', margin='0.08,0.04')};",
+        f"  edge{_attrs(color='#777777', penwidth='1.5', arrowsize='0.8')};",
+        f"  {quote(CLIENT)}{_attrs(label='', shape='circle', width='0.25', style='filled', fillcolor='#555555')};",
+    ]
+    for c in design.components:
+        shape, fill = KIND_STYLE.get(c.kind, ("box", "#ffffff"))  # type: ignore[attr-defined]
+        name = c.id if len(c.id) <= 14 else c.id[:13] + "…"
+        lines.append(f"  {quote(c.id)}{_attrs(label=name, shape=shape, style='filled', fillcolor=fill)};")
+    lines.append(f"  {quote(CLIENT)} -> {quote(design.entry)};")
+    for e in design.flow:
+        attrs = {"style": "dashed", "constraint": "false"} if e.is_loop else {"style": "bold"} if e.parallel else {}
+        lines.append(f"  {quote(e.from_)} -> {quote(e.to)}{_attrs(**attrs)};")
     lines.append("}")
     return "\n".join(lines) + "\n"

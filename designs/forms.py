@@ -19,6 +19,7 @@ the field name (``_ms``, ``_usd``, ``_per_s`` …), help from the docstring unde
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,6 +48,14 @@ __all__ = [
     "new_component_id",
     "default_distribution",
     "EDIT_SOURCE",
+    "problem_field",
+    "default_text",
+    "blank_design",
+    "rename_design",
+    "add_request_class",
+    "remove_request_class",
+    "edge_defaults",
+    "set_class_share",
 ]
 
 EDIT_SOURCE = "<edit>"
@@ -263,7 +272,11 @@ def apply_path(design: Design, path: str, value: Any) -> Design:
     parts = path.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):  # components are addressed by id, not index
+        if isinstance(node, list) and part.isdigit():  # request classes: by position
+            if int(part) >= len(node):
+                raise _refuse(".".join(parts[: i + 1]), f"no item number {part}; the list has {len(node)}")
+            node = node[int(part)]
+        elif isinstance(node, list):  # components are addressed by id, not index
             match = [c for c in node if isinstance(c, dict) and c.get("id") == part]
             if not match:
                 raise _refuse(".".join(parts[: i + 1]), f"no component '{part}'")
@@ -368,3 +381,162 @@ def default_distribution(family: str, tag: str, mean: float) -> dict:
         return {"dist": "lognormal", ("mean_ms" if ms else "mean"): m, ("p95_ms" if ms else "p95"): 2 * m}
     return {"dist": "empirical", ("values_ms" if ms else "values"): [m]}
 
+
+
+# --- problems at their fields ----------------------------------------------------------------
+
+# A hardware-configuration problem is reported for the whole component (`components[2]`);
+# the form shows it at the first of these fields its message names, else at the first one.
+_HARDWARE_FIELDS: dict[str, tuple[str, ...]] = {
+    "llm_server": ("gpus_per_replica", "gpu", "precision", "model", "kv_cache_precision", "gpu_memory_utilization"),
+    "training_job": ("gpus", "gpu", "method", "model", "tokens"),
+}
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def problem_field(design: Design, problem: Problem) -> str | None:
+    """The edit path a problem belongs to, in `apply_path` terms, or None for the whole design.
+
+    >>> from designs.model import Problem
+    >>> d = Design.model_validate({"name": "x", "workload": {}, "entry": "llm", "components": [
+    ...     {"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b"}]})
+    >>> problem_field(d, Problem("components[0]", "llm: … needs 141 GB …; try gpus_per_replica ≥ 2"))
+    'components.llm.gpus_per_replica'
+    >>> problem_field(d, Problem("workload.classes[1].share", "…"))
+    'workload.classes.1.share'
+    """
+    parts = [p for p in _INDEX.sub(r".\1", problem.path or "").split(".") if p]
+    if not parts:
+        return None
+    if parts[0] == "components" and len(parts) >= 2 and parts[1].isdigit():
+        i = int(parts[1])
+        if i >= len(design.components):
+            return None
+        comp = design.components[i]
+        parts[1] = comp.id
+        if len(parts) == 2:
+            fields = _HARDWARE_FIELDS.get(comp.kind)  # type: ignore[attr-defined]
+            if not fields:
+                return ".".join(parts)
+            named = [f for f in fields if re.search(rf"\b{f}\b", problem.message)]
+            parts.append((named or fields)[0])
+        else:
+            parts = parts[:3]  # a distribution's sub-field is shown at the distribution
+    return ".".join(parts)
+
+
+def default_text(spec: FieldSpec) -> str:
+    """What an empty optional field means, for its label: 'default: 20 ms', 'default: none'."""
+    d = spec.default
+    if d is None:
+        return "default: none"
+    if isinstance(d, BaseModel) and hasattr(d, "expected"):
+        d = d.expected()  # type: ignore[attr-defined]
+    if isinstance(d, bool):
+        return f"default: {'yes' if d else 'no'}"
+    if isinstance(d, (int, float)):
+        from .numfmt import fmt
+
+        text = fmt(d, spec.unit) if spec.unit in ("ms", "USD", "USD/day", "req/s", "GB") else f"{d:,g}" + (f" {spec.unit}" if spec.unit else "")
+        return f"default: {text}"
+    return f"default: {d}"
+
+
+# --- whole designs -----------------------------------------------------------------------------
+
+
+def blank_design(name: str = "new_design") -> Design:
+    """The smallest valid design: one service at 1M requests/day, no SLOs — a page to start on."""
+    return Design.model_validate({
+        "name": name or "new_design",
+        "workload": {"requests_per_day": 1_000_000},
+        "components": [{"id": "app", "kind": "service"}],
+        "entry": "app",
+        "flow": [],
+    })
+
+
+def rename_design(design: Design, name: str) -> Design:
+    """The same design under another name (validated: names have bounds too)."""
+    return apply_path(design, "name", name)
+
+
+def add_request_class(design: Design, name: str | None = None) -> Design:
+    """Append a request class; the shares are rescaled so they still sum to 1.
+
+    The new class takes an equal share (1/n) and the others keep their proportions; a
+    design with no classes first gets its implicit default class written out.
+    """
+    data = copy.deepcopy(design_to_data(design))
+    classes = data["workload"].get("classes") or [{"name": "default", "share": 1.0}]
+    n = len(classes) + 1
+    taken = {c["name"] for c in classes}
+    new = name or next(f"class_{i}" for i in range(n, n + 100) if f"class_{i}" not in taken)
+    for c in classes:
+        c["share"] = c.get("share", 1.0) * (n - 1) / n
+    classes.append({"name": new, "share": 1.0 / n})
+    _fix_shares(classes)
+    data["workload"]["classes"] = classes
+    return _validated(data)
+
+
+def remove_request_class(design: Design, index: int) -> Design:
+    """Remove a request class; the others are rescaled to sum to 1."""
+    data = copy.deepcopy(design_to_data(design))
+    classes = data["workload"].get("classes") or []
+    if not 0 <= index < len(classes):
+        raise _refuse("workload.classes", f"no class number {index}; the workload has {len(classes)}")
+    del classes[index]
+    total = sum(c.get("share", 1.0) for c in classes)
+    for c in classes:
+        c["share"] = c.get("share", 1.0) / total
+    _fix_shares(classes)
+    data["workload"]["classes"] = classes
+    return _validated(data)
+
+
+def _fix_shares(classes: list[dict]) -> None:
+    # Rounded shares that still sum to exactly 1: the last one absorbs the rounding.
+    for c in classes:
+        c["share"] = round(c["share"], 6)
+    if classes:
+        classes[-1]["share"] = round(1.0 - sum(c["share"] for c in classes[:-1]), 6)
+
+
+def edge_defaults(design: Design) -> tuple[str, str]:
+    """(from, to) for a new edge: a component nothing reaches yet, fed from the last reached one.
+
+    A just-added component is the usual target; its source is the last component (in file
+    order) that the flow already reaches. Never from = to when there are two components.
+    """
+    ids = [c.id for c in design.components]
+    reached = design.reachable()
+    targets = {e.to for e in design.flow}
+    loose = [i for i in ids if i != design.entry and i not in targets and design.component(i).kind != "monitoring"]
+    dst = loose[-1] if loose else (ids[1] if len(ids) > 1 else ids[0])
+    sources = [i for i in ids if i in reached and i != dst]
+    src = sources[-1] if sources else design.entry
+    if src == dst and len(ids) > 1:
+        src = next(i for i in ids if i != dst)
+    return src, dst
+
+
+def set_class_share(design: Design, index: int, share: float) -> Design:
+    """Give class `index` this share and rescale the others so the shares still sum to 1."""
+    data = copy.deepcopy(design_to_data(design))
+    classes = data["workload"].get("classes") or []
+    if not 0 <= index < len(classes):
+        raise _refuse("workload.classes", f"no class number {index}; the workload has {len(classes)}")
+    if len(classes) == 1:
+        raise _refuse(f"workload.classes[{index}].share", "the only class has share 1; add another class first")
+    if not 0 < share < 1:
+        raise _refuse(f"workload.classes[{index}].share", f"share {share:g} must be between 0 and 1 (exclusive) with other classes present")
+    rest = sum(c.get("share", 1.0) for j, c in enumerate(classes) if j != index)
+    for j, c in enumerate(classes):
+        c["share"] = share if j == index else c.get("share", 1.0) * (1 - share) / rest
+    # The edited class keeps exactly its value; another absorbs the rounding.
+    for c in classes:
+        c["share"] = round(c["share"], 6)
+    k = next(j for j in reversed(range(len(classes))) if j != index)
+    classes[k]["share"] = round(1.0 - sum(c["share"] for j, c in enumerate(classes) if j != k), 6)
+    return _validated(data)

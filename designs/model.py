@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.catalogue import Component, ComponentBase
 from components.distributions import Count, Duration, fixed_count
+from designs.space import SearchSpace
 
 __all__ = [
     "Design",
@@ -402,6 +403,8 @@ class Design(_Strict):
     """Free text: trade-offs, alternatives, open questions."""
     faults: list["Fault"] = Field(default_factory=list, max_length=1000)
     """Scheduled fault events of a timeline run (`sim.ops`): replica/zone down, slow, provider outage."""
+    search: SearchSpace | None = None
+    """Optional: what `sdw size` may vary (designs/space.py); empty takes the default space."""
 
     @model_validator(mode="after")
     def _graph(self):
@@ -411,6 +414,17 @@ class Design(_Strict):
         problems = ops_problems(self)
         if problems:
             raise GraphError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _search_refs(self):
+        # The block names components by id: check them here so a typo is a located load error.
+        if self.search is not None:
+            from designs.space import space_problems
+
+            problems = space_problems(self.search, {c.id: c.kind for c in self.components})
+            if problems:
+                raise GraphError(problems)
         return self
 
     def graph_findings(self) -> list[Problem]:

@@ -35,6 +35,9 @@ __all__ = [
     "rubric",
     "review_attempt",
     "AREAS",
+    "score_ceiling",
+    "UNSTABLE_CEILING",
+    "SLO_FAIL_CEILING",
 ]
 
 # key → (label, unit). These are the practice page's estimate fields, in order.
@@ -218,6 +221,20 @@ def _storage(design: Design, prompt: Any) -> tuple[float, str]:
             gb = c.vectors * c.dimensions * FLOAT32_BYTES / 1e9
             total += gb
             lines.append(f"{c.id}: {c.vectors:,} vectors × {c.dimensions:,} dims × 4 B = {_fmt(gb)} GB")
+    # Self-hosted model weights are stored too (a registry / object store, once per model and
+    # precision): a 70B BF16 model is 141 GB that a storage estimate rightly includes.
+    seen: set[tuple[str, str]] = set()
+    for c in design.components:
+        if c.kind == "llm_server" and (c.model, c.precision) not in seen:
+            seen.add((c.model, c.precision))
+            try:
+                from components.hardware import get_model
+
+                gb = get_model(c.model).weight_bytes(c.precision) / 1e9
+            except (ValueError, KeyError):  # an unknown model is the lint's finding, not a crash
+                continue
+            total += gb
+            lines.append(f"{c.id}: {c.model} weights in {c.precision.upper()} = {_fmt(gb)} GB")
     req = getattr(prompt, "requirements", None)
     if total == 0 and req is not None and req.data_size_gb:
         return req.data_size_gb, f"no storage components; the prompt states {req.data_size_gb:,.0f} GB of data"
@@ -294,8 +311,9 @@ def _grade_one(key: str, user: float | None, model: float, arithmetic: str, desi
             comment += f"; looks like the peak factor was divided, not multiplied ({_fmt(avg)} ÷ {pf:g})"
         elif abs(user - avg * 86_400 / 3600) <= 0.1 * avg * 24:
             comment += "; looks like per hour instead of per second"
+    # A pass needs both: within 2× and not planning too little ("GPUs 4 vs 6" is a fail).
     return Grade(key=key, label=label, unit=unit, user=user, model=model, ratio=ratio, within_2x=within,
-                 direction=direction, direction_ok=safe, score=score, verdict="pass" if within else "fail",
+                 direction=direction, direction_ok=safe, score=score, verdict="pass" if within and safe else "fail",
                  arithmetic=arithmetic, comment=comment)
 
 
@@ -473,6 +491,23 @@ def _base_rubric(design: Design, estimate: Estimate | None, result: RunResult | 
 # --- one review --------------------------------------------------------------------------------
 
 
+# A design that does not carry its load, or misses its SLOs, fails the round's central
+# question however good the rest is: its total is capped (stated in the review's summary).
+UNSTABLE_CEILING = 40.0
+SLO_FAIL_CEILING = 60.0
+
+
+def score_ceiling(est: Estimate | None, result: RunResult | None, checks: list) -> tuple[float, str] | None:
+    """(cap, why) for an unstable or SLO-failing design, else None."""
+    unstable = (est is not None and not est.stable) or (result is not None and not result.stable)
+    if unstable:
+        return UNSTABLE_CEILING, "the design is unstable at the peak rate (a queue grows without bound)"
+    failed = [c.metric for c in checks if c.met is False]
+    if failed:
+        return SLO_FAIL_CEILING, f"the design misses {', '.join(failed)}"
+    return None
+
+
 def review_attempt(
     design: Design,
     prompt: Any = None,
@@ -509,6 +544,9 @@ def review_attempt(
     total = round(100 * sum(r.score for r in scores) / sum(r.max_score for r in scores), 1)
     rec = result if result is not None else est
     checks, _ = slo_checks(est, result)
+    ceiling = score_ceiling(est, result, checks)
+    if ceiling is not None and total > ceiling[0]:
+        total = ceiling[0]
     summary = [f"{c.metric}: {'met' if c.met else 'NOT met' if c.met is False else 'unknown'} — {c.detail or c.value}" for c in checks]
     if rec is not None:
         summary.append(f"cost ${rec.cost_per_day_usd:,.0f}/day; bottleneck {rec.bottleneck or '—'}")
@@ -516,6 +554,8 @@ def review_attempt(
         summary.append(f"not estimated: {est_error}")
     errors = sum(f.severity == "error" for f in findings)
     summary.append(f"{errors} error(s), {sum(f.severity == 'warning' for f in findings)} warning(s) in the lint")
+    if ceiling is not None:
+        summary.insert(0, f"score capped at {ceiling[0]:.0f}/100: {ceiling[1]}")
     return Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, estimate_error=est_error, result=result,
                   sim_error=sim_error, grades=grades, findings=findings, rubric=scores, total=total, summary=summary)
 

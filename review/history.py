@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series",
-           "save_drill", "list_drills"]
+           "save_drill", "list_drills", "save_round", "load_round"]
 
 DB_NAME = "attempts.sqlite"
 _SCHEMA = """
@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     total REAL
 );
 CREATE INDEX IF NOT EXISTS attempts_prompt ON attempts (prompt_id, finished_at);
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    state_json TEXT NOT NULL
+);
 """
 
 
@@ -212,3 +218,40 @@ def list_drills(workspace: str | Path, attempt_id: int | None = None) -> list[di
         d.update(id=rid, attempt_id=aid, verdict=(d.get("grade") or {}).get("verdict"))
         out.append(d)
     return out
+# --- a round in progress ---------------------------------------------------------------------
+
+
+def save_round(workspace: str | Path, state: dict[str, Any], round_id: int | None = None) -> int:
+    """Store the state of a practice round as it goes (prompt, timer, estimates, design YAML,
+    review id); returns its id. A refresh of the page restores it with `load_round`.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> rid = save_round(ws, {"prompt_id": "serve-10m", "started_at": 10.0})
+    >>> save_round(ws, {"prompt_id": "serve-10m", "started_at": 10.0, "estimates": {"gpus": 8}}, rid) == rid
+    True
+    >>> load_round(ws, rid)["estimates"]
+    {'gpus': 8}
+    """
+    prompt_id = state.get("prompt_id")
+    if not prompt_id:
+        raise ValueError("a round needs its prompt_id")
+    text = json.dumps(state, sort_keys=True)
+    now = datetime.now(timezone.utc).timestamp()
+    with closing(_connect(workspace)) as con, con:
+        if round_id is not None:
+            cur = con.execute("UPDATE rounds SET prompt_id = ?, updated_at = ?, state_json = ? WHERE id = ?",
+                              (prompt_id, now, text, int(round_id)))
+            if cur.rowcount:
+                return int(round_id)
+        cur = con.execute("INSERT INTO rounds (prompt_id, updated_at, state_json) VALUES (?, ?, ?)", (prompt_id, now, text))
+        return int(cur.lastrowid)
+
+
+def load_round(workspace: str | Path, round_id: int) -> dict[str, Any] | None:
+    """The stored state of round `round_id`, or None."""
+    if not db_path(workspace).exists():
+        return None
+    with closing(_connect(workspace)) as con:
+        r = con.execute("SELECT state_json FROM rounds WHERE id = ?", (int(round_id),)).fetchone()
+    return json.loads(r[0]) if r else None

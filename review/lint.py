@@ -502,11 +502,13 @@ def _reserve_max_uncapped(design, est, result, prompt, reach):
     for c in _llm_servers(design, reach):
         if c.kv_policy != "reserve_max" or c.max_output_tokens is not None:
             continue
-        if all(k.max_output_tokens is not None for k in classes):
+        open_ = [k.name for k in classes if k.max_output_tokens is None]
+        if not open_:
             continue
         seqs = est.llm[c.id].max_concurrent_seqs if est is not None and c.id in (est.llm or {}) else None
+        who = "every sequence reserves" if len(open_) == len(classes) else f"each {', '.join(open_)} request reserves"
         yield Finding(rule="reserve_max_uncapped", severity="warning", component=c.id,
-                      message=f"'{c.id}' uses kv_policy: reserve_max without max_output_tokens, so every sequence reserves "
+                      message=f"'{c.id}' uses kv_policy: reserve_max without max_output_tokens, so {who} "
                               "what the model's context leaves after its prompt"
                               + (f": only {seqs} sequence(s) fit per replica" if seqs is not None else ""),
                       fix="set max_output_tokens on the server or the request classes (the API's max_tokens), "

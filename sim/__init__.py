@@ -19,6 +19,7 @@ The house:
 * ``sim/ops/`` — operations over time: failures, faults, retries/fallbacks, autoscaling,
   bursty and replayed traffic, timeline runs, and the twin's N−1 view.
 * ``sim/quality/`` — retrieval (index RAM, recall, query time), eval statistics, agent pricing.
+* ``sim/search/`` — the sizing search: ``size(design)`` finds the cheapest design meeting every SLO.
 * ``results`` (the records), ``cost`` (a rule per kind), ``verdict`` (SLO checks),
   ``check`` (can this hardware run the design?), ``pipeline`` (batch pipelines, training jobs).
 
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "sim.des.engine",
     "compare": "sim.des.engine",
     "SimulationRefused": "sim.des.engine",
+    "Progress": "sim.des.engine",
     "run_problems": "sim.des.limits",
     "validation_problems": "sim.des.limits",
     # records
@@ -101,6 +103,13 @@ _EXPORTS: dict[str, str] = {
     "paired_binary_n": "sim.quality.evalstats",
     "paired_score_n": "sim.quality.evalstats",
     "api_call_price": "sim.providers.pricing",
+    # sizing search (sdw size)
+    "size": "sim.search.search",
+    "SizeResult": "sim.search.records",
+    "SearchError": "sim.search.search",
+    "SearchSpace": "designs.space",
+    "make_executor": "sim.search.executor",
+    "ExecutorError": "sim.search.executor",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -122,7 +131,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.check import ConfigError, config_problems, require_runnable
     from sim.cost import COST_RULES, DAYS_PER_MONTH, daily_cost
-    from sim.des.engine import SimulationRefused, compare, simulate
+    from sim.des.engine import Progress, SimulationRefused, compare, simulate
     from sim.des.limits import run_problems, validation_problems
     from sim.llm.roofline import ServingConfigError, ServingSpec
     from sim.llm.twin import llm_estimate
@@ -147,3 +156,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.quality.evalstats import EvalStatsError, eval_estimate, paired_binary_n, paired_score_n
     from sim.quality.retrieval import RetrievalError, retrieval_estimate
     from sim.results import EvalEstimate, RetrievalEstimate
+    from designs.space import SearchSpace
+    from sim.search.executor import ExecutorError, make_executor
+    from sim.search.records import SizeResult
+    from sim.search.search import SearchError, size

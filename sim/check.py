@@ -60,3 +60,4 @@ def require_runnable(design: Design) -> None:
     problems = config_problems(design)
     if problems:
         raise ConfigError(problems)
+

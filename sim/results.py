@@ -256,6 +256,10 @@ class RunResult(_Rec):
     pipeline: PipelineResult | None = None
     latency_sample_ms: list[float] = Field(default_factory=list)
     """Up to a few thousand end-to-end latencies (for CDF plots): evenly spaced quantiles of all measured ones."""
+    ttft_sample_ms: list[float] = Field(default_factory=list)
+    """Time-to-first-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
+    tpot_sample_ms: list[float] = Field(default_factory=list)
+    """Time-per-output-token quantiles like `latency_sample_ms` (LLM paths; empty otherwise)."""
     warnings: list[str] = Field(default_factory=list)
     variance_reduction: VarianceReduction | None = None
     """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""

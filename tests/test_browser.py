@@ -1,8 +1,12 @@
-"""One real-browser smoke test: Debian's Chromium, driven by Playwright, against `streamlit run`.
+"""Real-browser tests: Debian's Chromium, driven by Playwright, against `streamlit run`.
 
-Opens the serving design, goes to the Capacity page, runs a short simulation and waits for
-the verdict; the screenshot lands in the test's tmp folder (and in docs/capacity.png with
-``SDW_UPDATE_SCREENSHOT=1``). Skips when /usr/bin/chromium is missing, except under CI=true.
+* the Capacity smoke test: open the serving design, run a short simulation, read the verdict;
+* the walk of issue 16: New design → add an `llm_server` that does not fit → the located
+  error at the GPU field → fix it → Save → Capacity shows TTFT/TPOT headlines → run →
+  Save as an unstable variant → Compare → the badge.
+
+Screenshots land in the test's tmp folder, and in docs/ (the README's pictures) with
+``SDW_UPDATE_SCREENSHOT=1``. Skips when /usr/bin/chromium is missing, except under CI=true.
 """
 
 import os
@@ -130,3 +134,157 @@ def _drive(page, server: str, shot: Path) -> str:
     page.wait_for_timeout(1500)  # let the charts finish drawing before the picture
     page.screenshot(path=str(shot), full_page=True)
     return text
+
+
+# --- the walk of issue 16 ---------------------------------------------------------------------
+
+SHOTS = ("walk-builder-error.png", "walk-capacity.png", "walk-compare.png")
+
+
+def _key(key: str) -> str:
+    """CSS class of `st.container/widget(key=...)`: Streamlit maps other characters to '-'."""
+    return ".st-key-" + "".join(c if c.isalnum() or c in "_-" else "-" for c in key)
+
+
+def _widget(page, suffix: str):
+    """A Builder field whose key is b<epoch>:<suffix> (the epoch changes as designs open)."""
+    css = "".join(c if c.isalnum() or c in "_-" else "-" for c in suffix)
+    return page.locator(f"[class*='st-key-b'][class*='-{css}']").first
+
+
+def _choose(page, box, text: str) -> None:
+    box.click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    _settle(page)
+
+
+def _settle(page) -> None:
+    """Wait until the app's script run has finished: no 'Running…' widget and no stale
+    elements (Streamlit shows the running state only after a short delay, so wait first)."""
+    page.wait_for_timeout(700)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"], [data-testid=\"stStatusWidgetRunningManIcon\"]')"
+        " && !document.querySelector('[data-stale=\"true\"]')", timeout=60_000)
+    page.wait_for_timeout(200)
+
+
+def _fill(page, box, value: str) -> None:
+    box.fill(value)
+    box.press("Enter")
+    _settle(page)
+
+
+def test_the_issue_16_walk_in_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            try:
+                _walk(page, server, tmp_path)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                raise
+        finally:
+            browser.close()
+    for name in SHOTS:
+        assert (tmp_path / name).stat().st_size > 10_000, name
+        if os.environ.get("SDW_UPDATE_SCREENSHOT") == "1":
+            (ROOT / "docs").mkdir(exist_ok=True)
+            shutil.copyfile(tmp_path / name, ROOT / "docs" / name)
+
+
+def _walk(page, server: str, out: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    # New design.
+    _fill(page, page.locator(f"{_key('new_name')} input"), "walk_llm")
+    page.locator(f"{_key('new_design')} button").click(timeout=60_000)
+    expect(page.get_by_text("Opened a new design walk_llm")).to_be_visible(timeout=30_000)
+    _settle(page)
+    page.get_by_role("link", name="Builder").click()
+    expect(page.get_by_role("heading", name="Builder — walk_llm")).to_be_visible(timeout=30_000)
+    _settle(page)
+
+    # Add an llm_server, then make it one that does not fit: 70B in BF16 on one H100.
+    page.get_by_text("Add a component").click()
+    _choose(page, page.locator(_key("add_tier")), "Model serving")
+    page.wait_for_timeout(500)
+    _choose(page, page.locator(_key("add_kind")), "llm_server")
+    page.wait_for_timeout(500)
+    page.locator(f"{_key('add_component')} button").click()
+    expect(_widget(page, "llm_server:model")).to_be_visible(timeout=30_000)
+    _choose(page, _widget(page, "llm_server:model"), "llama-3.1-70b")
+    error = page.locator(_key("fielderr_components_llm_server_gpus_per_replica"))
+    expect(error).to_contain_text("needs 141 GB of weights", timeout=30_000)
+    error.scroll_into_view_if_needed()
+    page.screenshot(path=str(out / SHOTS[0]), full_page=True)
+    # Save refuses what `sdw validate` refuses.
+    page.locator(f"{_key('save_design')} button").click()
+    expect(page.get_by_text("Not saved: the design has 1 problem(s)")).to_be_visible(timeout=30_000)
+
+    # Fix it at the field (4 GPUs per replica), give it 3 replicas and TTFT/TPOT targets.
+    _fill(page, _widget(page, "llm_server:gpus_per_replica").locator("input"), "4")
+    expect(error).to_have_count(0, timeout=30_000)
+    _fill(page, _widget(page, "llm_server:replicas").locator("input"), "3")
+    page.get_by_role("tab", name="Workload & SLOs").click()
+    _fill(page, _widget(page, "slo:ttft_p95_ms").locator("input"), "1000")
+    _fill(page, _widget(page, "slo:tpot_p95_ms").locator("input"), "50")
+    page.get_by_role("tab", name="Flow").click()
+    page.get_by_role("button", name="Add edge").click()  # defaults: app → llm_server
+    expect(page.get_by_text("2 components, 1 edges")).to_be_visible(timeout=30_000)
+    page.locator(f"{_key('save_design')} button").click()
+    expect(page.get_by_text("Saved to").first).to_be_visible(timeout=30_000)
+    _settle(page)
+
+    # Capacity: TTFT and TPOT p95 lead, beside their targets; then a short run.
+    page.get_by_role("link", name="Capacity").click()
+    _settle(page)
+    expect(page.get_by_text("TTFT p95 (approx.)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("TPOT p95 (approx.)")).to_be_visible()
+    expect(page.get_by_text("meets target 1,000.0 ms").first).to_be_visible()
+    page.get_by_text("Simulation settings").click()
+    for key, value in (("sim_max_requests", "20000"), ("sim_max_seconds", "60")):
+        _fill(page, page.locator(f"{_key(key)} input"), value)
+    page.locator(f"{_key('run_sim')} button").click()
+    verdict = page.get_by_text("Verdict:", exact=False).first
+    expect(verdict).to_be_visible(timeout=120_000)
+    assert "PASS" in verdict.inner_text()
+    expect(page.get_by_text("Time to first token — CDF").first).to_be_attached(timeout=30_000)
+    page.wait_for_timeout(1500)  # let the charts draw before the picture
+    page.screenshot(path=str(out / SHOTS[1]), full_page=True)
+
+    # An unstable variant: one replica for the same traffic, saved as a second file.
+    _settle(page)
+    page.get_by_role("link", name="Builder").click()
+    _settle(page)
+    _choose(page, page.locator("[class*='st-key-b'][class*='-component']").first, "llm_server")
+    _fill(page, _widget(page, "llm_server:replicas").locator("input"), "1")
+    _fill(page, page.locator(f"{_key('save_name')} input"), "walk_llm_starved")
+    page.locator(f"{_key('save_design')} button").click()
+    expect(page.get_by_text("walk_llm_starved.yaml").first).to_be_visible(timeout=30_000)
+
+    # Compare the two: the starved one carries the unstable badge and wins nothing.
+    _settle(page)
+    page.get_by_role("link", name="Compare").click()
+    _settle(page)
+    picker = page.locator(_key("compare_pick"))
+    expect(picker).to_be_visible(timeout=30_000)
+    _choose(page, picker, "workspace: walk_llm")
+    _choose(page, picker, "workspace: walk_llm_starved")
+    page.keyboard.press("Escape")
+    page.mouse.click(1300, 1700)  # a click on empty page closes the dropdown
+    _settle(page)
+    page.get_by_text("Simulation settings").click()
+    for key, value in (("cmp_max_requests", "5000"), ("cmp_max_seconds", "30")):
+        _fill(page, page.locator(f"{_key(key)} input"), value)
+    page.locator(f"{_key('run_compare')} button").click()
+    badge = page.get_by_text("unstable: the backlog grows").first
+    expect(badge).to_be_visible(timeout=120_000)
+    expect(page.locator(_key("status_A"))).to_contain_text("meets its SLOs")
+    expect(page.locator(_key("status_B"))).to_contain_text("unstable")
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(out / SHOTS[2]), full_page=True)

@@ -93,16 +93,32 @@ def test_every_kind_has_a_style():
     assert KIND_STYLE["llm_server"][0] in ("box3d", "hexagon")
 
 
-def test_dot_has_every_id_in_its_tier_cluster():
+def test_tiers_are_colours_named_in_a_legend_and_never_clusters():
+    """Issue 16: tier clusters reordered the flow; one colour scheme with a legend instead."""
+    from designs.diagram import TIER_COLOUR
+
     d = every_kind_design()
     dot = to_dot(d)
-    got = clusters(dot)
+    assert not [c for c in clusters(dot) if c != "legend"]  # the flow alone sets the layout
     for c in d.components:
-        assert c.id in got[type(c).tier], f"{c.id} not in cluster {type(c).tier}"
-    assert set(got) == {type(c).tier for c in d.components} <= set(TIERS)
+        assert f'fillcolor="{TIER_COLOUR[type(c).tier]}"' in node_attrs(dot, c.id), c.id
     for tier, title in TIERS.items():
-        assert quote(title) in dot  # cluster titles from the catalogue
+        assert quote(title) in dot  # the legend names every tier present
     assert f'label={quote(d.name)}' in dot.splitlines()[1]
+    # The annotated (Capacity) diagram keeps the same fills: utilisation is the border.
+    ann = Annotation(utilization={c.id: 0.95 for c in d.components})
+    annotated = to_dot(d, ann)
+    for c in d.components:
+        assert f'fillcolor="{TIER_COLOUR[type(c).tier]}"' in node_attrs(annotated, c.id), c.id
+    assert quote("ρ ≥ 0.9") in annotated  # the legend explains the borders
+
+
+def test_thumbnail_shows_the_shape_not_shrunken_text():
+    d = every_kind_design()
+    thumb = to_dot(d, thumbnail=True)
+    assert "fontsize=\"20\"" in thumb and "·" not in thumb  # big names, no sizing lines
+    for c in d.components:
+        assert quote(c.id) in thumb
 
 
 def test_edge_labels_probability_loop_miss_and_fanout():
@@ -182,10 +198,10 @@ def test_annotation_colours_utilisation_and_bottleneck():
     llm = node_attrs(dot, "llm")
     assert "ρ 0.97 · 123 rps" in llm and "bottleneck" in llm
     assert 'penwidth="3"' in llm and 'color="#d32f2f"' in llm and "bold" in llm
-    assert 'fillcolor="#ffcdd2"' in llm  # red band
-    assert 'fillcolor="#ffe0b2"' in node_attrs(dot, "cache")  # amber band
-    assert 'fillcolor="#c8e6c9"' in node_attrs(dot, "gw")  # green band
-    for other in ("gw", "cache", "tool", "db"):
+    # Utilisation bands are the border colour; the fill stays the tier colour.
+    assert 'color="#ef6c00"' in node_attrs(dot, "cache")  # amber band
+    assert 'color="#2e7d32"' in node_attrs(dot, "gw")  # green band
+    for other in ("tool", "db"):  # no utilisation figure: no border
         assert "penwidth" not in node_attrs(dot, other)
     assert "123 rps" in edge_attrs(dot, "cache", "llm")
     assert 'label="100 rps"' in edge_attrs(dot, CLIENT, "gw")

@@ -88,3 +88,46 @@ def test_rubric_covers_every_area_with_a_probe():
     area = {r.area: r.score for r in best}
     good = {r.area: r.score for r in scores}
     assert area["scaling"] < good["scaling"] and area["reliability"] < good["reliability"]
+
+
+# --- issue 16: grading that tells the truth ----------------------------------------------------
+
+
+def test_under_planning_within_2x_is_a_fail():
+    """'GPUs 4 vs 6' planned too little: within 2×, but the verdict cannot be a pass."""
+    from review.grading import _grade_one
+
+    g = _grade_one("gpus", 4.0, 6.0, "6 GPUs", _serving())
+    assert g.within_2x and not g.direction_ok and g.verdict == "fail"
+    assert "unsafe side" in g.comment
+    assert _grade_one("gpus", 7.0, 6.0, "6 GPUs", _serving()).verdict == "pass"
+
+
+def test_storage_counts_the_model_weights():
+    """70B in BF16: 70.6 B params × 2 B = 141 GB of weights (components/data/models.csv)."""
+    from review.grading import model_quantities
+
+    d = Design.model_validate({"name": "w", "workload": {}, "entry": "llm", "components": [
+        {"id": "llm", "kind": "llm_server", "model": "llama-3.1-70b", "gpus_per_replica": 4}]})
+    gb, arithmetic = model_quantities(d, None)["storage_gb"]
+    assert gb == pytest.approx(141, abs=1) and "weights" in arithmetic
+    g = _by_key(grade_estimates({"storage_gb": 141}, d, None))["storage_gb"]
+    assert g.verdict == "pass" and "spent on nothing" not in g.comment
+
+
+def test_unstable_or_slo_failing_designs_have_a_score_ceiling():
+    from designs.forms import apply_edit, apply_path
+    from review.grading import SLO_FAIL_CEILING, UNSTABLE_CEILING, review_attempt
+
+    d = _serving()
+    perfect = {"peak_qps": 347.2, "gpus": 17, "cost_per_day_usd": 2000}
+    starved = apply_edit(d, "llm", "replicas", 2)  # 2 replicas for 347 requests/s: unstable
+    r = review_attempt(starved, None, perfect, simulate=False)
+    assert not r.estimate.stable and r.total <= UNSTABLE_CEILING == 40
+    assert r.summary[0].startswith("score capped at 40/100")
+    tight = apply_path(d, "slo.ttft_p95_ms", 1.0)  # stable, but a 1 ms TTFT is out of reach
+    r = review_attempt(tight, None, perfect, simulate=False)
+    assert r.estimate.stable and any(c.met is False for c in r.estimate.slo)
+    assert r.total <= SLO_FAIL_CEILING == 60
+    ok = review_attempt(d, None, perfect, simulate=False)
+    assert not ok.summary[0].startswith("score capped")

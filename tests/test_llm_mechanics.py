@@ -548,3 +548,20 @@ def test_more_resident_adapters_than_memory_holds_is_a_located_error():
     assert "serve.yaml:" in msg and "components[2]" in msg
     assert "2000 resident LoRA adapters of rank 64 (336 MB each) need 671.1 GB" in msg
     assert "use max_resident_adapters ≤ 159" in msg
+
+
+def test_new_replicas_keep_the_mechanics_and_affinity_follows_the_live_replicas():
+    # sim.ops (autoscaling, repairs) builds replicas with `_new_engine` and routes among the live
+    # ones by narrowing `engines`: both must keep the component's mechanics.
+    comp = LLMServer.model_validate({"id": "llm", "model": "llama-3.1-8b", "replicas": 4, "kv_policy": "reserve_max",
+                                     "routing": "prefix_affinity", "speculative": {"method": "eagle"}, "adapters": 4})
+    wl = wl_of(FixedCount(value=500), FixedCount(value=20), shared_prefix_tokens=256, distinct_prefixes=8)
+    env = simpy.Environment()
+    st = LLMServerStation(comp, SimContext(env=env, rng=random.Random(1), design=None, workload=wl, seed=1))
+    e = st._new_engine()
+    assert e.kv.policy == "reserve_max" and e.specu is not None and e.lora is not None
+    st.engines = st.engines[:2]  # two replicas down
+    for i in range(20):
+        st.arrive(Request(i, 0, 0.0, 500, 20), lambda q, ok: None)
+    env.run()
+    assert sum(x.completed for x in st.engines) == 20

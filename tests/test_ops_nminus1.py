@@ -75,3 +75,20 @@ def test_twin_replica_count_per_hour_follows_the_profile():
         "entry": "svc"})
     # Mean 10/s; hours at 5/s and 15/s. One replica carries 10/s: ceil(5/(10·0.5)) = 1, ceil(15/5) = 3.
     assert replicas_per_hour(d)["svc"] == [1] * 12 + [3] * 12
+
+
+def test_the_survivor_bisection_finds_the_first_count_a_scan_would():
+    # 30 servers of 10/s at 250/s (ρ 0.83): a loss keeps it stable; the tight p95 SLO decides.
+    from sim.ops.nminus1 import _variant
+
+    d = pool(30, rps=250.0)
+    d = d.model_copy(update={"slo": d.slo.model_copy(update={"latency_p95_ms": 300.5})})
+    n = n_minus_one(d)["svc"]
+    scan = next(k for k in range(31, 125) if _variant(d, 0, k - 1)[1])
+    assert scan > 31  # an interior answer, not the search's lower bound
+    assert n.replicas_to_survive == scan
+
+
+def test_the_analysis_has_a_wall_budget():
+    n = n_minus_one(pool(2), max_seconds=0.0)["svc"]
+    assert n.utilization_one_down is None and n.detail.startswith("not analysed")

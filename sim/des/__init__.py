@@ -9,6 +9,8 @@
 * `sim.des.workload` — arrival processes and request classes (token lengths).
 * `sim.des.stats`, `summary` — batch means, MSER-5, log histograms, percentiles with CIs,
   Little's law; the flat records that become a `RunResult`.
+* `sim.des.control` — control variates for LLM designs: each batch's arrival span and token
+  counts (known means), and the regression that turns batch statistics into the estimate.
 
 Only this package, `sim.llm` and `sim.providers` import simpy. Outside `sim/`, use the face:
 ``from sim import simulate, compare``.

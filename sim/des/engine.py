@@ -60,10 +60,39 @@ from .control import control_plan
 from .summary import LLM_KINDS, build_result, null_rng, p95_interval, percentiles, variance_reduction
 from .workload import OpenLoop
 
-__all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS"]
+__all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
+
+
+class Progress(str):
+    """The message `progress(fraction, message)` receives: readable text, plus the figures
+    behind it as attributes so a page can lay them out (requests done, p95 and its interval).
+
+    >>> m = Progress("measuring", requests=12000, batches=3, p95_ms=1215.3, half_width_ms=100.0)
+    >>> str(m), m.phase, m.requests, m.p95_ms
+    ('measuring: 12,000 requests simulated, 3 batches; p95 1215.3 ms ± 100.0 ms', 'measuring', 12000, 1215.3)
+    """
+
+    phase: str
+    requests: int
+    batches: int
+    p95_ms: float | None
+    half_width_ms: float | None
+
+    def __new__(cls, phase: str, *, requests: int = 0, batches: int = 0, p95_ms: float | None = None,
+                half_width_ms: float | None = None, text: str | None = None):
+        if text is None:
+            text = f"{phase}: {requests:,} requests simulated"
+            if phase == "measuring":
+                text += f", {batches} batch{'es' if batches != 1 else ''}"
+                if p95_ms:
+                    text += f"; p95 {p95_ms:.1f} ms" + (f" ± {half_width_ms:.1f} ms" if half_width_ms is not None else "")
+        self = super().__new__(cls, text)
+        self.phase, self.requests, self.batches = phase, requests, batches
+        self.p95_ms, self.half_width_ms = p95_ms, half_width_ms
+        return self
 
 
 class SimulationRefused(Refusal):
@@ -279,6 +308,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     rule_rel = None  # the p95's relative half-width the precision rule accepted
     stopped_by = None
     unstable = False
+    if progress is not None:  # the warm-up is a phase of its own: nothing is measured yet
+        progress(0.0, Progress("warm-up", text=f"warm-up: {n_warm:,} requests to reach steady state (not measured)"))
     while True:
         reason = run.advance()
         _check_work(run, epr)
@@ -317,8 +348,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if progress is not None:
             need = (hw / (precision * m)) ** 2 * len(p95s) if m and not math.isinf(hw) else 2.0 * MIN_REPLICATIONS
             frac = max(run.next_id / max_requests, wall / max_seconds, len(p95s) / max(need, MIN_REPLICATIONS, 1.0))
-            ci = f" ± {hw * 1000:.3g}" if not math.isinf(hw) else ""
-            progress(min(frac, 0.99), f"batch {len(closed)}: p95 {m * 1000:.4g} ms{ci}")
+            progress(min(frac, 0.99), Progress("measuring", requests=run.next_id, batches=len(closed),
+                                                p95_ms=m * 1000 if p95s else None,
+                                                half_width_ms=None if math.isinf(hw) else hw * 1000))
         if replications is not None:
             if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
@@ -347,7 +379,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if run.drain_capped:
         warnings.append("stopped waiting for the slowest measured requests after 2 batches of further arrivals")
     if progress is not None:
-        progress(1.0, "done")
+        progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,

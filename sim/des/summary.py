@@ -205,6 +205,8 @@ def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, st
         littles_law=little,
         pipeline=pipeline,
         latency_sample_ms=_cdf_sample(done, keep_sample),
+        ttft_sample_ms=_hist_sample(done, "ttft", keep_sample) if ttft else [],
+        tpot_sample_ms=_hist_sample(done, "tpot", keep_sample) if tpot else [],
         warnings=warnings,
     )
     result = RunResult(**values)
@@ -225,6 +227,31 @@ def _cdf_sample(outs: list[Batch], n: int) -> list[float]:
         if st["n"] and st["cdf"]:
             w = st["n"] / len(st["cdf"])
             pts.extend((x, w) for x in st["cdf"])
+    if n <= 0 or not pts:
+        return []
+    pts.sort()
+    total = sum(w for _, w in pts)
+    k = min(n, int(total))
+    out: list[float] = []
+    acc, i = 0.0, 0
+    for j in range(k):
+        target = (j + 0.5) / k * total
+        while i < len(pts) - 1 and acc + pts[i][1] < target:
+            acc += pts[i][1]
+            i += 1
+        out.append(pts[i][0] * 1000.0)
+    return out
+
+
+def _hist_sample(outs: list[Batch], attr: str, n: int) -> list[float]:
+    """Like `_cdf_sample` for the TTFT/TPOT histograms (ms): 256 quantiles per batch, pooled
+    by batch size, then `n` evenly spaced points of the pooled distribution."""
+    pts: list[tuple[float, float]] = []
+    for o in outs:
+        h = getattr(o, attr)
+        if h.n:
+            w = h.n / len(_CDF_QS)
+            pts.extend((x, w) for x in h.quantiles(_CDF_QS))
     if n <= 0 or not pts:
         return []
     pts.sort()

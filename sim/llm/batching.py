@@ -46,19 +46,65 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sim.des.events import later
+from heapq import heappush
+
+from sim.des.events import SimEnv, later
 
 from .kv import WATERMARK, KvConfig, PrefixCache
 from .roofline import ServingSpec
 from .lora import AdapterCache
 from .speculative import Speculation
 
-__all__ = ["ReplicaEngine", "ReplicaTotals", "OnDone"]
+__all__ = ["ReplicaEngine", "ReplicaTotals", "OnDone", "fast_step_times"]
 
 _MAX_SKIP = 256
 
 OnDone = Callable[[Any, bool, "str | None"], None]
 """``on_done(req, ok, reason)``: finished (ok) or refused (reason says why)."""
+
+
+def fast_step_times(spec: ServingSpec):
+    """(iteration_s, prefill_flops_s) for one replica's loop: `ServingSpec`'s methods with the
+    per-spec constants folded in (one multiply-add instead of a dozen property reads per
+    iteration), for dense models without a sliding window.
+
+    The folded formulas must give the *same floats*: they are checked against the spec's own
+    methods on a grid of inputs at construction, and any difference (another model kind, or a
+    change to the roofline) falls back to the spec's methods — slower, never different.
+    """
+    m = spec.model
+    slow_path = (spec.iteration_s, spec.prefill_flops_s)
+    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window:
+        return slow_path
+    try:
+        w = spec.weights_read_bytes(1.0)
+        kvb = spec.kv_bytes_per_token
+        bw = spec._bandwidth
+        c1 = 2 * m.params_active_b * 1e9
+        c_dec = spec._peak_flops * spec.decode_mfu
+        c_pre = spec._peak_flops * spec.prefill_mfu
+        a2 = 4 * m.layers * m.q_heads * m.head_dim
+        slow, ovh = spec._slowdown, spec.iteration_overhead_s
+    except AttributeError:  # a roofline that moved on: use its own methods
+        return slow_path
+
+    def prefill_flops_s(tokens, cached_tokens=0.0):
+        return (c1 * tokens + a2 * (tokens * cached_tokens + tokens * tokens / 2)) / c_pre
+
+    def iteration_s(decode_batch, kv_tokens_read, prefill_tokens=0.0, prefill_flops_s=None):
+        if prefill_flops_s is None:
+            return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
+        mem = (w + kv_tokens_read * kvb) / bw
+        comp = c1 * decode_batch / c_dec
+        x = comp + prefill_flops_s
+        return (mem if mem >= x else x) * slow + ovh
+
+    for b, kv, pt, c in ((0, 0, 1, 0), (1, 1000, 0, 0), (7, 12_345, 300, 17), (256, 300_000, 2048, 4096),
+                         (64, 80_000, 0, 0), (200, 250_000, 900, 0), (3, 10, 50_000, 90_000)):
+        pf = spec.prefill_flops_s(pt, c)
+        if prefill_flops_s(pt, c) != pf or iteration_s(b, kv, pt, pf) != spec.iteration_s(b, kv, pt, pf):
+            return slow_path
+    return iteration_s, prefill_flops_s
 
 
 class _Seq:
@@ -159,6 +205,10 @@ class ReplicaEngine:
         self._just_prefilled: list[_Seq] = []
         self._it_batch = 0
         self._it_start = 0.0
+        # Step times: the roofline's own formulas, or their constants folded (`fast_step_times`).
+        self._iteration_s, self._prefill_flops_s = fast_step_times(spec)
+        self._heap = env._queue if env.__class__ is SimEnv else None
+        self._eid = env._eid
         # statistics (reset_stats starts a window)
         self.record = [] if record_iterations else None  # (t_end, dt, batch, kv_reserved)
         self.reset_stats(env.now)
@@ -207,7 +257,8 @@ class ReplicaEngine:
             self.rejected += 1
             self.on_done(req, False, reason)
             return None
-        seq = _Seq(req, prompt, output, need, self.env.now)
+        now = self.env._now  # the clock's attribute: `env.now` is a property call
+        seq = _Seq(req, prompt, output, need, now)
         if prefilled:
             seq.produced = 1  # its first token came from the prefill replica
             seq.prefilled = True
@@ -217,7 +268,7 @@ class ReplicaEngine:
             ptok = (min(int(prefix[1]), prompt - 1) // self.B) * self.B
             if ptok > 0:
                 seq.pkey, seq.ptok = prefix[0], ptok
-        self._advance(self.env.now)
+        self._advance(now)
         self.waiting.append(seq)
         self.n_waiting += 1
         self.outstanding_tokens += prompt + output
@@ -231,7 +282,7 @@ class ReplicaEngine:
         """Withdraw a request that is still waiting (its client timed out); False if admitted."""
         if seq is None or seq.dead or seq.t_in < 0:
             return False
-        self._advance(self.env.now)
+        self._advance(self.env._now)
         seq.dead = True
         self.n_waiting -= 1
         self.outstanding_tokens -= seq.prompt + seq.output
@@ -456,12 +507,13 @@ class ReplicaEngine:
 
     def _start(self, _event=None) -> None:
         env, spec = self.env, self.spec
-        self._advance(env.now)
+        now = env._now
+        if now > self._t_last:  # called from `_end` at the same instant: nothing to add
+            self._advance(now)
         if self.paged and self.running and (self.residue[self.step % self.B] or self.sw_heap or self.rate != 1):
             self._grow()  # 0. blocks for this step's tokens (may preempt)
         # 1. admission: FIFO, bounded by max_batch and the KV left (head-of-line blocking).
         waiting, prefilling = self.waiting, self.prefilling
-        now = env.now
         on_admit = self.on_admit
         skipped = []
         while waiting and len(prefilling) + self.n_running < self.max_batch:
@@ -503,7 +555,7 @@ class ReplicaEngine:
             if budget <= 0:
                 break
             take = s.left if s.left <= budget else budget
-            p_flops_s += spec.prefill_flops_s(take, s.done_tok)
+            p_flops_s += self._prefill_flops_s(take, s.done_tok)
             p_tokens += take
             budget -= take
             s.left -= take
@@ -520,13 +572,16 @@ class ReplicaEngine:
         if self.specu is not None and self.n_running:
             dt = self.specu.step_s(spec, self.n_running, self.kv_ctx, p_tokens, p_flops_s)
         else:
-            dt = spec.iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
+            dt = self._iteration_s(self.n_running, self.kv_ctx, p_tokens, p_flops_s)
         if self._swaps:  # adapters copied in before this step can run them
             dt += self._swaps * self.swap_s
             self._swaps = 0
         self._it_batch = batch
-        self._it_start = env.now
-        later(env, dt, self._end)
+        self._it_start = now
+        if self._heap is not None:  # the engine's SimEnv: the entry `later` would push, directly
+            heappush(self._heap, (now + dt, 1, next(self._eid), self._end, None))
+        else:
+            later(env, dt, self._end)
 
     def _enter_decode(self, s: _Seq, step: int) -> None:
         """Put ``s`` in the decode set at step ``step`` with the tokens it has produced."""
@@ -549,11 +604,12 @@ class ReplicaEngine:
                 heapq.heappush(self.sw_heap, (s.s0 + sw - s.base, self._tie, s, s.gen))
 
     def _end(self, _event=None) -> None:
-        now = self.env.now
+        now = self.env._now
         self._advance(now)
         dt = now - self._it_start
         batch = self._it_batch
-        dt_w = now - max(self._it_start, self._t_stat)  # only the part inside the measured window
+        t0 = self._it_start if self._it_start > self._t_stat else self._t_stat
+        dt_w = now - t0  # only the part inside the measured window
         self._busy_s += dt_w
         self._batch_area += batch * dt_w
         self._iters += 1

@@ -207,6 +207,30 @@ def llm_estimate_pd(comp, workload, arrival_rps: float, overrides, shape, target
     bb = float(S) if b is None else b
     tpot = dp.tau(min(S, bb + 1)) / E
     tpot95 = dp.tau(min(S, bb + 1 + 1.645 * math.sqrt(bb))) / E
+    # A request whose KV arrived waits for a decode slot after its first token: that wait
+    # stretches the gap to its second token, i.e. its TPOT by wait / (O − 1) (M/G/c on the slots).
+    wd = wd95 = 0.0
+    if b is not None and arrival_rps > 0:
+        from sim.twin import queueing as qt
+
+        hold, scv, c = dp.moments(dc.replicas)
+        wd = qt.allen_cunneen_wait(arrival_rps, hold, scv, c)
+        pw = qt.erlang_c(c, arrival_rps * hold)
+        tpot += wd / max(1.0, dp.sh.output - 1)
+        if wd > 0 and pw > 0:
+            # p95 over requests: P(TPOT > x) = Σ_o w_o · pw · exp(−(x − τ95)(o − 1) pw / wd), the
+            # wait exponential given it is positive, mixed over the output lengths.
+            grid = [(w, o - 1) for w, o in dp.sh.out_grid if o > 1.5]
+            tot = sum(w for w, _ in grid) or 1.0
+
+            def tail(x: float) -> float:
+                return sum(w * pw * math.exp(-max(0.0, x - tpot95) * g * pw / wd) for w, g in grid) / tot
+
+            lo, hi = tpot95, tpot95 + 50 * wd
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if tail(mid) > 0.05 else (lo, mid)
+            wd95, tpot95 = hi - tpot95, hi
 
     def needed(cap: float) -> int:
         return max(1, math.ceil(arrival_rps / (TARGET_LOAD * cap) - 1e-9)) if arrival_rps > 0 else 1
@@ -237,7 +261,8 @@ def llm_estimate_pd(comp, workload, arrival_rps: float, overrides, shape, target
         f"at batch {S} takes {step_s * 1e3:.2f} ms; a request holds a slot for {dp.steps:.0f} steps → λ* = {S} / "
         f"({dp.steps:.0f} × {step_s * 1e3:.2f} ms) = {dp.max_rps:.3f} req/s per decode replica",
         (f"decode pool at {arrival_rps / dc.replicas:.3f} req/s per replica: batch b = λ × {dp.steps:.0f} × τ(b) ≈ {bb:.0f}, "
-         f"TPOT ≈ τ(b + 1) = {tpot * 1e3:.2f} ms (p95 ≈ {tpot95 * 1e3:.2f} ms at b + 1.645 √b)") if b is not None else
+         f"TPOT ≈ τ(b + 1) + decode-slot wait {wd * 1e3:.1f} ms / (O − 1) = {tpot * 1e3:.2f} ms (p95 ≈ "
+         f"{tpot95 * 1e3:.2f} ms at b + 1.645 √b)") if b is not None else
         f"decode pool saturated at {arrival_rps / dc.replicas:.3f} req/s per replica (λ* = {dp.max_rps:.3f})",
         f"KV transfer: {prompt:,.0f} prompt tokens × {kv_bytes_per_token(comp):,.0f} B / ({bw:g} GB/s {comp.kv_link} × "
         f"{lanes} GPU(s)) = {xfer * 1e3:.2f} ms",

@@ -133,11 +133,21 @@ class LLMServerStation(StationBase):
         self._salt = self.rng.getrandbits(63)
         self._lora_salt = self.rng.getrandbits(63)
         self._lora_cdf = zipf_cdf(comp.adapters, comp.adapter_zipf_s) if getattr(comp, "adapters", 0) > 0 else None
-        if self.routing == "prefix_affinity":
-            ring = sorted((zlib.crc32(f"{comp.id}:{r}:{v}".encode()), r)
-                          for r in range(len(self.engines)) for v in range(64))
-            self._ring_h = [h for h, _ in ring]
-            self._ring_r = [r for _, r in ring]
+        self._rings: dict[int, tuple] = {}  # replicas -> consistent-hash ring (prefix_affinity)
+        self._kv, self._specu = kv, specu
+
+    def _new_engine(self) -> ReplicaEngine:
+        """A fresh replica configured like the others (aggregated servers; for `sim.ops`)."""
+        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit, kv=self._kv,
+                             speculation=self._specu, **self._lora_kw(self.comp))
+
+    def _ring(self, n: int) -> tuple:
+        """(hashes, replica indices) of the ring over ``n`` replicas, 64 points each."""
+        r = self._rings.get(n)
+        if r is None:
+            pts = sorted((zlib.crc32(f"{self.id}:{i}:{v}".encode()), i) for i in range(n) for v in range(64))
+            r = self._rings[n] = ([h for h, _ in pts], [i for _, i in pts])
+        return r
 
     @staticmethod
     def _lora_kw(c) -> dict:
@@ -168,17 +178,18 @@ class LLMServerStation(StationBase):
         total = sum(e.outstanding_tokens for e in engines)
         bound = AFFINITY_LOAD_FACTOR * (total / n + 1)
         h = zlib.crc32(repr(key).encode())
-        i = bisect_left(self._ring_h, h)
-        m = len(self._ring_r)
+        ring_h, ring_r = self._ring(n)
+        i = bisect_left(ring_h, h)
+        m = len(ring_r)
         seen = 0
         for k in range(m):
-            r = self._ring_r[(i + k) % m]
+            r = ring_r[(i + k) % m]
             if seen >> r & 1:
                 continue
             seen |= 1 << r
             if engines[r].outstanding_tokens <= bound:
                 return r
-        return self._ring_r[i % m]
+        return ring_r[i % m]
 
     # --- protocol ------------------------------------------------------------------------
 
@@ -339,6 +350,15 @@ class LLMServerStation(StationBase):
             prefill_busy_fraction=prefill_busy,
             kv_transfer_ms_mean=1e3 * self._xfer_s / self._xfers if self._xfers else 0.0,
         )
+        if any(c[1] > 0 for c in self._cls):  # the prefix cache lives on the prefill replicas
+            adm = sum(t.admissions for t in pre)
+            prompt_in = sum(t.prompt_tokens for t in pre)
+            llm = llm.model_copy(update={
+                "prefix_hit_ratio": sum(t.prefix_hit_tokens for t in pre) / prompt_in if prompt_in else 0.0,
+                "prefix_hit_ratio_per_replica": [t.prefix_hit_tokens / t.prompt_tokens if t.prompt_tokens else 0.0
+                                                 for t in pre],
+                "ttft_saved_ms_mean": 1e3 * sum(t.prefill_saved_s for t in pre) / adm if adm else 0.0,
+            })
         cap = self.max_tokens_per_s
         return st.model_copy(update={
             "utilization": tokens_per_s / cap if cap else max(prefill_busy, llm.busy_fraction),

@@ -54,7 +54,7 @@ class OpsLLMStation(LLMServerStation):
         self._per_replica_tps = (self.max_tokens_per_s / comp.replicas) if self.max_tokens_per_s else None
 
     def _engine(self) -> ReplicaEngine:
-        return ReplicaEngine(self.env, self.spec, self._on_done, on_admit=self._on_admit)
+        return self._new_engine()  # the component's KV policy, speculation and LoRA (sim.llm.station)
 
     def _tick_ops(self) -> None:
         now = self.env._now

@@ -5,7 +5,9 @@ with that component's replicas reduced — by one, and by the replicas of its la
 (replica i lives in zone i mod zones, so zone 0 holds ⌈R/Z⌉) — and reports the utilisation
 then and whether the design stays stable with every latency SLO (end-to-end p95/p99, TTFT,
 TPOT) still met. When one loss breaks it, the smallest replica count whose N−1 survives is
-searched (≤ 4R + 4). For a FIFO pool the utilisation scales exactly as ρ·R/(R − k); for an LLM
+searched by bisection on [R + 1, 4R + 4] (O(log R) twin runs). The whole analysis has a wall
+budget (`max_seconds`, default 2 s): a component it did not reach is reported as not analysed,
+never waited for. For a FIFO pool the utilisation scales exactly as ρ·R/(R − k); for an LLM
 server the twin's own capacity model gives it. Usage::
 
     >>> # from sim import n_minus_one
@@ -20,6 +22,7 @@ server the twin's own capacity model gives it. Usage::
 from __future__ import annotations
 
 import math
+import time
 
 from sim.results import NMinus1
 
@@ -46,50 +49,39 @@ def _variant(design, idx: int, replicas: int):
     return u, ok
 
 
-def _survivors(design, idx: int, r: int, u: float, deadline: float):
-    """Fewest replicas k > r whose N−1 (k − 1 up) is stable with the SLOs met, and its
-    utilisation: from the linear lower bound (k − 1 > ρ·r), doubling then bisecting — a handful
-    of twin runs whatever r is. (None, None) past the cap 4r + 4 or the time budget."""
-    import time
+def _survivor(design, idx: int, r: int):
+    """(fewest replicas k whose loss of one keeps the SLOs, its utilisation one down), or (None, None).
 
-    lo = max(r + 1, math.floor(u * r) + 2) if math.isfinite(u) else r + 1
-    cap = 4 * r + 4
-    found = None
-    k = lo
-    while k <= cap and time.perf_counter() < deadline:
-        uk, okk = _variant(design, idx, k - 1)
-        if okk:
-            found = (k, uk)
-            break
-        lo = k + 1
-        k = min(cap, 2 * k) if k < cap else cap + 1
-    if found is None:
+    Bisection on k in [max(2, r + 1), 4r + 4]: more replicas never make a pool slower, so "N−1
+    survives at k" is monotone in k.
+    """
+    lo, hi = max(2, r + 1), 4 * r + 4
+    u_hi, ok_hi = _variant(design, idx, hi - 1)
+    if not ok_hi:
         return None, None
-    hi = found[0]
-    while lo < hi and time.perf_counter() < deadline:  # the smallest k in [lo, hi] that survives
+    best = (hi, u_hi)
+    while lo < hi:
         mid = (lo + hi) // 2
-        um, okm = _variant(design, idx, mid - 1)
-        if okm:
-            hi, found = mid, (mid, um)
+        u, ok = _variant(design, idx, mid - 1)
+        if ok:
+            hi, best = mid, (mid, u)
         else:
             lo = mid + 1
-    return found
+    return best
 
 
-def n_minus_one(design, est=None, budget_s: float = 2.0) -> dict[str, NMinus1]:
+def n_minus_one(design, est=None, max_seconds: float = 2.0) -> dict[str, NMinus1]:
     """Per replicated request-path component: the twin with one replica and one zone down.
 
-    Each component costs a few twin runs; past `budget_s` of wall time the remaining
-    components get the linear figures (ρ·R/(R − k)) with the SLO not re-checked (None).
+    Components not reached within `max_seconds` are reported with ``detail`` "not analysed".
     """
-    import time
-
     from sim.twin.analytic import estimate
+
+    deadline = time.perf_counter() + max_seconds
 
     if design.workload.batch is not None and design.workload.arrival_rps is None:
         return {}
     est = est if est is not None else estimate(design)
-    deadline = time.perf_counter() + budget_s
     reach = design.reachable()
     out: dict[str, NMinus1] = {}
     for idx, c in enumerate(design.components):
@@ -99,11 +91,14 @@ def n_minus_one(design, est=None, budget_s: float = 2.0) -> dict[str, NMinus1]:
         r = int(getattr(c, "replicas", 1))
         z = int(getattr(c, "zones", 1))
         u = st.utilization
-        in_budget = time.perf_counter() < deadline
-        linear = lambda k: u * r / (r - k) if r > k else math.inf  # noqa: E731
+        if time.perf_counter() > deadline:
+            out[c.id] = NMinus1(component=c.id, replicas=r, zones=z, utilization=u, utilization_one_down=None,
+                                slo_ok_one_down=None,
+                                detail=f"not analysed: the N−1 budget of {max_seconds:g} s ran out")
+            continue
         u1 = ok1 = None
         if r > 1:
-            u1, ok1 = _variant(design, idx, r - 1) if in_budget else (linear(1), None)
+            u1, ok1 = _variant(design, idx, r - 1)
         uz = okz = None
         if z > 1 and r > 1:
             lost = math.ceil(r / z)
@@ -112,17 +107,15 @@ def n_minus_one(design, est=None, budget_s: float = 2.0) -> dict[str, NMinus1]:
             elif lost == 1:
                 uz, okz = u1, ok1
             else:
-                uz, okz = _variant(design, idx, r - lost) if in_budget else (linear(lost), None)
+                uz, okz = _variant(design, idx, r - lost)
         survive = us = None
-        if (r == 1 or ok1 is False) and in_budget:
-            survive, us = _survivors(design, idx, r, u, deadline)
+        if r == 1 or not ok1:
+            survive, us = _survivor(design, idx, r)
         parts = [f"{r} replica{'s' if r != 1 else ''} at {u:.0%}"]
         if r == 1:
             parts.append("down if it fails")
         else:
-            verdict = ("SLOs not re-checked (time budget)" if ok1 is None else "SLOs hold" if ok1
-                       else "SLOs break" if u1 is not None and math.isfinite(u1) and u1 < 1 else "unstable")
-            parts.append(f"{_pct(u1)} if one fails ({verdict})")
+            parts.append(f"{_pct(u1)} if one fails ({'SLOs hold' if ok1 else 'SLOs break' if math.isfinite(u1 or 0) and u1 < 1 else 'unstable'})")
         if uz is not None or okz is not None:
             parts.append(f"{_pct(uz) if uz is not None else 'down'} if zone 0 of {z} fails")
         if survive is not None:

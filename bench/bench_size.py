@@ -1,0 +1,185 @@
+"""Sizing-search benchmark (issue 10): twin throughput, time to answer, regret, parallel speed-up.
+
+Run with ``uv run python bench/bench_size.py`` (``--quick`` skips the K = 5 runs and the Dask
+cluster). Every figure is printed with the reference it is compared with, measured in the same
+run, because the machine is shared and absolute times move:
+
+1. **twin throughput** on the library serving design: (a) points evaluated per second by the
+   memoised `TwinEvaluator` while bisecting (warm: one candidate's LLM capacity computed
+   once), (b) candidates sized per second from cold (each new LLM configuration pays the
+   twin's capacity computation, 50–200 ms), against (c) full `estimate()` calls per second.
+   Target: ≥ 1,000 candidates/s on one core.
+2. **time to answer** per library design, twin only (target < 10 s) and verified with K = 5 on
+   2 local workers (target < 60 s).
+3. **regret**: the search's verified winner on a small space (H100 BF16/FP8, replicas around
+   the answer) against the cheapest design a brute-force simulated grid of the same space finds
+   passing (same seed, same pass rule: 95 % CI upper ends). Target ≤ 5 %.
+4. **speed-up** of 2 local workers over 1, and of a 2-worker local Dask cluster over 1 worker,
+   on the same verified search (K = 2).
+5. **answer keys in simulation**: every practice reference simulated once (seed 0): SLOs by the
+   CI's upper ends and the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from designs.io import load_design  # noqa: E402
+from designs.space import SearchSpace  # noqa: E402
+from sim import estimate, simulate, size  # noqa: E402
+from sim.search.sizing import TwinEvaluator, size_candidate  # noqa: E402
+from sim.search.space import resolve  # noqa: E402
+from sim.search.verify import SIM_PRECISION, sim_checks  # noqa: E402
+
+LIB = Path(__file__).resolve().parents[1] / "designs" / "library"
+SERVING = LIB / "llm_serving.yaml"
+
+
+def throughput() -> None:
+    d = load_design(SERVING)
+    sp = resolve(d)
+    cand = next(c for c in sp.candidates if c.values("llm")["gpu"] == "H100-SXM-80GB" and c.values("llm")["max_batch"] == 256)
+    ev = TwinEvaluator(d)
+    size_candidate(ev, cand, sp.sized)  # warm: the LLM capacity is memoised in sim.llm.twin
+    n, pts, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2.0:
+        ev._st.clear()  # noqa: SLF001 - every station recomputed, only the LLM capacity kept
+        before = ev.evaluations
+        size_candidate(ev, cand, sp.sized)
+        pts += ev.evaluations - before
+        n += 1
+    dt = time.perf_counter() - t0
+    warm_cand, pts = n / dt, pts / dt
+    from sim.llm import twin as llm_twin
+
+    cold = sp.candidates[:24]
+    ev2 = TwinEvaluator(d)
+    llm_twin._CACHE.clear()  # noqa: SLF001
+    t0 = time.perf_counter()
+    for c in cold:
+        size_candidate(ev2, c, sp.sized)
+    cold_rate = len(cold) / (time.perf_counter() - t0)
+    est_n, t0 = 0, time.perf_counter()
+    dd = cand.apply(d, {cid: 1 for cid in sp.sized} | {"llm": 14})
+    while time.perf_counter() - t0 < 2.0:
+        estimate(dd)
+        est_n += 1
+    est_rate = est_n / (time.perf_counter() - t0)
+    print("1. twin throughput (llm_serving, one core)")
+    t0 = time.perf_counter()
+    r = size(d, verify=0, workers=1)
+    whole = r.candidates_total / (time.perf_counter() - t0)
+    print(f"   reference: full estimate() calls/s: {est_rate:,.0f}")
+    print(f"   twin points/s inside a sizing (stations recomputed, LLM capacity memoised): {pts:,.0f} "
+          f"= {pts / est_rate:.2f}× estimate(); candidates sized/s: {warm_cand:,.1f}")
+    print(f"   candidates sized/s from cold (each new LLM configuration computes its capacity): {cold_rate:,.1f}")
+    print(f"   whole default space: {r.candidates_total} candidates ({r.candidates_evaluated} sized, "
+          f"{r.candidates_pruned} pruned by the cost bound) → {whole:,.0f} candidates/s   target ≥ 1,000/s")
+
+
+def time_to_answer(quick: bool) -> None:
+    print("2. time to answer (library designs)")
+    for f in sorted(LIB.glob("*.yaml")):
+        d = load_design(f)
+        t0 = time.perf_counter()
+        r = size(d, verify=0, workers=1)
+        twin = time.perf_counter() - t0
+        line = (f"   {f.stem:<18} twin only {twin:6.2f} s ({r.candidates_evaluated} sized, {r.candidates_pruned} pruned) "
+                f"→ {r.status}: ${(r.winner.cost_per_day_usd if r.winner else float('nan')):,.0f}/day vs "
+                f"${r.baseline.cost_per_day_usd:,.0f} as given")
+        if not quick:
+            t0 = time.perf_counter()
+            rv = size(d, verify=5, workers=2, seed=0)
+            kv = time.perf_counter() - t0
+            w = rv.winner
+            line += (f"; K=5 on 2 workers {kv:6.1f} s ({rv.simulations} sims) → "
+                     + (f"${w.sim_cost_per_day_usd:,.0f}/day verified" if w and w.verified else str(rv.status)))
+        print(line, flush=True)
+    print("   targets: twin only < 10 s; K = 5 < 60 s on 2 cores")
+
+
+def regret() -> None:
+    d = load_design(SERVING)
+    space = SearchSpace.model_validate({"components": {"llm": {"gpu": ["H100-SXM-80GB"], "precision": ["bf16", "fp8"],
+                                                               "gpus_per_replica": [1], "max_batch": [256],
+                                                               "chunked_prefill_tokens": [None]}}})
+    t0 = time.perf_counter()
+    r = size(d, space=space, verify=2, workers=2, seed=0, max_seconds=1800)
+    ts = time.perf_counter() - t0
+    w = r.winner
+    # Brute force: every (precision, replicas) in a window around each family's twin answer.
+    t0 = time.perf_counter()
+    best, sims = None, 0
+    for ch in r.frontier:
+        cand = next(c for c in resolve(d, space).candidates if c.label() == ch.candidate)
+        n = ch.replicas["llm"]
+        for reps in range(max(1, n - 2), n + 3):
+            counts = dict(ch.replicas, llm=reps)
+            res = simulate(cand.apply(d, counts), seed=0, precision=SIM_PRECISION, max_seconds=600)
+            sims += 1
+            if all(c.met for c in sim_checks(d, res)):
+                cost = res.cost_per_day_usd
+                best = cost if best is None else min(best, cost)
+    tb = time.perf_counter() - t0
+    win = w.sim_cost_per_day_usd if w.verified else w.cost_per_day_usd
+    print("3. regret (llm_serving, H100 BF16/FP8 × replicas, seed 0)")
+    print(f"   search: ${win:,.0f}/day ({w.candidate}, {w.sim_replicas}) in {ts:.1f} s; brute-force grid of {sims} "
+          f"simulations: ${best:,.0f}/day in {tb:.1f} s → regret {(win - best) / best:+.1%}   target ≤ 5 %")
+
+
+def speedup(quick: bool) -> None:
+    d = load_design(SERVING)
+    t0 = time.perf_counter()
+    a = size(d, verify=2, workers=1, seed=0)
+    t1 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    b = size(d, verify=2, workers=2, seed=0)
+    t2 = time.perf_counter() - t0
+    same = a.to_json() | {"wall_s": 0} == b.to_json() | {"wall_s": 0}
+    print("4. speed-up (llm_serving, default space, K = 2)")
+    print(f"   1 worker {t1:.1f} s, 2 local workers {t2:.1f} s → {t1 / t2:.2f}× (identical result: {same})")
+    if quick:
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as c:
+        t0 = time.perf_counter()
+        r = size(d, verify=2, executor=c.scheduler_address, seed=0)
+        t3 = time.perf_counter() - t0
+    same = a.to_json() | {"wall_s": 0} == r.to_json() | {"wall_s": 0}
+    print(f"   2-worker local Dask cluster {t3:.1f} s → {t1 / t3:.2f}× over 1 worker (identical result: {same})")
+
+
+def answer_keys() -> None:
+    from review.prompts import load_prompts, reference_design
+
+    print("5. answer keys in simulation (seed 0, 95 % CI upper ends)")
+    for p in load_prompts():
+        ref = reference_design(p)
+        t0 = time.perf_counter()
+        res = simulate(ref, seed=0, precision=SIM_PRECISION, max_seconds=600)
+        chk = sim_checks(ref, res)
+        bad = [f"{c.metric} {'no CI' if c.upper is None else f'{c.upper:,.4g}'} vs {c.target:,.4g}" for c in chk if not c.met]
+        print(f"   {p.id:<20} {'PASS' if not bad else 'FAIL'} ${res.cost_per_day_usd:,.0f}/day "
+              f"({time.perf_counter() - t0:.1f} s){'  ' + '; '.join(bad) if bad else ''}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=("throughput", "answer", "regret", "speedup", "keys"))
+    a = ap.parse_args()
+    steps = {"throughput": throughput, "answer": lambda: time_to_answer(a.quick), "regret": regret,
+             "speedup": lambda: speedup(a.quick), "keys": answer_keys}
+    for name, fn in steps.items():
+        if a.only in (None, name):
+            fn()
+
+
+if __name__ == "__main__":
+    main()

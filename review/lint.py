@@ -554,7 +554,7 @@ def _n_minus_1(design, est, result, prompt, reach):
         pct = lambda x: "∞" if x is None else f"{x * 100:.0f} %"  # noqa: E731
         survive = (f"; {n.replicas_to_survive} replicas survive one loss at {pct(n.utilization_survivor)}"
                    if n.replicas_to_survive else "")
-        if not n.slo_ok_one_down:
+        if n.slo_ok_one_down is False:
             why = "" if (n.utilization_one_down or 2) >= 1 else " and a latency SLO breaks"
             yield Finding(rule="n_minus_1", severity="warning", component=cid,
                           message=f"`{cid}`: {n.replicas} replicas at {pct(n.utilization)} → {pct(n.utilization_one_down)} "

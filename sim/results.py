@@ -549,7 +549,7 @@ class NMinus1(_Rec):
     utilization_one_down: float | None
     """Utilisation with one replica down (None: the component has one replica — it is down)."""
     slo_ok_one_down: bool | None
-    """Whether every latency SLO still holds with one replica down (None: no latency SLO)."""
+    """Whether the design stays stable with every latency SLO met with one replica down (None: not re-checked, past the time budget)."""
     utilization_zone_down: float | None = None
     slo_ok_zone_down: bool | None = None
     replicas_to_survive: int | None = None

@@ -43,6 +43,9 @@ def plan_horizon(design, whole_day: bool):
     """(trace or None, time scale, horizon in seconds) of the timeline; refuses a bad trace or a
     fault that starts after the run ends, naming the field (and file:line:column)."""
     wl = design.workload
+    if wl.closed_loop:
+        raise TimelineRefused("workload.concurrent_users: a timeline run (faults, traces, timeline_s, autoscaling) "
+                              "needs open-loop traffic; give requests_per_day or arrival_rps instead")
     trace = None
     scale = 1.0
     if wl.trace is not None:
@@ -78,7 +81,7 @@ def timeline_problems(design) -> list:
     out = []
     for whole_day in (False, True):
         if not wants_timeline(design, whole_day) or (whole_day and design.workload.closed_loop):
-            continue
+            continue  # a whole-day closed loop is refused (and located) by the engine's own checks
         try:
             plan_horizon(design, whole_day)
         except TimelineRefused as e:

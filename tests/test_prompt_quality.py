@@ -25,11 +25,13 @@ def test_rag_reference_at_the_stated_corpus_size_fits_its_nodes():
     p = get_prompt("rag-10m")  # "… over 100 million chunks"
     ref = reference_design(p)
     vdb = ref.component("vector_db")
-    assert vdb.vectors == 100_000_000 and vdb.shards == 6
+    assert vdb.vectors == 100_000_000 and vdb.shards >= 2
     est = estimate(ref)
     r = est.retrieval["vector_db"]
-    # 100M / 6 shards × 1,152 B (int8 + 2 × 16 links) × 1.2 = 23.0 GB of 32 GB per node.
-    assert r.ram_needed_gb_per_node == pytest.approx(100e6 / 6 * 1152 * 1.2 / 1e9)
+    # 100M / shards × 1,152 B (int8 + 2 × 16 links) × 1.2 headroom, within the node's RAM
+    # (6 shards: 23.0 GB of 32 GB; the sizing search may add shards for latency).
+    assert r.ram_needed_gb_per_node == pytest.approx(100e6 / vdb.shards * 1152 * 1.2 / 1e9)
+    assert r.ram_needed_gb_per_node <= vdb.node_ram_gb
     assert r.recall_at_k >= 0.95
     assert not [f for f in lint(ref, est, prompt=p) if f.rule in ("index_ram", "recall")]
     # The attempt starts at the stated size too, so its lint asks for an index that fits.

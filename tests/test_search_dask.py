@@ -24,7 +24,9 @@ SMALL = SearchSpace.model_validate({"components": {"llm": {"gpu": ["H100-SXM-80G
 def cluster():
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+    # Thread workers, but a real scheduler and client over TCP on loopback: forked worker
+    # processes ("nannies") failed to start inside a busy pytest-xdist worker on CI.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, host="127.0.0.1",
                       dashboard_address=None, protocol="tcp") as c:
         yield c
 

@@ -322,17 +322,28 @@ def _calibration() -> tuple[dict, ...]:
 T = TypeVar("T")
 
 
+# The normalised name index of each table, and the message of each miss, built once per table:
+# a serving spec resolves a dozen names, and a sizing search builds hundreds of specs.
+_INDEX: dict[str, tuple[dict, dict[str, str], dict[str, str]]] = {}
+
+
 def _lookup(kind: str, name: str, table: dict[str, T], aliases_of: Callable[[T], tuple[str, ...]] = lambda _: ()) -> T:
     """Resolve ``name`` over canonical names and aliases; suggest on a miss."""
-    index: dict[str, str] = {}
-    for canonical, item in table.items():
-        for n in (canonical, *aliases_of(item)):
-            index[_norm(n)] = canonical
+    entry = _INDEX.get(kind)
+    if entry is None or entry[0] is not table:  # the tables are cached: same object, same index
+        index: dict[str, str] = {}
+        for canonical, item in table.items():
+            for n in (canonical, *aliases_of(item)):
+                index[_norm(n)] = canonical
+        entry = _INDEX[kind] = (table, index, {})
+    _, index, misses = entry
     key = _norm(name)
     if key in index:
         return table[index[key]]
-    close = difflib.get_close_matches(key, list(index), n=1, cutoff=0.5)
-    hint = f" did you mean {index[close[0]]!r}?" if close else ""
+    hint = misses.get(key)
+    if hint is None:
+        close = difflib.get_close_matches(key, list(index), n=1, cutoff=0.5)
+        hint = misses[key] = f" did you mean {index[close[0]]!r}?" if close else ""
     raise UnknownNameError(f"unknown {kind} {name!r};{hint} known: {', '.join(table)}")
 
 

@@ -226,6 +226,45 @@ def _gf_p0(lam: float, tau0: float, a: float, c: float) -> float:
     return min(1.0, max(0.0, math.exp(log_a) / (1 - acc)))
 
 
+def _root(f, x_pos: float, f_pos: float, x_neg: float, f_neg: float, tol: float, pos_le: bool = True
+          ) -> tuple[float, float, float, float]:
+    """Shrink a bracket [x_pos, x_neg] of a sign change of ``f`` to width ``tol``.
+
+    ``f_pos`` ≥ 0 at ``x_pos`` and ``f_neg`` < 0 at ``x_neg`` (either end may be the larger
+    x); +inf values are allowed (a state with no stationary solution) and are bisected past.
+    With ``pos_le`` False the sides are "f ≤ 0" (returned first) and "f > 0" instead.
+    Anderson–Björck regula falsi: superlinear (order ≈ 1.7) on the smooth functions here,
+    bisection when an end is infinite or an interpolation would not shrink the bracket, and
+    it keeps the bracket — so the ends lie on the sides the bisections it replaced converged
+    to (tests/test_llm_twin_fast.py compares the two). Returns (x_pos, f_pos, x_neg, f_neg).
+    """
+    first_side = (lambda v: v >= 0) if pos_le else (lambda v: v <= 0)
+    last = 0  # which end the previous step moved: +1 the first, −1 the second
+    for _ in range(400):
+        width = abs(x_neg - x_pos)
+        if width <= tol:
+            break
+        x = 0.5 * (x_pos + x_neg)
+        if math.isfinite(f_pos) and math.isfinite(f_neg) and f_pos != f_neg:
+            xs = x_neg - f_neg * (x_neg - x_pos) / (f_neg - f_pos)
+            lo, hi = (x_pos, x_neg) if x_pos < x_neg else (x_neg, x_pos)
+            # At least tol/2 inside: when the estimate sits on an end, the step past it by
+            # tol/2 closes the bracket instead of creeping up on it.
+            x = min(hi - 0.5 * tol, max(lo + 0.5 * tol, xs))
+        fx = f(x)
+        if first_side(fx):
+            if last == 1 and math.isfinite(fx) and math.isfinite(f_pos) and f_pos:
+                m = 1 - fx / f_pos  # the other end stays a second time: scale it (A–B)
+                f_neg *= m if m > 0 else 0.5
+            x_pos, f_pos, last = x, fx, 1
+        else:
+            if last == -1 and math.isfinite(fx) and math.isfinite(f_neg) and f_neg:
+                m = 1 - fx / f_neg
+                f_pos *= m if m > 0 else 0.5
+            x_neg, f_neg, last = x, fx, -1
+    return x_pos, f_pos, x_neg, f_neg
+
+
 def _iter_stats(sh: _Shape, b: float, lam: float) -> _Iter | None:
     """Iteration figures at decode batch ``b`` and ``lam`` prompts/s; None when the prefill work
     alone exceeds the GPU time (no stationary state)."""
@@ -243,23 +282,23 @@ def _iter_stats(sh: _Shape, b: float, lam: float) -> _Iter | None:
         m2 = (p0 * pt.tau0 ** 2 + (1 - p0) * a * a + 2 * a * c * lam * T + c * c * lam * T) / (1 - (c * lam) ** 2)
         tau, tau_m2, p_pf, phi = T, max(m2, T * T), 1 - p0, lam * c
     else:
-        # k ~ Poisson(λ·E[group time]): solve T = E[time | μ = λT] by bisection (g decreasing).
+        # k ~ Poisson(λ·E[group time]): solve T = E[time | μ = λT], a root of g(T) = E[…] − T
+        # (positive at τ0, negative beyond the root), bracketed by doubling.
         lo, hi = pt.tau0, pt.tau0
+        g_lo = pt.moments(lam * lo)[0] - lo
         for _ in range(200):
             hi *= 2
-            if pt.moments(lam * hi)[0] < hi:
+            g_hi = pt.moments(lam * hi)[0] - hi
+            if g_hi < 0:
                 break
+            lo, g_lo = hi, g_hi
         else:
             return None
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if pt.moments(lam * mid)[0] > mid:
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo < 1e-9 * hi:
-                break
-        T = 0.5 * (lo + hi)
+        if g_lo <= 0:  # g(τ0) ≤ 0: the root is at τ0 (where the bisection converged)
+            T = lo
+        else:
+            pos, _, neg, _ = _root(lambda t: pt.moments(lam * t)[0] - t, lo, g_lo, hi, g_hi, 1e-12 * hi)
+            T = 0.5 * (pos + neg)
         e1, _, en, etn = pt.moments(lam * T)
         tau, tau_m2 = e1 / en, max(etn / en, (e1 / en) ** 2)
         p_pf = 1 - math.exp(-lam * T)
@@ -280,25 +319,43 @@ def _iter_stats(sh: _Shape, b: float, lam: float) -> _Iter | None:
 def _batch_at(sh: _Shape, lam: float) -> tuple[_Iter, float] | None:
     """(iteration figures, slots in use N) at ``lam`` requests/s per replica, from the fixed point
     b = λ·(E[O] − 1)·E[τ(b)]; None when the slots or the GPU cannot keep up."""
+    r = _batch(sh, lam)
+    return (r[0], r[1]) if r is not None and r[2] else None
+
+
+def _batch(sh: _Shape, lam: float) -> tuple[_Iter, float, bool] | None:
+    """`_batch_at` for the capacity search: (figures, N, True), or — when even S sequences
+    cannot absorb the decode work — (figures at S, λ(O−1)E[τ(S)] + λ·own, False), a slot count
+    beyond S that is continuous with N where the two meet; None when the GPU cannot keep up."""
     decode_tokens = lam * max(0.0, sh.output - 1) / sh.rate  # decode iterations per second needed
     cap = float(sh.seqs)
     it = _iter_stats(sh, cap, lam)
-    if it is None or decode_tokens * it.tau_s > cap:
-        return None
-    lo, hi = 0.0, cap
-    for _ in range(60):  # b ↦ λ(O−1)E[τ(b)] is increasing and stays below S here
-        mid = 0.5 * (lo + hi)
-        it = _iter_stats(sh, mid, lam)
-        if it is not None and decode_tokens * it.tau_s < mid:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo < 1e-6 * cap:
-            break
-    it = _iter_stats(sh, hi, lam)
     if it is None:
         return None
-    return it, hi + lam * it.own_s
+    if decode_tokens * it.tau_s > cap:
+        return it, decode_tokens * it.tau_s + lam * it.own_s, False
+    # b ↦ λ(O−1)E[τ(b)] is increasing and stays below S here: the fixed point is the root of
+    # h(b) = λ(O−1)E[τ(b)] − b (positive at 0, negative at S; +inf where no stationary state).
+    seen: dict[float, _Iter] = {cap: it}
+
+    def h(b: float) -> float:
+        x = _iter_stats(sh, b, lam)
+        if x is None:
+            return math.inf
+        seen[b] = x
+        return decode_tokens * x.tau_s - b
+
+    h_cap = decode_tokens * it.tau_s - cap
+    if h_cap >= 0:  # equality: the bisection's upper end never moved from S
+        b = cap
+    elif decode_tokens <= 0:  # no decode work (λ = 0 or one-token outputs): b → 0
+        b = 0.0
+    else:
+        _, _, b, _ = _root(h, 0.0, h(0.0), cap, h_cap, 1e-12 * cap)
+    it = seen.get(b) or _iter_stats(sh, b, lam)
+    if it is None:
+        return None
+    return it, b + lam * it.own_s, True
 
 
 def _shape(comp: LLMServer, workload, overrides: dict | None = None) -> _Shape:
@@ -383,18 +440,21 @@ class _Capacity:
 
 def _capacity_of(sh: _Shape) -> _Capacity:
     spec = sh.spec
-    lo, hi = 0.0, 1 / (sh.pf_s * spec._slowdown)  # prefill compute alone caps the rate
-    for _ in range(100):  # bisection on λ: slots in use N(λ) grow with λ
-        mid = 0.5 * (lo + hi)
-        r = _batch_at(sh, mid)
-        if r is not None and r[1] <= sh.seqs:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-9 * hi:
-            break
-    lam = lo
-    r = _batch_at(sh, lam)
+    hi = 1 / (sh.pf_s * spec._slowdown)  # prefill compute alone caps the rate
+    # … and so does the prefill share of a full batch's iterations (no stationary state beyond).
+    hi = min(hi, 1 / _Parts(sh, float(sh.seqs)).C)
+    seen: dict[float, tuple] = {}
+
+    def excess(lam: float) -> float:  # slots in use N(λ) − S; grows with λ (+inf: unstable)
+        r = _batch(sh, lam)
+        if r is None:
+            return math.inf
+        if r[2]:
+            seen[lam] = r[:2]
+        return r[1] - sh.seqs
+
+    lam, _, _, _ = _root(excess, 0.0, -float(sh.seqs), hi, math.inf, 1e-12 * hi, pos_le=False)
+    r = seen.get(lam) if lam > 0 else None
     sat = r[0] if r is not None else _iter_stats(sh, float(sh.seqs), 0.0)
     return _Capacity(sh, lam, sat, sh.seqs / lam)
 
@@ -545,12 +605,11 @@ def _tpot_quantile(sh: _Shape, it: _Iter, q: float) -> float:
                         (1.0 if x >= it.tau_s else 0.0)) for w, sd in pts) / tot
 
     lo, hi = it.tau_s, it.tau_s + 10 * max(sd for _, sd in pts)
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        if cdf(mid) < q:
-            lo = mid
-        else:
-            hi = mid
+    # The root of cdf − q on [mean, mean + 10 sd] (the mixture's median is the mean, q > 1/2).
+    f_lo, f_hi = q - cdf(lo), q - cdf(hi)
+    if f_hi > 0 or f_lo < 0:  # the quantile at an end: where the bisection ended
+        return hi if f_hi > 0 else lo
+    _, _, hi, _ = _root(lambda x: q - cdf(x), lo, f_lo, hi, f_hi, 1e-12 * hi)
     return hi
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 from components.catalogue import LLMServer
 from sim.llm.kv import KvConfig, hold_tokens, twin_prefix_hit
@@ -599,18 +600,38 @@ def _tpot_quantile(sh: _Shape, it: _Iter, q: float) -> float:
     if not pts or var1 <= 0:
         return it.tau_s
     tot = sum(w for w, _ in pts)
+    m = it.tau_s
+    step = sum(w for w, sd in pts if sd <= 0) / tot  # requests whose mean is exactly m
+    terms = [(w / tot, 1 / (sd * math.sqrt(2))) for w, sd in pts if sd > 0]
 
-    def cdf(x: float) -> float:
-        return sum(w * (0.5 * (1 + math.erf((x - it.tau_s) / (sd * math.sqrt(2)))) if sd > 0 else
-                        (1.0 if x >= it.tau_s else 0.0)) for w, sd in pts) / tot
+    def cdf_pdf(x: float) -> tuple[float, float]:
+        c, d = (step if x >= m else 0.0), 0.0
+        for w, k in terms:
+            u = (x - m) * k
+            c += w * 0.5 * (1 + math.erf(u))
+            d += w * k * math.exp(-u * u)
+        return c, d / math.sqrt(math.pi)
 
-    lo, hi = it.tau_s, it.tau_s + 10 * max(sd for _, sd in pts)
-    # The root of cdf − q on [mean, mean + 10 sd] (the mixture's median is the mean, q > 1/2).
-    f_lo, f_hi = q - cdf(lo), q - cdf(hi)
-    if f_hi > 0 or f_lo < 0:  # the quantile at an end: where the bisection ended
-        return hi if f_hi > 0 else lo
-    _, _, hi, _ = _root(lambda x: q - cdf(x), lo, f_lo, hi, f_hi, 1e-12 * hi)
-    return hi
+    lo, hi = m, m + 10 * max(sd for _, sd in pts)
+    # The root of cdf − q on [mean, mean + 10 sd] (the mixture's median is the mean, q > 1/2):
+    # Newton from the normal approximation, kept inside the bracket (bisection otherwise).
+    if cdf_pdf(hi)[0] < q or cdf_pdf(lo)[0] > q:  # the quantile at an end: where a bisection ends
+        return hi if cdf_pdf(hi)[0] < q else lo
+    sd_all = math.sqrt(sum(w * (1 / (2 * k * k)) for w, k in terms))
+    x = min(hi, max(lo, m + NormalDist().inv_cdf(q) * sd_all))
+    for _ in range(100):
+        c, d = cdf_pdf(x)
+        if c < q:
+            lo = x
+        else:
+            hi = x
+        nxt = x - (c - q) / d if d > 0 else 0.5 * (lo + hi)
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - x) <= 1e-13 * abs(x) or hi - lo <= 1e-13 * abs(hi):
+            return nxt
+        x = nxt
+    return x
 
 
 def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict | None = None):

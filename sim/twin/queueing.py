@@ -303,7 +303,7 @@ def gamma_quantile(q: float, mean: float, var: float) -> float:
     """q-quantile of the gamma distribution with this mean and variance.
 
     Shape k = mean²/var, scale θ = var/mean. For k > 1000 the Wilson–Hilferty cube-root normal
-    approximation (error < 1e-4 relative there); otherwise bisection on the exact CDF.
+    approximation (error < 1e-4 relative there); otherwise Newton on the exact CDF.
     """
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q}")
@@ -318,12 +318,26 @@ def gamma_quantile(q: float, mean: float, var: float) -> float:
     lo, hi = 0.0, mean
     while _gammp(k, hi / theta) < q:
         lo, hi = hi, hi * 2
+    # Newton on P(k, x/θ) = q (its derivative is the gamma density), started from the
+    # Wilson–Hilferty guess and kept inside the bracket — bisection when a step would leave it.
+    # Same root as a bisection to 1e-12 (tests/test_queueing.py), in ~5 CDF evaluations, not 40.
+    z = _N.inv_cdf(q)
+    x = k * theta * max(0.0, 1 - 1 / (9 * k) + z / (3 * math.sqrt(k))) ** 3
+    if not lo < x < hi:
+        x = 0.5 * (lo + hi)
+    gln = math.lgamma(k)
     for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _gammp(k, mid / theta) < q:
-            lo = mid
+        t = x / theta
+        g = _gammp(k, t) - q
+        if g < 0:
+            lo = x
         else:
-            hi = mid
-        if hi - lo <= 1e-12 * hi:
-            break
-    return 0.5 * (lo + hi)
+            hi = x
+        dens = math.exp((k - 1) * math.log(t) - t - gln) / theta if t > 0 else 0.0
+        nxt = x - g / dens if dens > 0 else 0.5 * (lo + hi)
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - x) <= 1e-13 * x or hi - lo <= 1e-12 * hi:
+            return nxt
+        x = nxt
+    return x

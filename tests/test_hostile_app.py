@@ -1,0 +1,69 @@
+"""The app under hostile conditions (issue 14): a Practice submit on an unwritable workspace
+keeps the attempt, the workspace root comes from the server's start (`sdw app --workspace`),
+and a ``?draft=`` URL is useless to another session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from review.history import HistoryError, list_attempts, save_attempt
+from review.prompts import get_prompt, skeleton_design
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PROMPT = "serve-70b-strict"
+
+
+def test_history_refusal_names_the_database(tmp_path):
+    (tmp_path / "attempts.sqlite").mkdir()  # what stands where the database should be: not writable
+    with pytest.raises(HistoryError, match="attempts.sqlite"):
+        save_attempt(tmp_path, prompt_id="p", started_at=0.0, finished_at=1.0, estimates={}, design_yaml="", scores={})
+
+
+def test_practice_submit_on_an_unwritable_workspace_keeps_the_attempt(tmp_path, monkeypatch):
+    # The campaign: Submit on an unwritable workspace showed a traceback and lost the attempt.
+    # Running as root, permissions do not stop a write; a directory where attempts.sqlite
+    # should be does (SQLite cannot open it), for any user.
+    ws = tmp_path / "ws"
+    (ws / "attempts.sqlite").mkdir(parents=True)
+    monkeypatch.setenv("SDW_WORKSPACE", str(ws))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/practice.py")
+    # A round with its estimates locked: the skeleton (70B BF16 on 2 GPUs, refused by the
+    # analytic model, so the review needs no simulation and the test stays quick).
+    at.session_state["px_prompt_id"] = PROMPT
+    at.session_state["px_started_at"] = time.time() - 120
+    at.session_state["px_estimates"] = {"peak_qps": 17.0, "gpus": 8.0, "cost_per_day_usd": 800.0}
+    at.session_state["px_design"] = skeleton_design(get_prompt(PROMPT))
+    at.run()
+    assert not at.exception
+    at.button(key="px_submit").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Review — ") for s in at.subheader)  # the review is shown
+    msg = [e.value for e in at.error if "not saved yet" in e.value]
+    assert msg and "attempts.sqlite" in msg[0] and "retry" in msg[0]
+    kept = at.session_state["px_unsaved"]
+    assert kept["prompt_id"] == PROMPT and kept["estimates"]["gpus"] == 8.0 and "llm" in kept["design_yaml"]
+    # Offered as a download: the whole attempt, its scores included.
+    (dl,) = [d for d in at.get("download_button") if d.proto.label == "Download the attempt (JSON)"]
+    assert at.session_state["px_attempt_id"] is None
+
+    # The disk is fixed: Retry stores the very attempt that was kept.
+    shutil.rmtree(ws / "attempts.sqlite")
+    at.button(key="px_retry_save").click()
+    at.run()
+    assert not at.exception
+    saved = list_attempts(ws)
+    assert len(saved) == 1 and saved[0].prompt_id == PROMPT
+    assert saved[0].estimates == kept["estimates"] and saved[0].scores == kept["scores"]
+    assert at.session_state["px_unsaved"] is None and at.session_state["px_attempt_id"] == saved[0].id
+    assert any(f"Attempt #{saved[0].id} saved" in c.value for c in at.caption)
+    assert not any("not saved yet" in e.value for e in at.error)

@@ -189,7 +189,7 @@ def sidebar() -> None:
             st.caption(plain(f"Opened from {st.session_state.design_origin}") if st.session_state.design_origin else "")
         else:
             st.caption("No design open — pick one in the Library.")
-        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: $SDW_WORKSPACE)")
+        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: `sdw app --workspace` or $SDW_WORKSPACE)")
 
 
 def current_design() -> Design | None:

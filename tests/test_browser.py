@@ -60,11 +60,14 @@ def server(tmp_path):
     _need_chromium()
     pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     port = _free_port()
-    env = dict(os.environ, SDW_WORKSPACE=str(tmp_path / "ws"), PYTHONUNBUFFERED="1")
+    # The workspace comes from the start command (`sdw app --workspace`), not the environment.
+    env = {k: v for k, v in os.environ.items() if k != "SDW_WORKSPACE"}
+    env["PYTHONUNBUFFERED"] = "1"
     log = open(tmp_path / "streamlit.log", "w")
-    # The venv's own interpreter: the same environment `uv run streamlit run app.py` gives.
+    # The venv's own interpreter: the same environment `uv run sdw app` gives.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "cli", "app", "--workspace", str(tmp_path / "ws"), "--port", str(port), "--address", "127.0.0.1",
+         "--", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -114,6 +117,8 @@ def _drive(page, server: str, shot: Path) -> str:
     from playwright.sync_api import expect
 
     page.goto(server)
+    # The root `sdw app --workspace` was given is the one the app shows (and uses).
+    expect(page.get_by_text(str(shot.parent / "ws"), exact=True)).to_be_visible(timeout=60_000)
     page.locator(".st-key-open_lib_llm_serving button").click(timeout=60_000)
     expect(page.get_by_text("Opened llm_serving")).to_be_visible(timeout=30_000)
     page.get_by_role("link", name="Capacity").click()

@@ -67,3 +67,65 @@ def test_practice_submit_on_an_unwritable_workspace_keeps_the_attempt(tmp_path, 
     assert at.session_state["px_unsaved"] is None and at.session_state["px_attempt_id"] == saved[0].id
     assert any(f"Attempt #{saved[0].id} saved" in c.value for c in at.caption)
     assert not any("not saved yet" in e.value for e in at.error)
+
+
+# --- the workspace root is the server's start, not a visitor's choice ------------------------
+
+
+def test_sdw_app_sets_the_workspace_root_from_the_command_line(tmp_path, capsys):
+    from cli.main import main
+
+    ws = tmp_path / "work space"  # a space: the printed command is quoted for a shell
+    assert main(["app", "--workspace", str(ws), "--port", "8611", "--print-command", "--", "--server.headless", "true"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"SDW_WORKSPACE='{ws.resolve()}' ")
+    assert " -m streamlit run " in line and line.endswith("app.py --server.port 8611 --server.headless true")
+    assert ws.is_dir()  # made, so the first save has somewhere to go
+    # A file is not a workspace; a bad port is a usage error.
+    (tmp_path / "f").write_text("x")
+    assert main(["app", "--workspace", str(tmp_path / "f"), "--print-command"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["app", "--port", "70000", "--print-command"]) == 2
+
+
+def test_sdw_app_starts_streamlit_with_that_workspace(tmp_path):
+    # The real start: `sdw app` becomes the streamlit server (exec), whose environment
+    # carries the root; the page reads only that (the sidebar field of old is gone).
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("reads the server's environment from /proc (Linux)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ws = tmp_path / "ws"
+    env = {k: v for k, v in os.environ.items() if k != "SDW_WORKSPACE"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "app", "--workspace", str(ws), "--port", str(port), "--address",
+                             "127.0.0.1", "--", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "streamlit did not answer"
+                time.sleep(0.3)
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        assert f"SDW_WORKSPACE={ws.resolve()}".encode() in environ
+        assert b"streamlit" in Path(f"/proc/{proc.pid}/cmdline").read_bytes()  # the same process, exec'd
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the process group started above
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -72,11 +72,47 @@ __all__ = [
     "headline_items",
     "show_headlines",
     "RunJob",
+    "browser_owner",
 ]
 
 
 
 # --- session state -------------------------------------------------------------------------
+
+XSRF_COOKIE = "_streamlit_xsrf"
+"""Streamlit's XSRF cookie: a random per-browser token (format ``2|mask|masked token|time``;
+the server keeps the token and re-masks it on every page load). Never in a URL."""
+
+
+def browser_owner() -> str | None:
+    """A tag of this browser session that a URL cannot carry: the hash of the token in
+    Streamlit's XSRF cookie (on by default), or None without it (XSRF protection off, AppTest).
+
+    Drafts are saved with it and opened only for it, so a ``?draft=`` URL copied to another
+    browser opens nothing; a refresh, or another tab of the same browser, presents the same tag.
+    """
+    try:
+        raw = st.context.cookies.get(XSRF_COOKIE)
+    except Exception:  # no client context (a bare script run)
+        return None
+    if not raw:
+        return None
+    value = str(raw).strip("\"'")
+    parts = value.split("|")
+    try:
+        if len(parts) == 4 and parts[0] == "2":  # unmask: token = masked XOR mask (repeated)
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+        else:
+            token = bytes.fromhex(value)
+    except ValueError:
+        return None
+    if len(token) < 16:
+        return None
+    import hashlib
+
+    return hashlib.sha256(b"sdw-draft-owner\0" + token).hexdigest()
+
 
 
 def init_state() -> None:
@@ -96,12 +132,14 @@ def init_state() -> None:
     ss.setdefault("last_run_key", None)
     if "draft_id" not in ss:
         # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back,
-        # moved to this session's own fresh, unguessable id (a draft is claimed once, so a
-        # leaked URL stops working). A new tab has no ?draft= and gets its own id.
+        # moved to this session's own fresh, unguessable id — for the browser that wrote it
+        # only (its owner tag comes from a cookie, not the URL). A new tab gets its own id.
         qp = st.query_params.get("draft")
         ss.draft_id = new_draft_id()
-        if ss.design is None and isinstance(qp, str):
-            restored = workspace().claim_draft(qp, ss.draft_id)
+        ss.draft_owner = browser_owner()
+        if ss.design is None and isinstance(qp, str) and ss.draft_owner:
+            # Only the browser that wrote the draft opens it (see `browser_owner`).
+            restored = workspace().claim_draft(qp, ss.draft_id, owner=ss.draft_owner)
             if restored is not None:
                 ss.design = restored
                 ss.design_origin = "draft (restored)"
@@ -109,7 +147,9 @@ def init_state() -> None:
     # any page runs, keeps settings and what-ifs across page switches.
     for k in [k for k in ss.keys() if isinstance(k, str) and k.startswith(STICKY_PREFIXES)]:
         ss[k] = ss[k]
-    if st.query_params.get("draft") != ss.draft_id:
+    if not ss.get("draft_owner"):  # a draft no browser can claim: nothing for the URL to carry
+        st.query_params.pop("draft", None)
+    elif st.query_params.get("draft") != ss.draft_id:
         st.query_params["draft"] = ss.draft_id
 
 
@@ -209,7 +249,7 @@ def set_design(design: Design, origin: str | None = None, *, new: bool = False) 
     if new:
         ss.design_epoch = ss.get("design_epoch", 0) + 1
     try:
-        workspace().save_draft(ss.draft_id, design)
+        workspace().save_draft(ss.draft_id, design, owner=ss.get("draft_owner"))
     except (OSError, WorkspaceError) as e:  # never lose the edit because the disk said no
         st.warning(f"Could not autosave the draft: {e}")
 

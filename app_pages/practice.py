@@ -49,6 +49,7 @@ def _round_state() -> dict:
     state = {k[3:]: ss[k] for k in _ROUND}
     state["design_yaml"] = dump_design(ss.px_design) if ss.px_design is not None else None
     state["review_json"] = ss.px_review.model_dump_json() if ss.px_review is not None else None
+    state["owner"] = ss.get("draft_owner")  # the browser's tag (W.browser_owner): only it reopens the round
     return state
 
 
@@ -64,6 +65,8 @@ def _persist() -> None:
             st.warning(W.plain(f"The round could not be saved (a refresh would lose it): {e}"))
             return
         ss.px_round_saved = state
+    if not ss.get("draft_owner"):  # no browser tag: a refresh could not reopen it, so no id in the URL
+        return
     if st.query_params.get("round") != str(ss.px_round_id):  # page switches drop the URL's params
         st.query_params["round"] = str(ss.px_round_id)
 
@@ -75,7 +78,8 @@ if ss.px_prompt_id is None and ss.px_round_id is None and isinstance(_qp, str) a
     except HistoryError as e:
         _state = None
         st.warning(W.plain(f"The round in the URL could not be restored: {e}"))
-    if _state and _state.get("prompt_id"):
+    # Round ids are small integers: a round opens only for the browser that played it.
+    if _state and _state.get("prompt_id") and ss.get("draft_owner") and _state.get("owner") == ss.draft_owner:
         for k in _ROUND:
             ss[k] = _state.get(k[3:], ss.get(k))
         try:

@@ -129,3 +129,105 @@ def test_sdw_app_starts_streamlit_with_that_workspace(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# --- a ?draft= URL is scoped to the browser session that wrote it ----------------------------
+
+LIB_OPEN = "open_lib_llm_serving"
+
+
+@pytest.fixture
+def browsers(monkeypatch):
+    """AppTest cannot send cookies: each session's "browser" is a tag the test puts in its
+    session state, returned where the app reads the hash of Streamlit's XSRF cookie."""
+    import streamlit as st
+
+    from app_pages import _widgets as W
+
+    monkeypatch.setattr(W, "browser_owner", lambda: st.session_state.get("_test_browser"))
+
+
+def _session(browser: str | None, draft: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if browser is not None:
+        at.session_state["_test_browser"] = browser
+    if draft is not None:
+        at.query_params["draft"] = draft
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_draft_url_opens_nothing_in_another_browser(tmp_path, monkeypatch, browsers):
+    from designs.workspace import Workspace
+
+    monkeypatch.setenv("SDW_WORKSPACE", str(tmp_path))
+    owner = _session("a" * 64)
+    owner.button(key=LIB_OPEN).click().run()
+    draft = owner.session_state["draft_id"]
+    assert owner.query_params["draft"] in (draft, [draft])
+    assert Workspace(tmp_path).load_draft(draft).name == "llm_serving"  # autosaved
+
+    # The URL in another browser (or with no browser tag at all) opens nothing …
+    thief = _session("b" * 64, draft)
+    assert thief.session_state["design"] is None and thief.session_state["draft_id"] != draft
+    bare = _session(None, draft)
+    assert bare.session_state["design"] is None
+    assert "draft" not in bare.query_params  # a session no browser could claim puts no draft id in its URL
+    # … and leaves the owner's draft where it was, unchanged.
+    assert Workspace(tmp_path).load_draft(draft).name == "llm_serving"
+
+    # The owner's refresh (same browser, same URL) brings the work back under a fresh id.
+    refreshed = _session("a" * 64, draft)
+    assert refreshed.session_state["design"].name == "llm_serving"
+    assert refreshed.session_state["draft_id"] != draft
+    assert Workspace(tmp_path).load_draft(draft) is None  # moved: the old id is spent
+
+
+def test_the_owner_tag_is_the_unmasked_xsrf_token():
+    # Streamlit re-masks its XSRF token on every page load ("2|mask|token XOR mask|time"):
+    # two loads of one browser give two cookie values and one owner tag.
+    import hashlib
+    from unittest import mock
+
+    from app_pages import _widgets as W
+
+    token = bytes(range(32))
+
+    def cookie(mask: bytes) -> str:
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(token))
+        return f"2|{mask.hex()}|{masked.hex()}|1764633600"
+
+    tags = []
+    for mask in (b"\x01\x02\x03\x04", b"\xaa\xbb\xcc\xdd"):
+        with mock.patch.object(W.st, "context", mock.Mock(cookies={W.XSRF_COOKIE: cookie(mask)})):
+            tags.append(W.browser_owner())
+    assert tags[0] == tags[1] == hashlib.sha256(b"sdw-draft-owner\0" + token).hexdigest()
+    with mock.patch.object(W.st, "context", mock.Mock(cookies={})):
+        assert W.browser_owner() is None
+    with mock.patch.object(W.st, "context", mock.Mock(cookies={W.XSRF_COOKIE: "2|zz|qq|1"})):
+        assert W.browser_owner() is None  # not a token: no tag, never a crash
+
+
+def test_a_practice_round_url_opens_only_in_the_browser_that_played_it(tmp_path, monkeypatch, browsers):
+    from review.history import load_round
+
+    monkeypatch.setenv("SDW_WORKSPACE", str(tmp_path))
+    player = _session("a" * 64)
+    player.switch_page("app_pages/practice.py").run()
+    player.selectbox(key="px_choice").set_value(PROMPT)
+    player.button(key="px_start").click().run()
+    rid = player.session_state["px_round_id"]
+    assert load_round(tmp_path, rid)["owner"] == player.session_state["draft_owner"]
+
+    def reopen(browser):
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state["_test_browser"] = browser
+        at.query_params["round"] = str(rid)  # round ids are small integers: easy to guess
+        at.run()
+        at.switch_page("app_pages/practice.py").run()
+        assert not at.exception
+        return at.session_state["px_prompt_id"]
+
+    assert reopen("b" * 64) is None       # another browser: nothing restored
+    assert reopen("a" * 64) == PROMPT     # the player's refresh: the round is back

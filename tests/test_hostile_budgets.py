@@ -159,6 +159,38 @@ def test_closed_loop_mva_on_500_stations_is_bounded_and_exact():
     assert est.arrival_rps <= 500 / (1.0 + 0.5) + 1e-9
 
 
+def test_the_twins_planning_is_inside_the_run_budget():
+    # 500 users on 500 stations: the twin's MVA polls the run's deadline as well as its cancel,
+    # so a budget shorter than the planning ends the run there — nothing simulated, said so.
+    d = _chain(500, workload={"concurrent_users": 500, "think_time": {"dist": "fixed", "value_ms": 1000}})
+    r = simulate(d, seed=1, max_seconds=0.01)
+    assert r.stopped_by == "max_seconds" and r.simulated_requests == 0
+    assert any("while the analytic twin planned the run" in w for w in r.warnings)
+    assert r.latency_ms.p95 is None  # nothing measured: null, not 0
+
+
+def test_visits_on_a_flow_without_loops_or_fan_outs_match_the_walk():
+    # The one-pass topological visits (linear in the flow) against the walk, on a flow with
+    # branches, a cache, a guardrail and a queue whose consumer runs off the caller's path.
+    from sim.twin import flow
+
+    d = Design.model_validate({
+        "name": "dag", "workload": {"arrival_rps": 5.0}, "entry": "c",
+        "components": [{"id": "c", "kind": "cache", "hit_ratio": 0.25}, {"id": "g", "kind": "guardrail", "block_ratio": 0.1},
+                       {"id": "a", "kind": "service"}, {"id": "b", "kind": "service"}, {"id": "q", "kind": "queue"},
+                       {"id": "w", "kind": "service"}, {"id": "z", "kind": "service"}],
+        "flow": [{"from": "c", "to": "g"}, {"from": "g", "to": "a", "p": 0.7}, {"from": "g", "to": "b", "p": 0.3},
+                 {"from": "a", "to": "z"}, {"from": "b", "to": "z", "p": 0.5}, {"from": "z", "to": "q"},
+                 {"from": "q", "to": "w"}]})
+    prof = {c.id: flow._routing_profile(c) for c in d.components}
+    seg = flow._Walker(d, prof).run()
+    walk = {c.id: seg.visits.get(c.id, 0.0) for c in d.components}
+    # by hand: g ¾, a 0.7·0.675 = 0.4725, b 0.2025, z a + ½b = 0.57375, q = w = z
+    hand = {"c": 1.0, "g": 0.75, "a": 0.4725, "b": 0.2025, "z": 0.57375, "q": 0.57375, "w": 0.57375}
+    assert flow._dag_visits(d, prof) == pytest.approx(hand) == walk
+    assert flow.visits_per_request(d) == pytest.approx(hand)
+
+
 def test_mean_latency_is_the_sum_of_visits_times_time_per_visit_without_fan_outs():
     # The identity the fast MVA path rests on, checked against the full flow walk on a flow
     # with a branch, a cache (hits end the request) and a loop.

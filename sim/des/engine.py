@@ -114,13 +114,27 @@ def _analytic(design):
         return None
 
 
-def _analytic_cancellable(design, cancel):
-    """`_analytic` with the run's cancel event visible to the twin's MVA loop."""
+class _StopOrDeadline:
+    """What the twin's MVA loop polls (``is_set()``): the run's cancel event, or its deadline
+    passed — so the twin's planning is inside the run's budget, not before it."""
+
+    __slots__ = ("cancel", "deadline")
+
+    def __init__(self, cancel, deadline: float | None):
+        self.cancel, self.deadline = cancel, deadline
+
+    def is_set(self) -> bool:
+        return (self.cancel is not None and self.cancel.is_set()) or (
+            self.deadline is not None and time.perf_counter() > self.deadline)
+
+
+def _analytic_cancellable(design, cancel, deadline: float | None = None):
+    """`_analytic` with the run's cancel event (and deadline) visible to the twin's MVA loop."""
     try:
         from sim.twin.analytic import CANCEL
     except ImportError:
         return _analytic(design)
-    token = CANCEL.set(cancel)
+    token = CANCEL.set(_StopOrDeadline(cancel, deadline) if deadline is not None else cancel)
     try:
         return _analytic(design)
     finally:
@@ -232,7 +246,12 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    est = _analytic_cancellable(design, cancel)
+    est = _analytic_cancellable(design, cancel, t_start + max_seconds)
+    if est is None and time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
+        # The twin's planning used the whole budget (it polls the deadline): nothing simulated.
+        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=True, est=None, sample=None,
+                            warnings=[f"max_seconds ({max_seconds:g} s) ran out while the analytic twin planned the run; "
+                                      "nothing was simulated — raise --max-seconds"], warmup=0, ci_method="", **kw), 0
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
     if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
         return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,

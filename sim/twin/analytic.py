@@ -162,25 +162,43 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
     # keeps a 500-user, 500-station loop at a fraction of a second (it took 67 s).
     linear = not any(e.parallel for e in design.flow) and not any(c.kind == "queue" for c in design.components)
     if linear:
+        import numpy as np
+
         vis = visits_with(design, profiles)
         svc = {cid: sum(p * s1 for p, s1, _, _ in pr.outcomes) for cid, pr in profiles.items()}
-        terms = [(vis[cid], pr, svc[cid]) for cid, pr in profiles.items() if vis[cid] > 0]
+        # R = (Σ over other stations of visits × (wait + service)) + Σ over queues of visits ×
+        # (s/c · q · frac + service): the queues as arrays, one vector step per MVA step.
+        r_fixed = sum(vis[cid] * (pr.wait1 + svc[cid]) for cid, pr in profiles.items() if vis[cid] > 0 and cid not in queues)
+        qids = list(queues)
+        q_sc = np.array([queues[c][0] for c in qids])
+        q_v = np.array([queues[c][1] for c in qids])
+        q_vis = np.array([vis[c] for c in qids])
+        q_svc = np.array([svc[c] for c in qids])
+        q_arr = np.zeros(len(qids))
 
     cancel = CANCEL.get()
     steps_done = [0]
+    last_w = [None]  # the waits of the last step (linear case)
 
     def cycle(users: int, frac: float) -> float:
         """One MVA step: waits from the queue lengths an arrival sees, then X = users/(Z + R)."""
         steps_done[0] += 1
         if cancel is not None and not steps_done[0] % 16 and cancel.is_set():
             raise EstimateError("cancelled while the closed-loop MVA ran")
+        if linear:
+            nonlocal q_arr
+            w = q_sc * q_arr * frac
+            r = r_fixed + float(np.dot(q_vis, w + q_svc))
+            if z + r <= 0:
+                raise EstimateError("closed loop with zero think time and zero latency everywhere: throughput is unbounded")
+            xk = users / (z + r)
+            q_arr = xk * q_v * q_sc * (1 + q_arr * frac)
+            last_w[0] = w
+            return xk
         for cid, (sc, _) in queues.items():
             w = waits[cid] = sc * q[cid] * frac
             profiles[cid].wait1, profiles[cid].wait2 = w, 2 * w * w
-        if linear:
-            r = sum(v * (pr.wait1 + sv) for v, pr, sv in terms)
-        else:
-            r, _, _ = latency_moments(design, profiles)
+        r, _, _ = latency_moments(design, profiles)
         if z + r <= 0:
             raise EstimateError("closed loop with zero think time and zero latency everywhere: throughput is unbounded")
         xk = users / (z + r)
@@ -209,6 +227,10 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
                 break
         if not done:
             method += f" (stopped after {steps} steps before converging to 1e-10)"
+    if linear and last_w[0] is not None:  # the waits of the last step, as the per-station branch leaves them
+        for cid, w in zip(qids, last_w[0].tolist()):
+            waits[cid] = w
+            profiles[cid].wait1, profiles[cid].wait2 = w, 2 * w * w
     d, _, _ = latency_moments(design, _profiles(base))
     caps = [1.0 / (sc * v) for sc, v in queues.values()]
     x_sat = min(caps) if caps else math.inf

@@ -72,6 +72,7 @@ __all__ = [
     "headline_items",
     "show_headlines",
     "RunJob",
+    "CompareJob",
     "browser_owner",
 ]
 
@@ -777,6 +778,46 @@ class RunJob:
             t += f", about {_duration(eta)} left"
         parts.append(t)
         return " · ".join(parts)
+
+
+class CompareJob(RunJob):
+    """A comparison on a background thread: the designs one after another on the same seed
+    (`sim.compare`), with "design 2 of 3" progress, an overall ETA and Cancel. Cancel keeps
+    what was measured: the design running returns partial, the ones after it nothing."""
+
+    def __init__(self, designs: list[Design], settings: dict, key: str, labels: list[str]):
+        self.designs, self.labels = list(designs), list(labels)
+        self.index = 0
+        super().__init__(self.designs[0], settings, key)
+
+    def _on_design(self, i: int) -> None:
+        self.index, self.fraction, self.report = i, 0.0, None
+
+    def _run(self) -> None:
+        import sim
+
+        try:
+            s = self.settings
+            self.result = sim.compare(self.designs, seed=int(s["seed"]), precision=float(s["precision"]),
+                                      max_requests=int(s["max_requests"]), max_seconds=float(s["max_seconds"]),
+                                      progress=self._progress, cancel=self.cancel, on_design=self._on_design)
+        except Exception as e:  # the engine refuses with a message; the page shows it as text
+            self.error = str(e)
+
+    def overall(self) -> float:
+        """Share of the whole comparison done (each design an equal part)."""
+        return min(1.0, (self.index + self.fraction) / len(self.designs))
+
+    def eta_s(self) -> float | None:
+        f = self.overall()
+        if f < 0.02 or f >= 1:
+            return None
+        return self.elapsed_s() * (1 - f) / f
+
+    def text(self) -> str:
+        """'design 2 of 3 (B · name) · measuring · 12,345 requests simulated · … about 1 min left'."""
+        label = self.labels[self.index] if self.index < len(self.labels) else ""
+        return f"design {self.index + 1} of {len(self.designs)} ({label}) · " + super().text()
 
 
 def _duration(s: float) -> str:

@@ -197,7 +197,9 @@ def _compare(workspace, variants: dict, picks: list[str]) -> AppTest:
     at.select_slider(key="cmp_precision").set_value(0.2)
     at.number_input(key="cmp_max_requests").set_value(2000)
     _ok(at.number_input(key="cmp_max_seconds").set_value(20.0).run())
-    return _ok(at.button(key="run_compare").click().run(timeout=120))
+    _ok(at.button(key="run_compare").click().run(timeout=120))
+    at.session_state["compare_job"].wait(120)  # the comparison runs in the background
+    return _ok(at.run(timeout=120))
 
 
 def _badges(at: AppTest) -> list[str]:

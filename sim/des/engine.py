@@ -214,15 +214,20 @@ def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: in
                      whole_day=whole_day)[0]
 
 
-def compare(designs: list, *, seed: int = 0, **kw) -> list:
+def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
     """Simulate each design on the same seeds (common random numbers); the first sets the plan.
 
     The variants reuse the first design's replication size and count, so replication r of
     every variant sees the same arrivals, tokens and (shared components') service times.
+    `on_design(i)` is called before design i runs (a page's "design 2 of 3"); `progress` and
+    `cancel` apply to each run — once `cancel` is set, the design running returns what it
+    measured (partial) and the ones after it return at once with nothing measured.
     """
     out = []
     plan: dict = {}
     for i, d in enumerate(designs):
+        if on_design is not None:
+            on_design(i)
         res, n_meas = _simulate(d, seed=seed, **kw, **plan)
         out.append(res)
         if i == 0 and res.stable and res.replications and res.stopped_by != "pipeline" and "replications" not in kw:

@@ -239,3 +239,30 @@ def test_a_cdf_of_a_raw_batch_is_the_histograms_bit_for_bit():
         hist.add(x)
     pos = [x for x in raw if x > 0]
     assert raw.quantiles(qs) == hist.quantiles(qs) == [log_quantile(pos, len(raw) - len(pos), q) for q in qs]
+
+
+def test_visit_equations_match_the_engine_on_a_fan_out_with_two_back_edges():
+    # gw → cache (hit ⅕) → plan ⇉ (t1, t2) → merge → check; check returns to plan (p 0.3) or,
+    # failing that, to merge (p 0.4). By hand: from check 0.3 back to plan, 0.7·0.4 = 0.28 to
+    # merge, 0.42 out; v_plan = 0.8 + 0.3 v_check, v_check = v_merge = v_plan + 0.28 v_check
+    # ⇒ v_check = 0.8 / 0.42 = 1.9048, v_plan = t1 = t2 = 1.3714 (each fan-out branch runs,
+    # the join once). The engine's measured arrivals per request agree.
+    from sim.twin.visits import visit_equations
+
+    svc = {"kind": "service", "concurrency": 64, "service_time": {"dist": "exponential", "mean_ms": 1}}
+    d = Design.model_validate({
+        "name": "agent", "workload": {"arrival_rps": 2.0}, "entry": "gw",
+        "components": [{"id": "gw", **svc}, {"id": "c", "kind": "cache", "hit_ratio": 0.2}, {"id": "plan", **svc},
+                       {"id": "t1", **svc}, {"id": "t2", **svc}, {"id": "merge", **svc}, {"id": "check", **svc}],
+        "flow": [{"from": "gw", "to": "c"}, {"from": "c", "to": "plan"},
+                 {"from": "plan", "to": "t1", "parallel": True}, {"from": "plan", "to": "t2", "parallel": True},
+                 {"from": "t1", "to": "merge"}, {"from": "t2", "to": "merge"}, {"from": "merge", "to": "check"},
+                 {"from": "check", "to": "plan", "p": 0.3, "max_repeats": 50},
+                 {"from": "check", "to": "merge", "p": 0.4, "max_repeats": 50}]})
+    hand = {"gw": 1.0, "c": 1.0, "plan": 0.8 + 0.3 * 0.8 / 0.42, "t1": 0.8 + 0.3 * 0.8 / 0.42,
+            "t2": 0.8 + 0.3 * 0.8 / 0.42, "merge": 0.8 / 0.42, "check": 0.8 / 0.42}
+    assert visit_equations(d) == pytest.approx(hand, rel=1e-9)
+    r = simulate(d, seed=1, max_requests=40_000, max_seconds=30, precision=0.2)
+    n = r.components["gw"].arrivals
+    measured = {k: r.components[k].arrivals / n for k in hand}
+    assert measured == pytest.approx(hand, rel=0.02)

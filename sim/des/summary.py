@@ -429,6 +429,10 @@ def _add_cost_and_slo(design, result, est, measured: int, whole_day: bool) -> No
             kwargs = {"pipeline": result.pipeline}
             if rates and result.arrival_rps > 0:
                 kwargs.update(arrival_rps_by_component=rates, arrival_rps=result.arrival_rps)
+            elif est is not None and est.stations:
+                # Nothing measured to price by: the twin's visits (already walked), not a second walk
+                # after the deadline (0.4 s on a 500-station loop).
+                kwargs["visits"] = {cid: st.visits_per_request for cid, st in est.stations.items()}
             usd, lines = daily_cost(design, **kwargs)
             result.cost_per_day_usd = float(usd)
             result.cost_breakdown = list(lines)

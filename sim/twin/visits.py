@@ -144,11 +144,12 @@ def visit_equations(design: Design, *, cancel=None) -> dict[str, float]:
         except np.linalg.LinAlgError:
             return None, coin
         # A free cycle that returns with probability 1 (or more) has no finite solution: the
-        # solve then gives negative or huge values.
-        if not (np.all(np.isfinite(v)) and np.all(unit >= -1e-9) and np.all(v >= -1e-6 * max(1.0, float(np.abs(v).max())))
-                and float(unit.max()) < 1e15):
+        # unit response (visits per arrival, no caps) then comes out negative or huge. The
+        # solution itself may be negative where the capped set is infeasible (more caps than
+        # visits): that is what the iteration below reads to free them.
+        if not (np.all(np.isfinite(v)) and np.all(unit >= -1e-9) and float(unit.max()) < 1e15):
             return None, coin
-        return np.maximum(v, 0.0), coin
+        return v, coin
 
     def reach(v, coin, k) -> float:
         c, a, b = coin[k]
@@ -179,9 +180,13 @@ def visit_equations(design: Design, *, cancel=None) -> dict[str, float]:
         over = [k for k in range(len(loop_edges)) if k not in capped
                 and loop_edges[k].p * reach(v, coin, k) > loop_edges[k].max_repeats * (1 + 1e-9)]
         if over:
-            capped = capped | set(over)
-            v, coin = solve(capped)
+            tv, tcoin = solve(capped | set(over))
+            if tv is None:
+                break
+            capped, v, coin = capped | set(over), tv, tcoin
             best = v
             continue
         break
-    return {c: float(best[ix[c]]) for c in ids}
+    if best is None:
+        raise ValueError("the visit equations have no finite solution")
+    return {c: max(0.0, float(best[ix[c]])) for c in ids}

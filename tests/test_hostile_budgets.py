@@ -266,3 +266,16 @@ def test_visit_equations_match_the_engine_on_a_fan_out_with_two_back_edges():
     n = r.components["gw"].arrivals
     measured = {k: r.components[k].arrivals / n for k in hand}
     assert measured == pytest.approx(hand, rel=0.02)
+
+
+def test_the_twin_counts_every_back_edge_of_a_component():
+    # c → a (p ½) and c → b (p ½): visits 3, 4, 4 (hand-worked above), 1 ms each at a light load,
+    # so the mean is ≈ 11 ms; the walk alone followed c → a (5 visits, 5 ms). The engine agrees.
+    d = _chain(3, back=[{"from": "s2", "to": "s0", "p": 0.5, "max_repeats": 1000},
+                        {"from": "s2", "to": "s1", "p": 0.5, "max_repeats": 1000}], workload={"arrival_rps": 20.0})
+    est = estimate(d)
+    assert {k: s.visits_per_request for k, s in est.stations.items()} == pytest.approx({"s0": 3, "s1": 4, "s2": 4})
+    assert est.latency_ms_mean == pytest.approx(11.0, rel=0.01)
+    assert any("visit equations" in w for w in est.warnings)
+    r = simulate(d, seed=1, max_requests=30_000, precision=0.1)
+    assert r.latency_ms.mean == pytest.approx(est.latency_ms_mean, rel=0.04)

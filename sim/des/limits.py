@@ -96,9 +96,6 @@ def in_flight_cap(est) -> int:
     return int(min(MAX_IN_FLIGHT, max(MAX_IN_SYSTEM, 2.0 * lw + 10.0 * math.sqrt(lw))))
 
 
-_EQ_CACHE: list = [None, None]  # (design, visits) of the last design solved: run_problems and the run share it
-
-
 def equation_visits(design) -> dict[str, float] | None:
     """Expected visits from the flow's visit equations (`sim.twin.visits`) when some component
     has several back edges — the flow walk follows one of them — else None (the walk is exact)."""
@@ -106,9 +103,7 @@ def equation_visits(design) -> dict[str, float] | None:
 
     if not needs_visit_equations(design):
         return None
-    if _EQ_CACHE[0] is not design:
-        _EQ_CACHE[:] = [design, visit_equations(design)]
-    return _EQ_CACHE[1]
+    return visit_equations(design)  # solved once per design object (the twin asked first)
 
 
 def _visits(design, est) -> dict[str, float]:
@@ -194,9 +189,9 @@ def run_problems(design, est=None, *, max_requests: int = 2_000_000) -> list[Pro
     visits = sum(_visits(design, est).values())
     if visits > MAX_VISITS_PER_REQUEST:
         loops = [f"{e.from_} → {e.to} (p {e.p:g}, max_repeats {e.max_repeats})" for e in design.flow if e.is_loop]
-        how = ("the twin's expected visits" if visits <= twin_visits else
-               "expected visits from the flow's visit equations v = e + vP, every back edge of a component tried in "
-               "turn up to its max_repeats")
+        how = ("expected visits from the flow's visit equations v = e + vP, every back edge of a component tried in "
+               "turn up to its max_repeats" if equation_visits(design) is not None or visits > twin_visits
+               else "the twin's expected visits")
         shown = ", ".join(loops[:6]) + (f" and {len(loops) - 6} more" if len(loops) > 6 else "")
         out.append(Problem("flow", f"a request makes {visits:,.0f} component visits on average ({how}), above "
                                    f"{MAX_VISITS_PER_REQUEST:,}: too much work per request to simulate; "

@@ -60,6 +60,7 @@ import time
 from designs.model import Design
 from sim.twin import queueing as qt
 from sim.twin.flow import Profile, latency_moments, visits_per_request, visits_with
+from sim.twin.visits import needs_visit_equations, visit_equations
 from sim.results import Estimate, Percentiles, StationEstimate
 from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
 
@@ -164,7 +165,8 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
     if linear:
         import numpy as np
 
-        vis = visits_with(design, profiles)
+        # Several back edges at a component: the visit equations' visits (`visits`), not the walk's.
+        vis = visits if needs_visit_equations(design) else visits_with(design, profiles)
         svc = {cid: sum(p * s1 for p, s1, _, _ in pr.outcomes) for cid, pr in profiles.items()}
         # R = (Σ over other stations of visits × (wait + service)) + Σ over queues of visits ×
         # (s/c · q · frac + service): the queues as arrays, one vector step per MVA step.
@@ -268,6 +270,20 @@ def estimate(design: Design) -> Estimate:
     queueing_view = wl.batch is None or wl.arrival_rps is not None
 
     visits = visits_per_request(design)
+    # Several back edges at one component: the walk follows one of them; the visit equations
+    # (sim.twin.visits) give the loads of all of them (each tried in turn, up to max_repeats).
+    multi = needs_visit_equations(design)
+    if multi:
+        try:
+            eq = visit_equations(design, cancel=CANCEL.get())
+        except ValueError:
+            eq = None
+        if eq is not None:
+            visits = {cid: eq.get(cid, 0.0) for cid in visits}
+            warnings.append("visits and loads from the flow's visit equations v = e + vP (a component has several "
+                            "back edges, each tried in turn up to its max_repeats)")
+        else:
+            multi = False
     if not queueing_view:
         rate = 0.0
         calcs = {c.id: analyse_station(c, 0.0, design) for c in design.components}
@@ -298,6 +314,17 @@ def estimate(design: Design) -> Estimate:
         calcs = _analyse_all(design, rate, visits)
 
     mean_s, var_s, walk_warn = _latency_at(design, calcs) if queueing_view else (0.0, 0.0, [])
+    if multi and queueing_view and math.isfinite(mean_s) and not any(e.parallel for e in design.flow) \
+            and not any(c.kind == "queue" for c in design.components):
+        # Without fan-outs or queues the mean is Σ visits × time per visit (exact): with the
+        # equations' visits it counts every back edge; the walk's spread is kept (its SCV).
+        prof = _profiles(calcs)
+        exact = sum(v * (prof[cid].wait1 + sum(p * s1 for p, s1, _, _ in prof[cid].outcomes))
+                    for cid, v in visits.items() if v > 0 and cid in prof)
+        if mean_s > 0:
+            var_s *= (exact / mean_s) ** 2
+        mean_s = exact
+        walk_warn = [w.replace("the estimate follows only", "the latency spread follows only") for w in walk_warn]
     warnings += walk_warn
     for c in calcs.values():
         warnings += c.notes

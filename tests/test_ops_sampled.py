@@ -1,0 +1,78 @@
+"""A whole day by sampled windows (sim.ops.sampled): stitching, replica-hours and cost by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.main import main
+from designs.io import dump_design
+from designs.model import Design
+from sim import estimate, needs_sampling, replicas_per_hour, sample_day
+
+
+def day_design(**svc) -> Design:
+    # 691,200 requests/day = 8/s on average; 12 hours at × 1 and 12 at × 3 (mean 2) → 4/s and 12/s.
+    # One replica serves 10/s (exponential 100 ms, concurrency 1); at the 0.8 target the twin needs
+    # ⌈4 / 8⌉ = 1 replica by night and ⌈12 / 8⌉ = 2 by day (ρ 0.4 and 0.6: well inside the HPA's
+    # 10 % tolerance, and a scale-down waits out a 300 s stabilisation the 120 s windows never reach).
+    comp = {"id": "svc", "kind": "service", "replicas": 4, "concurrency": 1,
+            "service_time": {"dist": "exponential", "mean_ms": 100},
+            "autoscale": {"min_replicas": 1, "max_replicas": 8, "target": 0.8}}
+    comp.update(svc)
+    return Design.model_validate({
+        "name": "day", "workload": {"requests_per_day": 691_200, "profile_24h": [1] * 12 + [3] * 12},
+        "components": [comp], "entry": "svc"})
+
+
+def test_replica_hours_and_the_autoscaled_cost_by_hand():
+    d = day_design()
+    assert replicas_per_hour(d)["svc"] == [1] * 12 + [2] * 12
+    day = sample_day(d, seed=1, window_s=120)
+    assert [h.rate_rps for h in day.hours] == pytest.approx([4.0] * 12 + [12.0] * 12)
+    assert [h.share for h in day.hours] == pytest.approx([1 / 48] * 12 + [3 / 48] * 12)
+    # 12 × 1 + 12 × 2 = 36 replica-hours against the fixed 4 × 24 = 96: the service is the only
+    # cost line, so the autoscaled day costs 36 / 96 of the fixed one.
+    assert day.replica_hours["svc"] == pytest.approx(36.0, abs=0.5)
+    assert day.twin_replica_hours["svc"] == 36.0
+    fixed = estimate(d).cost_per_day_usd
+    assert day.fixed_cost_per_day_usd == pytest.approx(fixed)
+    assert day.autoscaled_cost_per_day_usd == pytest.approx(fixed * day.replica_hours["svc"] / 96, rel=1e-9)
+    assert day.twin_autoscaled_cost_per_day_usd == pytest.approx(fixed * 36 / 96)
+    # Every request is served; ≈ 120 s × (12 × 4 + 12 × 12) = 23,040 requests simulated.
+    assert day.availability == 1.0
+    assert day.simulated_requests == pytest.approx(23_040, rel=0.05)
+    assert "not simulated: the transitions between hours" in day.method.lower()
+
+
+def test_the_stitched_availability_weights_each_hour_by_its_requests():
+    # One replica that fails every 36 s on average and is back after 6 s (fail-fast while down):
+    # availability MTBF / (MTBF + MTTR) = 36 / 42 = 0.857 in every hour (≈ 3 cycles a window,
+    # ≈ 80 in the day; the stitched figure's sd ≈ 0.02).
+    d = day_design(replicas=1, autoscale=None, concurrency=4,
+                   failures={"mtbf_hours": 0.01, "mttr_minutes": 0.1})
+    day = sample_day(d, seed=3, window_s=120)
+    assert day.availability == pytest.approx(36 / 42, abs=0.05)
+    assert day.availability == pytest.approx(sum(h.share * h.availability for h in day.hours), rel=1e-12)
+    lo, hi = day.availability_ci95
+    assert lo < day.availability < hi and hi - lo < 0.2
+    assert sum(h.faults for h in day.hours) > 30
+
+
+def test_a_day_over_the_budget_is_sampled_by_the_cli(tmp_path, capsys):
+    d = day_design()
+    assert needs_sampling(d, max_requests=100_000) and not needs_sampling(d, max_requests=2_000_000)
+    plain = Design.model_validate({"name": "p", "workload": {"requests_per_day": 691_200},
+                                   "components": [{"id": "svc", "kind": "service"}], "entry": "svc"})
+    assert not needs_sampling(plain, max_requests=100_000)  # no operations settings: refused as before
+    f = tmp_path / "day.yaml"
+    f.write_text(dump_design(d))
+    assert main(["run", str(f), "--whole-day", "--max-requests", "100000", "--json", "--seed", "1"]) == 0
+    out = capsys.readouterr()
+    day = json.loads(out.out)["sampled_day"]
+    assert len(day["hours"]) == 24 and day["window_s"] == 120
+    assert "sampling one window per hour" in out.err
+    assert main(["run", str(f), "--whole-day", "--sample-window", "30", "--seed", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "whole day by sampled windows" in text and "30 s per hour" in text and "autoscaled cost $" in text

@@ -10,6 +10,7 @@ from cli.main import main
 from designs.io import dump_design
 from designs.model import Design
 from sim import estimate, needs_sampling, replicas_per_hour, sample_day
+from sim.ops.sampled import transition_s
 
 
 def day_design(**svc) -> Design:
@@ -29,21 +30,40 @@ def day_design(**svc) -> Design:
 def test_replica_hours_and_the_autoscaled_cost_by_hand():
     d = day_design()
     assert replicas_per_hour(d)["svc"] == [1] * 12 + [2] * 12
+    # Transition window: the scale-down stabilisation 300 s + 2 × 15 s intervals = 330 s (longer
+    # than the default cold start + 30 s).
+    assert transition_s(d) == 330
     day = sample_day(d, seed=1, window_s=120)
     assert [h.rate_rps for h in day.hours] == pytest.approx([4.0] * 12 + [12.0] * 12)
     assert [h.share for h in day.hours] == pytest.approx([1 / 48] * 12 + [3 / 48] * 12)
-    # 12 × 1 + 12 × 2 = 36 replica-hours against the fixed 4 × 24 = 96: the service is the only
-    # cost line, so the autoscaled day costs 36 / 96 of the fixed one.
-    assert day.replica_hours["svc"] == pytest.approx(36.0, abs=0.5)
+    # Steady hours: the twin's count throughout (12 × 1 + 10 × 2 of them).
+    steady = [h for h in day.hours if not h.transition_s]
+    assert [h.hour for h in day.hours if h.transition_s] == [0, 12]  # hour 0 follows hour 23 (2 → 1)
+    assert all(h.replicas["svc"] == h.start_replicas["svc"] for h in steady)
+    # Hour 0, 2 → 1 at 4/s: the initial recommendation (2) holds the 300 s stabilisation window, so
+    # the scale-down comes at the first tick past it, 315 s: 1 + 315 / 3,600 = 1.0875 replica-hours
+    # (read at the window's 20 samples of 16.5 s: within one sample).
+    h0 = day.hours[0]
+    assert h0.replicas["svc"] == pytest.approx(1 + 315 / 3600, abs=16.5 / 3600)
+    # Hour 12, 1 → 2 at 12/s: one replica until the first tick (15 s) asks for the second, which is
+    # billed from then on: at least 2 − 15 / 3,600; the backlog built meanwhile may ask for a third.
+    h12 = day.hours[12]
+    assert h12.cold_starts >= 1 and h12.replicas["svc"] >= 2 - 15 / 3600 - 1e-9
+    assert h12.transition_availability == 1.0
+    assert day.replica_hours["svc"] == pytest.approx(sum(h.replicas["svc"] for h in day.hours))
     assert day.twin_replica_hours["svc"] == 36.0
+    # The service is the only cost line: the autoscaled day costs replica-hours / (4 × 24) of the fixed one.
     fixed = estimate(d).cost_per_day_usd
     assert day.fixed_cost_per_day_usd == pytest.approx(fixed)
     assert day.autoscaled_cost_per_day_usd == pytest.approx(fixed * day.replica_hours["svc"] / 96, rel=1e-9)
     assert day.twin_autoscaled_cost_per_day_usd == pytest.approx(fixed * 36 / 96)
-    # Every request is served; ≈ 120 s × (12 × 4 + 12 × 12) = 23,040 requests simulated.
+    # Every request is served; 120 s × (12 × 4 + 12 × 12) = 23,040 steady + 330 s × (4 + 12) = 5,280
+    # in the transitions = 28,320 expected.
     assert day.availability == 1.0
-    assert day.simulated_requests == pytest.approx(23_040, rel=0.05)
-    assert "not simulated: the transitions between hours" in day.method.lower()
+    assert day.simulated_requests == pytest.approx(28_320, rel=0.03)
+    assert "transition window" in day.method
+    flat = sample_day(d, seed=1, window_s=60, transitions=False)  # steady windows only: the twin's counts
+    assert flat.replica_hours["svc"] == 36.0 and "not simulated: the transitions" in flat.method
 
 
 def test_the_stitched_availability_weights_each_hour_by_its_requests():

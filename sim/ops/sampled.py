@@ -9,18 +9,26 @@ from 24 windows of `window_s` simulated seconds (default 120 s: 1/30 of the day'
   profile), each autoscaled component **starting at the twin's replica count for hour h**
   (`replicas_per_hour`) with its autoscaler, random failures and cold starts acting inside
   the window; seed ``seed × 1000 + h``;
+* the transitions (``transitions=True``, the default): an hour whose twin count differs from
+  the previous hour's also runs a *transition window* of `transition_s` seconds (a cold start
+  + the scale-up delay, or the scale-down stabilisation, + two evaluation intervals: long
+  enough for the autoscaler to reach the new count) that starts at the **previous** hour's
+  count; it stands for the hour's first `transition_s` seconds — the lag, the cold starts
+  (billed while they start) and the idle replicas kept through the stabilisation window —
+  and the steady window for the rest (f = transition_s / 3600):
+  figure_h = f × transition + (1 − f) × steady;
 * stitched: availability = Σ_h w_h × availability_h with w_h the hour's share of the day's
   requests, its 95 % interval ± √Σ (w_h × half-width_h)² (the windows are independent runs);
-  replica-hours of hour h = the window's mean provisioned replicas × 1 h; the autoscaled
-  daily cost = the twin's daily cost with each autoscaled component billed for those
-  replica-hours instead of its fixed replicas × 24 h (every other line is the twin's).
+  replica-hours of hour h = the mean provisioned replicas (time-weighted as above) × 1 h; the
+  autoscaled daily cost = the twin's daily cost with each autoscaled component billed for
+  those replica-hours instead of its fixed replicas × 24 h (every other line is the twin's).
 
-What it does not see, stated in `method`: the transitions between hours (the scale-up lag and
-cold starts at an hour boundary — each window starts at the twin's count for its hour, and
-empty, a few seconds of warm-up inside it), scheduled `faults:` (at times of day that the
-windows do not cover: dropped, listed in `notes`), and failures rarer than the windows are
-long (a GPU's MTBF of 50,700 h is ≈ 0.1 failures in 48 minutes of 17 replicas). The interval
-covers the windows' own noise, not the error of letting 2 minutes stand for an hour.
+What it does not see, stated in `method`: a backlog carried across an hour boundary (each
+window starts empty, a few seconds of warm-up inside it), scheduled `faults:` (at times of day
+that the windows do not cover: dropped, listed in `notes`), and failures rarer than the
+windows are long (a GPU's MTBF of 50,700 h is ≈ 0.1 failures in 48 minutes of 17 replicas).
+The interval covers the windows' own noise, not the error of letting a window stand for its
+hour.
 
 Usage::
 
@@ -39,7 +47,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SampledHour", "SampledDay", "sample_day", "format_sampled_day", "needs_sampling", "DEFAULT_WINDOW_S"]
+__all__ = ["SampledHour", "SampledDay", "sample_day", "format_sampled_day", "needs_sampling", "transition_s",
+           "DEFAULT_WINDOW_S"]
 
 DEFAULT_WINDOW_S = 120.0
 """Seconds simulated per hour: 1/30 of the day's requests; ≈ 20 s of CPU for `llm_serving`
@@ -71,7 +80,15 @@ class SampledHour(_Rec):
     ttft_ms_p95: float | None = None
     cold_starts: int = 0
     faults: int = 0
-    """Random failures that started inside the window."""
+    """Random failures that started inside the window(s)."""
+    transition_s: float = 0.0
+    """Seconds of the hour taken from its transition window (0: the count did not change)."""
+    transition_start_replicas: dict[str, int] = Field(default_factory=dict)
+    """The previous hour's twin count the transition window starts from."""
+    transition_availability: float | None = None
+    transition_latency_ms_p95: float | None = None
+    steady_replicas: dict[str, float] = Field(default_factory=dict)
+    """Mean provisioned replicas over the steady window alone."""
 
 
 class SampledDay(_Rec):
@@ -128,8 +145,42 @@ def _hour_design(design, rate: float, window_s: float, start: dict[str, int]):
     return Design.model_validate(data)
 
 
+def transition_s(design, window_s: float = DEFAULT_WINDOW_S) -> float:
+    """Length of an hour's transition window: long enough for every autoscaler to have reached the
+    new hour's count — a cold start plus the scale-up delay, or the scale-down stabilisation,
+    plus two evaluation intervals — and at least `window_s`, at most 3,600 s."""
+    from .control import cold_start_s
+
+    t = window_s
+    for c in design.components:
+        a = getattr(c, "autoscale", None)
+        if a is not None:
+            t = max(t, cold_start_s(c) + a.scale_up_delay_s + 2 * a.interval_s, a.scale_down_delay_s + 2 * a.interval_s)
+    return min(3600.0, t)
+
+
+def _window(design, rate, window_s, start, seed, budget, cancel, notes, h, what):
+    """One window's (result, {cid: mean provisioned replicas}); a cut window is noted in `notes`."""
+    from .timeline import run_timeline
+
+    res = run_timeline(_hour_design(design, rate, window_s, start), seed=seed, max_seconds=budget, cancel=cancel)
+    if res.stopped_by in ("max_seconds", "interrupted"):
+        notes.append(f"hour {h}: the {what} window was cut ({res.stopped_by}); its figures cover part of it")
+    mean = {}
+    for cid in start:
+        prov = [w.provisioned.get(cid) for w in res.ops.windows if w.provisioned.get(cid) is not None]
+        mean[cid] = sum(prov) / len(prov) if prov else float(start[cid])
+    return res, mean
+
+
+def _hw(ops):
+    if ops.availability_ci95 is None or ops.availability is None:
+        return None
+    return (ops.availability_ci95[1] - ops.availability_ci95[0]) / 2
+
+
 def sample_day(design, *, seed: int = 0, window_s: float = DEFAULT_WINDOW_S, max_seconds: float = 600.0,
-               cancel=None, est=None) -> SampledDay:
+               cancel=None, est=None, transitions: bool = True) -> SampledDay:
     """Simulate one `window_s` timeline per hour of the profile and stitch them (module docstring).
 
     Raises ValueError for a design with no open-loop daily traffic or a trace (replay it instead)."""
@@ -137,7 +188,6 @@ def sample_day(design, *, seed: int = 0, window_s: float = DEFAULT_WINDOW_S, max
     from sim.twin.analytic import estimate
 
     from .nminus1 import autoscaled_cost, replicas_per_hour
-    from .timeline import run_timeline
 
     wl = design.workload
     if wl.closed_loop or wl.batch is not None:
@@ -158,8 +208,10 @@ def sample_day(design, *, seed: int = 0, window_s: float = DEFAULT_WINDOW_S, max
     hours: list[SampledHour] = []
     simulated = 0
     deadline = t0 + max_seconds
+    t_tr = transition_s(design, window_s) if transitions and hourly else 0.0
     for h, rate in enumerate(rates):
         start = {cid: counts[h] for cid, counts in hourly.items()}
+        prev = {cid: counts[h - 1] for cid, counts in hourly.items()}  # hour 0 follows hour 23
         row = SampledHour(hour=h, rate_rps=rate, share=rate / total if total else 0.0, start_replicas=start)
         hours.append(row)
         if rate <= 0:
@@ -172,23 +224,36 @@ def sample_day(design, *, seed: int = 0, window_s: float = DEFAULT_WINDOW_S, max
         if left <= 0:
             notes.append(f"the {max_seconds:g} s budget ran out at hour {h}: the hours after it were not simulated")
             break
-        res = run_timeline(_hour_design(design, rate, window_s, start), seed=seed * 1000 + h,
-                           max_seconds=left / (24 - h), cancel=cancel)
+        res, mean = _window(design, rate, window_s, start, seed * 1000 + h, left / (24 - h), cancel, notes, h, "steady")
         ops = res.ops
-        if res.stopped_by in ("max_seconds", "interrupted"):
-            notes.append(f"hour {h}: the window was cut ({res.stopped_by}); its figures cover part of it")
         simulated += ops.fates.offered
         row.offered = ops.fates.offered
-        row.availability = ops.availability
-        if ops.availability_ci95 is not None and ops.availability is not None:
-            row.availability_hw95 = (ops.availability_ci95[1] - ops.availability_ci95[0]) / 2
+        row.availability, row.availability_hw95 = ops.availability, _hw(ops)
         row.latency_ms_p95 = res.latency_ms.p95
         row.ttft_ms_p95 = res.ttft_ms.p95 if res.ttft_ms is not None else None
         row.cold_starts = len(ops.cold_starts)
         row.faults = sum(f.source == "random" for f in ops.faults)
-        for cid in start:
-            prov = [w.provisioned.get(cid) for w in ops.windows if w.provisioned.get(cid) is not None]
-            row.replicas[cid] = sum(prov) / len(prov) if prov else float(start[cid])
+        row.replicas = dict(mean)
+        row.steady_replicas = dict(mean)
+        if t_tr and prev != start:
+            # The hour's first t_tr seconds from a window that starts at the previous hour's count:
+            # the autoscaler's lag, cold starts and scale-down stabilisation, billed and felt.
+            tr, tmean = _window(design, rate, t_tr, prev, seed * 1000 + 500 + h,
+                                max(1.0, (deadline - time.perf_counter()) / (24 - h)), cancel, notes, h, "transition")
+            f = t_tr / 3600.0
+            simulated += tr.ops.fates.offered
+            row.offered += tr.ops.fates.offered
+            row.transition_s, row.transition_start_replicas = t_tr, prev
+            row.transition_availability = tr.ops.availability
+            row.transition_latency_ms_p95 = tr.latency_ms.p95
+            row.cold_starts += len(tr.ops.cold_starts)
+            row.faults += sum(x.source == "random" for x in tr.ops.faults)
+            row.replicas = {cid: f * tmean[cid] + (1 - f) * mean[cid] for cid in start}
+            if row.availability is not None and tr.ops.availability is not None:
+                row.availability = f * tr.ops.availability + (1 - f) * row.availability
+                hw_t = _hw(tr.ops)
+                row.availability_hw95 = (math.sqrt((f * hw_t) ** 2 + ((1 - f) * row.availability_hw95) ** 2)
+                                         if hw_t is not None and row.availability_hw95 is not None else None)
     done = [r for r in hours if r.availability is not None]
     avail = ci = None
     if done and len(done) == sum(1 for r in rates if r > 0):
@@ -209,11 +274,17 @@ def sample_day(design, *, seed: int = 0, window_s: float = DEFAULT_WINDOW_S, max
             line = lines.get(cid, 0.0)
             auto += line / (24.0 * max(1, design.component(cid).replicas)) * used - line
     twin = autoscaled_cost(design, est)
+    n_tr = sum(1 for r in hours if r.transition_s)
     method = (f"24 sampled windows of {window_s:g} s, one per hour of profile_24h at that hour's rate, each "
-              "autoscaled component starting at the twin's replica count for the hour; stitched by the hours' "
-              "shares of the day's requests. Not simulated: the transitions between hours (scale-up lag and cold "
-              "starts at an hour boundary), scheduled faults, failures rarer than the windows are long. The "
-              "availability interval covers the windows' own noise, not the error of a window standing for its hour.")
+              "autoscaled component starting at the twin's replica count for the hour"
+              + (f"; for the {n_tr} hours whose count changes, the hour's first {t_tr:,.0f} s come from a "
+                 "transition window that starts at the previous hour's count (the autoscaler's lag, cold starts "
+                 "and scale-down stabilisation)" if t_tr else
+                 "; not simulated: the transitions between hours (scale-up lag and cold starts at an hour boundary)")
+              + ". Stitched by the hours' shares of the day's requests. Not simulated: scheduled faults, failures "
+              "rarer than the windows are long, a backlog carried across an hour boundary (each window starts "
+              "empty). The availability interval covers the windows' own noise, not the error of a window "
+              "standing for its hour.")
     return SampledDay(design=design.name, seed=seed, window_s=window_s, hours=hours, simulated_requests=simulated,
                       day_requests=total * 3600.0, availability=avail, availability_ci95=ci, replica_hours=rep_hours,
                       twin_replica_hours=twin_hours, autoscaled_cost_per_day_usd=auto,
@@ -242,13 +313,19 @@ def format_sampled_day(day: SampledDay) -> str:
                 is not None else "")
         lines.append(f"  autoscaled cost ${day.autoscaled_cost_per_day_usd:,.0f}/day vs fixed "
                      f"${day.fixed_cost_per_day_usd:,.0f}/day (saves ${save:,.0f}{twin})")
-    lines.append("  hour  rate/s  replicas (start → mean)  availability  p95 ms  TTFT p95 ms")
+    lines.append("  hour  rate/s  replicas (start → mean)  availability  p95 ms  TTFT p95 ms  transition")
     for r in day.hours:
-        reps = ", ".join(f"{cid} {r.start_replicas[cid]} → {n:.1f}" for cid, n in r.replicas.items())
+        reps = ", ".join(f"{cid} {r.transition_start_replicas.get(cid, r.start_replicas[cid])} → {n:.1f}"
+                         for cid, n in r.replicas.items())
         av = f"{r.availability * 100:.4g} %" if r.availability is not None else "—"
         p95 = f"{r.latency_ms_p95:,.0f}" if r.latency_ms_p95 is not None else "—"
         ttft = f"{r.ttft_ms_p95:,.0f}" if r.ttft_ms_p95 is not None else "—"
-        lines.append(f"  {r.hour:>4}  {r.rate_rps:>6.1f}  {reps or '—':<22}  {av:>12}  {p95:>6}  {ttft:>11}")
+        tr = ""
+        if r.transition_s:
+            tav = f"{r.transition_availability * 100:.4g} %" if r.transition_availability is not None else "—"
+            tp = f"{r.transition_latency_ms_p95:,.0f} ms" if r.transition_latency_ms_p95 is not None else "—"
+            tr = f"first {r.transition_s:,.0f} s: {tav}, p95 {tp}, {r.cold_starts} cold start(s)"
+        lines.append(f"  {r.hour:>4}  {r.rate_rps:>6.1f}  {reps or '—':<22}  {av:>12}  {p95:>6}  {ttft:>11}  {tr}")
     for n in day.notes:
         lines.append(f"  note: {n}")
     return "\n".join(lines)

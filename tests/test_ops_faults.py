@@ -308,3 +308,18 @@ def test_validate_reports_what_the_timeline_would_refuse(tmp_path):
     (p2,) = validation_problems(d2)
     assert p2.path == "workload.trace.path" and "t.csv:3: column 2 ('prompt_tokens')" in p2.message
     assert validation_problems(parse_design(BASE)) == []
+
+
+@pytest.mark.parametrize("flow, join, path, words", [
+    ("  - {from: svc, to: api}\n  - {from: api, to: svc, p: 0.5, max_repeats: 2, retry: {attempts: 2}}\n", False,
+     "flow[1].retry", "retries on a back edge are not modelled; put them on the forward edge"),
+    ("  - {from: svc, to: api, parallel: true}\n  - {from: svc, to: alt, parallel: true}\n"
+     "  - {from: api, to: j, retry: {attempts: 2}}\n  - {from: alt, to: j}\n", True,
+     "flow[2].retry", "'j' is where a fan-out joins; retries into a join are not modelled"),
+])
+def test_retries_on_a_back_edge_or_into_a_join_are_located(flow, join, path, words):
+    text = BASE.replace("flow:\n  - {from: svc, to: api}\n", "flow:\n" + flow)
+    if join:
+        text = text.replace("entry: svc", "  - {id: j, kind: service}\nentry: svc")
+    (p,) = _problems(text)
+    assert p.path == path and words in p.message

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 
 from .common import err as _err
 from .common import load_or_report as _load
+from .common import positive_number, whole_number
 
 __all__ = ["register", "cmd_run", "cmd_estimate", "cmd_compare", "format_run", "format_compare", "compare_deltas"]
 
@@ -43,23 +44,11 @@ def _precision(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        v = int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+    return whole_number(text, minimum=1)
 
 
 def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{text}'") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+    return positive_number(text, "a number of seconds")
 
 
 # --- progress and Ctrl-C ---------------------------------------------------------------------

@@ -78,6 +78,10 @@ def test_the_stitched_availability_weights_each_hour_by_its_requests():
     lo, hi = day.availability_ci95
     assert lo < day.availability < hi and hi - lo < 0.2
     assert sum(h.faults for h in day.hours) > 30
+    # Same seed, same day (failures included); another seed, another one.
+    a, b = sample_day(d, seed=4, window_s=30), sample_day(d, seed=4, window_s=30)
+    strip = lambda x: x.to_json() | {"wall_s": 0, "cpu_s": 0}  # noqa: E731
+    assert strip(a) == strip(b) and strip(a) != strip(sample_day(d, seed=5, window_s=30))
 
 
 def test_a_day_over_the_budget_is_sampled_by_the_cli(tmp_path, capsys):

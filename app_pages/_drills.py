@@ -38,8 +38,10 @@ def drills_section(design, key: str = "drill", record=None, past: list | None = 
         pred = st.text_input("Your prediction first (e.g. 'TTFT p95 will roughly double', 'we need 3 more replicas')",
                              key=f"{key}_pred")
         if record is not None:
-            st.caption("Each drill is graded into the review's `drills` area (12.5 % of the total): good 1, close 0.6, "
-                       "off 0 — a drill run without a prediction counts 0.")
+            from review.grading import AREAS
+
+            st.caption(f"Each drill is graded into the review's `drills` area ({100 / (len(AREAS) + 1):.1f} % of the "
+                       "total): good 1, close 0.6, off 0 — a drill run without a prediction counts 0.")
         if not st.button("Run the drill", key=f"{key}_run"):
             return
         try:

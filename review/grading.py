@@ -7,6 +7,8 @@ Usage::
     >>> grades[0].arithmetic
     '10,000,000/day ÷ 86,400 s × 3 peak = 347 requests/s'
     >>> review = review_attempt(design, prompt, {"peak_qps": 350}, seed=0, max_requests=20_000)
+    >>> review = with_drills(review, design, [{"drill": "traffic_x2", "prediction": "cost × 2"}])
+    >>> review.scores["drills"]        # the follow-ups' area: 5 × the mean prediction score
 
 A grade passes when the estimate is within 2× of the model. `direction_ok` says whether it errs
 on the safe side: for every graded quantity (load, tokens/s, GPUs, storage, cost) a number

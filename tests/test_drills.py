@@ -152,3 +152,16 @@ def test_stored_drills_regrade_the_attempt(tmp_path):
     a = get_attempt(tmp_path, aid)
     assert a.total == rv2.total and a.scores["drills"] == 5.0
     assert progress_series(tmp_path)[0]["drills"] == 5.0
+
+
+def test_a_review_with_an_ungradable_drill_survives_its_json_round_trip():
+    # The practice round is stored as JSON (a refresh restores it): a prediction about a figure
+    # the drill leaves unbounded (TTFT of a design with no LLM) has no predicted / actual value.
+    from review.grading import Review, review_attempt
+
+    d = pool()
+    rv = review_attempt(d, None, {}, simulate=False, drills=[{"drill": "traffic_x2", "prediction": "TTFT doubles"}])
+    g = rv.drills[0].grade
+    assert (g.verdict, g.score, g.predicted, g.actual) == ("off", 0.0, None, None) and "no figure after" in g.arithmetic
+    back = Review.model_validate_json(rv.model_dump_json())
+    assert back.drills[0].grade == g and back.total == rv.total

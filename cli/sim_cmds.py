@@ -5,11 +5,13 @@ Usage::
     sdw run designs/library/llm_serving.yaml                  # simulate to 2 % precision
     sdw run my.yaml --seed 7 --precision 0.01 --max-seconds 30 --json > result.json
     sdw run my.yaml --whole-day --max-requests 20000000       # 24 h with profile_24h
+    sdw run designs/library/llm_serving.yaml --whole-day      # over budget: one window per hour, stitched
     sdw estimate designs/library/rag_qa.yaml                  # the analytic twin, instantly
     sdw compare a.yaml b.yaml --json                          # same seeds, deltas vs the first
 
 With `--json` stdout is exactly one JSON object (`RunResult.to_json()`, or for compare
-``{"designs": [...], "deltas": [...]}``); the progress bar goes to stderr, and only to a
+``{"designs": [...], "deltas": [...]}``, or for a sampled whole day ``{"sampled_day": {...}}``
+— `sim.ops.sampled.SampledDay`); the progress bar goes to stderr, and only to a
 terminal. Ctrl-C stops a run and prints what was measured so far, marked partial.
 Exit codes: 0 ok, 1 invalid design or a refused workload, 2 usage error.
 """

@@ -392,14 +392,30 @@ if prompt is not None:
         for q in prompt.probes:
             st.markdown(f"- {q}")
     from app_pages._drills import drills_section  # the interviewer's follow-ups, stored with the attempt (issue 13)
-    from review.history import list_drills, save_drill
+    from review.grading import DRILLS_AREA, with_drills
+    from review.history import list_drills, save_drill, update_attempt_scores
 
     _ws = W.workspace().root
-    def _record_drill(r) -> None:
+
+    def _record_drill(r):
+        # Each drill is stored with the attempt, then the review is re-graded with all of them
+        # (the rubric's `drills` area, review.grading.DRILLS_AREA) and the attempt's scores updated.
+        # An unwritable workspace (HistoryError) loses only the record: the drill is graded and shown.
         try:
             save_drill(_ws, ss.px_attempt_id, r)
-        except HistoryError as e:  # the drill is shown; only its record is missing
+            stored = list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [r]
+        except HistoryError as e:
             st.warning(W.plain(f"The drill was not stored: {e}"))
+            stored = [r]
+        base = ss.px_review.model_copy(update={"drills": []})
+        ss.px_review = with_drills(base, ss.px_design, stored)
+        if ss.px_attempt_id is not None:
+            try:
+                update_attempt_scores(_ws, ss.px_attempt_id, ss.px_review.scores)
+            except HistoryError as e:
+                st.warning(W.plain(f"The attempt's new scores were not stored: {e}"))
+        area = next(a for a in ss.px_review.rubric if a.area == DRILLS_AREA)
+        return f"Drills {area.score:g} / 5 over {len(ss.px_review.drills)} drill(s) → review total {ss.px_review.total:.0f} / 100"
 
     try:
         _past = list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else []

@@ -4,7 +4,6 @@ and a ``?draft=`` URL is useless to another session."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path

@@ -452,7 +452,7 @@ if prompt is not None:
         if ss.get("px_doc_html"):
             d2.download_button("Download design doc (HTML)", ss.px_doc_html, file_name=f"{prompt.id}-attempt.html", mime="text/html", key="px_doc_html")
         st.caption("The Markdown refers to the diagram as an SVG beside it; export the SVG from the Export page, or use the HTML.")
-    if st.button("New attempt", key="px_new"):
+    if st.button("New attempt" if ss.px_unsaved is None else "New attempt (drops the unsaved attempt above)", key="px_new"):
         for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at",
                   "px_round_id", "px_round_saved", "px_unsaved"):
             ss[k] = None

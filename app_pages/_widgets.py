@@ -457,6 +457,29 @@ def compare_cached(designs: list[Design], settings: dict):
     )
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def render_cached(dot: str, fmt: str):
+    """The diagram rendered by Graphviz (a subprocess per call; a page switch re-runs the
+    page, so the bytes are kept per DOT text and format). A failure is raised, not cached."""
+    return importlib.import_module("designs.render").render(dot, fmt)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _doc_files(design_json: str, run_key: str | None, stem: str, _result=None) -> tuple[str, str]:
+    from review.doc import render_doc, render_html
+    from review.lint import lint
+
+    design = Design.model_validate_json(design_json)
+    est = estimate_cached(design_json)
+    findings = lint(design, est, _result)  # the N−1 checks re-estimate a copy per component
+    return render_html(design, est, _result, findings), render_doc(design, est, _result, findings, diagram=f"{stem}.svg")
+
+
+def design_doc_files(design: Design, stem: str, result=None, run_key: str | None = None) -> tuple[str, str]:
+    """(HTML, Markdown) of the design doc, kept per design content and run (`run_key`)."""
+    return _doc_files(design.model_dump_json(by_alias=True), run_key if result is not None else None, stem, _result=result)
+
+
 def progress_updater(bar) -> Callable[[float, str], None]:
     """A progress callback for the engine that moves `bar`.
 

@@ -118,15 +118,35 @@ def test_visit_equations_where_caps_bind_sometimes_are_an_upper_estimate():
 
 def test_expected_visits_beyond_the_limit_are_refused_before_running_and_by_validate():
     d = _chain(2, back=[{"from": "s1", "to": "s0", "p": 1, "max_repeats": 1000}])
-    nested = _chain(4, back=[{"from": "s3", "to": "s0", "p": 1, "max_repeats": 1000},
-                             {"from": "s2", "to": "s1", "p": 1, "max_repeats": 1000}])
-    # The inner loop s1 → s2 runs 1001 times in each of the outer loop's 1001 passes.
-    assert sum(visits_per_request(nested).values()) == pytest.approx(1001 * (2 + 2 * 1001))
     assert sum(visits_per_request(d).values()) < 100_000
-    (p,) = validation_problems(nested)
+    assert not validation_problems(d)
+    # 400 services in a p = 1 loop of 1,000 repeats: 400 × 1001 = 400,400 visits a request,
+    # past the 100,000 limit.
+    big = _chain(400, back=[{"from": "s399", "to": "s0", "p": 1, "max_repeats": 1000}])
+    (p,) = validation_problems(big)
     assert p.path == "flow" and "component visits on average" in p.message
     with pytest.raises(SimulationRefused, match="component visits on average"):
-        simulate(nested, seed=1)
+        simulate(big, seed=1)
+
+
+def test_nested_loops_count_their_caps_per_request_as_the_engine_does():
+    # max_repeats is "times per request" (designs/model.py): the inner loop s2 → s1 spends its
+    # 1,000 repeats in the first outer pass; the other 1,000 outer passes visit each service
+    # once. 1 + 1001 + 1001 + 1 + 1000 × 4 = 6,004 visits (the flow walk, which restarts the
+    # inner count on every outer pass, said 1001 × (2 + 2 × 1001) = 2,006,004 and refused it).
+    nested = _chain(4, back=[{"from": "s3", "to": "s0", "p": 1, "max_repeats": 1000},
+                             {"from": "s2", "to": "s1", "p": 1, "max_repeats": 1000}])
+    from sim import estimate
+    from sim.twin.visits import visit_equations
+
+    assert visit_equations(nested) == pytest.approx({"s0": 1001, "s1": 2001, "s2": 2001, "s3": 1001})
+    assert not validation_problems(nested)
+    est = estimate(nested)
+    r = simulate(nested, seed=1, max_requests=200, max_seconds=30)
+    # 6,004 visits of 1 ms each at low load: the twin's mean and the engine's agree on ~6 s.
+    assert est.latency_ms_mean == pytest.approx(6004, rel=0.03)
+    assert r.latency_ms.mean == pytest.approx(6004, rel=0.05)
+    assert r.components["s1"].throughput_rps / r.components["s0"].throughput_rps == pytest.approx(2001 / 1001, rel=0.02)
 
 
 def test_cancel_is_answered_promptly_inside_a_long_request():

@@ -1,8 +1,9 @@
 """Expected visits from the flow's visit equations, for designs with many back edges.
 
-The flow walk (``sim.twin.flow``) is exact for one back edge per component and nested loops;
-a component with several back edges (an agent that may return to any earlier step) it
-follows along one. The engine (``sim.des.routing``) tries a component's back edges in file
+The flow walk (``sim.twin.flow``) is exact for one back edge per component in loops that do
+not nest; a component with several back edges (an agent that may return to any earlier step)
+it follows along one, and a loop inside another it restarts on every outer pass where the
+engine counts ``max_repeats`` per request. Both cases are solved here instead. The engine (``sim.des.routing``) tries a component's back edges in file
 order — edge *i* taken with probability ``p_i`` while it has been taken fewer than its
 ``max_repeats`` times in this request — then the forward edges. Here that routing is the
 matrix P of the visit equations
@@ -48,14 +49,40 @@ MAX_COMPONENTS = 2_000
 
 
 def needs_visit_equations(design: Design) -> bool:
-    """True when some component has more than one back edge (the flow walk follows one)."""
+    """True when some component has more than one back edge (the flow walk follows one), or
+    when one loop lies inside another: the walk restarts the inner loop's `max_repeats` on
+    each outer pass, while the engine counts it per request (two nested p = 1 loops of 1,000:
+    the walk says 2,006,004 visits, the engine and the visit equations 6,004)."""
     seen: set[str] = set()
+    backs = []
     for e in design.flow:
         if e.is_loop and not e.fallback:
             if e.from_ in seen:
                 return True
             seen.add(e.from_)
-    return False
+            backs.append(e)
+    if len(backs) < 2:
+        return False
+    fwd: dict[str, list[str]] = {}
+    rev: dict[str, list[str]] = {}
+    for e in design.flow:
+        if not e.is_loop and not e.fallback:
+            fwd.setdefault(e.from_, []).append(e.to)
+            rev.setdefault(e.to, []).append(e.from_)
+
+    def reach(start: str, adj: dict[str, list[str]]) -> set[str]:
+        out, todo = {start}, [start]
+        while todo:
+            for m in adj.get(todo.pop(), ()):
+                if m not in out:
+                    out.add(m)
+                    todo.append(m)
+        return out
+
+    # The body of loop u → v: the components on forward paths from v to u.
+    bodies = [reach(e.to, fwd) & reach(e.from_, rev) for e in backs]
+    return any(i != j and inner.from_ in body and inner.to in body
+               for i, body in enumerate(bodies) for j, inner in enumerate(backs))
 
 
 def _continues(comp: Any) -> float:

@@ -34,19 +34,20 @@ KEYS = {
     "mfu_ratio@fp4": (None, 1.0, lambda r: r["weight_precision"] == "fp4"),
     "allreduce_latency_us": ("allreduce_latency_s", 1e-6, lambda r: (r["tp"] or 1) > 1),
     "prefill_mfu_half_tokens": ("prefill_mfu_half_tokens", 1.0, lambda r: True),
+    "decode_mfu_half_tokens": ("decode_mfu_half_tokens", 1.0, lambda r: True),
     "moe_expert_half_tokens": ("moe_expert_half_tokens", 1.0, lambda r: r.get("arch") == "moe"),
     "vllm05_host_ms_per_seq": ("host_overhead_s_per_seq", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
     "vllm05_host_ms_per_step": ("iteration_overhead_s", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
 }
 # first step of the search where the start value is 0 or small (in the data file's unit)
-STEP = {"prefill_mfu_half_tokens": 200.0, "moe_expert_half_tokens": 64.0, "vllm05_host_ms_per_seq": 0.01,
+STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "moe_expert_half_tokens": 64.0, "vllm05_host_ms_per_seq": 0.01,
         "vllm05_host_ms_per_step": 1.0,
         "allreduce_latency_us": 3.0, "mfu_ratio@fp4": 0.1}
 STAGES = [
     ("dense rows on Hopper (FP8/BF16)", lambda r: r.get("arch") == "dense" and r["weight_precision"] != "fp4"
      and "0.5" not in (r.get("engine") or ""),
      ["decode_bw_efficiency", "decode_bw_efficiency@H200-SXM-141GB", "prefill_mfu", "decode_mfu",
-      "allreduce_latency_us", "prefill_mfu_half_tokens"]),
+      "allreduce_latency_us", "prefill_mfu_half_tokens", "decode_mfu_half_tokens"]),
     ("dense FP4 rows on Blackwell", lambda r: r.get("arch") == "dense" and r["weight_precision"] == "fp4",
      ["decode_bw_efficiency@B200-180GB", "decode_bw_efficiency@GB200-186GB", "mfu_ratio@fp4"]),
     ("MoE rows", lambda r: r.get("arch") == "moe", ["moe_expert_half_tokens"]),

@@ -82,6 +82,8 @@ def fast_step_times(spec: ServingSpec):
         bw = spec._bandwidth
         c1 = 2 * m.params_active_b * 1e9
         c_dec = spec._peak_flops * spec.decode_mfu
+        # decode rows at the step's GEMM height (issue 11): decode_mfu → prefill_mfu with T/(T + T_d)
+        pk, d_mfu, p_mfu, h_d = spec._peak_flops, spec.decode_mfu, spec.prefill_mfu, spec.decode_mfu_half_tokens
         c_pre = spec._peak_flops * spec.prefill_mfu
         a2 = 4 * m.layers * m.q_heads * m.head_dim
         slow, ovh = spec._slowdown, spec.iteration_overhead_s
@@ -110,7 +112,12 @@ def fast_step_times(spec: ServingSpec):
         if prefill_flops_s is None:
             return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
         mem = (w + kv_tokens_read * kvb) / bw
-        comp = c1 * decode_batch / c_dec
+        if h_d > 0:
+            t = decode_batch + prefill_tokens
+            mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
+            comp = c1 * decode_batch / (pk * mfu)
+        else:
+            comp = c1 * decode_batch / c_dec
         x = comp + prefill_flops_s
         return ((mem if mem >= x else x) + comm(decode_batch + prefill_tokens)) * slow + ovh
 

@@ -21,7 +21,7 @@ through the ``pp`` stages, so
 
 * round     = pp × stage,  stage = max(memory, compute) + TP all-reduces + expert all-to-all + p2p
 * memory    = (W_read/pp + KV_read/(pp·m)) / (tp·BW·η_bw)   (every micro-batch re-reads its stage's weights)
-* compute   = (2·P_active·B/MFU_dec + prefill FLOPs/MFU_pre(T)) / (m·g·F)
+* compute   = (2·P_active·B/MFU_dec(T) + prefill FLOPs/MFU_pre(T)) / (m·g·F)
 * all-reduce (tensor parallelism, two per layer, L/pp layers per stage, message T/m × hidden ×
   2 B): latency + 2(tp − 1)/tp × message / (link bandwidth × bus efficiency)
 * expert all-to-all (MoE with ``expert_parallel``): dispatch and combine of T/m × k hidden
@@ -31,7 +31,10 @@ through the ``pp`` stages, so
 
 so a pipeline with fewer sequences than stages idles (the bubble, 1 − m/pp), and a TP8 step
 pays 160 all-reduces on a 70B model whatever its batch. Prefill MFU grows with the tokens in
-the step, MFU_pre(T) = MFU_pre · T/(T + T½) (short prompts do not fill the GEMMs).
+the step, MFU_pre(T) = MFU_pre · T/(T + T½) (short prompts do not fill the GEMMs), and the
+decode tokens are rows of the same GEMMs: MFU_dec(T) = MFU_dec + (MFU_pre − MFU_dec) · T/(T + T_d)
+(``decode_mfu_half_tokens``) — a small decode batch runs skinny GEMMs, a step of thousands of
+tokens (a large batch, or decode riding along a prefill chunk) computes at the prefill rate.
 
 KV capacity = g·HBM·u − W − g·reserve (``kv_memory_basis: total``, vLLM) or
 u·(g·HBM − W − g·reserve) (``free``, TensorRT-LLM), over the KV bytes per token — replicated on
@@ -128,6 +131,9 @@ class ServingSpec:
     kv_memory_basis: str = "total"
     kv_replication: float = 1.0
     moe_expert_half_tokens: float = 0.0
+    # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
+    # (0 = decode always at decode_mfu).
+    decode_mfu_half_tokens: float = 0.0
     # Share of wall time the GPU computes, kept for what-if studies (1 = host work overlapped).
     gpu_busy_fraction: float = 1.0
     reserve_bytes_per_gpu: float = RESERVE_BYTES_PER_GPU
@@ -191,6 +197,7 @@ class ServingSpec:
             allreduce_bus_efficiency=factor("allreduce_bus_efficiency"),
             p2p_latency_s=factor("p2p_latency_us") / 1e6,
             prefill_mfu_half_tokens=factor("prefill_mfu_half_tokens"),
+            decode_mfu_half_tokens=factor("decode_mfu_half_tokens"),
             kv_memory_basis=getattr(comp, "kv_memory_basis", "total"),
             kv_replication=rep,
         )
@@ -467,12 +474,23 @@ class ServingSpec:
         tokens = decode_batch + prefill_tokens
         mem = self.memory_s(tokens, kv_tokens_read, seqs)
         pf = prefill_flops_s * self.mfu_scale(tokens) if prefill_tokens else 0.0
-        comp = (self.decode_flops_s(decode_batch) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
+        comp = (self.decode_flops_s(decode_batch, tokens) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
         return ((max(mem, comp) + self.comm_s(tokens, seqs)) * self._slowdown
                 + self.host_s(seqs))
 
-    def decode_flops_s(self, batch: float) -> float:
-        return 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu)
+    def decode_mfu_at(self, step_tokens: float) -> float:
+        """MFU of the decode rows of a step of ``step_tokens`` tokens (they share its GEMMs):
+        decode_mfu + (prefill_mfu − decode_mfu) · T/(T + T_d)."""
+        h = self.decode_mfu_half_tokens
+        if h <= 0 or step_tokens <= 0:
+            return self.decode_mfu
+        return self.decode_mfu + (self.prefill_mfu - self.decode_mfu) * (step_tokens / (step_tokens + h))
+
+    def decode_flops_s(self, batch: float, step_tokens: float | None = None) -> float:
+        """GPU compute time of ``batch`` decode tokens in a step of ``step_tokens`` tokens
+        (default: a pure decode step, ``batch`` tokens)."""
+        t = batch if step_tokens is None else step_tokens
+        return 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu_at(t))
 
     def decode_step_s(self, batch: int, kv_tokens_total: float) -> float:
         """One decode iteration of ``batch`` sequences holding ``kv_tokens_total`` KV tokens."""

@@ -141,7 +141,11 @@ class _Parts:
         kv = b * sh.kv_read
         mem0 = spec.memory_s(bt, kv, b)
         self.mem1 = spec.memory_s(bt + sh.prefill_tokens, kv, b + 1)
-        self.dec = spec.decode_flops_s(bt) * spec.compute_scale(b + 1) * spec.moe_scale(bt + sh.prefill_tokens)
+        # A step that admits prompts computes its decode rows in GEMMs as tall as the step
+        # (the prompt, or the chunk under chunked prefill), the same token count `_shape` gives pf.
+        pf_t = max(sh.prefill_tokens, spec.chunked_prefill_tokens or 0)
+        self.dec = (spec.decode_flops_s(bt, bt + pf_t) * spec.compute_scale(b + 1)
+                    * spec.moe_scale(bt + sh.prefill_tokens))
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
         self.ov = spec.host_s(b + 1) + spec.comm_s(bt, b + 1) * self.s + draft
@@ -625,7 +629,9 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         + (f" per micro-batch" if spec.pp > 1 else "") + f") / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
         f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {S} / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu:g}))"
+        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(S):.3g}"
+        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {S}/({S} + "
+           f"{spec.decode_mfu_half_tokens:g})" if spec.decode_mfu_half_tokens else "") + "))"
         + (f" + communication {comm * 1e3:.2f} ms" if comm else "")
         + f" + host {spec.host_s(S) * 1e3:.2f} ms = {step_s * 1e3:.2f} ms ({bound}-bound)",
     ]

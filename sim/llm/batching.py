@@ -84,6 +84,7 @@ def fast_step_times(spec: ServingSpec):
         c_dec = spec._peak_flops * spec.decode_mfu
         # decode rows at the step's GEMM height (issue 11): decode_mfu → prefill_mfu with T/(T + T_d)
         pk, d_mfu, p_mfu, h_d = spec._peak_flops, spec.decode_mfu, spec.prefill_mfu, spec.decode_mfu_half_tokens
+        sig = spec.attention_serial_share  # KV reads outside the GEMMs' max (issue 11)
         c_pre = spec._peak_flops * spec.prefill_mfu
         a2 = 4 * m.layers * m.q_heads * m.head_dim
         slow, ovh = spec._slowdown, spec.iteration_overhead_s
@@ -112,6 +113,8 @@ def fast_step_times(spec: ServingSpec):
         if prefill_flops_s is None:
             return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
         mem = (w + kv_tokens_read * kvb) / bw
+        serial = sig * (kv_tokens_read * kvb) / bw if sig > 0 and kv_tokens_read > 0 else 0.0
+        mem = mem - serial
         if h_d > 0:
             t = decode_batch + prefill_tokens
             mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
@@ -119,7 +122,7 @@ def fast_step_times(spec: ServingSpec):
         else:
             comp = c1 * decode_batch / c_dec
         x = comp + prefill_flops_s
-        return ((mem if mem >= x else x) + comm(decode_batch + prefill_tokens)) * slow + ovh
+        return ((mem if mem >= x else x) + serial + comm(decode_batch + prefill_tokens)) * slow + ovh
 
     for b, kv, pt, c in ((0, 0, 1, 0), (1, 1000, 0, 0), (7, 12_345, 300, 17), (256, 300_000, 2048, 4096),
                          (64, 80_000, 0, 0), (200, 250_000, 900, 0), (3, 10, 50_000, 90_000)):

@@ -19,7 +19,11 @@ activations run in). One engine iteration over ``n`` sequences (``T`` tokens in 
 round of the pipeline: the batch is split into ``m = min(pp, n)`` micro-batches, each passing
 through the ``pp`` stages, so
 
-* round     = pp × stage,  stage = max(memory, compute) + TP all-reduces + expert all-to-all + p2p
+* round     = pp × stage,  stage = max(memory − σ·KV time, compute) + σ·KV time + TP all-reduces
+  + expert all-to-all + p2p, where σ (``attention_serial_share``) is the share of the attention
+  kernels' KV reads that does not overlap the GEMMs: attention and the projections/MLP are
+  separate kernels that run one after the other, so the roofline of a step is a sum over its
+  operators, not one max over the whole step (σ = 1; σ = 0 is the single-max roofline)
 * memory    = (W_read/pp + KV_read/(pp·m)) / (tp·BW·η_bw)   (every micro-batch re-reads its stage's weights)
 * compute   = (2·P_active·B/MFU_dec(T) + prefill FLOPs/MFU_pre(T)) / (m·g·F)
 * all-reduce (tensor parallelism, two per layer, L/pp layers per stage, message T/m × hidden ×
@@ -134,6 +138,8 @@ class ServingSpec:
     # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
     # (0 = decode always at decode_mfu).
     decode_mfu_half_tokens: float = 0.0
+    # Share of the KV-read (attention) time that does not overlap the GEMMs (0 = one max).
+    attention_serial_share: float = 0.0
     # Share of wall time the GPU computes, kept for what-if studies (1 = host work overlapped).
     gpu_busy_fraction: float = 1.0
     reserve_bytes_per_gpu: float = RESERVE_BYTES_PER_GPU
@@ -198,6 +204,7 @@ class ServingSpec:
             p2p_latency_s=factor("p2p_latency_us") / 1e6,
             prefill_mfu_half_tokens=factor("prefill_mfu_half_tokens"),
             decode_mfu_half_tokens=factor("decode_mfu_half_tokens"),
+            attention_serial_share=factor("attention_serial_share"),
             kv_memory_basis=getattr(comp, "kv_memory_basis", "total"),
             kv_replication=rep,
         )
@@ -456,6 +463,14 @@ class ServingSpec:
         return (self.pp * (self.weights_read_bytes(weight_tokens / m_b)
                            + kv_tokens_read * self.kv_bytes_per_token / m_b) / self._bandwidth)
 
+    def serial_kv_s(self, kv_tokens_read: float, seqs: float) -> float:
+        """The part of `memory_s`'s KV reads that runs outside the max(memory, compute):
+        σ · pp · KV/m / (g·BW·η) (attention kernels between the GEMMs)."""
+        sig = self.attention_serial_share
+        if sig <= 0 or kv_tokens_read <= 0:
+            return 0.0
+        return sig * (self.pp * (kv_tokens_read * self.kv_bytes_per_token / self.microbatches(seqs))) / self._bandwidth
+
     def compute_scale(self, seqs: float) -> float:
         """pp/m: a pipeline with m < pp micro-batches computes on m/pp of its GPUs at a time."""
         return self.pp / self.microbatches(seqs)
@@ -472,10 +487,11 @@ class ServingSpec:
             prefill_flops_s = self.prefill_flops_s(prefill_tokens) if prefill_tokens else 0.0
         seqs = decode_batch + ((prefill_seqs or 1) if prefill_tokens else 0)
         tokens = decode_batch + prefill_tokens
-        mem = self.memory_s(tokens, kv_tokens_read, seqs)
+        serial = self.serial_kv_s(kv_tokens_read, seqs)
+        mem = self.memory_s(tokens, kv_tokens_read, seqs) - serial
         pf = prefill_flops_s * self.mfu_scale(tokens) if prefill_tokens else 0.0
         comp = (self.decode_flops_s(decode_batch, tokens) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
-        return ((max(mem, comp) + self.comm_s(tokens, seqs)) * self._slowdown
+        return ((max(mem, comp) + serial + self.comm_s(tokens, seqs)) * self._slowdown
                 + self.host_s(seqs))
 
     def decode_mfu_at(self, step_tokens: float) -> float:
@@ -497,7 +513,7 @@ class ServingSpec:
         return self.iteration_s(batch, kv_tokens_total)
 
     def decode_bound(self, batch: int, kv_tokens_total: float) -> str:
-        mem = self.memory_s(batch, kv_tokens_total, batch)
+        mem = self.memory_s(batch, kv_tokens_total, batch) - self.serial_kv_s(kv_tokens_total, batch)
         comp = self.decode_flops_s(batch) * self.compute_scale(batch) * self.moe_scale(batch)
         return "memory" if mem >= comp else "compute"
 

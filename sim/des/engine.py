@@ -152,6 +152,14 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
         in_system = max(in_system, float(workload.concurrent_users))
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
+    if workload.closed_loop:
+        # A closed loop cannot build the open queue's 1/(1 − ρ) backlog: N users arrive at rate
+        # (N − n)/Z, which falls as n grows, so a deviation decays within one cycle Z + R, i.e.
+        # within X·(Z + R) = N arrivals (Little's law over the loop). Its servers run near ρ = 1
+        # whenever the users outnumber the slots, and the open formula would plan a warm-up of
+        # 20 × 159,000 arrivals from ρ = 0.995 (issue 11: 300 users on one LLM replica planned
+        # 716,932 warm-up requests and measured nothing in the time budget).
+        relax = min(relax, max(1.0, float(workload.concurrent_users)))
     n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
@@ -381,6 +389,13 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if progress is not None:
         progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
+    if not unstable and not any(s.completed for s in outs):
+        # Nothing measured (the budget ended in the warm-up or the first batch): the run has not
+        # shown that the design keeps up, so it does not say it does.
+        unstable, outs = True, []
+        warnings.append(f"nothing was measured: the run stopped ({stopped_by or 'max_requests'}) after "
+                        f"{run.next_id:,} requests, before a batch after the {n_warm + first * n_meas:,}-request "
+                        "warm-up completed; stability is not established (raise max_seconds or max_requests)")
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
                         plan=plan if not unstable else None, **kw)

@@ -70,4 +70,4 @@ def test_a_short_run_measures_and_one_that_measures_nothing_does_not_claim_stabl
     # A budget that ends inside the warm-up measures nothing, and says so instead of "stable".
     r0 = simulate(d, seed=1, max_seconds=0.01)
     assert r0.completed_requests == 0 and r0.stable is False
-    assert any("nothing was measured" in w and "stability is not established" in w for w in r0.warnings)
+    assert any("stability is not established" in w for w in r0.warnings)  # in planning or in the warm-up

@@ -263,9 +263,11 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     est = _analytic_cancellable(design, cancel, t_start + max_seconds)
     if est is None and time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
         # The twin's planning used the whole budget (it polls the deadline): nothing simulated.
-        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=True, est=None, sample=None,
+        # Nothing measured, so stability is not claimed (issue 11).
+        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=False, est=None, sample=None,
                             warnings=[f"max_seconds ({max_seconds:g} s) ran out while the analytic twin planned the run; "
-                                      "nothing was simulated — raise --max-seconds"], warmup=0, ci_method="", **kw), 0
+                                      "nothing was simulated, stability is not established — raise --max-seconds"],
+                            warmup=0, ci_method="", **kw), 0
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
     if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
         return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,

@@ -416,13 +416,18 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if progress is not None:
         progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
-    if not unstable and not any(s.completed for s in outs):
-        # Nothing measured (the budget ended in the warm-up or the first batch): the run has not
-        # shown that the design keeps up, so it does not say it does.
-        unstable, outs = True, []
-        warnings.append(f"nothing was measured: the run stopped ({stopped_by or 'max_requests'}) after "
-                        f"{run.next_id:,} requests, before a batch after the {n_warm + first * n_meas:,}-request "
-                        "warm-up completed; stability is not established (raise max_seconds or max_requests)")
+    if not unstable and not any(s.measured for s in outs):
+        # Nothing measured (the budget ended in the warm-up: no measured arrival at all). An open
+        # workload keeps the twin's verdict (ρ < 1 is an analytic fact; no backlog was seen); a
+        # closed loop's stability is only what the run measured, so it does not claim it.
+        # (Measured requests still in flight or dropped are measured: their batch speaks.)
+        msg = (f"nothing was measured: the run stopped ({stopped_by or 'max_requests'}) after "
+               f"{run.next_id:,} requests, inside the {n_warm + first * n_meas:,}-request warm-up")
+        if wl.closed_loop:
+            unstable, outs = True, []
+            warnings.append(msg + "; stability is not established (raise max_seconds or max_requests)")
+        else:
+            warnings.append(msg + "; stable is the analytic twin's verdict (raise max_seconds or max_requests)")
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
                         plan=plan if not unstable else None, **kw)

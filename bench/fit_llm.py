@@ -38,11 +38,12 @@ KEYS = {
     "decode_mfu_half_tokens": ("decode_mfu_half_tokens", 1.0, lambda r: True),
     "attention_serial_share": ("attention_serial_share", 1.0, lambda r: True),
     "moe_expert_half_tokens": ("moe_expert_half_tokens", 1.0, lambda r: r.get("arch") == "moe"),
+    "moe_expert_max_penalty": ("moe_expert_max_penalty", 1.0, lambda r: r.get("arch") == "moe"),
     "vllm05_host_ms_per_seq": ("host_overhead_s_per_seq", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
     "vllm05_host_ms_per_step": ("iteration_overhead_s", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
 }
 # first step of the search where the start value is 0 or small (in the data file's unit)
-STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "attention_serial_share": 0.25, "moe_expert_half_tokens": 64.0, "vllm05_host_ms_per_seq": 0.01,
+STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "attention_serial_share": 0.25, "moe_expert_half_tokens": 64.0, "moe_expert_max_penalty": 1.0, "vllm05_host_ms_per_seq": 0.01,
         "vllm05_host_ms_per_step": 1.0,
         "allreduce_latency_us": 3.0, "mfu_ratio@fp4": 0.1}
 STAGES = [
@@ -52,7 +53,7 @@ STAGES = [
       "allreduce_latency_us", "prefill_mfu_half_tokens", "decode_mfu_half_tokens", "attention_serial_share"]),
     ("dense FP4 rows on Blackwell", lambda r: r.get("arch") == "dense" and r["weight_precision"] == "fp4",
      ["decode_bw_efficiency@B200-180GB", "decode_bw_efficiency@GB200-186GB", "mfu_ratio@fp4"]),
-    ("MoE rows", lambda r: r.get("arch") == "moe", ["moe_expert_half_tokens"]),
+    ("MoE rows", lambda r: r.get("arch") == "moe", ["moe_expert_max_penalty", "moe_expert_half_tokens"]),
     ("vLLM 0.5 row", lambda r: "0.5" in (r.get("engine") or ""), ["vllm05_host_ms_per_step", "vllm05_host_ms_per_seq"]),
 ]
 

@@ -135,6 +135,7 @@ class ServingSpec:
     kv_memory_basis: str = "total"
     kv_replication: float = 1.0
     moe_expert_half_tokens: float = 0.0
+    moe_expert_max_penalty: float = 1.0  # cap on the routed experts' extra compute (× their share)
     # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
     # (0 = decode always at decode_mfu).
     decode_mfu_half_tokens: float = 0.0
@@ -195,6 +196,7 @@ class ServingSpec:
             decode_bw_efficiency=_gpu_factor("decode_bw_efficiency", gpu),
             prefill_mfu=factor("prefill_mfu") * mfu_ratio, decode_mfu=factor("decode_mfu") * mfu_ratio,
             moe_expert_half_tokens=factor("moe_expert_half_tokens") if model.is_moe else 0.0,
+            moe_expert_max_penalty=factor("moe_expert_max_penalty"),
             iteration_overhead_s=factor("iteration_overhead_ms") / 1e3,
             compute_precision=compute, tp=tp, pp=pp, ep=ep,
             link_bytes_per_s=gpu.intra_node_gb_s * 1e9,
@@ -355,16 +357,16 @@ class ServingSpec:
 
     def moe_scale(self, step_tokens: float) -> float:
         """Compute multiplier of an MoE step: the routed experts' grouped GEMMs see only
-        t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, bounded at half (a small
-        step is memory-bound anyway: its expert weights are read for a few tokens, which the
-        memory term charges): routed compute × (1 + min(1, t½/t))."""
+        t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, the extra bounded at
+        ``moe_expert_max_penalty`` × (a small step is memory-bound anyway: its expert weights are
+        read for a few tokens, which the memory term charges): routed compute × (1 + min(P, t½/t))."""
         m, h = self.model, self.moe_expert_half_tokens
         if not m.is_moe or h <= 0 or step_tokens <= 0:
             return 1.0
         routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
         share = routed / (m.params_active_b * 1e9)
         per_expert = step_tokens * m.experts_per_token / m.experts
-        return 1 + share * min(1.0, h / per_expert)
+        return 1 + share * min(self.moe_expert_max_penalty, h / per_expert)
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""

@@ -132,7 +132,16 @@ class RawSample(list):
     def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> list[float]:
         pos = [x for x in self if x > 0.0]
         zeros = len(self) - len(pos)
+        if len(qs) > 8:  # many quantiles (a CDF): bin once, as the histogram would, and walk it
+            return self.histogram().quantiles(qs)
         return [log_quantile(pos, zeros, q) for q in qs]
+
+    def histogram(self) -> LogHistogram:
+        """The `LogHistogram` these values would have built (same bins, count, total and max)."""
+        h = LogHistogram()
+        for x in self:
+            h.add(x)
+        return h
 
     def quantile(self, q: float) -> float:
         return self.quantiles((q,))[0]

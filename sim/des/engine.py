@@ -20,8 +20,9 @@ How a run goes:
    (Independent replications would pay the warm-up again for every interval point; for an
    LLM server holding thousands of requests that is most of the work.)
 3. At every batch boundary: stop when at least 10 batches are complete and the p95's 95 %
-   half-width is ≤ `precision` × p95, or when `max_requests` / `max_seconds` would be
-   exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
+   half-width is ≤ `precision` × p95 (with control variates: 10 closed, of which 8
+   complete meet it; the rest drain and join the interval), or when `max_requests` /
+   `max_seconds` would be exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
    requests then drain while arrivals continue. `replications=k` runs exactly k batches.
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
@@ -63,6 +64,12 @@ from .workload import OpenLoop
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
+# The precision rule judges the batches whose requests have all finished. With control
+# variates (LLM designs, whose long answers keep ~3 batches draining at any time) it may stop
+# once MIN_REPLICATIONS batches are closed and MIN_COMPLETE of them complete (≥ 4 residual df
+# with three controls) meet the target: the others finish draining before the result is built
+# and its interval uses them all (10 batches instead of 13 on the library serving design).
+MIN_COMPLETE = 8
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
 
 
@@ -355,7 +362,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
                 break
-        elif len(complete) >= MIN_REPLICATIONS and met:
+        elif met and (len(complete) >= MIN_REPLICATIONS
+                      or plan is not None and len(closed) >= MIN_REPLICATIONS and len(complete) >= MIN_COMPLETE):
             stopped_by = "precision"
             rule_rel = hw / m
             break

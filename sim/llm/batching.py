@@ -261,11 +261,11 @@ class ReplicaEngine:
             output = cap = 1
         if self.paged:
             need = self._blocks(spec.kv_tokens_of(prompt, output))
-            what = f"prompt {prompt:,} + output {output:,} tokens need"
         else:
             need = spec.kv_tokens_of(prompt, cap)
-            what = f"prompt {prompt:,} + max output {cap:,} tokens reserve"
         if reason is None and need > self.capacity:
+            what = (f"prompt {prompt:,} + output {output:,} tokens need" if self.paged
+                    else f"prompt {prompt:,} + max output {cap:,} tokens reserve")
             reason = (f"{spec.component_id}: {what} "
                       f"{need * spec.kv_bytes_per_token / 1e9:.1f} GB of KV cache; a replica holds "
                       f"{self.capacity:,} tokens ({spec.kv_capacity_bytes / 1e9:.1f} GB)"

@@ -139,8 +139,15 @@ class RawSample(list):
     def histogram(self) -> LogHistogram:
         """The `LogHistogram` these values would have built (same bins, count, total and max)."""
         h = LogHistogram()
-        for x in self:
-            h.add(x)
+        pos = [x for x in self if x > 0.0]
+        bins = h.bins
+        for k in [int(_log(x) * _K + _OFFSET) for x in pos]:
+            bins[k] = bins.get(k, 0) + 1
+        h.n, h.zeros = len(self), len(self) - len(pos)
+        total = 0.0
+        for x in pos:  # in order, as `add` sums
+            total += x
+        h.total, h.max = total, max(pos, default=0.0)
         return h
 
     def quantile(self, q: float) -> float:

@@ -57,6 +57,7 @@ from bisect import bisect_left
 
 from sim.results import LLMReplicaStats
 from sim.des.stations import StationBase, later
+from sim.des.stats import RawSample
 
 from .batching import ReplicaEngine
 from .disagg import is_disaggregated, kv_transfer_s, pool_components
@@ -288,6 +289,8 @@ class LLMServerStation(StationBase):
 
     def reset_stats(self, now: float) -> None:
         super().reset_stats(now)
+        # Admission waits kept raw (one append each; the p95 by selection, the histogram's value)
+        self.waits = RawSample()
         self.rejected = 0
         self._xfer_s, self._xfers = 0.0, 0
         for e in self.engines + self.d_engines:

@@ -21,7 +21,8 @@ __all__ = ["drills_section"]
 def drills_section(design, key: str = "drill", record=None, past: list | None = None) -> None:
     """An expander with the drills for `design` (applied to a copy; the design is untouched).
 
-    `record(result)` is called with each drill run (Practice stores it with the attempt);
+    `record(result)` is called with each drill run (Practice stores it with the attempt and
+    re-grades the review; a text it returns is shown under the result);
     `past` are stored drills (``review.history.list_drills`` rows) listed under the form.
     """
     with st.expander("Drills — what if the interviewer asks…", expanded=record is not None):
@@ -36,6 +37,11 @@ def drills_section(design, key: str = "drill", record=None, past: list | None = 
         comp = c2.selectbox("Component (lose a replica / zone)", comps, key=f"{key}_comp")
         pred = st.text_input("Your prediction first (e.g. 'TTFT p95 will roughly double', 'we need 3 more replicas')",
                              key=f"{key}_pred")
+        if record is not None:
+            from review.grading import AREAS
+
+            st.caption(f"Each drill is graded into the review's `drills` area ({100 / (len(AREAS) + 1):.1f} % of the "
+                       "total): good 1, close 0.6, off 0 — a drill run without a prediction counts 0.")
         if not st.button("Run the drill", key=f"{key}_run"):
             return
         try:
@@ -43,8 +49,7 @@ def drills_section(design, key: str = "drill", record=None, past: list | None = 
         except ValueError as e:
             st.error(str(e))
             return
-        if record is not None:
-            record(r)
+        note = record(r) if record is not None else None
         st.markdown(f"**{r.title}** — {r.change} (twin, {r.wall_s:.2f} s)")
         keys = [k for k in r.after if k in r.before and (r.before[k] is not None or r.after[k] is not None)]
         st.dataframe(pd.DataFrame([{"figure": k, "before": r.before[k], "after": r.after[k]} for k in keys]),
@@ -54,3 +59,5 @@ def drills_section(design, key: str = "drill", record=None, past: list | None = 
         if r.grade is not None:
             (st.success if r.grade.verdict == "good" else st.warning if r.grade.verdict == "close" else st.error)(
                 f"Prediction {r.grade.verdict} ({r.grade.score:.1f}): {r.grade.arithmetic}")
+        if isinstance(note, str):
+            st.info(note)  # Practice: the review's total with the drills graded in

@@ -355,10 +355,23 @@ if prompt is not None:
         for q in prompt.probes:
             st.markdown(f"- {q}")
     from app_pages._drills import drills_section  # the interviewer's follow-ups, stored with the attempt (issue 13)
-    from review.history import list_drills, save_drill
+    from review.grading import DRILLS_AREA, with_drills
+    from review.history import list_drills, save_drill, update_attempt_scores
 
     _ws = W.workspace().root
-    drills_section(ss.px_design, key="px_drill", record=lambda r: save_drill(_ws, ss.px_attempt_id, r),
+
+    def _record_drill(r):
+        # Each drill is stored with the attempt, then the review is re-graded with all of them
+        # (the rubric's `drills` area, review.grading.DRILLS_AREA) and the attempt's scores updated.
+        save_drill(_ws, ss.px_attempt_id, r)
+        base = ss.px_review.model_copy(update={"drills": []})
+        ss.px_review = with_drills(base, ss.px_design, list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [r])
+        if ss.px_attempt_id is not None:
+            update_attempt_scores(_ws, ss.px_attempt_id, ss.px_review.scores)
+        area = next(a for a in ss.px_review.rubric if a.area == DRILLS_AREA)
+        return f"Drills {area.score:g} / 5 over {len(ss.px_review.drills)} drill(s) → review total {ss.px_review.total:.0f} / 100"
+
+    drills_section(ss.px_design, key="px_drill", record=_record_drill,
                    past=list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [])
 
     st.markdown("#### Compare with the reference")

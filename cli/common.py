@@ -11,6 +11,8 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,34 @@ if TYPE_CHECKING:  # imported where used: `sdw --help` must not pay for pydantic
     from designs.io import DesignFileError
     from designs.model import Design
 
-__all__ = ["err", "report", "load_or_report", "clobbers_input", "write_output"]
+__all__ = ["err", "report", "load_or_report", "clobbers_input", "write_output",
+           "whole_number", "positive_number"]
+
+
+def whole_number(text: str, minimum: int = 0) -> int:
+    """An argparse `type=` for counts: accepts ``2000000`` and ``2e6``, refuses fractions,
+    infinities and values below `minimum` with a message (argparse turns it into exit 2)."""
+    try:
+        f = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if not math.isfinite(f) or f != int(f):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'")
+    v = int(f)
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {v}")
+    return v
+
+
+def positive_number(text: str, what: str = "a number") -> float:
+    """An argparse `type=` for a finite number > 0 (seconds, factors); `what` names it in the message."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
 
 
 def err(msg: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from components.errors import Refusal
 
-from .common import clobbers_input, write_output
+from .common import clobbers_input, positive_number, whole_number, write_output
 from .common import err as _err
 from .common import load_or_report as _load
 
@@ -146,6 +146,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sim", action="store_true", help="analytic figures only; skip the simulation")
     p.add_argument("--variant", action="append", metavar="FILE", help="an alternative design to compare in the doc (repeatable; same seed)")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default 0)")
-    p.add_argument("--max-requests", type=int, default=200_000, help="simulation budget in requests (default 200,000)")
-    p.add_argument("--max-seconds", type=float, default=30.0, help="simulation budget in wall seconds (default 30)")
+    p.add_argument("--max-requests", type=lambda t: whole_number(t, minimum=1), default=200_000, help="simulation budget in requests (default 200,000)")
+    p.add_argument("--max-seconds", type=lambda t: positive_number(t, "a number of seconds"), default=30.0, help="simulation budget in wall seconds (default 30)")
     p.set_defaults(handler=cmd_doc)

@@ -5,11 +5,13 @@ Usage::
     sdw run designs/library/llm_serving.yaml                  # simulate to 2 % precision
     sdw run my.yaml --seed 7 --precision 0.01 --max-seconds 30 --json > result.json
     sdw run my.yaml --whole-day --max-requests 20000000       # 24 h with profile_24h
+    sdw run designs/library/llm_serving.yaml --whole-day      # over budget: one window per hour, stitched
     sdw estimate designs/library/rag_qa.yaml                  # the analytic twin, instantly
     sdw compare a.yaml b.yaml --json                          # same seeds, deltas vs the first
 
 With `--json` stdout is exactly one JSON object (`RunResult.to_json()`, or for compare
-``{"designs": [...], "deltas": [...]}``); the progress bar goes to stderr, and only to a
+``{"designs": [...], "deltas": [...]}``, or for a sampled whole day ``{"sampled_day": {...}}``
+— `sim.ops.sampled.SampledDay`); the progress bar goes to stderr, and only to a
 terminal. Ctrl-C stops a run and prints what was measured so far, marked partial.
 Exit codes: 0 ok, 1 invalid design or a refused workload, 2 usage error.
 """
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 
 from .common import err as _err
 from .common import load_or_report as _load
+from .common import positive_number, whole_number
 
 __all__ = ["register", "cmd_run", "cmd_estimate", "cmd_compare", "format_run", "format_compare", "compare_deltas"]
 
@@ -43,23 +46,11 @@ def _precision(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    try:
-        v = int(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+    return whole_number(text, minimum=1)
 
 
 def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got '{text}'") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
+    return positive_number(text, "a number of seconds")
 
 
 # --- progress and Ctrl-C ---------------------------------------------------------------------
@@ -304,6 +295,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     design = _load(args.file)
     if design is None:
         return 1
+    if getattr(args, "whole_day", False):
+        from sim import needs_sampling
+
+        window = getattr(args, "sample_window", None)
+        if window is not None or needs_sampling(design, args.max_requests):
+            return _run_sampled_day(design, args, window)
     result = _with_progress(f"sdw run {design.name}", f"sdw run: {args.file}", simulate, design, args)
     if result is None:
         return 1
@@ -311,6 +308,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_dumps(result.to_json()))
     else:
         print(format_run(result))
+    return 0
+
+
+def _run_sampled_day(design, args: argparse.Namespace, window) -> int:
+    """`sdw run --whole-day` of a day over the request budget (or with --sample-window): one
+    sampled window per hour, stitched (`sim.ops.sampled`); the method is printed with it."""
+    from sim import SimulationRefused, format_sampled_day, sample_day
+
+    kw = {} if window is None else {"window_s": window}
+    if window is None:
+        _err(f"sdw run: {args.file}: a whole day is more than --max-requests {args.max_requests:,} requests: "
+             "sampling one window per hour of profile_24h instead (--sample-window S sets its length; "
+             "raise --max-requests for the full day)")
+    try:
+        with _interruptible() as cancel:
+            day = sample_day(design, seed=args.seed, max_seconds=max(args.max_seconds, 600.0), cancel=cancel, **kw)
+    except (ValueError, SimulationRefused) as e:
+        _err(f"sdw run: {args.file}: refused: {e}")
+        return 1
+    print(_dumps({"sampled_day": day.to_json()}) if args.json else format_sampled_day(day))
     return 0
 
 
@@ -398,6 +415,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="simulate a design: latency percentiles with CIs, utilisation, cost, SLOs",
                               description="Simulate a design with SimPy until the p95 is known to --precision.")
     p.add_argument("file", help="design YAML file")
+    p.add_argument("--sample-window", type=_positive_float, default=None, metavar="S",
+                   help="with --whole-day: simulate S seconds per hour of the profile and stitch them (automatic, "
+                        "120 s, when an operations design's day is over --max-requests; wall budget "
+                        "max(--max-seconds, 600))")
     _add_sim_options(p)
     p.set_defaults(handler=cmd_run)
 

@@ -23,35 +23,21 @@ import time
 
 from .common import err as _err
 from .common import load_or_report as _load
+from .common import positive_number, whole_number
 
 __all__ = ["register", "cmd_size", "format_size"]
 
 
 def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {v}")
-    return v
+    return whole_number(text, minimum=0)
 
 
 def _workers(text: str) -> int:
-    v = _count(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError("expected at least 1 worker")
-    return v
+    return whole_number(text, minimum=1)
 
 
 def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return v
+    return positive_number(text)
 
 
 def _headroom(text: str) -> float:

@@ -530,7 +530,7 @@ class Fault(_Strict):
     duration_s: float = Field(gt=0, le=86_400)
     """How long it lasts, in seconds."""
     factor: float = Field(default=2.0, ge=1, le=1000)
-    """For `slow`: service times are multiplied by this."""
+    """For `slow`: service times are multiplied by this (an llm_server: every replica's step time)."""
     replicas: int = Field(default=1, ge=1, le=100_000)
     """For `replica_down`: how many replicas go down."""
     zone: int = Field(default=0, ge=0, le=63)
@@ -638,9 +638,9 @@ def ops_problems(design: "Design") -> list[Problem]:
         elif f.what == "provider_outage" and kind not in _EXTERNAL:
             out.append(Problem(f"faults[{n}].what", f"'{f.component}' is a {kind} you run yourself; use replica_down or "
                                f"zone_down (provider_outage is for {', '.join(sorted(_EXTERNAL))})"))
-        elif f.what == "slow" and kind == "llm_server":
-            out.append(Problem(f"faults[{n}].what", "slow is not modelled for an llm_server (its step times come from the "
-                               "roofline); use replica_down, or slow on the component in front"))
+        elif f.what == "slow" and kind not in _REPLICATED | _EXTERNAL:
+            out.append(Problem(f"faults[{n}].what", f"slow is not modelled for a {kind}; it is for "
+                               f"{', '.join(sorted(_REPLICATED | _EXTERNAL))} (slow the component in front)"))
         elif f.what == "zone_down" and f.zone >= getattr(comp, "zones", 1):
             out.append(Problem(f"faults[{n}].zone", f"zone {f.zone} does not exist: '{f.component}' has "
                                f"{getattr(comp, 'zones', 1)} zone(s), numbered from 0"))
@@ -651,10 +651,6 @@ def ops_problems(design: "Design") -> list[Problem]:
         if getattr(c, "autoscale", None) is not None and c.kind not in _REPLICATED:
             out.append(Problem(f"components[{n}].autoscale", f"autoscaling is not modelled for a {c.kind}; "
                                f"it is for {', '.join(sorted(_REPLICATED))}"))
-        if c.kind == "tool" and getattr(c, "max_concurrency", None) and any(
-                f.component == c.id and f.what == "slow" for f in design.faults):
-            out.append(Problem(f"components[{n}].max_concurrency", "slow faults are not modelled on a tool with "
-                               "max_concurrency; drop the cap or slow the caller"))
     joins = {design.join_of(c.id) for c in design.components if design.is_fanout(c.id)}
     for n, e in enumerate(design.flow):
         if e.retry is not None and e.is_loop:

@@ -68,8 +68,10 @@ class Prediction(_Rec):
 
 class DrillGrade(_Rec):
     metric: str
-    predicted: float
-    actual: float
+    predicted: float | None
+    """The predicted after-value (None: nothing to scale or compare — the figure is missing)."""
+    actual: float | None
+    """The model's after-value (None: unbounded or not on this design)."""
     score: float
     verdict: Literal["good", "close", "off"]
     arithmetic: str
@@ -251,7 +253,7 @@ def grade_prediction(p: Prediction, before: dict, after: dict) -> DrillGrade:
     metric = _resolve(p.metric, before, after)
     b, a = before.get(metric), after.get(metric)
     if a is None:
-        return DrillGrade(metric=metric, predicted=float("nan"), actual=float("nan"), score=0.0, verdict="off",
+        return DrillGrade(metric=metric, predicted=None, actual=None, score=0.0, verdict="off",
                           arithmetic=f"{metric}: no figure after the drill (unbounded or not on this design)")
     if p.delta is not None:
         real = a - (b or 0.0)
@@ -262,7 +264,7 @@ def grade_prediction(p: Prediction, before: dict, after: dict) -> DrillGrade:
                           arithmetic=f"{metric}: {_n(b)} → {_n(a)}, a change of {real:+,.4g}; you said {p.delta:+,.4g}")
     pred = p.value if p.value is not None else (b * p.factor if b is not None and p.factor is not None else None)
     if pred is None:
-        return DrillGrade(metric=metric, predicted=float("nan"), actual=a, score=0.0, verdict="off",
+        return DrillGrade(metric=metric, predicted=None, actual=a, score=0.0, verdict="off",
                           arithmetic=f"{metric}: no figure before the drill to scale")
     if a == 0 or pred == 0:
         ratio = 1.0 if a == pred else math.inf

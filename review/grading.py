@@ -7,6 +7,8 @@ Usage::
     >>> grades[0].arithmetic
     '10,000,000/day ÷ 86,400 s × 3 peak = 347 requests/s'
     >>> review = review_attempt(design, prompt, {"peak_qps": 350}, seed=0, max_requests=20_000)
+    >>> review = with_drills(review, design, [{"drill": "traffic_x2", "prediction": "cost × 2"}])
+    >>> review.scores["drills"]        # the follow-ups' area: 5 × the mean prediction score
 
 A grade passes when the estimate is within 2× of the model. `direction_ok` says whether it errs
 on the safe side: for every graded quantity (load, tokens/s, GPUs, storage, cost) a number
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from designs.model import Design
 from sim import Estimate, RunResult
 
+from .drills import DrillResult, run_drill
 from .lint import Finding, lint, slo_checks
 
 __all__ = [
@@ -38,6 +41,9 @@ __all__ = [
     "score_ceiling",
     "UNSTABLE_CEILING",
     "SLO_FAIL_CEILING",
+    "DRILLS_AREA",
+    "drills_area",
+    "with_drills",
 ]
 
 # key → (label, unit). These are the practice page's estimate fields, in order.
@@ -114,6 +120,8 @@ class Review(_Rec):
     total: float
     """Rubric total as a percentage (0–100)."""
     summary: list[str] = Field(default_factory=list)
+    drills: list[DrillResult] = Field(default_factory=list)
+    """The interviewer's follow-ups run on this attempt, each with its graded prediction (issue 13)."""
 
     @property
     def scores(self) -> dict[str, float]:
@@ -520,8 +528,13 @@ def review_attempt(
     max_seconds: float = 10.0,
     estimate: Estimate | None = None,
     result: RunResult | None = None,
+    drills: list | None = None,
 ) -> Review:
-    """Analytic estimate + (short) simulation + grades + lint + rubric, in one record."""
+    """Analytic estimate + (short) simulation + grades + lint + rubric, in one record.
+
+    `drills` are the interviewer's follow-ups with the candidate's predictions — each a
+    `DrillResult` or ``{"drill": "traffic_x2", "prediction": "we need 15 more replicas",
+    "component": "llm"}`` — graded into the rubric's `drills` area (see `with_drills`)."""
     from sim import estimate as _estimate
 
     est, est_error = estimate, None
@@ -556,8 +569,71 @@ def review_attempt(
     summary.append(f"{errors} error(s), {sum(f.severity == 'warning' for f in findings)} warning(s) in the lint")
     if ceiling is not None:
         summary.insert(0, f"score capped at {ceiling[0]:.0f}/100: {ceiling[1]}")
-    return Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, estimate_error=est_error, result=result,
-                  sim_error=sim_error, grades=grades, findings=findings, rubric=scores, total=total, summary=summary)
+    review = Review(design=design.name, prompt_id=getattr(prompt, "id", None), estimate=est, estimate_error=est_error, result=result,
+                    sim_error=sim_error, grades=grades, findings=findings, rubric=scores, total=total, summary=summary)
+    return with_drills(review, design, drills) if drills else review
+
+
+# --- drills in the grade (issue 13: "interviewer mode") ------------------------------------------
+
+DRILLS_AREA = "drills"
+"""The rubric area of the follow-ups. It weighs what every area weighs (5 points): with drills the
+total is over 8 areas, so the drills are 5 / 40 = 12.5 % of it; an attempt without drills has no
+such area and its total is over the 7 others exactly as before."""
+
+
+def drills_area(drills: list[DrillResult]) -> RubricScore:
+    """The `drills` area: 5 × the mean prediction score (good 1, close 0.6, off 0 — `review.drills`);
+    a drill run without a prediction scores 0 there, like a missing estimate."""
+    reasons, evidence, scores = [], [], []
+    for d in drills:
+        g = d.grade
+        if g is None:
+            scores.append(0.0)
+            reasons.append(f"{d.title}: no prediction stated (0)")
+            continue
+        scores.append(g.score)
+        said = f" — you said '{d.prediction.text}'" if d.prediction is not None and d.prediction.text else ""
+        reasons.append(f"{d.title}: {g.verdict} ({g.score:g}){said}")
+        evidence.append(f"twin: {d.title} ({d.change}): {g.arithmetic}")
+    s = 5 * sum(scores) / len(scores) if scores else 0.0
+    worst = min((d for d in drills if d.grade is not None), key=lambda d: d.grade.score, default=None)
+    probe = (f"Walk me through your prediction for '{worst.title}': {worst.grade.arithmetic}." if worst is not None
+             and worst.grade.score < 1 else "Which follow-up would hurt this design most, and what would you change first?")
+    return RubricScore(area=DRILLS_AREA, score=_clip(s), reasons=reasons, probe=probe, evidence=evidence)
+
+
+def with_drills(review: Review, design: Design, drills: list) -> Review:
+    """`review` with its drills graded into the rubric and the total (a new record; the old one is untouched).
+
+    The total is recomputed over the areas with `drills` added (`DRILLS_AREA` says the weight)
+    and capped again by `score_ceiling` (an unstable or SLO-failing design stays capped)::
+
+        review = with_drills(review, design, [run_drill(design, "traffic_x2", prediction="cost × 2")])
+    """
+    runs = list(review.drills)
+    for d in drills or []:
+        if isinstance(d, DrillResult):
+            runs.append(d)
+        elif isinstance(d, dict) and not {"drill", "title", "before"} - set(d):  # a stored `DrillResult` JSON
+            runs.append(DrillResult.model_validate({k: v for k, v in d.items() if k in DrillResult.model_fields}))
+        elif isinstance(d, dict):
+            runs.append(run_drill(design, d["drill"], component=d.get("component"), prediction=d.get("prediction") or None))
+        else:
+            raise ValueError(f"a drill is a DrillResult or a {{drill, prediction}} mapping, not {type(d).__name__}")
+    if not runs:
+        return review
+    area = drills_area(runs)
+    rub = [r for r in review.rubric if r.area != DRILLS_AREA] + [area]
+    total = round(100 * sum(r.score for r in rub) / sum(r.max_score for r in rub), 1)
+    checks, _ = slo_checks(review.estimate, review.result)
+    ceiling = score_ceiling(review.estimate, review.result, checks)
+    if ceiling is not None and total > ceiling[0]:
+        total = ceiling[0]
+    summary = [ln for ln in review.summary if not ln.startswith("drills: ")]
+    summary.append(f"drills: {sum(d.grade is not None for d in runs)} of {len(runs)} predicted, {area.score:g}/5 "
+                   f"({100 * area.max_score / sum(r.max_score for r in rub):.1f} % of the total)")
+    return review.model_copy(update={"drills": runs, "rubric": rub, "total": total, "summary": summary})
 
 
 # --- evidence, evaluation statistics and consistency (issue 15) ----------------------------------

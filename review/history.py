@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series",
-           "save_drill", "list_drills", "save_round", "load_round"]
+           "save_drill", "list_drills", "save_round", "load_round", "update_attempt_scores"]
 
 DB_NAME = "attempts.sqlite"
 _SCHEMA = """
@@ -218,6 +218,26 @@ def list_drills(workspace: str | Path, attempt_id: int | None = None) -> list[di
         d.update(id=rid, attempt_id=aid, verdict=(d.get("grade") or {}).get("verdict"))
         out.append(d)
     return out
+
+
+def update_attempt_scores(workspace: str | Path, attempt_id: int, scores: dict[str, Any]) -> bool:
+    """Replace attempt `attempt_id`'s scores and total (the review re-graded with its drills,
+    `review.grading.with_drills`); False when there is no such attempt.
+
+    >>> import tempfile
+    >>> ws = tempfile.mkdtemp()
+    >>> aid = save_attempt(ws, prompt_id="p", started_at=0.0, finished_at=1.0, estimates={}, design_yaml="",
+    ...                    scores={"total": 50.0})
+    >>> update_attempt_scores(ws, aid, {"total": 55.0, "drills": 5.0}), get_attempt(ws, aid).scores["drills"]
+    (True, 5.0)
+    """
+    total = scores.get("total")
+    with closing(_connect(workspace)) as con, con:
+        cur = con.execute("UPDATE attempts SET scores_json = ?, total = ? WHERE id = ?",
+                          (json.dumps(scores, sort_keys=True), None if total is None else float(total), int(attempt_id)))
+        return cur.rowcount > 0
+
+
 # --- a round in progress ---------------------------------------------------------------------
 
 

@@ -93,6 +93,10 @@ _EXPORTS: dict[str, str] = {
     "ops_rows": "sim.ops.report",
     "fault_rows": "sim.ops.report",
     "run_timeline": "sim.ops.timeline",
+    "sample_day": "sim.ops.sampled",  # a whole day by sampled windows per hour (issue 13)
+    "format_sampled_day": "sim.ops.sampled",
+    "needs_sampling": "sim.ops.sampled",
+    "SampledDay": "sim.ops.sampled",
     # quality and cost of retrieval, evaluation and agents (issue 15)
     "retrieval_estimate": "sim.quality.retrieval",
     "RetrievalError": "sim.quality.retrieval",
@@ -138,6 +142,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.llm.kv import tokens_per_step
     from sim.llm.disagg import kv_transfer_s
     from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
+    from sim.ops.sampled import SampledDay, format_sampled_day, needs_sampling, sample_day
     from sim.ops.report import fault_rows, format_n_minus_1, format_ops, ops_rows
     from sim.ops.plan import wants_timeline
     from sim.ops.timeline import run_timeline

@@ -94,3 +94,24 @@ def test_invalid_design_exits_1_with_located_errors(tmp_path, capsys):
 def test_usage_errors_exit_2(files, capsys):
     assert main(["run", files[0], "--precision", "3"]) == 2
     assert main(["compare", files[0]]) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "F", "--max-requests", "inf"], "--max-requests: expected a whole number, got 'inf'"),
+    (["run", "F", "--max-requests", "2.5"], "expected a whole number, got '2.5'"),
+    (["run", "F", "--max-seconds", "nan"], "--max-seconds: expected a positive number, got nan"),
+    (["size", "F", "--workers", "0"], "--workers: expected 1 or more, got 0"),
+    (["size", "F", "--verify", "-1"], "--verify: expected 0 or more, got -1"),
+    (["doc", "F", "-o", "x.md", "--max-requests", "1e400"], "expected a whole number, got '1e400'"),
+    (["doc", "F", "-o", "x.md", "--max-seconds", "-3"], "--max-seconds: expected a positive number, got -3"),
+])
+def test_number_flags_refuse_what_is_not_a_count_or_a_positive_number(files, capsys, argv, message):
+    # `--max-requests inf` used to escape as an OverflowError traceback (int(float('inf'))).
+    argv = [files[0] if a == "F" else a for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_number_flags_accept_scientific_counts(files, capsys):
+    assert main(["run", files[0], "--max-requests", "2e4", "--max-seconds", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["simulated_requests"] <= 20_000

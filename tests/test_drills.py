@@ -99,3 +99,69 @@ def test_every_drill_is_listed():
     assert set(DRILLS) == {"traffic_x2", "prompts_x4", "switch_70b", "lose_replica", "lose_zone", "provider_down_30min"}
     r = run_drill(load_design("designs/library/rag_qa.yaml"), "switch_70b")
     assert "llama-3.1-70b" in r.change and r.after["cost_per_day_usd"] > r.before["cost_per_day_usd"]
+
+
+# --- drills in the review's grade ----------------------------------------------------------------
+
+def test_a_review_without_drills_is_scored_as_before():
+    from review.grading import DRILLS_AREA, review_attempt
+
+    rv = review_attempt(pool(), None, {"peak_qps": 20}, simulate=False)
+    assert DRILLS_AREA not in {r.area for r in rv.rubric} and rv.drills == []
+    assert rv.total == round(100 * sum(r.score for r in rv.rubric) / (5 * 7), 1)  # 7 areas of 5 points
+
+
+def test_a_right_prediction_scores_and_a_wrong_one_does_not():
+    from review.grading import DRILLS_AREA, review_attempt, with_drills
+
+    d = pool()
+    base = review_attempt(d, None, {"peak_qps": 20}, simulate=False)
+    s7 = sum(r.score for r in base.rubric)
+    # traffic × 2: ρ = 20 × 0.1 / 4 = 0.5 → 40 × 0.1 / 4 = 1.0, i.e. utilisation × 2.
+    right = review_attempt(d, None, {"peak_qps": 20}, simulate=False,
+                           drills=[{"drill": "traffic_x2", "prediction": "utilisation doubles"}])
+    area = next(r for r in right.rubric if r.area == DRILLS_AREA)
+    assert right.drills[0].grade.verdict == "good" and area.score == 5.0
+    assert "utilization:svc: 0.5 → 1 (× 2); you said × 2 of 0.5 = 1: 1.00× off" in area.evidence[0]
+    assert right.total == round(100 * (s7 + 5) / 40, 1)  # the drills weigh 5 of 40 points
+    assert right.scores[DRILLS_AREA] == 5.0
+    # "utilisation halves": × 0.5 of 0.5 = 0.25 against 1.0 — 4× off, scores 0.
+    wrong = with_drills(base, d, [run_drill(d, "traffic_x2", prediction="utilisation halves")])
+    g = wrong.drills[0].grade
+    assert (g.verdict, g.score, g.predicted, g.actual) == ("off", 0.0, 0.25, 1.0)
+    assert "you said × 0.5 of 0.5 = 0.25: 4.00× off" in g.arithmetic
+    assert wrong.total == round(100 * s7 / 40, 1) < right.total
+    # A drill with no prediction counts 0 (like a missing estimate); the mean of 1 and 0 is 2.5 / 5.
+    mixed = with_drills(right, d, [run_drill(d, "lose_replica", component="svc")])
+    assert next(r for r in mixed.rubric if r.area == DRILLS_AREA).score == 2.5
+    assert any(ln.startswith("drills: 1 of 2 predicted, 2.5/5 (12.5 % of the total)") for ln in mixed.summary)
+
+
+def test_stored_drills_regrade_the_attempt(tmp_path):
+    from review.grading import review_attempt, with_drills
+    from review.history import get_attempt, list_drills, progress_series, save_attempt, save_drill, update_attempt_scores
+
+    d = pool()
+    rv = review_attempt(d, None, {}, simulate=False)
+    aid = save_attempt(tmp_path, prompt_id="p", started_at=0.0, finished_at=60.0, estimates={}, design_yaml="",
+                       scores=rv.scores)
+    save_drill(tmp_path, aid, run_drill(d, "traffic_x2", prediction="utilisation doubles"))
+    rv2 = with_drills(rv, d, list_drills(tmp_path, aid))  # the stored JSON, not a re-run
+    assert rv2.drills[0].grade.verdict == "good" and rv2.total > rv.total
+    assert update_attempt_scores(tmp_path, aid, rv2.scores)
+    a = get_attempt(tmp_path, aid)
+    assert a.total == rv2.total and a.scores["drills"] == 5.0
+    assert progress_series(tmp_path)[0]["drills"] == 5.0
+
+
+def test_a_review_with_an_ungradable_drill_survives_its_json_round_trip():
+    # The practice round is stored as JSON (a refresh restores it): a prediction about a figure
+    # the drill leaves unbounded (TTFT of a design with no LLM) has no predicted / actual value.
+    from review.grading import Review, review_attempt
+
+    d = pool()
+    rv = review_attempt(d, None, {}, simulate=False, drills=[{"drill": "traffic_x2", "prediction": "TTFT doubles"}])
+    g = rv.drills[0].grade
+    assert (g.verdict, g.score, g.predicted, g.actual) == ("off", 0.0, None, None) and "no figure after" in g.arithmetic
+    back = Review.model_validate_json(rv.model_dump_json())
+    assert back.drills[0].grade == g and back.total == rv.total

@@ -64,8 +64,10 @@ def test_a_zone_outage_fails_fast_and_availability_is_one_minus_its_share_of_the
 
 
 def _retry_design(q: float, attempts: int, **api) -> Design:
+    # A 3,000 s timeline: 60,000 requests, a fixed amount of work (≈ 1.5 s CPU) — the steady-state
+    # run of the same design was bounded by its wall-clock budget (20–50 s on a loaded machine).
     return Design.model_validate({
-        "name": "retry", "workload": {"arrival_rps": 20},
+        "name": "retry", "workload": {"arrival_rps": 20, "timeline_s": 3000},
         "components": [{"id": "gw", "kind": "api_gateway"},
                        {"id": "api", "kind": "llm_api", "error_rate": q, "error_latency_ms": 50, **api}],
         "entry": "gw",
@@ -77,20 +79,21 @@ def test_retry_amplification_is_offered_load_times_expected_attempts():
     # Independent failures q = 0.3, 3 attempts: E[attempts] = (1 − q³)/(1 − q) = 1.39 calls per
     # request reach the provider; a request fails only if all three fail: q³ = 2.7 %.
     q, n = 0.3, 3
-    r = simulate(_retry_design(q, n), seed=1, max_seconds=20)
+    r = simulate(_retry_design(q, n), seed=1)
     api = r.components["api"]
     offered = r.completed_requests + r.dropped_requests
     assert Retry(attempts=n).expected_attempts(q) == pytest.approx(1.39)
     assert api.arrivals / offered == pytest.approx(1.39, rel=0.01)
-    assert r.completed_requests / offered == pytest.approx(1 - q**3, abs=0.003)
+    assert r.completed_requests / offered == pytest.approx(1 - q**3, abs=0.003)  # sd 0.0007 at 60,000
+    assert r.ops.availability == pytest.approx(r.completed_requests / offered)
 
 
 def test_retried_tokens_are_counted_in_the_provider_cost():
     # Cost per call is per token; with 1.39 calls per request the API's line is 1.39 × the
     # line of the same traffic without errors (errors themselves are not billed: only the
     # calls that reached the model, i.e. λ(1 + q + q²)(1 − q) = λ(1 − q³) billed calls).
-    clean = simulate(_retry_design(0.0, 3), seed=1, max_seconds=10)
-    noisy = simulate(_retry_design(0.3, 3), seed=1, max_seconds=10)
+    clean = simulate(_retry_design(0.0, 3), seed=1)
+    noisy = simulate(_retry_design(0.3, 3), seed=1)
     line = lambda r: next(c.usd_per_day for c in r.cost_breakdown if c.id == "api")  # noqa: E731
     assert line(clean) > 0
     assert line(noisy) / line(clean) == pytest.approx(1 - 0.3**3, rel=0.03)
@@ -182,6 +185,57 @@ def test_slow_fault_multiplies_service_time():
         assert w.latency_ms_p50 == pytest.approx(want, rel=0.01), w
 
 
+def _windows_in_and_out(r, start, end):
+    """(p50s of windows wholly inside [start, end), p50s of windows wholly outside)."""
+    ws = [w for w in r.ops.windows if w.latency_ms_p50 is not None]
+    inside = [w.latency_ms_p50 for w in ws if w.t_start_s >= start and w.t_end_s <= end]
+    outside = [w.latency_ms_p50 for w in ws if w.t_end_s <= start or w.t_start_s >= end]
+    return inside, outside
+
+
+def test_slow_fault_on_an_llm_server_multiplies_its_step_time():
+    # One replica at 0.05 requests/s (a request almost always alone): its latency is the sum of its
+    # prefill and 100 decode step times, so while every step time is × 3 the median latency is × 3
+    # (to 0.1 %: a fraction of a millisecond of it is not step time), and × 1 again after.
+    d = Design.model_validate({
+        "name": "slow-llm", "workload": {"arrival_rps": 0.05, "timeline_s": 1800, "classes": [
+            {"name": "c", "share": 1, "prompt_tokens": {"dist": "fixed", "value": 500},
+             "output_tokens": {"dist": "fixed", "value": 100}}]},
+        "components": [{"id": "llm", "kind": "llm_server", "model": "llama-3.1-8b", "gpu": "h100-80gb", "replicas": 1}],
+        "entry": "llm",
+        "faults": [{"at_s": 600, "component": "llm", "what": "slow", "factor": 3, "duration_s": 600}]})
+    r = simulate(d, seed=1)
+    inside, outside = _windows_in_and_out(r, 600, 1200)
+    base = sorted(outside)[len(outside) // 2]
+    assert len(inside) >= 8 and len(outside) >= 16
+    assert sorted(inside)[len(inside) // 2] == pytest.approx(3 * base, rel=1e-3)
+    after = [w.latency_ms_p50 for w in r.ops.windows if w.t_start_s >= 1260 and w.latency_ms_p50 is not None]
+    assert after and max(after) < 1.05 * base  # the window ended: steps are × 1 again
+    assert [(f.what, f.start_s, f.end_s) for f in r.ops.faults] == [("slow", 600, 1200)]
+
+
+@pytest.mark.parametrize("dist, rel", [({"dist": "fixed", "value_ms": 100}, 0.01),
+                                       ({"dist": "exponential", "mean_ms": 100}, 0.08)])
+def test_slow_fault_on_a_capped_tool_multiplies_its_service_time(dist, rel):
+    # A tool with max_concurrency 16 at 3 calls/s (1.2 busy slots of 16 even slowed: a call
+    # practically never waits), behind a fixed 5 ms gateway: the median call is 5 ms + its
+    # service time — 100 ms fixed, or ln 2 × 100 = 69 ms exponential — and 5 ms + 4 × that during
+    # the × 4 slow fault. (Exponential: the median of ~180 calls per window has a standard
+    # deviation of ≈ 7.5 %, the mean of the 10 windows inside ≈ 2.4 %; seeds 2–7 land within 5.5 %.)
+    d = Design.model_validate({
+        "name": "slow-tool", "workload": {"arrival_rps": 3, "timeline_s": 1800},
+        "components": [{"id": "gw", "kind": "api_gateway", "latency": {"dist": "fixed", "value_ms": 5}},
+                       {"id": "t", "kind": "tool", "max_concurrency": 16, "latency": dist}],
+        "entry": "gw", "flow": [{"from": "gw", "to": "t"}],
+        "faults": [{"at_s": 600, "component": "t", "what": "slow", "factor": 4, "duration_s": 600}]})
+    r = simulate(d, seed=2)
+    inside, outside = _windows_in_and_out(r, 600, 1200)
+    gw_ms = 5.0  # the gateway's fixed 5 ms in front
+    med = 100.0 if dist["dist"] == "fixed" else 100.0 * math.log(2)
+    assert sum(outside) / len(outside) == pytest.approx(med + gw_ms, rel=rel)
+    assert sum(inside) / len(inside) == pytest.approx(4 * med + gw_ms, rel=rel)
+
+
 # --- bad input: located errors ---------------------------------------------------------------
 
 BASE = """name: bad
@@ -200,6 +254,12 @@ def _problems(text: str):
     with pytest.raises(DesignFileError) as e:
         parse_design(text, "bad.yaml")
     return e.value.problems
+
+
+def test_slow_on_a_kind_without_an_ops_station_is_located():
+    text = BASE.replace("  - {id: alt, kind: llm_api}\n", "  - {id: emb, kind: embedder}\n").replace("to: api", "to: emb")
+    (p,) = _problems(text + "faults:\n  - {at_s: 10, component: emb, what: slow, duration_s: 5}\n")
+    assert p.path == "faults[0].what" and "slow is not modelled for a embedder" in p.message
 
 
 def test_a_fault_on_an_unknown_component_is_located_with_a_suggestion():
@@ -248,3 +308,18 @@ def test_validate_reports_what_the_timeline_would_refuse(tmp_path):
     (p2,) = validation_problems(d2)
     assert p2.path == "workload.trace.path" and "t.csv:3: column 2 ('prompt_tokens')" in p2.message
     assert validation_problems(parse_design(BASE)) == []
+
+
+@pytest.mark.parametrize("flow, join, path, words", [
+    ("  - {from: svc, to: api}\n  - {from: api, to: svc, p: 0.5, max_repeats: 2, retry: {attempts: 2}}\n", False,
+     "flow[1].retry", "retries on a back edge are not modelled; put them on the forward edge"),
+    ("  - {from: svc, to: api, parallel: true}\n  - {from: svc, to: alt, parallel: true}\n"
+     "  - {from: api, to: j, retry: {attempts: 2}}\n  - {from: alt, to: j}\n", True,
+     "flow[2].retry", "'j' is where a fan-out joins; retries into a join are not modelled"),
+])
+def test_retries_on_a_back_edge_or_into_a_join_are_located(flow, join, path, words):
+    text = BASE.replace("flow:\n  - {from: svc, to: api}\n", "flow:\n" + flow)
+    if join:
+        text = text.replace("entry: svc", "  - {id: j, kind: service}\nentry: svc")
+    (p,) = _problems(text)
+    assert p.path == path and words in p.message

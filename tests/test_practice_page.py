@@ -126,6 +126,14 @@ def test_practice_flow_end_to_end(tmp_path, monkeypatch):
     assert len(saved) == 1 and saved[0].prompt_id == PROMPT
     assert saved[0].estimates["peak_qps"] == 17.0 and "lb, to: llm" in saved[0].design_yaml
     assert 0 <= saved[0].total <= 100
+    # A drill with a prediction is graded into the review and the stored attempt (issue 13).
+    at.selectbox(key="px_drill_pick").select("traffic_x2").run()
+    at.text_input(key="px_drill_pred").input("cost × 2").run()
+    at.button(key="px_drill_run").click().run()
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("Drills ") and "review total" in i.value for i in at.info)
+    regraded = list_attempts(tmp_path)[0]
+    assert "drills" in regraded.scores and regraded.total == at.session_state["px_review"].total
     assert (tmp_path / "designs" / f"{PROMPT}-reference.yaml").is_file()
 
     # The reference is pre-selected next to the attempt on the Compare page.

@@ -187,7 +187,8 @@ def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
         if n > max_requests:
             raise SimulationRefused(
                 f"workload: a whole day is {n:,.0f} requests, above max_requests={max_requests:,}; "
-                "raise --max-requests or simulate the peak hour instead"
+                "raise --max-requests, sample one window per hour (sdw run --whole-day --sample-window 120) "
+                "or simulate the peak hour instead"
             )
 
 

@@ -15,6 +15,8 @@ replayed traffic, and the twin's N−1 view.
 * ``sim.ops.timeline`` — a timeline run: one simulation of a fixed horizon (the peak hour, a
   trace, or the whole day) with time series per window, availability with its interval,
   replica-hours and the autoscaled cost.
+* ``sim.ops.sampled`` — a whole day by sampled windows (one per hour of the profile, plus a
+  transition window where the twin's count changes), stitched, when a full day is over budget.
 * ``sim.ops.nminus1`` — the twin with one replica (one zone) down, per component; the
   autoscaled replicas per hour and daily cost.
 * ``sim.ops.factory`` — which station a component gets in a run; ``sim.ops.report`` — text

@@ -11,7 +11,10 @@
   Exp(MTTR). For an external service the whole service is out. Streams ``failures:<id>``.
 * **Autoscaler** (``autoscale:``): every ``interval_s`` it reads the signal and recommends
   desired = ceil(n × signal / target) within [min, max], n the replicas up (serving or
-  starting), unchanged while signal/target is within 1 ± tolerance — the Kubernetes HPA rule. Scale-up asks for replicas ``scale_up_delay_s`` later;
+  starting), unchanged while signal/target is within 1 ± tolerance — the Kubernetes HPA rule;
+  when scaling up while replicas are still starting, those count at 0 % of the signal (the
+  HPA's not-yet-ready rule: signal × ready / (ready + starting)), so a cold start is not asked
+  for again at every tick. Scale-up asks for replicas ``scale_up_delay_s`` later;
   each serves after its cold start (provisioning + image pull + weights ÷ bandwidth +
   warm-up). Scale-down goes to the highest recommendation of the last ``scale_down_delay_s``
   (the HPA's stabilisation window, which starts with the initial count), starting replicas
@@ -177,6 +180,13 @@ class _Autoscaler:
         value, self.mark = st.signal(a.signal, self.mark)
         n = self._up() + self.pending
         ratio = value / a.target
+        starting = st.starting() if hasattr(st, "starting") else 0
+        if starting and ratio > 1.0 + a.tolerance:
+            # The HPA's rule for pods not yet ready when scaling up: they count at 0 % of the metric
+            # (kubernetes.io, "Horizontal Pod Autoscaling", algorithm details) — without it every
+            # tick of a cold start asks again for the same missing capacity.
+            ready = max(1, self._up() - starting)
+            ratio *= ready / (ready + starting)
         if abs(ratio - 1.0) <= a.tolerance:
             desired = n  # within the tolerance band: no change (the HPA's rule)
         else:

@@ -9,7 +9,8 @@ except:
   probability q after ``error_latency_ms`` (the gate's own seeded stream ``errors:<id>``);
   failed calls take no rate-limit tokens and cost nothing (providers do not bill errors);
 * during a ``slow`` fault the call's delay is multiplied by the factor (for an API: TTFT × f
-  and output speed ÷ f, so the whole call takes f times as long).
+  and output speed ÷ f, so the whole call takes f times as long; for a tool with
+  ``max_concurrency``, a FIFO station, each service time drawn in the window × f).
 
 The caller's retry policy (`sim.ops.retry`) decides what a failure leads to. Usage::
 
@@ -64,6 +65,7 @@ class Gate:
         self.errors = 0  # calls failed by the error rate
         self.outaged = 0  # calls failed by an outage
         self._slowed = False
+        self._rate0 = None  # a slowed FIFO station's own exponential rate
         self._expo = False  # routing must not take this station for one that never fails
 
     def __getattr__(self, name):  # stats, reset_stats, servers, busy … are the inner station's
@@ -93,6 +95,8 @@ class Gate:
         if not self._slowed:
             self._slow_inner()
         self.factor = factor
+        if self._rate0:  # the FIFO station's inline exponential draws read its rate
+            self.inner._rate = self._rate0 / factor
 
     def _slow_inner(self) -> None:
         inner = self.inner
@@ -104,6 +108,15 @@ class Gate:
         elif hasattr(inner, "sample") and not getattr(inner, "_rate", None) and not hasattr(inner, "queue"):
             base = inner.sample  # DelayStation
             inner.sample = lambda: base() * self.factor
+        elif hasattr(inner, "queue") and hasattr(inner, "_svc"):
+            # A FIFO station (a tool with max_concurrency): every service time it draws from now
+            # on × f — its sampler, its one-call exponential draw and the rate its other paths
+            # use inline (same random numbers, scaled). Services already running keep theirs.
+            base, svc = inner.sample, inner._svc
+            inner.sample = lambda: base() * self.factor
+            if svc is not None:
+                inner._svc = lambda: svc() * self.factor
+            self._rate0 = inner._rate
         else:
             raise ValueError(f"'{self.id}': slow is not modelled for this station")
 

@@ -1,4 +1,4 @@
-"""`OpsLLMStation`: an `llm_server` whose replicas fail, start cold and drain.
+"""`OpsLLMStation`: an `llm_server` whose replicas fail, slow down, start cold and drain.
 
 The same continuous-batching replicas and two-choices router as `sim.llm.station`, restricted
 to the replicas that are serving. A failed replica loses the requests it holds (waiting or
@@ -9,6 +9,7 @@ empty one takes its place on repair. Usage::
     st = OpsLLMStation(comp, ctx)
     st.fail(st.slots[0]); st.restore(st.slots[0])
     st.add_replica(ready_in_s=cold_start_s)
+    st.set_factor(3.0)                           # a `slow` fault: step times × 3 until set_factor(1.0)
 """
 
 from __future__ import annotations
@@ -34,6 +35,34 @@ class LLMSlot:
         return self.up and self.ready and not self.draining
 
 
+class _SlowSpec:
+    """A speculation config whose step time is × the factor (the rest is the config's own)."""
+
+    def __init__(self, specu, factor):
+        self._specu, self._f = specu, factor
+
+    def step_s(self, *a):
+        return self._specu.step_s(*a) * self._f
+
+    def __getattr__(self, name):
+        return getattr(self._specu, name)
+
+
+def _slow_engine(eng: ReplicaEngine, factor: float) -> None:
+    """Scale `eng`'s step times by `factor` (its own instance attributes; 1.0 restores them).
+
+    The engine reads its step time from ``eng._iteration_s`` (the roofline, `fast_step_times`)
+    or ``eng.specu.step_s`` each iteration, so the slowdown costs nothing outside the window."""
+    base = eng.__dict__.setdefault("_ops_base", (eng._iteration_s, eng.specu, eng.swap_s))
+    it, specu, swap = base
+    if factor == 1.0:
+        eng._iteration_s, eng.specu, eng.swap_s = it, specu, swap
+        return
+    eng._iteration_s = lambda *a: it(*a) * factor
+    eng.specu = _SlowSpec(specu, factor) if specu is not None else None
+    eng.swap_s = swap * factor
+
+
 class OpsLLMStation(LLMServerStation):
     """`llm_server` replicas behind the token-aware router, with failures and scaling."""
 
@@ -52,9 +81,13 @@ class OpsLLMStation(LLMServerStation):
         self._prov_cum = 0.0
         self._retired_tokens = 0  # output tokens of engines set aside (failed, removed)
         self._per_replica_tps = (self.max_tokens_per_s / comp.replicas) if self.max_tokens_per_s else None
+        self.factor = 1.0  # a `slow` fault's step-time factor (set_factor)
 
     def _engine(self) -> ReplicaEngine:
-        return self._new_engine()  # the component's KV policy, speculation and LoRA (sim.llm.station)
+        eng = self._new_engine()  # the component's KV policy, speculation and LoRA (sim.llm.station)
+        if getattr(self, "factor", 1.0) != 1.0:
+            _slow_engine(eng, self.factor)
+        return eng
 
     def _tick_ops(self) -> None:
         now = self.env._now
@@ -137,8 +170,14 @@ class OpsLLMStation(LLMServerStation):
     def up_replicas(self, zone: int | None = None):
         return [s for s in self.slots if s.up and (zone is None or s.zone == zone)]
 
-    def set_factor(self, factor: float) -> None:  # validation refuses `slow` on an llm_server
-        raise ValueError("slow is not modelled for an llm_server")
+    def set_factor(self, factor: float) -> None:
+        """A `slow` fault: every replica's step time (prefill and decode iterations, speculative
+        steps, adapter swaps) × `factor` for steps that start from now on; 1.0 ends it. Steps
+        already running keep their length; engines that start during the window (repairs,
+        scale-ups) are slowed too."""
+        self.factor = factor
+        for eng in [s.engine for s in self.slots] + list(self.d_engines):
+            _slow_engine(eng, factor)
 
     def add_replica(self, ready_in_s: float) -> LLMSlot:
         self._tick_ops()

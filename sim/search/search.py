@@ -27,6 +27,7 @@ Stops early on `cancel` (a `threading.Event`) or after `max_seconds`, and says s
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Callable
 
@@ -55,7 +56,10 @@ _EVALUATORS: dict = {}
 
 
 def _evaluator(design_json: str, headroom: float) -> TwinEvaluator:
-    key = (hash(design_json), headroom)
+    # One evaluator per thread: Dask thread workers share this process, and an evaluator's
+    # memo and evaluation counter are not safe to share (a shared counter made each thread's
+    # per-candidate count include the other thread's evaluations).
+    key = (threading.get_ident(), hash(design_json), headroom)
     ev = _EVALUATORS.get(key)
     if ev is None:
         if len(_EVALUATORS) > 8:

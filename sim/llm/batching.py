@@ -114,6 +114,14 @@ def fast_step_times(spec: ServingSpec):
         x = comp + prefill_flops_s
         return ((mem if mem >= x else x) + comm(decode_batch + prefill_tokens)) * slow + ovh
 
+    if tp <= 1:  # no all-reduce: the same floats without the call (t + 0.0 is t for t ≥ 0)
+        def iteration_s(decode_batch, kv_tokens_read, prefill_tokens=0.0, prefill_flops_s=None):  # noqa: F811
+            if prefill_flops_s is None:
+                return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
+            mem = (w + kv_tokens_read * kvb) / bw
+            x = c1 * decode_batch / c_dec + prefill_flops_s
+            return (mem if mem >= x else x) * slow + ovh
+
     for b, kv, pt, c in ((0, 0, 1, 0), (1, 1000, 0, 0), (7, 12_345, 300, 17), (256, 300_000, 2048, 4096),
                          (64, 80_000, 0, 0), (200, 250_000, 900, 0), (3, 10, 50_000, 90_000)):
         pf = spec.prefill_flops_s(pt, c)

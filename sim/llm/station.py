@@ -214,7 +214,8 @@ class LLMServerStation(StationBase):
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
         key = id(req)
         self._pending[key] = (done, None)
-        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd, adapter=self._adapter(req))
+        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd,
+                          adapter=self._adapter(req) if self._lora_cdf is not None else None)
         if seq is None:  # refused synchronously; _on_done already handled it
             return
         self._pending[key] = (done, seq, best)
@@ -265,7 +266,8 @@ class LLMServerStation(StationBase):
         if ok:
             self.completions += 1
             req.answer_output_tokens = max(1, int(req.output_tokens))
-            cap = self._request_terms(req)[0]
+            cls = self._cls  # the class's output cap (`_request_terms`'s first term)
+            cap = cls[req.cls][0] if cls and 0 <= req.cls < len(cls) else None
             if cap is not None and cap < req.answer_output_tokens:
                 req.answer_output_tokens = int(cap)  # the engine stopped at max_tokens
             done(req, True)

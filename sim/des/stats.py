@@ -116,8 +116,8 @@ class LogHistogram:
 class RawSample(list):
     """One batch's values kept raw: `add` is ``list.append`` (the cheapest thing per request),
     and `n`, `mean`, `quantile(s)` answer as a `LogHistogram` of the same values would (its
-    quantiles exactly, by selection: `log_quantile`). For bounded batches; a whole day streams
-    into histograms instead."""
+    quantiles exactly: one by selection, `log_quantile`; several by binning once,
+    `histogram`). For bounded batches; a whole day streams into histograms instead."""
 
     __slots__ = ()
     add = list.append
@@ -130,11 +130,10 @@ class RawSample(list):
         return sum(x for x in self if x > 0.0) / len(self) if self else float("nan")
 
     def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> list[float]:
-        pos = [x for x in self if x > 0.0]
-        zeros = len(self) - len(pos)
-        if len(qs) > 8:  # many quantiles (a CDF): bin once, as the histogram would, and walk it
+        if len(qs) > 1:  # several (a summary, a CDF): bin once, as the histogram would, and walk it
             return self.histogram().quantiles(qs)
-        return [log_quantile(pos, zeros, q) for q in qs]
+        pos = [x for x in self if x > 0.0]
+        return [log_quantile(pos, len(self) - len(pos), q) for q in qs]  # one: by selection
 
     def histogram(self) -> LogHistogram:
         """The `LogHistogram` these values would have built (same bins, count, total and max)."""

@@ -376,7 +376,11 @@ class ReplicaEngine:
             return s.need
         if not decoding or self.rate != 1:
             return s.need  # speculative: tracked per sequence (grow_heap)
-        return self._blocks(self._held(s)) - s.shared
+        n = s.base + (self.step - s.s0)  # `_held` at one token a step, inlined with `_blocks`
+        if self.sw and n > self.sw:
+            n = self.sw
+        B = self.B
+        return (-(-n // B) * B if B > 1 else n) - s.shared
 
     def _room(self, tokens: float) -> bool:
         """Make ``tokens`` of KV free by evicting unreferenced cached prefixes; True if it fits."""

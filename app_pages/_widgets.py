@@ -72,11 +72,48 @@ __all__ = [
     "headline_items",
     "show_headlines",
     "RunJob",
+    "CompareJob",
+    "browser_owner",
 ]
 
 
 
 # --- session state -------------------------------------------------------------------------
+
+XSRF_COOKIE = "_streamlit_xsrf"
+"""Streamlit's XSRF cookie: a random per-browser token (format ``2|mask|masked token|time``;
+the server keeps the token and re-masks it on every page load). Never in a URL."""
+
+
+def browser_owner() -> str | None:
+    """A tag of this browser session that a URL cannot carry: the hash of the token in
+    Streamlit's XSRF cookie (on by default), or None without it (XSRF protection off, AppTest).
+
+    Drafts are saved with it and opened only for it, so a ``?draft=`` URL copied to another
+    browser opens nothing; a refresh, or another tab of the same browser, presents the same tag.
+    """
+    try:
+        raw = st.context.cookies.get(XSRF_COOKIE)
+    except Exception:  # no client context (a bare script run)
+        return None
+    if not raw:
+        return None
+    value = str(raw).strip("\"'")
+    parts = value.split("|")
+    try:
+        if len(parts) == 4 and parts[0] == "2":  # unmask: token = masked XOR mask (repeated)
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+        else:
+            token = bytes.fromhex(value)
+    except ValueError:
+        return None
+    if len(token) < 16:
+        return None
+    import hashlib
+
+    return hashlib.sha256(b"sdw-draft-owner\0" + token).hexdigest()
+
 
 
 def init_state() -> None:
@@ -96,12 +133,14 @@ def init_state() -> None:
     ss.setdefault("last_run_key", None)
     if "draft_id" not in ss:
         # A refresh starts a new session but keeps the URL: ?draft=<id> brings the draft back,
-        # moved to this session's own fresh, unguessable id (a draft is claimed once, so a
-        # leaked URL stops working). A new tab has no ?draft= and gets its own id.
+        # moved to this session's own fresh, unguessable id — for the browser that wrote it
+        # only (its owner tag comes from a cookie, not the URL). A new tab gets its own id.
         qp = st.query_params.get("draft")
         ss.draft_id = new_draft_id()
-        if ss.design is None and isinstance(qp, str):
-            restored = workspace().claim_draft(qp, ss.draft_id)
+        ss.draft_owner = browser_owner()
+        if ss.design is None and isinstance(qp, str) and ss.draft_owner:
+            # Only the browser that wrote the draft opens it (see `browser_owner`).
+            restored = workspace().claim_draft(qp, ss.draft_id, owner=ss.draft_owner)
             if restored is not None:
                 ss.design = restored
                 ss.design_origin = "draft (restored)"
@@ -109,7 +148,9 @@ def init_state() -> None:
     # any page runs, keeps settings and what-ifs across page switches.
     for k in [k for k in ss.keys() if isinstance(k, str) and k.startswith(STICKY_PREFIXES)]:
         ss[k] = ss[k]
-    if st.query_params.get("draft") != ss.draft_id:
+    if not ss.get("draft_owner"):  # a draft no browser can claim: nothing for the URL to carry
+        st.query_params.pop("draft", None)
+    elif st.query_params.get("draft") != ss.draft_id:
         st.query_params["draft"] = ss.draft_id
 
 
@@ -189,7 +230,7 @@ def sidebar() -> None:
             st.caption(plain(f"Opened from {st.session_state.design_origin}") if st.session_state.design_origin else "")
         else:
             st.caption("No design open — pick one in the Library.")
-        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: $SDW_WORKSPACE)")
+        st.caption(f"Workspace: `{workspace_dir()}` (set by the server: `sdw app --workspace` or $SDW_WORKSPACE)")
 
 
 def current_design() -> Design | None:
@@ -209,7 +250,7 @@ def set_design(design: Design, origin: str | None = None, *, new: bool = False) 
     if new:
         ss.design_epoch = ss.get("design_epoch", 0) + 1
     try:
-        workspace().save_draft(ss.draft_id, design)
+        workspace().save_draft(ss.draft_id, design, owner=ss.get("draft_owner"))
     except (OSError, WorkspaceError) as e:  # never lose the edit because the disk said no
         st.warning(f"Could not autosave the draft: {e}")
 
@@ -414,6 +455,29 @@ def compare_cached(designs: list[Design], settings: dict):
         int(settings["max_requests"]),
         float(settings["max_seconds"]),
     )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def render_cached(dot: str, fmt: str):
+    """The diagram rendered by Graphviz (a subprocess per call; a page switch re-runs the
+    page, so the bytes are kept per DOT text and format). A failure is raised, not cached."""
+    return importlib.import_module("designs.render").render(dot, fmt)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _doc_files(design_json: str, run_key: str | None, stem: str, _result=None) -> tuple[str, str]:
+    from review.doc import render_doc, render_html
+    from review.lint import lint
+
+    design = Design.model_validate_json(design_json)
+    est = estimate_cached(design_json)
+    findings = lint(design, est, _result)  # the N−1 checks re-estimate a copy per component
+    return render_html(design, est, _result, findings), render_doc(design, est, _result, findings, diagram=f"{stem}.svg")
+
+
+def design_doc_files(design: Design, stem: str, result=None, run_key: str | None = None) -> tuple[str, str]:
+    """(HTML, Markdown) of the design doc, kept per design content and run (`run_key`)."""
+    return _doc_files(design.model_dump_json(by_alias=True), run_key if result is not None else None, stem, _result=result)
 
 
 def progress_updater(bar) -> Callable[[float, str], None]:
@@ -737,6 +801,46 @@ class RunJob:
             t += f", about {_duration(eta)} left"
         parts.append(t)
         return " · ".join(parts)
+
+
+class CompareJob(RunJob):
+    """A comparison on a background thread: the designs one after another on the same seed
+    (`sim.compare`), with "design 2 of 3" progress, an overall ETA and Cancel. Cancel keeps
+    what was measured: the design running returns partial, the ones after it nothing."""
+
+    def __init__(self, designs: list[Design], settings: dict, key: str, labels: list[str]):
+        self.designs, self.labels = list(designs), list(labels)
+        self.index = 0
+        super().__init__(self.designs[0], settings, key)
+
+    def _on_design(self, i: int) -> None:
+        self.index, self.fraction, self.report = i, 0.0, None
+
+    def _run(self) -> None:
+        import sim
+
+        try:
+            s = self.settings
+            self.result = sim.compare(self.designs, seed=int(s["seed"]), precision=float(s["precision"]),
+                                      max_requests=int(s["max_requests"]), max_seconds=float(s["max_seconds"]),
+                                      progress=self._progress, cancel=self.cancel, on_design=self._on_design)
+        except Exception as e:  # the engine refuses with a message; the page shows it as text
+            self.error = str(e)
+
+    def overall(self) -> float:
+        """Share of the whole comparison done (each design an equal part)."""
+        return min(1.0, (self.index + self.fraction) / len(self.designs))
+
+    def eta_s(self) -> float | None:
+        f = self.overall()
+        if f < 0.02 or f >= 1:
+            return None
+        return self.elapsed_s() * (1 - f) / f
+
+    def text(self) -> str:
+        """'design 2 of 3 (B · name) · measuring · 12,345 requests simulated · … about 1 min left'."""
+        label = self.labels[self.index] if self.index < len(self.labels) else ""
+        return f"design {self.index + 1} of {len(self.designs)} ({label}) · " + super().text()
 
 
 def _duration(s: float) -> str:

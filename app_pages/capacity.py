@@ -252,14 +252,13 @@ if charts:
         )
         col.altair_chart(cdf, width="stretch")
 
-# One bottleneck on the page. In an overloaded run every saturated component reads ρ ≈ 1, so
-# the simulation's busiest one is a tie-break; the twin's demand over capacity (769× for the
-# LLM, say) names the one to fix, and the page says so rather than show two answers.
+# One bottleneck on the page: the engine's, which on an overloaded run ranks by offered load
+# (the twin's demand over capacity), so it is the estimate's too.
 bottleneck = result.bottleneck
-if not result.stable and est.bottleneck and est.bottleneck in result.components and est.bottleneck != result.bottleneck:
-    bottleneck = est.bottleneck
-    st.caption(W.plain(f"Bottleneck: {bottleneck}, as the analytic estimate finds it (the highest demand over capacity); "
-                       f"in the overloaded run {result.bottleneck} is saturated too, so utilisation alone cannot tell them apart."))
+if not result.stable and bottleneck:
+    st.caption(W.plain(f"Bottleneck: {bottleneck} — ranked by offered load (demand over capacity, from the analytic "
+                       "estimate): in an overloaded run every saturated component reads near 100 % busy, so utilisation "
+                       "alone cannot tell them apart."))
 util = pd.DataFrame(
     [{"component": cid, "utilisation": s.utilization, "bottleneck": cid == bottleneck} for cid, s in result.components.items()]
 )

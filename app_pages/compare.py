@@ -58,23 +58,52 @@ if invalid:
 # The stored comparison is keyed by the designs' content, not their labels: "current: x"
 # edited in the Builder is a different design.
 tokens = tuple(W.design_token(d) for d in designs)
-if st.button("Compare", key="run_compare", type="primary"):
-    with st.spinner(f"Simulating {len(designs)} designs on seed {settings['seed']}…"):
-        try:
-            ss.compare_result = (tokens, settings, W.compare_cached(designs, settings))
-        except Exception as e:  # the engine refuses bad settings with a message; show it
-            ss.compare_error = str(e)
-        else:
-            ss.compare_error = None
+job = ss.get("compare_job")
+if job is not None and job.done and not job.stored:
+    # The background comparison finished (or was cancelled): keep what it measured.
+    job.stored = True
+    if job.error:
+        ss.compare_error = job.error
+    elif job.result is not None:
+        ss.compare_result, ss.compare_error = (job.tokens, job.cmp_settings, job.result), None
+running = job is not None and not job.done
+if st.button("Compare", key="run_compare", type="primary", disabled=running):
+    ss.compare_error = None
+    ss.compare_job = job = W.CompareJob(designs, settings, key="compare", labels=W.short_labels(picked))
+    job.tokens, job.cmp_settings = tokens, dict(settings)
+    running = True
+
+
+@st.fragment(run_every=0.5 if running else None)
+def _progress() -> None:
+    """Live progress of the background comparison; Cancel keeps what was measured."""
+    j = ss.get("compare_job")
+    if j is None or j.stored:
+        return
+    if not j.done:
+        st.progress(j.overall(), text=W.plain(j.text()))
+        if st.button("Cancel", key="cancel_compare", help="Stop the comparison and keep what it measured so far (marked partial)."):
+            j.cancel.set()
+            st.caption("Cancelling — the run stops at its next check and keeps what it measured.")
+        return
+    st.rerun(scope="app")  # finished: the whole page shows the comparison
+
+
+_progress()
 if ss.get("compare_error"):
     st.error(W.plain(f"Comparison not run: {ss.compare_error}"))
 
 stored = ss.get("compare_result")
 if not stored or stored[0] != tokens or stored[1] != settings:
-    st.caption("Press Compare to simulate the selection.")
+    if not running:
+        st.caption("Press Compare to simulate the selection.")
     st.stop()
 results = stored[2]
 letters = W.short_labels(picked)
+if any(r.partial for r in results):
+    cut = [f"{letter} ({r.simulated_requests:,} requests)" for letter, r in zip(letters, results) if r.partial]
+    st.warning(W.plain("Partial comparison: cancelled — the figures are those measured so far, with wider intervals; "
+                       f"partial: {', '.join(cut)}. A design with no request completed was not reached."))
 
 st.subheader("Status")
 cols = st.columns(len(picked))

@@ -33,7 +33,7 @@ else:
     else:
         for fmt, mime in (("svg", "image/svg+xml"), ("png", "image/png")):
             try:
-                data = render.render(dot, fmt)
+                data = W.render_cached(dot, fmt)
             except Exception as e:  # no renderer installed, or it failed: say so, keep the page
                 st.warning(f"{fmt.upper()} not available: {e}")
                 continue
@@ -58,13 +58,10 @@ st.subheader("Design doc")
 if est is None:
     st.caption("The design doc needs the analytic estimate, which is not available for this design.")
 else:
-    from review.doc import render_doc, render_html
-    from review.lint import lint
-
-    findings = lint(design, est, result)
+    html, md = W.design_doc_files(design, stem, result, ss.last_run_key)
     st.caption("Problem, assumptions, diagram, back-of-envelope table, " + ("the last simulation, " if result else "no simulation yet (run one on Capacity to include it), ") + "cost, bottlenecks, failure modes from the lint, open questions.")
-    st.download_button("Design doc HTML (diagram inline)", render_html(design, est, result, findings), file_name=f"{stem}.html", mime="text/html", key="dl_doc_html")
-    st.download_button("Design doc Markdown (pair it with the SVG above)", render_doc(design, est, result, findings, diagram=f"{stem}.svg"), file_name=f"{stem}.md", mime="text/markdown", key="dl_doc_md")
+    st.download_button("Design doc HTML (diagram inline)", html, file_name=f"{stem}.html", mime="text/html", key="dl_doc_html")
+    st.download_button("Design doc Markdown (pair it with the SVG above)", md, file_name=f"{stem}.md", mime="text/markdown", key="dl_doc_md")
 
 st.subheader("Simulation")
 if result is None:

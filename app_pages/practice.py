@@ -22,7 +22,7 @@ from designs.workspace import WorkspaceError
 from components.catalogue import KINDS
 from review.grading import ESTIMATE_FIELDS, Review, review_attempt
 from review.lint import slo_checks
-from review.history import list_attempts, load_round, progress_series, save_attempt, save_round
+from review.history import HistoryError, list_attempts, load_round, progress_series, save_attempt, save_round
 from review.prompts import get_prompt, load_prompts, reference_design, skeleton_design
 
 W.init_state()
@@ -37,17 +37,19 @@ SIM = {"precision": 0.05, "max_requests": 20_000, "max_seconds": 10.0}  # a shor
 for key, default in (("px_prompt_id", None), ("px_started_at", None), ("px_paused_at", None), ("px_paused_s", 0.0),
                      ("px_estimates", None), ("px_design", None), ("px_yaml_error", None), ("px_review", None),
                      ("px_attempt_id", None), ("px_finished_at", None), ("px_draws", 0), ("px_rev", 0),
-                     ("px_round_id", None), ("px_round_saved", None)):
+                     ("px_round_id", None), ("px_round_saved", None), ("px_unsaved", None)):
     ss.setdefault(key, default)
 
 # --- the round survives a refresh: its state lives in the attempts database -----------------
-_ROUND = ("px_prompt_id", "px_started_at", "px_paused_at", "px_paused_s", "px_estimates", "px_finished_at", "px_attempt_id")
+_ROUND = ("px_prompt_id", "px_started_at", "px_paused_at", "px_paused_s", "px_estimates", "px_finished_at", "px_attempt_id",
+          "px_unsaved")
 
 
 def _round_state() -> dict:
     state = {k[3:]: ss[k] for k in _ROUND}
     state["design_yaml"] = dump_design(ss.px_design) if ss.px_design is not None else None
     state["review_json"] = ss.px_review.model_dump_json() if ss.px_review is not None else None
+    state["owner"] = ss.get("draft_owner")  # the browser's tag (W.browser_owner): only it reopens the round
     return state
 
 
@@ -63,14 +65,21 @@ def _persist() -> None:
             st.warning(W.plain(f"The round could not be saved (a refresh would lose it): {e}"))
             return
         ss.px_round_saved = state
+    if not ss.get("draft_owner"):  # no browser tag: a refresh could not reopen it, so no id in the URL
+        return
     if st.query_params.get("round") != str(ss.px_round_id):  # page switches drop the URL's params
         st.query_params["round"] = str(ss.px_round_id)
 
 
 _qp = st.query_params.get("round")
 if ss.px_prompt_id is None and ss.px_round_id is None and isinstance(_qp, str) and _qp.isdigit():
-    _state = load_round(W.workspace().root, int(_qp))
-    if _state and _state.get("prompt_id"):
+    try:
+        _state = load_round(W.workspace().root, int(_qp))
+    except HistoryError as e:
+        _state = None
+        st.warning(W.plain(f"The round in the URL could not be restored: {e}"))
+    # Round ids are small integers: a round opens only for the browser that played it.
+    if _state and _state.get("prompt_id") and ss.get("draft_owner") and _state.get("owner") == ss.draft_owner:
         for k in _ROUND:
             ss[k] = _state.get(k[3:], ss.get(k))
         try:
@@ -121,6 +130,30 @@ def _start(prompt_id: str) -> None:
     ss.px_rev += 1
     ss.px_round_id, ss.px_round_saved = None, None  # a new round, a new row
     _persist()
+
+
+def _save_attempt() -> None:
+    """Store the submitted attempt (`ss.px_unsaved`); on failure it stays in the session with the reason."""
+    try:
+        ss.px_attempt_id = save_attempt(W.workspace().root, **{k: v for k, v in ss.px_unsaved.items() if k != "error"})
+        ss.px_unsaved = None
+    except (HistoryError, OSError) as e:
+        ss.px_unsaved = {**ss.px_unsaved, "error": str(e)}
+
+
+def _unsaved_attempt_box() -> None:
+    """The attempt the database refused: the reason, Retry, and the attempt as a JSON download."""
+    import json
+
+    u = ss.px_unsaved
+    st.error(W.plain(f"This attempt is not saved yet: {u.get('error')}. It is kept in this session — make the "
+                     "workspace writable and retry, or download it."))
+    r1, r2 = st.columns(2)
+    if r1.button("Retry saving the attempt", key="px_retry_save"):
+        _save_attempt()
+        st.rerun()
+    r2.download_button("Download the attempt (JSON)", json.dumps({k: v for k, v in u.items() if k != "error"}, indent=2, sort_keys=True),
+                       file_name=f"{u['prompt_id']}-attempt.json", mime="application/json", key="px_unsaved_dl")
 
 
 st.title("Practice a design round")
@@ -289,11 +322,12 @@ if prompt is not None:
                     st.stop()
             ss.px_finished_at = time.time()
             ss.px_review = review
-            root = W.workspace().root
-            ss.px_attempt_id = save_attempt(
-                root, prompt_id=prompt.id, started_at=ss.px_started_at, finished_at=ss.px_finished_at,
-                time_taken_s=_active_s(ss.px_finished_at), estimates=ss.px_estimates,
-                design_yaml=dump_design(design), scores=review.scores)
+            # The attempt is kept in the session first; the database write may fail (an
+            # unwritable workspace) and is then offered again, with a download beside it.
+            ss.px_unsaved = dict(prompt_id=prompt.id, started_at=ss.px_started_at, finished_at=ss.px_finished_at,
+                                 time_taken_s=_active_s(ss.px_finished_at), estimates=ss.px_estimates,
+                                 design_yaml=dump_design(design), scores=review.scores)
+            _save_attempt()
             # The reference and the attempt go to the workspace (Compare lists workspace designs)
             # and into session state, pre-selected for the Compare page.
             try:
@@ -312,7 +346,10 @@ if prompt is not None:
     # --- 7. review ----------------------------------------------------------------------------------
     review = ss.px_review
     st.subheader(f"Review — {review.total:.0f} / 100")
-    st.caption(f"Attempt #{ss.px_attempt_id} saved · time taken {_mmss(_active_s(ss.px_finished_at))}")
+    if ss.px_unsaved is not None:
+        _unsaved_attempt_box()
+    else:
+        st.caption(f"Attempt #{ss.px_attempt_id} saved · time taken {_mmss(_active_s(ss.px_finished_at))}")
     if review.estimate_error:
         st.error(f"**Verdict: FAIL** — the analytic model refused the design: {review.estimate_error}")
     if review.sim_error:
@@ -363,16 +400,29 @@ if prompt is not None:
     def _record_drill(r):
         # Each drill is stored with the attempt, then the review is re-graded with all of them
         # (the rubric's `drills` area, review.grading.DRILLS_AREA) and the attempt's scores updated.
-        save_drill(_ws, ss.px_attempt_id, r)
+        # An unwritable workspace (HistoryError) loses only the record: the drill is graded and shown.
+        try:
+            save_drill(_ws, ss.px_attempt_id, r)
+            stored = list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [r]
+        except HistoryError as e:
+            st.warning(W.plain(f"The drill was not stored: {e}"))
+            stored = [r]
         base = ss.px_review.model_copy(update={"drills": []})
-        ss.px_review = with_drills(base, ss.px_design, list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [r])
+        ss.px_review = with_drills(base, ss.px_design, stored)
         if ss.px_attempt_id is not None:
-            update_attempt_scores(_ws, ss.px_attempt_id, ss.px_review.scores)
+            try:
+                update_attempt_scores(_ws, ss.px_attempt_id, ss.px_review.scores)
+            except HistoryError as e:
+                st.warning(W.plain(f"The attempt's new scores were not stored: {e}"))
         area = next(a for a in ss.px_review.rubric if a.area == DRILLS_AREA)
         return f"Drills {area.score:g} / 5 over {len(ss.px_review.drills)} drill(s) → review total {ss.px_review.total:.0f} / 100"
 
-    drills_section(ss.px_design, key="px_drill", record=_record_drill,
-                   past=list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else [])
+    try:
+        _past = list_drills(_ws, ss.px_attempt_id) if ss.px_attempt_id is not None else []
+    except HistoryError as e:
+        _past = []
+        st.caption(W.plain(f"Stored drills not shown: {e}"))
+    drills_section(ss.px_design, key="px_drill", record=_record_drill, past=_past)
 
     st.markdown("#### Compare with the reference")
     if ss.get("practice_reference") is not None:
@@ -402,9 +452,9 @@ if prompt is not None:
         if ss.get("px_doc_html"):
             d2.download_button("Download design doc (HTML)", ss.px_doc_html, file_name=f"{prompt.id}-attempt.html", mime="text/html", key="px_doc_html")
         st.caption("The Markdown refers to the diagram as an SVG beside it; export the SVG from the Export page, or use the HTML.")
-    if st.button("New attempt", key="px_new"):
+    if st.button("New attempt" if ss.px_unsaved is None else "New attempt (drops the unsaved attempt above)", key="px_new"):
         for k in ("px_prompt_id", "px_started_at", "px_estimates", "px_design", "px_review", "px_attempt_id", "px_finished_at",
-                  "px_round_id", "px_round_saved"):
+                  "px_round_id", "px_round_saved", "px_unsaved"):
             ss[k] = None
         st.query_params.pop("round", None)
         st.rerun()
@@ -413,8 +463,14 @@ if prompt is not None:
 st.divider()
 st.subheader("History")
 root = W.workspace().root
-attempts = list_attempts(root)
-if not attempts:
+try:
+    attempts = list_attempts(root)
+except HistoryError as e:
+    attempts = None
+    st.warning(W.plain(f"The history cannot be read: {e}"))
+if attempts is None:
+    pass
+elif not attempts:
     st.caption("No attempts yet. They are stored in attempts.sqlite in the workspace folder.")
 else:
     st.dataframe(pd.DataFrame([{

@@ -468,19 +468,30 @@ class Design(_Strict):
         None means the branches never meet and the request ends when the last one ends.
         """
         branches = [e.to for e in self.out_edges(cid)]
-        reach = [self._distances(b) for b in branches]
+        out = self._out_map()
+        reach = [self._distances(b, out) for b in branches]
         common = set(reach[0]).intersection(*reach[1:]) if reach else set()
         if not common:
             return None
         return min(common, key=lambda n: (max(r[n] for r in reach), n))
 
-    def _distances(self, start: str) -> dict[str, int]:
+    def _out_map(self) -> dict[str, list[Edge]]:
+        """`out_edges` of every component in one pass over the flow (a walk that called
+        `out_edges` per node was O(nodes × edges): 6 s to validate 500 stations)."""
+        out: dict[str, list[Edge]] = {}
+        for e in self.flow:
+            if not e.is_loop and not e.fallback:
+                out.setdefault(e.from_, []).append(e)
+        return out
+
+    def _distances(self, start: str, out: dict[str, list[Edge]] | None = None) -> dict[str, int]:
+        out = self._out_map() if out is None else out
         dist = {start: 0}
         frontier = [start]
         while frontier:
             nxt = []
             for u in frontier:
-                for e in self.out_edges(u):
+                for e in out.get(u, ()):
                     if e.to not in dist:
                         dist[e.to] = dist[u] + 1
                         nxt.append(e.to)

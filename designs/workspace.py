@@ -26,8 +26,9 @@ never replaces a design silently: `save` refuses an existing name unless ``overw
 (the caller asks first), and `save_new` claims a free name with an exclusive create, retrying
 the next suffix, so concurrent "duplicate" clicks each get their own file. The root is
 configured (``$SDW_WORKSPACE`` or the constructor), never chosen by a visitor, and every path
-is checked to resolve inside it. Draft ids are unguessable (`new_draft_id`) and single-use:
-`claim_draft` moves a draft to the claiming session's fresh id. Nothing here imports
+is checked to resolve inside it. Draft ids are unguessable (`new_draft_id`), and a draft is
+scoped to its owner: `claim_draft` opens it only for the owner tag it was saved with (the
+app's is a hash of a per-browser cookie) and moves it to the claiming session's fresh id. Nothing here imports
 streamlit: the app and tests call the same functions.
 """
 
@@ -237,28 +238,53 @@ class Workspace:
             raise WorkspaceError("not a draft id")
         return self._inside(self._dir("drafts") / f"{draft_id}.yaml")
 
-    def claim_draft(self, draft_id: str, new_id: str) -> Design | None:
-        """Move the draft `draft_id` to `new_id` and return it (None if there is none).
+    def _owner_path(self, draft_id: str) -> Path:
+        return self._draft_path(draft_id).with_suffix(".owner")
 
-        A draft is single-use: the session that claims it continues under its own fresh id, so
-        a copied or leaked ``?draft=`` URL stops working once its owner has reopened it, and
-        two tabs opening one URL get the draft once (the rename is atomic)."""
+    def draft_owner(self, draft_id: str) -> str | None:
+        """The owner tag the draft was saved with (None: none, or not a draft id)."""
+        try:
+            return self._owner_path(draft_id).read_text(encoding="ascii").strip() or None
+        except (OSError, UnicodeDecodeError, WorkspaceError):
+            return None
+
+    def claim_draft(self, draft_id: str, new_id: str, owner: str | None = None) -> Design | None:
+        """Move the draft `draft_id` to `new_id` and return it — only for its owner (None
+        otherwise, and when there is none).
+
+        A draft is scoped to the browser session that wrote it: `save_draft` stores an owner
+        tag (the app's is a hash of a per-browser cookie, never in the URL) and a claim must
+        present the same one, so a ``?draft=`` URL opened anywhere else opens nothing and
+        leaves the draft where it is. A draft saved without an owner is never claimed. The
+        claiming session continues under its own fresh id (the rename is atomic: two tabs of
+        one browser opening one URL get the draft once, and neither overwrites the other)."""
         try:
             src, dst = self._draft_path(draft_id), self._draft_path(new_id)
         except WorkspaceError:
+            return None
+        stored = self.draft_owner(draft_id)
+        if not owner or not stored or not secrets.compare_digest(stored, owner):
             return None
         try:
             os.rename(src, dst)
         except OSError:
             return None
         try:
+            os.rename(self._owner_path(draft_id), self._owner_path(new_id))
+        except OSError:
+            _atomic_write(self._owner_path(new_id), owner)
+        try:
             return load_design(dst)
         except DesignFileError:
             return None
 
-    def save_draft(self, draft_id: str, design: Design) -> Path:
+    def save_draft(self, draft_id: str, design: Design, owner: str | None = None) -> Path:
+        """Autosave `design` as draft `draft_id`; `owner` (a tag only the owning browser session
+        can present again) is what `claim_draft` asks for."""
         path = self._draft_path(draft_id)
         _atomic_write(path, dump_design(design))
+        if owner and self.draft_owner(draft_id) != owner:
+            _atomic_write(self._owner_path(draft_id), owner)
         return path
 
     def load_draft(self, draft_id: str) -> Design | None:
@@ -277,6 +303,7 @@ class Workspace:
     def discard_draft(self, draft_id: str) -> None:
         try:
             self._draft_path(draft_id).unlink(missing_ok=True)
+            self._owner_path(draft_id).unlink(missing_ok=True)
         except WorkspaceError:
             pass
 

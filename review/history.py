@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["Attempt", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series",
+from components.errors import Refusal
+
+__all__ = ["Attempt", "HistoryError", "DB_NAME", "db_path", "save_attempt", "list_attempts", "get_attempt", "progress_series",
            "save_drill", "list_drills", "save_round", "load_round", "update_attempt_scores"]
 
 DB_NAME = "attempts.sqlite"
@@ -75,6 +77,22 @@ def db_path(workspace: str | Path) -> Path:
     return Path(workspace) / DB_NAME
 
 
+class HistoryError(Refusal):
+    """attempts.sqlite could not be read or written (an unwritable or full workspace, a
+    directory or a corrupt file where the database should be). The message names the file."""
+
+
+@contextmanager
+def _db(workspace: str | Path) -> Iterator[sqlite3.Connection]:
+    """An open connection, closed afterwards; a failure of the file or of SQLite is a
+    `HistoryError` naming the database (the page keeps the attempt and says so)."""
+    try:
+        with closing(_connect(workspace)) as con:
+            yield con
+    except (sqlite3.Error, OSError) as e:
+        raise HistoryError(f"the attempts database {db_path(workspace)} could not be used: {e}") from e
+
+
 def _connect(workspace: str | Path) -> sqlite3.Connection:
     path = db_path(workspace)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +120,7 @@ def save_attempt(
         raise ValueError(f"finished_at ({finished_at}) is before started_at ({started_at})")
     taken = float(time_taken_s) if time_taken_s is not None else float(finished_at - started_at)
     total = scores.get("total") if isinstance(scores, dict) else None
-    with closing(_connect(workspace)) as con, con:
+    with _db(workspace) as con, con:
         cur = con.execute(
             "INSERT INTO attempts (prompt_id, started_at, finished_at, time_taken_s, estimates_json, design_yaml, scores_json, total)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -124,7 +142,7 @@ def list_attempts(workspace: str | Path, prompt_id: str | None = None, limit: in
     """Attempts, newest first (an empty list when the database does not exist yet)."""
     if not db_path(workspace).exists():
         return []
-    with closing(_connect(workspace)) as con:
+    with _db(workspace) as con:
         if prompt_id is None:
             rows = con.execute(f"SELECT {_COLS} FROM attempts ORDER BY finished_at DESC, id DESC LIMIT ?", (limit,)).fetchall()
         else:
@@ -136,7 +154,7 @@ def list_attempts(workspace: str | Path, prompt_id: str | None = None, limit: in
 def get_attempt(workspace: str | Path, attempt_id: int) -> Attempt | None:
     if not db_path(workspace).exists():
         return None
-    with closing(_connect(workspace)) as con:
+    with _db(workspace) as con:
         r = con.execute(f"SELECT {_COLS} FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
     return _row(r) if r else None
 
@@ -195,7 +213,7 @@ def save_drill(workspace: str | Path, attempt_id: int | None, result: Any, at: f
     data = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
     grade = data.get("grade") or {}
     pred = (data.get("prediction") or {}).get("text", "") if data.get("prediction") else ""
-    with closing(_connect(workspace)) as con:
+    with _db(workspace) as con:
         con.executescript(_DRILL_SCHEMA)
         cur = con.execute(
             "INSERT INTO drills (attempt_id, drill, prediction, verdict, score, at, result_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -207,7 +225,7 @@ def save_drill(workspace: str | Path, attempt_id: int | None, result: Any, at: f
 
 def list_drills(workspace: str | Path, attempt_id: int | None = None) -> list[dict[str, Any]]:
     """The stored drills (of one attempt, or all), oldest first, each its `DrillResult` JSON."""
-    with closing(_connect(workspace)) as con:
+    with _db(workspace) as con:
         con.executescript(_DRILL_SCHEMA)
         q = "SELECT id, attempt_id, result_json FROM drills"
         rows = con.execute(q + (" WHERE attempt_id = ? ORDER BY at, id" if attempt_id is not None else " ORDER BY at, id"),
@@ -232,7 +250,7 @@ def update_attempt_scores(workspace: str | Path, attempt_id: int, scores: dict[s
     (True, 5.0)
     """
     total = scores.get("total")
-    with closing(_connect(workspace)) as con, con:
+    with _db(workspace) as con, con:
         cur = con.execute("UPDATE attempts SET scores_json = ?, total = ? WHERE id = ?",
                           (json.dumps(scores, sort_keys=True), None if total is None else float(total), int(attempt_id)))
         return cur.rowcount > 0
@@ -258,7 +276,7 @@ def save_round(workspace: str | Path, state: dict[str, Any], round_id: int | Non
         raise ValueError("a round needs its prompt_id")
     text = json.dumps(state, sort_keys=True)
     now = datetime.now(timezone.utc).timestamp()
-    with closing(_connect(workspace)) as con, con:
+    with _db(workspace) as con, con:
         if round_id is not None:
             cur = con.execute("UPDATE rounds SET prompt_id = ?, updated_at = ?, state_json = ? WHERE id = ?",
                               (prompt_id, now, text, int(round_id)))
@@ -272,6 +290,6 @@ def load_round(workspace: str | Path, round_id: int) -> dict[str, Any] | None:
     """The stored state of round `round_id`, or None."""
     if not db_path(workspace).exists():
         return None
-    with closing(_connect(workspace)) as con:
+    with _db(workspace) as con:
         r = con.execute("SELECT state_json FROM rounds WHERE id = ?", (int(round_id),)).fetchone()
     return json.loads(r[0]) if r else None

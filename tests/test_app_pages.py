@@ -29,6 +29,14 @@ def workspace(tmp_path, monkeypatch):
     return tmp_path / "ws"
 
 
+@pytest.fixture
+def one_browser(monkeypatch):
+    """AppTest sends no cookies: every session here is one browser (the tag the app derives
+    from Streamlit's XSRF cookie), so its drafts can be reopened (tests/test_hostile_app.py
+    shows another browser cannot)."""
+    monkeypatch.setattr(W, "browser_owner", lambda: "c" * 64)
+
+
 def _ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -129,7 +137,7 @@ def test_workspace_save_refuses_path_names(workspace):
     assert (workspace / "designs" / "my_serving.yaml").is_file()
 
 
-def test_drafts_are_per_session_and_survive_a_refresh():
+def test_drafts_are_per_session_and_survive_a_refresh(one_browser):
     a = open_design()
     _ok(a.switch_page("app_pages/builder.py").run())
     epoch = a.session_state["design_epoch"]
@@ -189,7 +197,9 @@ def _compare(workspace, variants: dict, picks: list[str]) -> AppTest:
     at.select_slider(key="cmp_precision").set_value(0.2)
     at.number_input(key="cmp_max_requests").set_value(2000)
     _ok(at.number_input(key="cmp_max_seconds").set_value(20.0).run())
-    return _ok(at.button(key="run_compare").click().run(timeout=120))
+    _ok(at.button(key="run_compare").click().run(timeout=120))
+    at.session_state["compare_job"].wait(120)  # the comparison runs in the background
+    return _ok(at.run(timeout=120))
 
 
 def _badges(at: AppTest) -> list[str]:
@@ -574,7 +584,7 @@ def test_request_classes_are_editable_in_the_form():
     assert abs(sum(c.share for c in at.session_state["design"].workload.classes) - 1) < 1e-9
 
 
-def test_a_second_tab_on_the_same_draft_url_forks_the_draft():
+def test_a_second_tab_on_the_same_draft_url_forks_the_draft(one_browser):
     a = open_design()
     draft = a.session_state["draft_id"]
     b = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -605,7 +615,7 @@ def test_cancel_keeps_and_shows_what_was_measured():
     assert any("Partial result" in _text(w.value) for w in at.warning)
 
 
-def test_a_practice_round_survives_a_refresh(workspace):
+def test_a_practice_round_survives_a_refresh(workspace, one_browser):
     at = _ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     _ok(at.switch_page("app_pages/practice.py").run())
     at.selectbox(key="px_choice").set_value("serve-70b-strict")

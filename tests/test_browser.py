@@ -60,11 +60,14 @@ def server(tmp_path):
     _need_chromium()
     pytest.importorskip("sim.twin.analytic", reason="sim/analytic.py not built yet")
     port = _free_port()
-    env = dict(os.environ, SDW_WORKSPACE=str(tmp_path / "ws"), PYTHONUNBUFFERED="1")
+    # The workspace comes from the start command (`sdw app --workspace`), not the environment.
+    env = {k: v for k, v in os.environ.items() if k != "SDW_WORKSPACE"}
+    env["PYTHONUNBUFFERED"] = "1"
     log = open(tmp_path / "streamlit.log", "w")
-    # The venv's own interpreter: the same environment `uv run streamlit run app.py` gives.
+    # The venv's own interpreter: the same environment `uv run sdw app` gives.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", "cli", "app", "--workspace", str(tmp_path / "ws"), "--port", str(port), "--address", "127.0.0.1",
+         "--", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -114,6 +117,8 @@ def _drive(page, server: str, shot: Path) -> str:
     from playwright.sync_api import expect
 
     page.goto(server)
+    # The root `sdw app --workspace` was given is the one the app shows (and uses).
+    expect(page.get_by_text(str(shot.parent / "ws"), exact=True)).to_be_visible(timeout=60_000)
     page.locator(".st-key-open_lib_llm_serving button").click(timeout=60_000)
     expect(page.get_by_text("Opened llm_serving")).to_be_visible(timeout=30_000)
     page.get_by_role("link", name="Capacity").click()
@@ -288,3 +293,61 @@ def _walk(page, server: str, out: Path) -> None:
     expect(page.locator(_key("status_B"))).to_contain_text("unstable")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(out / SHOTS[2]), full_page=True)
+
+
+# --- a ticking timer and drafts that stay in their browser ----------------------------------------
+
+
+def test_practice_timer_ticks_by_itself_and_a_draft_url_stays_in_its_browser(server, tmp_path):
+    """What AppTest cannot show: `st.fragment(run_every=1)` advancing the Practice timer with
+    no click, and a ``?draft=`` URL that reopens the work in its own browser (the owner tag
+    is the hash of Streamlit's XSRF cookie) and opens nothing in another one."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            try:
+                page.goto(server)
+                page.locator(".st-key-open_lib_llm_serving button").click(timeout=60_000)
+                expect(page.get_by_text("Opened llm_serving")).to_be_visible(timeout=30_000)
+                _settle(page)
+                assert "draft=" in page.url, page.url  # an owner tag was found: the URL carries the draft
+                page.reload()
+                expect(page.get_by_text("Opened from draft (restored)")).to_be_visible(timeout=60_000)
+                _settle(page)
+                url = page.url  # the restored draft's new id
+
+                other = browser.new_context(viewport={"width": 1400, "height": 900})  # another browser: no cookies
+                try:
+                    stranger = other.new_page()
+                    stranger.goto(url)
+                    expect(stranger.get_by_text("No design open")).to_be_visible(timeout=60_000)
+                finally:
+                    other.close()
+                from urllib.parse import parse_qs, urlparse
+
+                draft = parse_qs(urlparse(url).query)["draft"][0]
+                assert (tmp_path / "ws" / "drafts" / f"{draft}.yaml").is_file()  # the owner's draft is untouched
+
+                page.get_by_role("link", name="Practice").click()
+                page.locator(f"{_key('px_start')} button").click(timeout=60_000)
+                elapsed = page.locator("[data-testid='stMetric']").filter(has_text="Elapsed").locator("[data-testid='stMetricValue']")
+                expect(elapsed).to_be_visible(timeout=30_000)
+                _settle(page)
+
+                def seconds() -> int:
+                    mm, ss = elapsed.inner_text().strip().split(":")
+                    return int(mm) * 60 + int(ss)
+
+                t0 = seconds()
+                page.wait_for_timeout(3500)  # no clicks, no input: only the fragment's own reruns
+                t1 = seconds()
+                assert t1 - t0 >= 2, (t0, t1)
+                page.screenshot(path=str(tmp_path / "practice-timer.png"), full_page=True)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                raise
+        finally:
+            browser.close()

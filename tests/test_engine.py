@@ -155,7 +155,9 @@ def test_ttft_and_tpot_come_from_the_last_llm_call():
               "output_tokens_per_s": {"dist": "fixed", "value": 100}}]
     d = _design(comps, arrival_rps=5, classes=[{"name": "c", "prompt_tokens": {"dist": "fixed", "value": 100},
                                                  "output_tokens": {"dist": "fixed", "value": 51}}])
-    r = simulate(d, seed=1, precision=0.05)
+    # Every figure is fixed, so a short run measures it exactly (the default plan's ≥ 5,000-request
+    # batches would spend 80k requests on a zero-width interval).
+    r = simulate(d, seed=1, precision=0.05, max_requests=12_000)
     assert r.ttft_ms is not None and r.ttft_ms.p50 == pytest.approx(400.0, rel=1e-6)
     assert r.tpot_ms.p50 == pytest.approx(10.0, rel=1e-3)  # 1 / 100 tokens/s
     assert r.latency_ms.p50 == pytest.approx(400 + 50 * 10, rel=1e-3)

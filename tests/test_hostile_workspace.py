@@ -94,17 +94,23 @@ def test_symlinked_workspace_folder_pointing_outside_is_refused(tmp_path, design
     assert not list(outside.iterdir())
 
 
-def test_draft_ids_are_unguessable_and_a_draft_is_claimed_once(tmp_path, design):
+def test_draft_ids_are_unguessable_and_a_draft_is_claimed_once_by_its_owner(tmp_path, design):
     ws = Workspace(tmp_path)
     ids = {new_draft_id() for _ in range(100)}
     assert len(ids) == 100 and all(DRAFT_ID.fullmatch(i) for i in ids)
     old = new_draft_id()
-    ws.save_draft(old, design)
+    ws.save_draft(old, design, owner="tag-of-browser-a")
     mine, thief = new_draft_id(), new_draft_id()
-    assert ws.claim_draft(old, mine) == design       # the owner's refresh moves it to a fresh id
-    assert ws.claim_draft(old, thief) is None        # the old URL no longer opens anything
-    assert ws.load_draft(mine) == design
+    assert ws.claim_draft(old, thief) is None                        # the URL alone opens nothing
+    assert ws.claim_draft(old, thief, owner="tag-of-browser-b") is None  # nor another browser's tag
+    assert ws.load_draft(old) == design                              # and the draft is left alone
+    assert ws.claim_draft(old, mine, owner="tag-of-browser-a") == design  # the owner's refresh moves it
+    assert ws.claim_draft(old, thief, owner="tag-of-browser-a") is None   # the old id is spent
+    assert ws.load_draft(mine) == design and ws.draft_owner(mine) == "tag-of-browser-a"
     assert ws.load_draft("0123456789abcdef") is None  # the old 16-hex form is not accepted
+    unowned = new_draft_id()
+    ws.save_draft(unowned, design)  # no owner tag (no cookie): kept on disk, never claimed
+    assert ws.claim_draft(unowned, new_draft_id(), owner="tag-of-browser-a") is None
 
 
 def test_render_refuses_to_overwrite_its_input(tmp_path, capsys, design):

@@ -121,13 +121,27 @@ def _analytic(design):
         return None
 
 
-def _analytic_cancellable(design, cancel):
-    """`_analytic` with the run's cancel event visible to the twin's MVA loop."""
+class _StopOrDeadline:
+    """What the twin's MVA loop polls (``is_set()``): the run's cancel event, or its deadline
+    passed — so the twin's planning is inside the run's budget, not before it."""
+
+    __slots__ = ("cancel", "deadline")
+
+    def __init__(self, cancel, deadline: float | None):
+        self.cancel, self.deadline = cancel, deadline
+
+    def is_set(self) -> bool:
+        return (self.cancel is not None and self.cancel.is_set()) or (
+            self.deadline is not None and time.perf_counter() > self.deadline)
+
+
+def _analytic_cancellable(design, cancel, deadline: float | None = None):
+    """`_analytic` with the run's cancel event (and deadline) visible to the twin's MVA loop."""
     try:
         from sim.twin.analytic import CANCEL
     except ImportError:
         return _analytic(design)
-    token = CANCEL.set(cancel)
+    token = CANCEL.set(_StopOrDeadline(cancel, deadline) if deadline is not None else cancel)
     try:
         return _analytic(design)
     finally:
@@ -210,15 +224,20 @@ def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: in
                      whole_day=whole_day)[0]
 
 
-def compare(designs: list, *, seed: int = 0, **kw) -> list:
+def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
     """Simulate each design on the same seeds (common random numbers); the first sets the plan.
 
     The variants reuse the first design's replication size and count, so replication r of
     every variant sees the same arrivals, tokens and (shared components') service times.
+    `on_design(i)` is called before design i runs (a page's "design 2 of 3"); `progress` and
+    `cancel` apply to each run — once `cancel` is set, the design running returns what it
+    measured (partial) and the ones after it return at once with nothing measured.
     """
     out = []
     plan: dict = {}
     for i, d in enumerate(designs):
+        if on_design is not None:
+            on_design(i)
         res, n_meas = _simulate(d, seed=seed, **kw, **plan)
         out.append(res)
         if i == 0 and res.stable and res.replications and res.stopped_by != "pipeline" and "replications" not in kw:
@@ -242,7 +261,12 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         if pipe is not None:
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
-    est = _analytic_cancellable(design, cancel)
+    est = _analytic_cancellable(design, cancel, t_start + max_seconds)
+    if est is None and time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
+        # The twin's planning used the whole budget (it polls the deadline): nothing simulated.
+        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=True, est=None, sample=None,
+                            warnings=[f"max_seconds ({max_seconds:g} s) ran out while the analytic twin planned the run; "
+                                      "nothing was simulated — raise --max-seconds"], warmup=0, ci_method="", **kw), 0
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
     if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
         return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,

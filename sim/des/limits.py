@@ -12,8 +12,10 @@ time*, both set from what the analytic twin predicts:
   (L = λW from the twin: memory). `sdw validate` reports the same problems.
 * `events_per_request(design, est)` — the events one request is expected to cost (visits ×
   events per visit of each kind). The run refuses mid-way (`SimulationRefused`) when the
-  events it has processed exceed `WORK_FACTOR` times that per arrival: the twin's loop
-  model follows one back edge per component, and a design with many can cost far more.
+  events it has processed exceed `WORK_FACTOR` times that per arrival. Where a component has
+  several back edges (the twin's walk follows one) the visits come from the flow's visit
+  equations instead (`sim.twin.visits`: v = e + vP, one linear solve per active set), so
+  `sdw validate` refuses a design whose requests would loop hundreds of thousands of times.
 * `in_flight_cap(est)` — the in-flight count past which a run is cut as a growing backlog:
   `MAX_IN_SYSTEM`, or a few times the twin's λW when many requests are legitimately in flight
   (a 5-minute tool call at 1,000 requests/s holds 300,000 with no queue at all).
@@ -38,6 +40,7 @@ __all__ = [
     "run_problems",
     "validation_problems",
     "events_per_request",
+    "equation_visits",
     "in_flight_cap",
     "horizon_requests",
     "MAX_PEAK_RPS",
@@ -93,15 +96,35 @@ def in_flight_cap(est) -> int:
     return int(min(MAX_IN_FLIGHT, max(MAX_IN_SYSTEM, 2.0 * lw + 10.0 * math.sqrt(lw))))
 
 
+def equation_visits(design) -> dict[str, float] | None:
+    """Expected visits from the flow's visit equations (`sim.twin.visits`) when some component
+    has several back edges — the flow walk follows one of them — else None (the walk is exact)."""
+    from sim.twin.visits import needs_visit_equations, visit_equations
+
+    if not needs_visit_equations(design):
+        return None
+    return visit_equations(design)  # solved once per design object (the twin asked first)
+
+
+def _visits(design, est) -> dict[str, float]:
+    """Per-component expected visits: the twin's, or the visit equations' where they see more."""
+    twin = {cid: st.visits_per_request for cid, st in est.stations.items()}
+    eq = equation_visits(design)
+    if eq is None:
+        return twin
+    return {cid: max(x, eq.get(cid, 0.0)) for cid, x in twin.items()}
+
+
 def events_per_request(design, est) -> float:
     """Events one request is expected to cost: Σ visits × events per visit (at least 2)."""
     if est is None:
         return 0.0
+    visits = _visits(design, est)
     out_tokens = max((c.output_tokens.expected() for c in design.workload.request_classes()), default=1.0)
     total = 2.0  # the arrival and the end
     for c in design.components:
         st = est.stations.get(c.id)
-        if st is None or not st.visits_per_request:
+        if st is None or not visits.get(c.id):
             continue
         # Events per visit: a completion, a timeout timer, a hand-off; an LLM server steps once
         # per decode iteration (~one per output token of a lone request); an API may retry.
@@ -110,7 +133,7 @@ def events_per_request(design, est) -> float:
             per = 4.0 + out_tokens
         elif c.kind in ("llm_api", "judge"):
             per = 4.0 + 2.0 * getattr(c, "max_retries", 0)
-        total += st.visits_per_request * per
+        total += visits[c.id] * per
     return total
 
 
@@ -162,12 +185,17 @@ def run_problems(design, est=None, *, max_requests: int = 2_000_000) -> list[Pro
                                       "rate requests never meet — read the no-load latency from `sdw estimate`"))
     if est is None:
         return out
-    visits = sum(st.visits_per_request for st in est.stations.values())
+    twin_visits = sum(st.visits_per_request for st in est.stations.values())
+    visits = sum(_visits(design, est).values())
     if visits > MAX_VISITS_PER_REQUEST:
         loops = [f"{e.from_} → {e.to} (p {e.p:g}, max_repeats {e.max_repeats})" for e in design.flow if e.is_loop]
-        out.append(Problem("flow", f"a request makes {visits:,.0f} component visits on average (the twin's expected "
-                                   f"visits), above {MAX_VISITS_PER_REQUEST:,}: too much work per request to simulate; "
-                                   f"lower p or max_repeats on the back edges {', '.join(loops) or '(none)'}"))
+        how = ("expected visits from the flow's visit equations v = e + vP, every back edge of a component tried in "
+               "turn up to its max_repeats" if equation_visits(design) is not None or visits > twin_visits
+               else "the twin's expected visits")
+        shown = ", ".join(loops[:6]) + (f" and {len(loops) - 6} more" if len(loops) > 6 else "")
+        out.append(Problem("flow", f"a request makes {visits:,.0f} component visits on average ({how}), above "
+                                   f"{MAX_VISITS_PER_REQUEST:,}: too much work per request to simulate; "
+                                   f"lower p or max_repeats on the back edges {shown or '(none)'}"))
     lw = _in_flight(est)
     if lw > MAX_IN_FLIGHT:
         out.append(Problem(field, f"the design holds {lw:,.0f} requests in flight at once (λW: {est.arrival_rps:,.4g} "

@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections import Counter
 from statistics import NormalDist
 
 __all__ = [
@@ -130,21 +131,21 @@ class RawSample(list):
         return sum(x for x in self if x > 0.0) / len(self) if self else float("nan")
 
     def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> list[float]:
-        if len(qs) > 1:  # several (a summary, a CDF): bin once, as the histogram would, and walk it
+        # Several, in ascending order (a summary, a CDF's 256): bin once, as the histogram
+        # would, and walk it (the walk only moves forward); one, or out of order: by selection.
+        if len(qs) > 1 and list(qs) == sorted(qs):
             return self.histogram().quantiles(qs)
         pos = [x for x in self if x > 0.0]
-        return [log_quantile(pos, len(self) - len(pos), q) for q in qs]  # one: by selection
+        return [log_quantile(pos, len(self) - len(pos), q) for q in qs]
 
     def histogram(self) -> LogHistogram:
         """The `LogHistogram` these values would have built (same bins, count, total and max)."""
         h = LogHistogram()
         pos = [x for x in self if x > 0.0]
-        bins = h.bins
-        for k in [int(_log(x) * _K + _OFFSET) for x in pos]:
-            bins[k] = bins.get(k, 0) + 1
+        h.bins = dict(Counter([int(_log(x) * _K + _OFFSET) for x in pos]))
         h.n, h.zeros = len(self), len(self) - len(pos)
         total = 0.0
-        for x in pos:  # in order, as `add` sums
+        for x in pos:  # in order, as `add` sums (sum() compensates from Python 3.12 on)
             total += x
         h.total, h.max = total, max(pos, default=0.0)
         return h

@@ -166,11 +166,7 @@ def build_result(*, design, outs: list[Batch], simulated: int, seed, t_start, st
     if whole_day and len(done) == 1:
         warnings.append("whole-day confidence intervals come from 20 time batches of one day; traffic varies by "
                         "hour, so they are indicative only")
-    bottleneck = None
-    if components:
-        bottleneck = max(components, key=lambda c: (components[c].utilization, components[c].wait_ms_p95))
-        if components[bottleneck].utilization <= 0 and components[bottleneck].wait_ms_p95 <= 0:
-            bottleneck = None
+    bottleneck = _bottleneck(components, est, stable)
     arrival = wl.peak_rps
     if wl.closed_loop:
         arrival = _avg([o.measured / o.window_s for o in outs if o.window_s > 0]) or 0.0
@@ -266,6 +262,32 @@ def _hist_sample(outs: list[Batch], attr: str, n: int) -> list[float]:
             i += 1
         out.append(pts[i][0] * 1000.0)
     return out
+
+
+def _bottleneck(components: dict, est, stable: bool) -> str | None:
+    """The component that limits the design.
+
+    A stable run: the highest measured utilisation (ties by the p95 wait). An overloaded run
+    cannot rank by what it measured — every saturated station reads ρ ≈ 1, the one in front
+    holds the backlog when the budget stops, and an LLM server's token share reads near 0 when
+    few answers finish — so it ranks by offered load: the twin's demand over capacity (the
+    LLM at 10¹⁰ requests/day needs ~700× its capacity, the gateway 0.9×), or without the twin
+    the share of a station's arrivals still queued at the end."""
+    if not components:
+        return None
+    if not stable:
+        loads = {c: est.stations[c].utilization for c in components
+                 if est is not None and c in est.stations and est.stations[c].utilization is not None
+                 and math.isfinite(est.stations[c].utilization) and est.stations[c].utilization > 0}
+        if loads:
+            return max(loads, key=lambda c: (loads[c], components[c].utilization))
+        backlog = {c: s.backlog_end / s.arrivals for c, s in components.items() if s.arrivals}
+        if backlog and max(backlog.values()) > 0:
+            return max(backlog, key=lambda c: (backlog[c], components[c].utilization))
+    best = max(components, key=lambda c: (components[c].utilization, components[c].wait_ms_p95))
+    if components[best].utilization <= 0 and components[best].wait_ms_p95 <= 0:
+        return None
+    return best
 
 
 def _avg(xs: list[float]) -> float | None:
@@ -407,6 +429,10 @@ def _add_cost_and_slo(design, result, est, measured: int, whole_day: bool) -> No
             kwargs = {"pipeline": result.pipeline}
             if rates and result.arrival_rps > 0:
                 kwargs.update(arrival_rps_by_component=rates, arrival_rps=result.arrival_rps)
+            elif est is not None and est.stations:
+                # Nothing measured to price by: the twin's visits (already walked), not a second walk
+                # after the deadline (0.4 s on a 500-station loop).
+                kwargs["visits"] = {cid: st.visits_per_request for cid, st in est.stations.items()}
             usd, lines = daily_cost(design, **kwargs)
             result.cost_per_day_usd = float(usd)
             result.cost_breakdown = list(lines)

@@ -60,6 +60,7 @@ import time
 from designs.model import Design
 from sim.twin import queueing as qt
 from sim.twin.flow import Profile, latency_moments, visits_per_request, visits_with
+from sim.twin.visits import needs_visit_equations, visit_equations
 from sim.results import Estimate, Percentiles, StationEstimate
 from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
 
@@ -162,25 +163,44 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
     # keeps a 500-user, 500-station loop at a fraction of a second (it took 67 s).
     linear = not any(e.parallel for e in design.flow) and not any(c.kind == "queue" for c in design.components)
     if linear:
-        vis = visits_with(design, profiles)
+        import numpy as np
+
+        # Several back edges at a component: the visit equations' visits (`visits`), not the walk's.
+        vis = visits if needs_visit_equations(design) else visits_with(design, profiles)
         svc = {cid: sum(p * s1 for p, s1, _, _ in pr.outcomes) for cid, pr in profiles.items()}
-        terms = [(vis[cid], pr, svc[cid]) for cid, pr in profiles.items() if vis[cid] > 0]
+        # R = (Σ over other stations of visits × (wait + service)) + Σ over queues of visits ×
+        # (s/c · q · frac + service): the queues as arrays, one vector step per MVA step.
+        r_fixed = sum(vis[cid] * (pr.wait1 + svc[cid]) for cid, pr in profiles.items() if vis[cid] > 0 and cid not in queues)
+        qids = list(queues)
+        q_sc = np.array([queues[c][0] for c in qids])
+        q_v = np.array([queues[c][1] for c in qids])
+        q_vis = np.array([vis[c] for c in qids])
+        q_svc = np.array([svc[c] for c in qids])
+        q_arr = np.zeros(len(qids))
 
     cancel = CANCEL.get()
     steps_done = [0]
+    last_w = [None]  # the waits of the last step (linear case)
 
     def cycle(users: int, frac: float) -> float:
         """One MVA step: waits from the queue lengths an arrival sees, then X = users/(Z + R)."""
         steps_done[0] += 1
         if cancel is not None and not steps_done[0] % 16 and cancel.is_set():
             raise EstimateError("cancelled while the closed-loop MVA ran")
+        if linear:
+            nonlocal q_arr
+            w = q_sc * q_arr * frac
+            r = r_fixed + float(np.dot(q_vis, w + q_svc))
+            if z + r <= 0:
+                raise EstimateError("closed loop with zero think time and zero latency everywhere: throughput is unbounded")
+            xk = users / (z + r)
+            q_arr = xk * q_v * q_sc * (1 + q_arr * frac)
+            last_w[0] = w
+            return xk
         for cid, (sc, _) in queues.items():
             w = waits[cid] = sc * q[cid] * frac
             profiles[cid].wait1, profiles[cid].wait2 = w, 2 * w * w
-        if linear:
-            r = sum(v * (pr.wait1 + sv) for v, pr, sv in terms)
-        else:
-            r, _, _ = latency_moments(design, profiles)
+        r, _, _ = latency_moments(design, profiles)
         if z + r <= 0:
             raise EstimateError("closed loop with zero think time and zero latency everywhere: throughput is unbounded")
         xk = users / (z + r)
@@ -209,6 +229,10 @@ def _mva(design: Design, visits: dict[str, float], at_rps: float) -> tuple[float
                 break
         if not done:
             method += f" (stopped after {steps} steps before converging to 1e-10)"
+    if linear and last_w[0] is not None:  # the waits of the last step, as the per-station branch leaves them
+        for cid, w in zip(qids, last_w[0].tolist()):
+            waits[cid] = w
+            profiles[cid].wait1, profiles[cid].wait2 = w, 2 * w * w
     d, _, _ = latency_moments(design, _profiles(base))
     caps = [1.0 / (sc * v) for sc, v in queues.values()]
     x_sat = min(caps) if caps else math.inf
@@ -246,6 +270,20 @@ def estimate(design: Design) -> Estimate:
     queueing_view = wl.batch is None or wl.arrival_rps is not None
 
     visits = visits_per_request(design)
+    # Several back edges at one component: the walk follows one of them; the visit equations
+    # (sim.twin.visits) give the loads of all of them (each tried in turn, up to max_repeats).
+    multi = needs_visit_equations(design)
+    if multi:
+        try:
+            eq = visit_equations(design, cancel=CANCEL.get())
+        except ValueError:
+            eq = None
+        if eq is not None:
+            visits = {cid: eq.get(cid, 0.0) for cid in visits}
+            warnings.append("visits and loads from the flow's visit equations v = e + vP (a component has several "
+                            "back edges, each tried in turn up to its max_repeats)")
+        else:
+            multi = False
     if not queueing_view:
         rate = 0.0
         calcs = {c.id: analyse_station(c, 0.0, design) for c in design.components}
@@ -276,6 +314,17 @@ def estimate(design: Design) -> Estimate:
         calcs = _analyse_all(design, rate, visits)
 
     mean_s, var_s, walk_warn = _latency_at(design, calcs) if queueing_view else (0.0, 0.0, [])
+    if multi and queueing_view and math.isfinite(mean_s) and not any(e.parallel for e in design.flow) \
+            and not any(c.kind == "queue" for c in design.components):
+        # Without fan-outs or queues the mean is Σ visits × time per visit (exact): with the
+        # equations' visits it counts every back edge; the walk's spread is kept (its SCV).
+        prof = _profiles(calcs)
+        exact = sum(v * (prof[cid].wait1 + sum(p * s1 for p, s1, _, _ in prof[cid].outcomes))
+                    for cid, v in visits.items() if v > 0 and cid in prof)
+        if mean_s > 0:
+            var_s *= (exact / mean_s) ** 2
+        mean_s = exact
+        walk_warn = [w.replace("the estimate follows only", "the latency spread follows only") for w in walk_warn]
     warnings += walk_warn
     for c in calcs.values():
         warnings += c.notes

@@ -338,9 +338,43 @@ class _Walker:
         return out
 
 
+def _dag_visits(design: Design, profiles: dict[str, Profile]) -> dict[str, float] | None:
+    """Visits on a flow without back edges or fan-outs, in one pass in topological order
+    (linear in the flow; the walk's per-segment visit dicts are quadratic on a long chain:
+    0.3 s per walk on 500 stations). None when the flow has loops or fan-outs (the walk)."""
+    if any(e.is_loop or e.parallel for e in design.flow if not e.fallback):
+        return None
+    outs: dict[str, list[Edge]] = {c.id: [] for c in design.components}
+    indeg = dict.fromkeys(outs, 0)
+    for e in design.flow:
+        if not e.fallback:
+            outs[e.from_].append(e)
+            indeg[e.to] += 1
+    visits = dict.fromkeys(outs, 0.0)
+    visits[design.entry] = 1.0
+    ready = [c for c, k in indeg.items() if k == 0]
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        prof = profiles[n]
+        # A queue's consumers take every message off the caller's path; elsewhere the share of
+        # visits that continues (a cache miss, a guardrail pass, a call that did not fail).
+        go = visits[n] * (1.0 if prof.is_async else sum(p for p, _, _, cont in prof.outcomes if cont and p > 0))
+        for e in outs[n]:
+            visits[e.to] += go * e.p
+            indeg[e.to] -= 1
+            if indeg[e.to] == 0:
+                ready.append(e.to)
+    return visits if done == len(visits) else None  # a forward cycle (refused by the model): the walk
+
+
 def visits_per_request(design: Design) -> dict[str, float]:
     """Expected visits of each component per request entering the design (0 when unreachable)."""
     profiles = {c.id: _routing_profile(c) for c in design.components}
+    fast = _dag_visits(design, profiles)
+    if fast is not None:
+        return fast
     seg = _Walker(design, profiles).run()
     return {c.id: seg.visits.get(c.id, 0.0) for c in design.components}
 
@@ -349,6 +383,9 @@ def visits_with(design: Design, profiles: dict[str, Profile]) -> dict[str, float
     """Expected visits per request under these stations' outcome probabilities (timeouts and
     drops included), for sums of per-visit means: E[latency] = Σ visits × mean time per visit
     on a flow without fan-outs or queues."""
+    fast = _dag_visits(design, profiles)
+    if fast is not None:
+        return fast
     seg = _Walker(design, profiles).run()
     return {c.id: seg.visits.get(c.id, 0.0) for c in design.components}
 

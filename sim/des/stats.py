@@ -120,7 +120,7 @@ class RawSample(list):
     quantiles exactly: one by selection, `log_quantile`; several by binning once,
     `histogram`). For bounded batches; a whole day streams into histograms instead."""
 
-    __slots__ = ()
+    __slots__ = ("_hist",)  # the last `histogram()`, reused while no value was added since
     add = list.append
 
     @property
@@ -139,8 +139,13 @@ class RawSample(list):
         return [log_quantile(pos, len(self) - len(pos), q) for q in qs]
 
     def histogram(self) -> LogHistogram:
-        """The `LogHistogram` these values would have built (same bins, count, total and max)."""
-        h = LogHistogram()
+        """The `LogHistogram` these values would have built (same bins, count, total and max).
+        Values are only ever appended, so one built at the same length is still right: it is
+        kept and shared (read it; merge it into another histogram, never into it)."""
+        h = getattr(self, "_hist", None)
+        if h is not None and h.n == len(self):
+            return h
+        self._hist = h = LogHistogram()
         pos = [x for x in self if x > 0.0]
         h.bins = dict(Counter([int(_log(x) * _K + _OFFSET) for x in pos]))
         h.n, h.zeros = len(self), len(self) - len(pos)

@@ -474,7 +474,7 @@ class ReplicaEngine:
         r = step % B
         while self.residue[r]:
             need = self.residue[r] * B
-            if self._room(need):
+            if self.kv_reserved + need <= self.capacity or self._room(need):  # `_room`'s no-eviction case first
                 self.kv_reserved += need
                 return
             if not self._preempt_one():
@@ -512,7 +512,8 @@ class ReplicaEngine:
             return None  # every adapter slot is held by running sequences: skip it for now
         if shared and not owner:
             pc.acquire(s.pkey)  # first, so that making room cannot evict the prefix it hits
-        if not self._room(own + entry + extra):
+        need = own + entry + extra
+        if self.kv_reserved + need > self.capacity and not self._room(need):  # `_room` only to evict
             if shared and not owner:
                 pc.release(s.pkey)
             return False
@@ -676,7 +677,10 @@ class ReplicaEngine:
             else:
                 later(self.env, dt, self._end)
             return
-        self._advance(now)
+        if now > self._t_last:  # `_advance`, inlined
+            self._kv_area += self.kv_reserved * (now - self._t_last)
+            self._wait_area += self.n_waiting * (now - self._t_last)
+            self._t_last = now
         dt = now - self._it_start
         batch = self._it_batch
         t0 = self._it_start if self._it_start > self._t_stat else self._t_stat

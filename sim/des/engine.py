@@ -262,8 +262,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
     est = _analytic_cancellable(design, cancel, t_start + max_seconds)
-    if est is None and time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
-        # The twin's planning used the whole budget (it polls the deadline): nothing simulated.
+    if time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
+        # The twin's planning used the whole budget (it polls the deadline in its MVA loop, and
+        # may finish a step past it elsewhere — N−1, retrieval): nothing simulated.
         return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=True, est=None, sample=None,
                             warnings=[f"max_seconds ({max_seconds:g} s) ran out while the analytic twin planned the run; "
                                       "nothing was simulated — raise --max-seconds"], warmup=0, ci_method="", **kw), 0

@@ -129,8 +129,15 @@ def fast_step_times(spec: ServingSpec):
             if prefill_flops_s is None:
                 return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
             mem = (w + kv_tokens_read * kvb) / bw
-            x = c1 * decode_batch / c_dec + prefill_flops_s
-            return (mem if mem >= x else x) * slow + ovh
+            serial = sig * (kv_tokens_read * kvb) / bw if sig > 0 and kv_tokens_read > 0 else 0.0
+            mem = mem - serial
+            if h_d > 0:
+                t = decode_batch + prefill_tokens
+                mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
+                x = c1 * decode_batch / (pk * mfu) + prefill_flops_s
+            else:
+                x = c1 * decode_batch / c_dec + prefill_flops_s
+            return ((mem if mem >= x else x) + serial) * slow + ovh
 
     for b, kv, pt, c in ((0, 0, 1, 0), (1, 1000, 0, 0), (7, 12_345, 300, 17), (256, 300_000, 2048, 4096),
                          (64, 80_000, 0, 0), (200, 250_000, 900, 0), (3, 10, 50_000, 90_000)):

@@ -14,6 +14,12 @@ for 4). For designs/library/llm_serving.yaml it prints
 Measured once on 7 seeds × 60 batches (per-request records re-batched, 10 consecutive
 batches per interval): batches of 5·L requests covered 96 % with control variates
 (mean half-width 1.6 %) and 90 % with plain batch means (2.2 %).
+
+Whole default runs, 2026-12-02 (``--seeds 20``, ~2 min of CPU, 8 min wall on the shared
+machine): 18/20 = 90 % covered (binomial: P(≤ 18 | 95 %) = 0.26, consistent with 95 %),
+mean half-width 1.04 % with control variates (1.93 % without), variance ratio 4.4× (mean),
+94,815 requests per run. The same with batches of 3·L: 16/20 = 80 % (P(≤ 16 | 95 %) =
+0.016: too narrow), so the engine keeps 5·L.
 """
 
 from __future__ import annotations

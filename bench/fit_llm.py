@@ -23,10 +23,11 @@ from components.hardware import calibration_rows, factor  # noqa: E402
 from sim.llm.accuracy import _MEASURED, twin_figures  # noqa: E402
 from sim.llm.calibrate import row_component, run_row  # noqa: E402
 
+# GPUs without a decode_bw_efficiency@GPU row (Hopper and Ampere share one HBM efficiency).
+_SHARED_BW = ("H100-SXM-80GB", "H200-SXM-141GB", "A100-SXM-80GB")
 # coefficient -> (ServingSpec field, scale from the data file's unit, applies to a row?)
 KEYS = {
-    "decode_bw_efficiency": ("decode_bw_efficiency", 1.0, lambda r: r["gpu_name"] in ("H100-SXM-80GB", "A100-SXM-80GB")),
-    "decode_bw_efficiency@H200-SXM-141GB": ("decode_bw_efficiency", 1.0, lambda r: r["gpu_name"] == "H200-SXM-141GB"),
+    "decode_bw_efficiency": ("decode_bw_efficiency", 1.0, lambda r: r["gpu_name"] in _SHARED_BW),
     "decode_bw_efficiency@B200-180GB": ("decode_bw_efficiency", 1.0, lambda r: r["gpu_name"] == "B200-180GB"),
     "decode_bw_efficiency@GB200-186GB": ("decode_bw_efficiency", 1.0, lambda r: r["gpu_name"] == "GB200-186GB"),
     "prefill_mfu": ("prefill_mfu", 1.0, lambda r: True),
@@ -34,22 +35,25 @@ KEYS = {
     "mfu_ratio@fp4": (None, 1.0, lambda r: r["weight_precision"] == "fp4"),
     "allreduce_latency_us": ("allreduce_latency_s", 1e-6, lambda r: (r["tp"] or 1) > 1),
     "prefill_mfu_half_tokens": ("prefill_mfu_half_tokens", 1.0, lambda r: True),
+    "decode_mfu_half_tokens": ("decode_mfu_half_tokens", 1.0, lambda r: True),
+    "attention_serial_share": ("attention_serial_share", 1.0, lambda r: True),
     "moe_expert_half_tokens": ("moe_expert_half_tokens", 1.0, lambda r: r.get("arch") == "moe"),
+    "moe_expert_max_penalty": ("moe_expert_max_penalty", 1.0, lambda r: r.get("arch") == "moe"),
     "vllm05_host_ms_per_seq": ("host_overhead_s_per_seq", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
     "vllm05_host_ms_per_step": ("iteration_overhead_s", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
 }
 # first step of the search where the start value is 0 or small (in the data file's unit)
-STEP = {"prefill_mfu_half_tokens": 200.0, "moe_expert_half_tokens": 64.0, "vllm05_host_ms_per_seq": 0.01,
+STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "attention_serial_share": 0.25, "moe_expert_half_tokens": 64.0, "moe_expert_max_penalty": 1.0, "vllm05_host_ms_per_seq": 0.01,
         "vllm05_host_ms_per_step": 1.0,
         "allreduce_latency_us": 3.0, "mfu_ratio@fp4": 0.1}
 STAGES = [
     ("dense rows on Hopper (FP8/BF16)", lambda r: r.get("arch") == "dense" and r["weight_precision"] != "fp4"
      and "0.5" not in (r.get("engine") or ""),
-     ["decode_bw_efficiency", "decode_bw_efficiency@H200-SXM-141GB", "prefill_mfu", "decode_mfu",
-      "allreduce_latency_us", "prefill_mfu_half_tokens"]),
+     ["decode_bw_efficiency", "prefill_mfu", "decode_mfu",
+      "allreduce_latency_us", "prefill_mfu_half_tokens", "decode_mfu_half_tokens", "attention_serial_share"]),
     ("dense FP4 rows on Blackwell", lambda r: r.get("arch") == "dense" and r["weight_precision"] == "fp4",
      ["decode_bw_efficiency@B200-180GB", "decode_bw_efficiency@GB200-186GB", "mfu_ratio@fp4"]),
-    ("MoE rows", lambda r: r.get("arch") == "moe", ["moe_expert_half_tokens"]),
+    ("MoE rows", lambda r: r.get("arch") == "moe", ["moe_expert_max_penalty", "moe_expert_half_tokens"]),
     ("vLLM 0.5 row", lambda r: "0.5" in (r.get("engine") or ""), ["vllm05_host_ms_per_step", "vllm05_host_ms_per_seq"]),
 ]
 
@@ -61,7 +65,7 @@ def _overrides(row: dict, vals: dict) -> dict:
         if field is None or not applies(row):
             continue
         if key.startswith("decode_bw_efficiency"):
-            if key != "decode_bw_efficiency" or row["gpu_name"] in ("H100-SXM-80GB", "A100-SXM-80GB"):
+            if key != "decode_bw_efficiency" or row["gpu_name"] in _SHARED_BW:
                 out[field] = v
             continue
         out[field] = v * scale

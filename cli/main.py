@@ -29,7 +29,8 @@ from components.errors import Refusal
 __all__ = ["main", "build_parser"]
 
 # Command modules, in the order `sdw --help` lists them. Each has register(subparsers).
-COMMAND_MODULES = ("cli.design_cmds", "cli.sim_cmds", "cli.review_cmds", "cli.size_cmds", "cli.app_cmds")
+COMMAND_MODULES = ("cli.design_cmds", "cli.sim_cmds", "cli.review_cmds", "cli.size_cmds", "cli.app_cmds",
+                   "cli.accuracy_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

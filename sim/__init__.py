@@ -78,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "llm_estimate": "sim.llm.twin",
     "tokens_per_step": "sim.llm.kv",  # LLM engine mechanics (issue 12)
     "kv_transfer_s": "sim.llm.disagg",
+    "accuracy_scoreboard": "sim.llm.accuracy",  # the published-rows scoreboard (issue 11)
+    "format_accuracy": "sim.llm.accuracy",
     # operations over time (sim/ops)
     "n_minus_one": "sim.ops.nminus1",
     "replicas_per_hour": "sim.ops.nminus1",
@@ -141,6 +143,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from sim.llm.twin import llm_estimate
     from sim.llm.kv import tokens_per_step
     from sim.llm.disagg import kv_transfer_s
+    from sim.llm.accuracy import accuracy_scoreboard, format_accuracy
     from sim.ops.nminus1 import autoscaled_cost, n_minus_one, replicas_per_hour
     from sim.ops.sampled import SampledDay, format_sampled_day, needs_sampling, sample_day
     from sim.ops.report import fault_rows, format_n_minus_1, format_ops, ops_rows

@@ -60,12 +60,20 @@ def test_a_prediction_without_a_metric_is_refused():
 
 
 def test_llm_traffic_x2_grades_the_replica_count_with_the_arithmetic():
+    import math
+
+    from sim import estimate
+
     d = load_design("designs/library/llm_serving.yaml")
-    # The twin (issue 11's LLM model): 29.32 requests/s per replica at ρ ≤ 0.8 →
-    # ⌈347 / (0.8 × 29.32)⌉ = 15 needed today, ⌈694 / (0.8 × 29.32)⌉ = 30 for twice the traffic.
-    r = run_drill(d, "traffic_x2", prediction="we need 15 more replicas", component="llm")
-    assert r.before["replicas_needed:llm"] == 15 and r.after["replicas_needed:llm"] == 30
-    assert r.grade.verdict == "good" and "a change of +15" in r.grade.arithmetic
+    # The twin's λ* per replica at ρ ≤ 0.8: ⌈λ / (0.8 λ*)⌉ replicas today and ⌈2λ / (0.8 λ*)⌉ for
+    # twice the traffic (the figure moves with the LLM model's coefficients; the arithmetic does not).
+    lam_star = estimate(d).llm["llm"].max_requests_per_s_per_replica
+    rate = d.workload.peak_rps
+    today, doubled = math.ceil(rate / (0.8 * lam_star)), math.ceil(2 * rate / (0.8 * lam_star))
+    assert 10 <= today <= 25 and doubled in (2 * today - 1, 2 * today)
+    r = run_drill(d, "traffic_x2", prediction=f"we need {doubled - today} more replicas", component="llm")
+    assert r.before["replicas_needed:llm"] == today and r.after["replicas_needed:llm"] == doubled
+    assert r.grade.verdict == "good" and f"a change of +{doubled - today}" in r.grade.arithmetic
     off = run_drill(d, "traffic_x2", prediction="we need 2 more replicas", component="llm")
     assert off.grade.verdict == "off"
     assert any("unstable: `llm`" in ln for ln in r.lines)

@@ -36,6 +36,12 @@ def test_raw_sample_answers_as_the_histogram():
         h.add(x)
         r.add(x)
     assert r.quantiles() == h.quantiles() and r.n == h.n
+    cdf = tuple((i + 0.5) / 256 for i in range(256))  # the summary's CDF points take the binned path
+    assert r.quantiles(cdf) == h.quantiles(cdf)
+    b = r.histogram()
+    assert (b.bins, b.n, b.zeros, b.total, b.max) == (h.bins, h.n, h.zeros, h.total, h.max)
+    r.add(1e3), h.add(1e3)  # a value added after a summary: the kept histogram is rebuilt
+    assert r.quantiles(cdf) == h.quantiles(cdf) and r.histogram().max == 1e3
     assert r.mean() == pytest.approx(h.mean(), rel=1e-12)
 
 

@@ -29,11 +29,11 @@ EFFICIENCY_KEYS = [
     # issue 11: the LLM model's communication, precision, MoE and host terms
     "allreduce_latency_us", "allreduce_bus_efficiency", "p2p_latency_us", "prefill_mfu_half_tokens",
     "vllm05_host_ms_per_seq", "moe_expert_half_tokens", "mfu_ratio@fp4",
-    "decode_bw_efficiency@H200-SXM-141GB", "decode_bw_efficiency@B200-180GB",
-    "decode_bw_efficiency@GB200-186GB", "vllm05_host_ms_per_step",
+    "decode_bw_efficiency@B200-180GB",
+    "decode_bw_efficiency@GB200-186GB", "vllm05_host_ms_per_step", "decode_mfu_half_tokens", "attention_serial_share", "moe_expert_max_penalty",
 ]
 # Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
-MAY_BE_ZERO = {"prefill_mfu_half_tokens"}
+MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens"}
 
 
 def test_all_gpus_load_with_positive_numbers_and_sources():

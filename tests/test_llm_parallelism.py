@@ -16,7 +16,8 @@ from sim.llm.roofline import ServingConfigError, ServingSpec
 
 PIN = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40, iteration_overhead_s=0.0005,
            allreduce_latency_s=8e-6, allreduce_bus_efficiency=0.8, prefill_mfu_half_tokens=0.0,
-           host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0, p2p_latency_s=10e-6)
+           host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0, p2p_latency_s=10e-6,
+           attention_serial_share=0.0, decode_mfu_half_tokens=0.0)
 
 
 def spec(**kw):
@@ -177,3 +178,35 @@ def test_a_model_that_fits_no_node_proposes_pipeline_stages():
         spec(model="deepseek-v3", gpu="H100", gpus_per_replica=8, precision="bf16")
     msg = str(e.value)
     assert "1342 GB of weights" in msg and "pipeline_stages" in msg
+
+
+def test_attention_serial_share_and_decode_mfu_by_hand():
+    """Session 2 terms: attention's KV reads partly outside the GEMMs' max, decode MFU by step height.
+
+    Llama-3.1-8B BF16 on one H100 (3.35 TB/s × 0.65, 989.4 TFLOPS), KV 131,072 B/token.
+    """
+    s = spec(model="llama-3.1-8b", gpu="H100")
+    ser = ServingSpec.from_component(LLMServer(id="llm", model="llama-3.1-8b", gpu="H100"),
+                                     **{**PIN, "attention_serial_share": 0.75, "decode_mfu_half_tokens": 1000.0})
+    bw = 3.35e12 * 0.65
+    w, kvb = s.weights_bytes, 131072
+    # Batch 64, 64 × 2,000 KV tokens = 16.78 GB of KV: memory-bound either way.
+    kv = 64 * 2000
+    mem_w, mem_kv = w / bw, kv * kvb / bw  # 7.37 ms, 7.70 ms
+    assert s.decode_step_s(64, kv) == pytest.approx(max(mem_w + mem_kv, s.decode_flops_s(64)) + 0.0005, rel=1e-12)
+    # σ = 0.75: a quarter of the KV reads overlap the GEMMs, three quarters follow them.
+    comp = 2 * 8.03e9 * 64 / (989.4e12 * (0.40 + (0.45 - 0.40) * 64 / (64 + 1000)))
+    assert ser.decode_flops_s(64) == pytest.approx(comp, rel=1e-3)
+    assert ser.serial_kv_s(kv, 64) == pytest.approx(0.75 * mem_kv, rel=1e-12)
+    assert ser.decode_step_s(64, kv) == pytest.approx(max(mem_w + 0.25 * mem_kv, comp) + 0.75 * mem_kv + 0.0005,
+                                                       rel=1e-12)
+    # memory-bound: the step is unchanged by σ (the KV reads are paid once, inside or outside)
+    assert ser.decode_step_s(64, kv) == pytest.approx(s.decode_step_s(64, kv), rel=1e-12)
+    # Compute-bound, batch 1,024 at 300 KV tokens: the KV time now adds to the compute.
+    kv2 = 1024 * 300
+    comp2 = 2 * 8.03e9 * 1024 / (989.4e12 * (0.40 + 0.05 * 1024 / 2024))  # 40.5 ms > 7.37 + 0.25·5.4 ms
+    assert ser.decode_step_s(1024, kv2) == pytest.approx(comp2 + 0.75 * kv2 * kvb / bw + 0.0005, rel=1e-3)
+    assert ser.decode_bound(1024, kv2) == "compute"
+    # Decode rows riding along an 8,192-token prefill chunk compute at nearly the prefill MFU.
+    assert ser.decode_mfu_at(64 + 8192) == pytest.approx(0.40 + 0.05 * 8256 / 9256, rel=1e-12)
+    assert ser.decode_mfu_at(0) == 0.40 and s.decode_mfu_at(5000) == 0.40

@@ -20,8 +20,9 @@ How a run goes:
    (Independent replications would pay the warm-up again for every interval point; for an
    LLM server holding thousands of requests that is most of the work.)
 3. At every batch boundary: stop when at least 10 batches are complete and the p95's 95 %
-   half-width is ≤ `precision` × p95, or when `max_requests` / `max_seconds` would be
-   exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
+   half-width is ≤ `precision` × p95 (with control variates: 10 closed, of which 8
+   complete meet it; the rest drain and join the interval), or when `max_requests` /
+   `max_seconds` would be exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
    requests then drain while arrivals continue. `replications=k` runs exactly k batches.
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
@@ -63,6 +64,12 @@ from .workload import OpenLoop
 __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
+# The precision rule judges the batches whose requests have all finished. With control
+# variates (LLM designs, whose long answers keep ~3 batches draining at any time) it may stop
+# once MIN_REPLICATIONS batches are closed and MIN_COMPLETE of them complete (≥ 4 residual df
+# with three controls) meet the target: the others finish draining before the result is built
+# and its interval uses them all (10 batches instead of 13 on the library serving design).
+MIN_COMPLETE = 8
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
 
 
@@ -151,8 +158,10 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     drifts for ~10 W), so the warm-up is at least 15·L arrivals and a batch at least 10·L,
     which also keeps the edge terms of Little's law small (they shrink like L / window).
     With control variates (`sim.des.control`) the slow drift of the load is what the controls
-    explain, and batches of `sojourns` = 5·L are enough: on the library's serving design the
-    intervals of 10 such batches covered 95 % of repeated seeds (`bench/bench_variance.py`).
+    explain, and batches of `sojourns` = 5·L are enough: on the library's serving design whole
+    default runs covered the long-run p95 in 18 of 20 seeds (`bench/bench_variance.py`,
+    2026-12-02). Not 3·L: its intervals looked as good on re-batched records (95 % of 126
+    windows) but whole runs covered only 16 of 20 seeds (too narrow, and biased low by 0.6 %).
     """
     rho = 0.8
     in_system = 0.0
@@ -166,6 +175,14 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
         in_system = max(in_system, float(workload.concurrent_users))
     rho = min(max(rho, 0.0), 0.995)
     relax = rho / (1 - math.sqrt(rho)) ** 2 if rho > 0 else 1.0
+    if workload.closed_loop:
+        # A closed loop cannot build the open queue's 1/(1 − ρ) backlog: N users arrive at rate
+        # (N − n)/Z, which falls as n grows, so a deviation decays within one cycle Z + R, i.e.
+        # within X·(Z + R) = N arrivals (Little's law over the loop). Its servers run near ρ = 1
+        # whenever the users outnumber the slots, and the open formula would plan a warm-up of
+        # 20 × 159,000 arrivals from ρ = 0.995 (issue 11: 300 users on one LLM replica planned
+        # 716,932 warm-up requests and measured nothing in the time budget).
+        relax = min(relax, max(1.0, float(workload.concurrent_users)))
     n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
@@ -253,11 +270,16 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             return build_result(outs=[], simulated=0, stopped_by="pipeline", stable=True, est=None, sample=None,
                                  warnings=[], warmup=0, pipeline=pipe, ci_method="", **kw), 0
     est = _analytic_cancellable(design, cancel, t_start + max_seconds)
-    if est is None and time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
-        # The twin's planning used the whole budget (it polls the deadline): nothing simulated.
-        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=True, est=None, sample=None,
+    if time.perf_counter() > t_start + max_seconds and not (cancel is not None and cancel.is_set()):
+        # The twin's planning used the whole budget (it polls the deadline in its MVA loop, and
+        # may finish a step past it elsewhere — N−1, retrieval): nothing simulated. Nothing
+        # measured: a closed loop does not claim stable (issue 11); an open one keeps the twin's verdict.
+        ok = not wl.closed_loop and (est is None or est.stable)
+        return build_result(outs=[], simulated=0, stopped_by="max_seconds", stable=ok, est=None, sample=None,
                             warnings=[f"max_seconds ({max_seconds:g} s) ran out while the analytic twin planned the run; "
-                                      "nothing was simulated — raise --max-seconds"], warmup=0, ci_method="", **kw), 0
+                                      "nothing was simulated" + ("" if ok else ", stability is not established")
+                                      + " — raise --max-seconds"],
+                            warmup=0, ci_method="", **kw), 0
     refuse(design, whole_day=whole_day, max_requests=max_requests, est=est)
     if cancel is not None and cancel.is_set():  # cancelled while the twin planned the run: nothing measured
         return build_result(outs=[], simulated=0, stopped_by="interrupted", stable=True, est=est, sample=None,
@@ -380,7 +402,8 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
                 break
-        elif len(complete) >= MIN_REPLICATIONS and met:
+        elif met and (len(complete) >= MIN_REPLICATIONS
+                      or plan is not None and len(closed) >= MIN_REPLICATIONS and len(complete) >= MIN_COMPLETE):
             stopped_by = "precision"
             rule_rel = hw / m
             break
@@ -406,6 +429,18 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     if progress is not None:
         progress(1.0, Progress("done", requests=run.next_id, batches=len(run.segs)))
     method = f"batch means: {len(outs)} batches of {n_meas:,} requests after {n_warm + first * n_meas:,} warm-up"
+    if not unstable and not any(s.measured for s in outs):
+        # Nothing measured (the budget ended in the warm-up: no measured arrival at all). An open
+        # workload keeps the twin's verdict (ρ < 1 is an analytic fact; no backlog was seen); a
+        # closed loop's stability is only what the run measured, so it does not claim it.
+        # (Measured requests still in flight or dropped are measured: their batch speaks.)
+        msg = (f"nothing was measured: the run stopped ({stopped_by or 'max_requests'}) after "
+               f"{run.next_id:,} requests, inside the {n_warm + first * n_meas:,}-request warm-up")
+        if wl.closed_loop:
+            unstable, outs = True, []
+            warnings.append(msg + "; stability is not established (raise max_seconds or max_requests)")
+        else:
+            warnings.append(msg + "; stable is the analytic twin's verdict (raise max_seconds or max_requests)")
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
                         plan=plan if not unstable else None, **kw)

@@ -238,7 +238,10 @@ class Run:
             self.stopped = True
             return
         self.draining = True
-        self.drain_cap = self.next_id + 2 * self.n_meas + 10  # long-tail guard: never wait forever
+        # Long-tail guard: never wait forever. At least a warm-up's worth (15 × the requests in
+        # flight, `engine._rep_plan`) so that an LLM answer from the far tail of the output
+        # lengths still finishes when batches are short.
+        self.drain_cap = self.next_id + max(2 * self.n_meas, self.n_warm) + 10
         self.advance()
         self.stopped = True
 

@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections import Counter
 from statistics import NormalDist
 
 __all__ = [
@@ -116,10 +117,10 @@ class LogHistogram:
 class RawSample(list):
     """One batch's values kept raw: `add` is ``list.append`` (the cheapest thing per request),
     and `n`, `mean`, `quantile(s)` answer as a `LogHistogram` of the same values would (its
-    quantiles exactly, by selection: `log_quantile`). For bounded batches; a whole day streams
-    into histograms instead."""
+    quantiles exactly: one by selection, `log_quantile`; several by binning once,
+    `histogram`). For bounded batches; a whole day streams into histograms instead."""
 
-    __slots__ = ()
+    __slots__ = ("_hist",)  # the last `histogram()`, reused while no value was added since
     add = list.append
 
     @property
@@ -130,22 +131,28 @@ class RawSample(list):
         return sum(x for x in self if x > 0.0) / len(self) if self else float("nan")
 
     def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> list[float]:
+        # Several, in ascending order (a summary, a CDF's 256): bin once, as the histogram
+        # would, and walk it (the walk only moves forward); one, or out of order: by selection.
+        if len(qs) > 1 and list(qs) == sorted(qs):
+            return self.histogram().quantiles(qs)
         pos = [x for x in self if x > 0.0]
-        zeros = len(self) - len(pos)
-        if len(qs) > 8:  # many quantiles (a CDF's 256): bin once, O(n), instead of a selection each
-            return self.histogram().quantiles(qs) if list(qs) == sorted(qs) else [log_quantile(pos, zeros, q) for q in qs]
-        return [log_quantile(pos, zeros, q) for q in qs]
+        return [log_quantile(pos, len(self) - len(pos), q) for q in qs]
 
-    def histogram(self) -> "LogHistogram":
-        """The `LogHistogram` these values would have streamed into (same bins, same answers)."""
-        from collections import Counter
-
-        h = LogHistogram()
+    def histogram(self) -> LogHistogram:
+        """The `LogHistogram` these values would have built (same bins, count, total and max).
+        Values are only ever appended, so one built at the same length is still right: it is
+        kept and shared (read it; merge it into another histogram, never into it)."""
+        h = getattr(self, "_hist", None)
+        if h is not None and h.n == len(self):
+            return h
+        self._hist = h = LogHistogram()
         pos = [x for x in self if x > 0.0]
+        h.bins = dict(Counter([int(_log(x) * _K + _OFFSET) for x in pos]))
         h.n, h.zeros = len(self), len(self) - len(pos)
-        if pos:
-            h.bins = dict(Counter([int(_log(x) * _K + _OFFSET) for x in pos]))
-            h.total, h.max = sum(pos), max(pos)
+        total = 0.0
+        for x in pos:  # in order, as `add` sums (sum() compensates from Python 3.12 on)
+            total += x
+        h.total, h.max = total, max(pos, default=0.0)
         return h
 
     def quantile(self, q: float) -> float:

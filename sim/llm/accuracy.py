@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from components.hardware import calibration_rows
 
 __all__ = ["RowScore", "GroupScore", "score_row", "score_rows", "summarise", "source_label",
-           "twin_figures", "format_groups"]
+           "twin_figures", "format_groups", "accuracy_scoreboard", "format_accuracy", "GROUP_COLUMNS"]
+
+# Columns a scoreboard can be grouped by (attributes of `RowScore`).
+GROUP_COLUMNS = ("split", "source", "mode", "gpu", "family", "tp")
 
 METRICS = ("throughput", "tpot", "ttft")
 _MEASURED = {"throughput": "throughput_tok_s", "tpot": "tpot_ms", "ttft": "ttft_ms"}
@@ -85,7 +88,12 @@ def _workload(row: dict, *, arrival_rps: float | None = None):
         p, o = ExponentialCount(mean=row["input_tokens"]), ExponentialCount(mean=row["output_tokens"])
     else:
         p, o = FixedCount(value=row["input_tokens"]), FixedCount(value=row["output_tokens"])
-    return Workload(arrival_rps=arrival_rps or 1.0, classes=[RequestClass(name="row", prompt_tokens=p, output_tokens=o)])
+    # Every benchmark asks for max_tokens = the output length (calibrate.py submits each request
+    # with max_output = its length): a reserve_max engine (TensorRT-LLM) reserves P + O, not the
+    # model's context. Without the cap the twin reserved 128k tokens per sequence (S12: −90 %).
+    cap = None if sharegpt else int(row["output_tokens"])
+    return Workload(arrival_rps=arrival_rps or 1.0, classes=[RequestClass(name="row", prompt_tokens=p, output_tokens=o,
+                                                                          max_output_tokens=cap)])
 
 
 def twin_figures(row: dict) -> dict:
@@ -163,9 +171,14 @@ def score_row(row: dict, *, sim: bool = True, seed: int = 0) -> RowScore:
 
 
 def score_rows(rows: list[dict] | None = None, *, split: str | None = None, sim: bool = True,
-               seed: int = 0) -> list[RowScore]:
-    """Score every row (or those of one split)."""
+               seed: int = 0, ids: str | None = None) -> list[RowScore]:
+    """Score every row (or those of one split; ``ids``: only rows whose id matches this
+    shell-style pattern, e.g. ``"S*"`` or ``"T-L70-*"``)."""
+    import fnmatch
+
     rows = rows if rows is not None else calibration_rows(split)
+    if ids:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r["id"], ids)]
     return [score_row(r, sim=sim, seed=seed) for r in rows]
 
 
@@ -235,3 +248,90 @@ def format_groups(groups: list[GroupScore], by: tuple[str, ...], *, sim: bool = 
             cells += [_pct(g.mape_sim), ws, _pct(g.within15_sim), _pct(g.within25_sim)]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
+
+
+def _finite(d: dict) -> dict:
+    """JSON-safe figures: a non-finite value (an unbounded queue) becomes None."""
+    return {k: (v if v is None or math.isfinite(v) else None) for k, v in d.items()}
+
+
+def _group_dict(g: GroupScore, by: tuple[str, ...]) -> dict:
+    d = {k: v for k, v in zip(by, g.key)}
+    d.update(metric=g.metric, rows=g.rows, not_modelled=g.not_modelled)
+    for side in ("twin", "sim"):
+        w = getattr(g, f"worst_{side}")
+        d[side] = {"mape": getattr(g, f"mape_{side}"), "worst_row": w[0] if w else None,
+                   "worst_error": w[1] if w else None, "within_15": getattr(g, f"within15_{side}"),
+                   "within_25": getattr(g, f"within25_{side}")}
+    return d
+
+
+def accuracy_scoreboard(*, splits: tuple[str, ...] = ("fit", "held_out"), sim: bool = True,
+               by: tuple[str, ...] = ("source", "mode", "gpu", "family"), ids: str | None = None,
+               seed: int = 0) -> dict:
+    """The whole scoreboard as plain data (what ``sdw accuracy --json`` prints).
+
+    ``{"sim": bool, "by": [...], "splits": {split: {"rows", "not_modelled", "groups",
+    "overall", "row_scores"}}}``: ``groups`` per ``by`` and metric, ``overall`` per mode and
+    model family, each with ``twin``/``sim`` MAPE, worst row and error, shares within ±15/±25 %
+    (fractions, None where nothing was scored); ``row_scores`` every row's measured and modelled
+    figures and relative errors, or its not-modelled reason."""
+    bad = [b for b in by if b not in GROUP_COLUMNS]
+    if bad:
+        raise ValueError(f"unknown grouping column {bad[0]!r}: use any of {', '.join(GROUP_COLUMNS)}")
+    out: dict = {"sim": sim, "by": list(by), "ids": ids, "splits": {}}
+    for split in splits:
+        scores = score_rows(split=split, sim=sim, seed=seed, ids=ids)
+        overall = ("mode", "family")
+        out["splits"][split] = {
+            "rows": len(scores),
+            "not_modelled": sum(1 for s in scores if s.not_modelled),
+            "groups": [_group_dict(g, by) for g in summarise(scores, by=by)],
+            "overall": [_group_dict(g, overall) for g in summarise(scores, by=overall)],
+            "row_scores": [{"id": s.id, "source": s.source, "mode": s.mode, "gpu": s.gpu,
+                            "family": s.family, "tp": s.tp, "measured": s.measured,
+                            "twin": _finite(s.twin), "sim": _finite(s.sim), "not_modelled": s.not_modelled,
+                            "error": {side: {m: s.err(side, m) for m in s.measured}
+                                      for side in (("twin", "sim") if sim else ("twin",))}}
+                           for s in scores],
+        }
+    return out
+
+
+def _groups_back(ds: list[dict], by: tuple[str, ...]) -> list[GroupScore]:
+    out = []
+    for d in ds:
+        t, s = d["twin"], d["sim"]
+        out.append(GroupScore(tuple(d[k] for k in by), d["metric"], d["rows"], d["not_modelled"],
+                              t["mape"], s["mape"],
+                              (t["worst_row"], t["worst_error"]) if t["worst_row"] else None,
+                              (s["worst_row"], s["worst_error"]) if s["worst_row"] else None,
+                              t["within_15"], t["within_25"], s["within_15"], s["within_25"]))
+    return out
+
+
+def _fmt_err(x: float | None) -> str:
+    return "None" if x is None else format(x, "+.1%")
+
+
+def format_accuracy(board: dict, *, rows: bool = False) -> str:
+    """The plain-text scoreboard of `scoreboard` (what bench/bench_accuracy.py and
+    ``sdw accuracy`` print): per split the grouped table, then by mode and family."""
+    by, sim = tuple(board["by"]), board["sim"]
+    parts = []
+    for split, sb in board["splits"].items():
+        parts.append(f"\n## {split}: {sb['rows']} rows, {sb['not_modelled']} not modelled\n")
+        parts.append(format_groups(_groups_back(sb["groups"], by), by, sim=sim))
+        parts.append(f"\n### {split}, overall by mode and family\n")
+        parts.append(format_groups(_groups_back(sb["overall"], ("mode", "family")), ("mode", "family"), sim=sim))
+        if rows:
+            parts.append("")
+            for r in sb["row_scores"]:
+                if r["not_modelled"]:
+                    parts.append(f"{r['id']:28} {r['not_modelled']}")
+                    continue
+                errs = " ".join(f"{m}: twin {_fmt_err(r['error']['twin'][m])}"
+                                + (f" sim {_fmt_err(r['error']['sim'][m])}" if sim else "")
+                                for m in r["measured"])
+                parts.append(f"{r['id']:28} {errs}")
+    return "\n".join(parts)

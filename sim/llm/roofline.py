@@ -19,9 +19,13 @@ activations run in). One engine iteration over ``n`` sequences (``T`` tokens in 
 round of the pipeline: the batch is split into ``m = min(pp, n)`` micro-batches, each passing
 through the ``pp`` stages, so
 
-* round     = pp × stage,  stage = max(memory, compute) + TP all-reduces + expert all-to-all + p2p
+* round     = pp × stage,  stage = max(memory − σ·KV time, compute) + σ·KV time + TP all-reduces
+  + expert all-to-all + p2p, where σ (``attention_serial_share``) is the share of the attention
+  kernels' KV reads that does not overlap the GEMMs: attention and the projections/MLP are
+  separate kernels that run one after the other, so the roofline of a step is a sum over its
+  operators, not one max over the whole step (σ = 1; σ = 0 is the single-max roofline)
 * memory    = (W_read/pp + KV_read/(pp·m)) / (tp·BW·η_bw)   (every micro-batch re-reads its stage's weights)
-* compute   = (2·P_active·B/MFU_dec + prefill FLOPs/MFU_pre(T)) / (m·g·F)
+* compute   = (2·P_active·B/MFU_dec(T) + prefill FLOPs/MFU_pre(T)) / (m·g·F)
 * all-reduce (tensor parallelism, two per layer, L/pp layers per stage, message T/m × hidden ×
   2 B): latency + 2(tp − 1)/tp × message / (link bandwidth × bus efficiency)
 * expert all-to-all (MoE with ``expert_parallel``): dispatch and combine of T/m × k hidden
@@ -31,7 +35,10 @@ through the ``pp`` stages, so
 
 so a pipeline with fewer sequences than stages idles (the bubble, 1 − m/pp), and a TP8 step
 pays 160 all-reduces on a 70B model whatever its batch. Prefill MFU grows with the tokens in
-the step, MFU_pre(T) = MFU_pre · T/(T + T½) (short prompts do not fill the GEMMs).
+the step, MFU_pre(T) = MFU_pre · T/(T + T½) (short prompts do not fill the GEMMs), and the
+decode tokens are rows of the same GEMMs: MFU_dec(T) = MFU_dec + (MFU_pre − MFU_dec) · T/(T + T_d)
+(``decode_mfu_half_tokens``) — a small decode batch runs skinny GEMMs, a step of thousands of
+tokens (a large batch, or decode riding along a prefill chunk) computes at the prefill rate.
 
 KV capacity = g·HBM·u − W − g·reserve (``kv_memory_basis: total``, vLLM) or
 u·(g·HBM − W − g·reserve) (``free``, TensorRT-LLM), over the KV bytes per token — replicated on
@@ -128,6 +135,12 @@ class ServingSpec:
     kv_memory_basis: str = "total"
     kv_replication: float = 1.0
     moe_expert_half_tokens: float = 0.0
+    moe_expert_max_penalty: float = 1.0  # cap on the routed experts' extra compute (× their share)
+    # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
+    # (0 = decode always at decode_mfu).
+    decode_mfu_half_tokens: float = 0.0
+    # Share of the KV-read (attention) time that does not overlap the GEMMs (0 = one max).
+    attention_serial_share: float = 0.0
     # Share of wall time the GPU computes, kept for what-if studies (1 = host work overlapped).
     gpu_busy_fraction: float = 1.0
     reserve_bytes_per_gpu: float = RESERVE_BYTES_PER_GPU
@@ -183,6 +196,7 @@ class ServingSpec:
             decode_bw_efficiency=_gpu_factor("decode_bw_efficiency", gpu),
             prefill_mfu=factor("prefill_mfu") * mfu_ratio, decode_mfu=factor("decode_mfu") * mfu_ratio,
             moe_expert_half_tokens=factor("moe_expert_half_tokens") if model.is_moe else 0.0,
+            moe_expert_max_penalty=factor("moe_expert_max_penalty"),
             iteration_overhead_s=factor("iteration_overhead_ms") / 1e3,
             compute_precision=compute, tp=tp, pp=pp, ep=ep,
             link_bytes_per_s=gpu.intra_node_gb_s * 1e9,
@@ -191,6 +205,8 @@ class ServingSpec:
             allreduce_bus_efficiency=factor("allreduce_bus_efficiency"),
             p2p_latency_s=factor("p2p_latency_us") / 1e6,
             prefill_mfu_half_tokens=factor("prefill_mfu_half_tokens"),
+            decode_mfu_half_tokens=factor("decode_mfu_half_tokens"),
+            attention_serial_share=factor("attention_serial_share"),
             kv_memory_basis=getattr(comp, "kv_memory_basis", "total"),
             kv_replication=rep,
         )
@@ -341,16 +357,16 @@ class ServingSpec:
 
     def moe_scale(self, step_tokens: float) -> float:
         """Compute multiplier of an MoE step: the routed experts' grouped GEMMs see only
-        t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, bounded at half (a small
-        step is memory-bound anyway: its expert weights are read for a few tokens, which the
-        memory term charges): routed compute × (1 + min(1, t½/t))."""
+        t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, the extra bounded at
+        ``moe_expert_max_penalty`` × (a small step is memory-bound anyway: its expert weights are
+        read for a few tokens, which the memory term charges): routed compute × (1 + min(P, t½/t))."""
         m, h = self.model, self.moe_expert_half_tokens
         if not m.is_moe or h <= 0 or step_tokens <= 0:
             return 1.0
         routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
         share = routed / (m.params_active_b * 1e9)
         per_expert = step_tokens * m.experts_per_token / m.experts
-        return 1 + share * min(1.0, h / per_expert)
+        return 1 + share * min(self.moe_expert_max_penalty, h / per_expert)
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""
@@ -449,6 +465,14 @@ class ServingSpec:
         return (self.pp * (self.weights_read_bytes(weight_tokens / m_b)
                            + kv_tokens_read * self.kv_bytes_per_token / m_b) / self._bandwidth)
 
+    def serial_kv_s(self, kv_tokens_read: float, seqs: float) -> float:
+        """The part of `memory_s`'s KV reads that runs outside the max(memory, compute):
+        σ · pp · KV/m / (g·BW·η) (attention kernels between the GEMMs)."""
+        sig = self.attention_serial_share
+        if sig <= 0 or kv_tokens_read <= 0:
+            return 0.0
+        return sig * (self.pp * (kv_tokens_read * self.kv_bytes_per_token / self.microbatches(seqs))) / self._bandwidth
+
     def compute_scale(self, seqs: float) -> float:
         """pp/m: a pipeline with m < pp micro-batches computes on m/pp of its GPUs at a time."""
         return self.pp / self.microbatches(seqs)
@@ -465,21 +489,33 @@ class ServingSpec:
             prefill_flops_s = self.prefill_flops_s(prefill_tokens) if prefill_tokens else 0.0
         seqs = decode_batch + ((prefill_seqs or 1) if prefill_tokens else 0)
         tokens = decode_batch + prefill_tokens
-        mem = self.memory_s(tokens, kv_tokens_read, seqs)
+        serial = self.serial_kv_s(kv_tokens_read, seqs)
+        mem = self.memory_s(tokens, kv_tokens_read, seqs) - serial
         pf = prefill_flops_s * self.mfu_scale(tokens) if prefill_tokens else 0.0
-        comp = (self.decode_flops_s(decode_batch) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
-        return ((max(mem, comp) + self.comm_s(tokens, seqs)) * self._slowdown
+        comp = (self.decode_flops_s(decode_batch, tokens) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
+        return ((max(mem, comp) + serial + self.comm_s(tokens, seqs)) * self._slowdown
                 + self.host_s(seqs))
 
-    def decode_flops_s(self, batch: float) -> float:
-        return 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu)
+    def decode_mfu_at(self, step_tokens: float) -> float:
+        """MFU of the decode rows of a step of ``step_tokens`` tokens (they share its GEMMs):
+        decode_mfu + (prefill_mfu − decode_mfu) · T/(T + T_d)."""
+        h = self.decode_mfu_half_tokens
+        if h <= 0 or step_tokens <= 0:
+            return self.decode_mfu
+        return self.decode_mfu + (self.prefill_mfu - self.decode_mfu) * (step_tokens / (step_tokens + h))
+
+    def decode_flops_s(self, batch: float, step_tokens: float | None = None) -> float:
+        """GPU compute time of ``batch`` decode tokens in a step of ``step_tokens`` tokens
+        (default: a pure decode step, ``batch`` tokens)."""
+        t = batch if step_tokens is None else step_tokens
+        return 2 * self.model.params_active_b * 1e9 * batch / (self._peak_flops * self.decode_mfu_at(t))
 
     def decode_step_s(self, batch: int, kv_tokens_total: float) -> float:
         """One decode iteration of ``batch`` sequences holding ``kv_tokens_total`` KV tokens."""
         return self.iteration_s(batch, kv_tokens_total)
 
     def decode_bound(self, batch: int, kv_tokens_total: float) -> str:
-        mem = self.memory_s(batch, kv_tokens_total, batch)
+        mem = self.memory_s(batch, kv_tokens_total, batch) - self.serial_kv_s(kv_tokens_total, batch)
         comp = self.decode_flops_s(batch) * self.compute_scale(batch) * self.moe_scale(batch)
         return "memory" if mem >= comp else "compute"
 

@@ -57,6 +57,7 @@ from bisect import bisect_left
 
 from sim.results import LLMReplicaStats
 from sim.des.stations import StationBase, later
+from sim.des.stats import RawSample
 
 from .batching import ReplicaEngine
 from .disagg import is_disaggregated, kv_transfer_s, pool_components
@@ -213,7 +214,8 @@ class LLMServerStation(StationBase):
             best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
         key = id(req)
         self._pending[key] = (done, None)
-        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd, adapter=self._adapter(req))
+        seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd,
+                          adapter=self._adapter(req) if self._lora_cdf is not None else None)
         if seq is None:  # refused synchronously; _on_done already handled it
             return
         self._pending[key] = (done, seq, best)
@@ -264,7 +266,8 @@ class LLMServerStation(StationBase):
         if ok:
             self.completions += 1
             req.answer_output_tokens = max(1, int(req.output_tokens))
-            cap = self._request_terms(req)[0]
+            cls = self._cls  # the class's output cap (`_request_terms`'s first term)
+            cap = cls[req.cls][0] if cls and 0 <= req.cls < len(cls) else None
             if cap is not None and cap < req.answer_output_tokens:
                 req.answer_output_tokens = int(cap)  # the engine stopped at max_tokens
             done(req, True)
@@ -288,6 +291,8 @@ class LLMServerStation(StationBase):
 
     def reset_stats(self, now: float) -> None:
         super().reset_stats(now)
+        # Admission waits kept raw (one append each; the p95 by selection, the histogram's value)
+        self.waits = RawSample()
         self.rejected = 0
         self._xfer_s, self._xfers = 0.0, 0
         for e in self.engines + self.d_engines:

@@ -140,14 +140,20 @@ class _Parts:
         bt = b * (sp.k + 1) if sp is not None else b
         draft = sp.draft_s(spec, b, b * sh.kv_read) if sp is not None else 0.0
         kv = b * sh.kv_read
-        mem0 = spec.memory_s(bt, kv, b)
-        self.mem1 = spec.memory_s(bt + sh.prefill_tokens, kv, b + 1)
-        self.dec = spec.decode_flops_s(bt) * spec.compute_scale(b + 1) * spec.moe_scale(bt + sh.prefill_tokens)
+        # KV reads outside the GEMMs' max (attention_serial_share) go with the additive terms.
+        ser0, ser1 = spec.serial_kv_s(kv, b), spec.serial_kv_s(kv, b + 1)
+        mem0 = spec.memory_s(bt, kv, b) - ser0
+        self.mem1 = spec.memory_s(bt + sh.prefill_tokens, kv, b + 1) - ser1
+        # A step that admits prompts computes its decode rows in GEMMs as tall as the step
+        # (the prompt, or the chunk under chunked prefill), the same token count `_shape` gives pf.
+        pf_t = max(sh.prefill_tokens, spec.chunked_prefill_tokens or 0)
+        self.dec = (spec.decode_flops_s(bt, bt + pf_t) * spec.compute_scale(b + 1)
+                    * spec.moe_scale(bt + sh.prefill_tokens))
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
-        self.ov = spec.host_s(b + 1) + spec.comm_s(bt, b + 1) * self.s + draft
+        self.ov = spec.host_s(b + 1) + (spec.comm_s(bt, b + 1) + ser1) * self.s + draft
         self.tau0 = (max(mem0, spec.decode_flops_s(bt) * spec.compute_scale(b) * spec.moe_scale(bt)) * self.s
-                     + spec.host_s(b) + spec.comm_s(bt, b) * self.s + draft)
+                     + spec.host_s(b) + (spec.comm_s(bt, b) + ser0) * self.s + draft)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -686,8 +692,10 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         par += f" (tensor parallel {spec.tp}" + (f" × {spec.pp} pipeline stages" if spec.pp > 1 else "") + \
                (f", experts over {spec.ep}" if spec.ep > 1 else "") + ")"
     comm = spec.comm_s(S, S)
-    mem_S = spec.memory_s(S, kv_s, S)
+    ser_S = spec.serial_kv_s(kv_s, S)  # attention's KV reads outside the GEMMs' max
+    mem_S = spec.memory_s(S, kv_s, S) - ser_S
     comp_S = spec.decode_flops_s(S) * spec.compute_scale(S)
+    sig = spec.attention_serial_share
     ex = [
         f"weights: {m.params_total_b:g} B params × {spec.bytes_per_param:g} B "
         f"({spec.precision} weights, {spec.compute_precision} math) = {spec.weights_bytes / gb:.2f} GB, "
@@ -701,11 +709,16 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         f"decode step at batch {S}: max(memory {mem_S * 1e3:.2f} ms = "
         + (f"{spec.pp} × " if spec.pp > 1 else "")
         + f"({spec.weights_read_bytes(S / spec.microbatches(S)) / gb:.2f} GB weights + "
-        f"{kv_s * spec.kv_bytes_per_token / gb / spec.microbatches(S):.2f} GB KV"
+        + (f"{1 - sig:g} × " if ser_S else "")
+        + f"{kv_s * spec.kv_bytes_per_token / gb / spec.microbatches(S):.2f} GB KV"
         + (f" per micro-batch" if spec.pp > 1 else "") + f") / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
         f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {S} / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu:g}))"
+        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(S):.3g}"
+        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {S}/({S} + "
+           f"{spec.decode_mfu_half_tokens:g})" if spec.decode_mfu_half_tokens else "") + "))"
+        + (f" + attention KV reads {ser_S * 1e3:.2f} ms ({sig:g} of them run between the GEMMs, "
+           f"not under them)" if ser_S else "")
         + (f" + communication {comm * 1e3:.2f} ms" if comm else "")
         + f" + host {spec.host_s(S) * 1e3:.2f} ms = {step_s * 1e3:.2f} ms ({bound}-bound)",
     ]

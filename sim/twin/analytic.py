@@ -59,7 +59,7 @@ import time
 
 from designs.model import Design
 from sim.twin import queueing as qt
-from sim.twin.flow import Profile, latency_moments, visits_per_request, visits_with
+from sim.twin.flow import Profile, arrival_moments, latency_moments, visits_per_request, visits_with
 from sim.twin.visits import needs_visit_equations, visit_equations
 from sim.results import Estimate, Percentiles, StationEstimate
 from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
@@ -399,12 +399,14 @@ def _llm_latency(design: Design, calcs: dict[str, StationCalc],
     """
     ttft = tpot = None
     notes: dict[str, list[str]] = {}
+    profiles = None
     for c in design.components:
         if visits.get(c.id, 0) <= 0:
             continue
         # Unstable: the wait for a slot (or the rate limit) grows without bound, and so does TTFT;
         # TPOT is what a request sees once it runs (at saturation for an llm_server).
         stuck = 0.0 if calcs[c.id].stable else math.inf
+        own = None  # (mean, p95) ms of the LLM's own TTFT
         if c.kind == "llm_server" and calcs[c.id].llm is not None:
             e = calcs[c.id].llm
             t95, p95 = e.ttft_ms_p95_estimate, e.tpot_ms_p95_estimate
@@ -414,9 +416,26 @@ def _llm_latency(design: Design, calcs: dict[str, StationCalc],
             if p95 is None:
                 p95 = e.tpot_ms_estimate
                 notes.setdefault("tpot_p95_ms", []).append(f"`{c.id}` has no TPOT p95 estimate; its mean is used")
-            ttft = max(ttft or 0.0, t95 + stuck)
+            own = (e.ttft_ms_estimate, t95)
             tpot = max(tpot or 0.0, p95)
         elif c.kind == "llm_api":
-            ttft = max(ttft or 0.0, c.ttft.quantile(0.95) + stuck)
+            own = (c.ttft.expected(), c.ttft.quantile(0.95))
             tpot = max(tpot or 0.0, 1000.0 / c.output_tokens_per_s.quantile(0.05))
+        if own is None:
+            continue
+        t95 = own[1]
+        if stuck == 0.0 and all(x.stable for x in calcs.values()):
+            # TTFT is measured from the request's arrival (the simulation stamps it from t0):
+            # the path before the LLM — gateway, retrieval, reranking — comes first.
+            if profiles is None:
+                profiles = _profiles(calcs)
+            mass, m_up, v_up = arrival_moments(design, profiles, c.id)
+            if m_up > 0 and mass <= 1 + 1e-9 and abs(mass - visits[c.id]) <= 1e-6 * max(1.0, visits[c.id]):
+                # p95 of the sum: the means add, the excesses over the mean add in quadrature
+                # (exact for normal parts; the upstream's p95 from its gamma fit).
+                q_up = qt.gamma_quantile(0.95, m_up, v_up) * 1000
+                up = m_up * 1000
+                t95 = up + own[0] + math.hypot(q_up - up, own[1] - own[0])
+                notes.setdefault("ttft_p95_ms", []).append(f"includes {up:,.0f} ms (mean) before `{c.id}`")
+        ttft = max(ttft or 0.0, t95 + stuck)
     return ttft, tpot, {k: "; ".join(v) for k, v in notes.items()}

@@ -41,7 +41,7 @@ from typing import Any
 from designs.model import Design, Edge
 from sim.twin import queueing as qt
 
-__all__ = ["visits_per_request", "latency_moments", "visits_with", "Profile"]
+__all__ = ["visits_per_request", "latency_moments", "arrival_moments", "visits_with", "Profile"]
 
 
 # --- moment triples -----------------------------------------------------------------------------
@@ -78,22 +78,25 @@ class _Seg:
     visits: dict[str, float]
     stop: T3
     end: T3
+    mark: T3 = _ZERO
+    """Arrivals at the walker's `mark` component within this segment (sub-probability, moments
+    from the segment's start); lost inside loops, so a caller checks its mass against the visits."""
 
 
 def _seg_scaled(s: _Seg, w: float) -> _Seg:
-    return _Seg({k: v * w for k, v in s.visits.items()}, _scale(s.stop, w), _scale(s.end, w))
+    return _Seg({k: v * w for k, v in s.visits.items()}, _scale(s.stop, w), _scale(s.end, w), _scale(s.mark, w))
 
 
 def _seg_add(a: _Seg, b: _Seg) -> _Seg:
     v = dict(a.visits)
     for k, x in b.visits.items():
         v[k] = v.get(k, 0.0) + x
-    return _Seg(v, _add(a.stop, b.stop), _add(a.end, b.end))
+    return _Seg(v, _add(a.stop, b.stop), _add(a.end, b.end), _add(a.mark, b.mark))
 
 
 def _then(t: T3, s: _Seg) -> _Seg:
     """Time `t` (sub-probability) followed by segment `s`."""
-    return _Seg({k: v * t[0] for k, v in s.visits.items()}, _conv(t, s.stop), _conv(t, s.end))
+    return _Seg({k: v * t[0] for k, v in s.visits.items()}, _conv(t, s.stop), _conv(t, s.end), _conv(t, s.mark))
 
 
 # --- station profiles: the part of a station the walk needs --------------------------------------
@@ -130,8 +133,10 @@ def _routing_profile(comp: Any) -> Profile:
 class _Walker:
     """Recursive walk of the flow, memoised on (node, stop, loops already being handled)."""
 
-    def __init__(self, design: Design, profiles: dict[str, Profile], track_visits: bool = True):
+    def __init__(self, design: Design, profiles: dict[str, Profile], track_visits: bool = True,
+                 mark: str | None = None):
         self.d = design
+        self.mark = mark
         self.prof = profiles
         # Without visits (latency only) every segment's dict stays empty: the walk is then
         # linear in the flow instead of quadratic on long chains (a closed loop walks it per user).
@@ -234,6 +239,8 @@ class _Walker:
             self.warnings.add(f"'{n}' has {len(back)} back edges; the estimate follows only {back[0].from_} → {back[0].to}")
         if prof.is_async and self.track:
             out = _seg_add(out, _Seg(self._async_visits(n, handled), _ZERO, _ZERO))
+        if n == self.mark:  # arriving here, at the segment's start
+            out = _Seg(out.visits, out.stop, out.end, _add(out.mark, _ONE))
         return out
 
     def _forward(self, n: str, stop: str | None, handled: frozenset) -> _Seg:
@@ -244,6 +251,9 @@ class _Walker:
         if all(e.parallel for e in outs):
             j = self.join_of(n)
             branches = [self.seg(e.to, j, handled) for e in outs]
+            marks = _ZERO  # every branch starts when the fork's service ends
+            for b in branches:
+                marks = _add(marks, b.mark)
             visits: dict[str, float] = {}
             mean = var = None
             moments = []
@@ -261,9 +271,9 @@ class _Walker:
                 mean, var = exact
             t = _time(mean, var + mean * mean)
             if j is None:
-                return _Seg(visits, _ZERO, t)
+                return _Seg(visits, _ZERO, t, marks)
             rest = _then(t, self.seg(j, stop, handled))
-            return _seg_add(rest, _Seg(visits, _ZERO, _ZERO))
+            return _seg_add(rest, _Seg(visits, _ZERO, _ZERO, marks))
         total_p = sum(e.p for e in outs)
         acc = _Seg({}, _ZERO, (max(0.0, 1 - total_p), 0.0, 0.0))
         for e in outs:
@@ -400,3 +410,16 @@ def latency_moments(design: Design, profiles: dict[str, Profile]) -> tuple[float
     mean = m1 / p
     return mean, max(0.0, m2 / p - mean * mean), sorted(w.warnings)
 
+
+def arrival_moments(design: Design, profiles: dict[str, Profile], cid: str) -> tuple[float, float, float]:
+    """(mass, mean s, variance s²) of the time from a request's arrival at the entry to its
+    arrival at `cid` (the wait before a component: for an LLM, what comes before its TTFT).
+    `mass` is the expected number of arrivals the walk saw; arrivals inside a loop body are not
+    followed, so it is below `visits_per_request(design)[cid]` there and the moments cover
+    only the rest."""
+    w = _Walker(design, profiles, track_visits=False, mark=cid)
+    p, m1, m2 = w.run().mark
+    if p <= 0:
+        return 0.0, 0.0, 0.0
+    mean = m1 / p
+    return p, mean, max(0.0, m2 / p - mean * mean)

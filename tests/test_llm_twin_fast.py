@@ -7,10 +7,10 @@ T to 1e-9, the quantile 50 halvings) and one new configuration took 50–200 ms;
 bracketing regula falsi (`_root`), ~20× faster. The bisections are kept below, verbatim, as
 the reference: on a grid of configurations (GPU × precision × TP × max_batch × chunked
 prefill × workload, plus speculative decoding and multi-LoRA) every figure of `llm_estimate`
-and `llm_service_moments` must agree to 5e-5 relative. The largest difference on this grid is
-2.0e-5 (measured 2026-12-02), and it is the reference's own b tolerance (1e-6 × S absolute):
-a decode batch of six sequences at 30 % load, which the bisection left at 6.18726 and the
-root finder puts at 6.18713.
+and `llm_service_moments` must agree to 5e-5 relative, and the decode batch to the reference's
+own stopping width (1e-6 × S absolute): that width is where the largest differences come from
+(2026-12-02: a decode batch of 3.5 sequences at 30 % load that the bisection left at 3.52734,
+the root finder at 3.52716; every other figure within 5e-6).
 """
 
 from __future__ import annotations
@@ -208,8 +208,12 @@ def test_root_finders_give_the_bisections_answers(name, comp, wl, monkeypatch):
         ref = _figures(comp, wl)
     T._CACHE.clear()
     assert fast.keys() == ref.keys()
+    # The decode batch: within the reference bisection's own stopping width, 1e-6 × S (its
+    # answer is a bracket end, the root finder's the root); everything else 5e-5 relative.
+    s_slots = ref["max_concurrent_seqs@0.3"]
     bad = {k: (fast[k], ref[k]) for k in ref
-           if not (fast[k] == pytest.approx(ref[k], rel=5e-5, abs=1e-9))}
+           if not (fast[k] == pytest.approx(ref[k], rel=5e-5, abs=1e-9)
+                   or (k.startswith("decode_batch_at_load") and abs(fast[k] - ref[k]) <= 1e-6 * s_slots + 1e-9))}
     assert not bad, bad
 
 

@@ -103,8 +103,7 @@ def fast_step_times(spec: ServingSpec):
     def comm(tokens):
         if tp <= 1 or tokens <= 0:
             return 0.0
-        t = tokens / 1
-        return n_ar * (lat + 2 * (tp - 1) / tp * (t * hid * ACT_BYTES) / bwe) + 0 * 0.0 + 0 * 0.0
+        return n_ar * (lat + 2 * (tp - 1) / tp * (tokens * hid * ACT_BYTES) / bwe)
 
     def prefill_flops_s(tokens, cached_tokens=0.0):
         return (c1 * tokens + a2 * (tokens * cached_tokens + tokens * tokens / 2)) / c_pre

@@ -477,7 +477,9 @@ def _doc_files(design_json: str, run_key: str | None, stem: str, _result=None) -
 
 def design_doc_files(design: Design, stem: str, result=None, run_key: str | None = None) -> tuple[str, str]:
     """(HTML, Markdown) of the design doc, kept per design content and run (`run_key`)."""
-    return _doc_files(design.model_dump_json(by_alias=True), run_key if result is not None else None, stem, _result=result)
+    # A cancelled (partial) run and the full run after it share a run key: tell them apart.
+    key = None if result is None else f"{run_key}:{getattr(result, 'simulated_requests', '')}:{getattr(result, 'partial', '')}"
+    return _doc_files(design.model_dump_json(by_alias=True), key, stem, _result=result)
 
 
 def progress_updater(bar) -> Callable[[float, str], None]:

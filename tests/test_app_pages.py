@@ -674,3 +674,21 @@ def test_an_overloaded_run_names_one_bottleneck_and_no_zero_tables():
     for bad in ("None", "inf", "Infinity", "nan"):
         assert not re.search(rf"\b{bad}\b", text), bad
     assert not re.search(r"\de[+-]\d", text)
+
+
+def test_export_doc_cache_tells_a_partial_run_from_the_full_one_under_one_key():
+    # Cancel keeps a partial run under the run's key; the full run after it reuses that key.
+    # The Export page's cached design doc must follow the result, not just the key.
+    from app_pages import _widgets as W
+    from designs.model import Design
+    from sim import simulate
+
+    d = Design.model_validate({"name": "doc_cache", "workload": {"arrival_rps": 50},
+                               "components": [{"id": "s", "kind": "service"}], "entry": "s", "flow": []})
+    short = simulate(d, seed=1, max_requests=3_000, max_seconds=10)
+    full = simulate(d, seed=1, max_requests=30_000, max_seconds=10)
+    assert short.simulated_requests != full.simulated_requests
+    a = W.design_doc_files(d, "doc_cache", short, "k")
+    b = W.design_doc_files(d, "doc_cache", full, "k")
+    assert a != b and f"{full.simulated_requests:,}" in b[1]
+    assert W.design_doc_files(d, "doc_cache", full, "k") == b  # and the same result is served from the cache

@@ -73,6 +73,22 @@ class InlineExecutor(Executor):
             yield fn(x)
 
 
+def _in_order(futures, timeouts: tuple, cancel, stop):
+    """Each future's result in submission order, polled every 0.2 s so that a set `cancel`
+    (or Ctrl-C in the caller) is seen at once; on cancel, `stop()` and end early."""
+    for f in futures:
+        while True:
+            if cancel is not None and cancel.is_set():
+                stop()
+                return
+            try:
+                res = f.result(timeout=0.2)
+                break
+            except timeouts:
+                continue
+        yield res
+
+
 def _ignore_sigint() -> None:
     import signal
 
@@ -106,19 +122,8 @@ class ProcessExecutor(Executor):
         from concurrent.futures import TimeoutError as _Timeout
 
         pool = self._get()
-        futs = [pool.submit(fn, x) for x in items]
-        self._futures = futs
-        for f in futs:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    self.cancel()
-                    return
-                try:
-                    res = f.result(timeout=0.2)  # poll, so Ctrl-C in the caller is seen at once
-                    break
-                except _Timeout:
-                    continue
-            yield res
+        self._futures = [pool.submit(fn, x) for x in items]
+        yield from _in_order(self._futures, (_Timeout,), cancel, self.cancel)
 
     def cancel(self) -> None:
         for f in self._futures:
@@ -158,19 +163,8 @@ class DaskExecutor(Executor):
     def submit_all(self, fn, items, cancel=None):
         from distributed import TimeoutError as _Timeout
 
-        futs = self.client.map(fn, list(items), pure=False)
-        self._futures = futs
-        for f in futs:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    self.cancel()
-                    return
-                try:
-                    res = f.result(timeout=0.2)
-                    break
-                except (_Timeout, TimeoutError):
-                    continue
-            yield res
+        self._futures = self.client.map(fn, list(items), pure=False)
+        yield from _in_order(self._futures, (_Timeout, TimeoutError), cancel, self.cancel)
 
     def cancel(self) -> None:
         if self._futures:

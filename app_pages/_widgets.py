@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import importlib
-import math
 import re
 import threading
 import time
@@ -29,7 +28,7 @@ import streamlit as st
 from designs.forms import problem_field
 from designs.io import DesignFileError, dump_design, load_design
 from designs.model import Design, Problem
-from designs.numfmt import UNBOUNDED, fmt, fmt_delta, is_unbounded
+from designs.numfmt import fmt, fmt_delta, is_unbounded
 from designs.workspace import Workspace, WorkspaceError, new_draft_id, workspace_dir
 
 __all__ = [

@@ -57,16 +57,18 @@ def _positive_float(text: str) -> float:
 
 
 class _Progress:
-    """A one-line `\\r` bar on stderr, shown only on a terminal and only after the first second."""
+    """A one-line `\\r` bar on stderr, shown only on a terminal and only after `delay_s`
+    (a second by default: short commands print nothing)."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, delay_s: float = 1.0):
         self.label = label
+        self.delay_s = delay_s
         self.t0 = time.perf_counter()
         self.shown = False
         self.on = sys.stderr.isatty()
 
     def __call__(self, fraction: float, message: str) -> None:
-        if not self.on or time.perf_counter() - self.t0 < 1.0:
+        if not self.on or time.perf_counter() - self.t0 < self.delay_s:
             return
         width = 30
         n = int(max(0.0, min(1.0, fraction)) * width)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import sys
-import time
 
 from .common import err as _err
 from .common import load_or_report as _load
@@ -120,26 +117,6 @@ def format_size(r) -> str:
     return "\n".join(lines)
 
 
-class _Progress:
-    def __init__(self):
-        self.t0 = time.perf_counter()
-        self.on = sys.stderr.isatty()
-        self.shown = False
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if not self.on or time.perf_counter() - self.t0 < 0.5:
-            return
-        n = int(max(0.0, min(1.0, fraction)) * 30)
-        sys.stderr.write(f"\rsize [{'#' * n}{' ' * (30 - n)}] {fraction:4.0%} {message}"[:120].ljust(120))
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * 120 + "\r")
-            sys.stderr.flush()
-
-
 def cmd_size(args) -> int:
     design = _load(args.file)
     if design is None:
@@ -149,7 +126,7 @@ def cmd_size(args) -> int:
     from sim import ExecutorError, SearchError, size
 
     from .common import report
-    from .sim_cmds import _interruptible
+    from .sim_cmds import _interruptible, _Progress
 
     space = None
     if args.space:
@@ -160,7 +137,7 @@ def cmd_size(args) -> int:
         except DesignFileError as e:
             report(e)
             return 1
-    bar = _Progress()
+    bar = _Progress("size", delay_s=0.5)
     try:
         with _interruptible() as cancel:
             r = size(design, space=space, verify=args.verify, n_minus_1=True if args.n_minus_1 else None,

@@ -55,7 +55,7 @@ from typing import Callable
 
 from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
                      run_problems, short_run_warning)
-from .run import MAX_IN_SYSTEM, Run
+from .run import Run
 from .stats import mser5
 from .control import control_plan
 from .summary import LLM_KINDS, build_result, null_rng, p95_interval, percentiles, variance_reduction

@@ -715,7 +715,6 @@ class ReplicaEngine:
         due = self.fin.pop(step, None)  # every finish step is > the step of entry: none is skipped
         finished = [s for s, g in due if g == s.gen] if due is not None else []
         # 4. first tokens of the prompts this iteration finished.
-        paged, B, sw = self.paged, self.B, self.sw
         for s in self._just_prefilled:
             if s.owner:
                 self.pcache.ready(s.pkey)

@@ -66,17 +66,17 @@ ROW = {"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1, "pp": 1
 
 
 def test_trtllm_bench_limits_by_hand():
-    # KV per token 2 × 48 × max(1, 4) × 128 × 1 B = 49,152 B; free (180e9 − 30.5e9 × 0.5) B in GiB
-    # = 153.44 GiB × 0.95 / (49,152 B × 2000 in GiB) = 1,592 requests → 256 × ⌈1592/256⌉ = 1792;
-    # tokens 1592 × (1 + 1) = 3184 → 256 × ⌈3184/256⌉ = 3328 (≥ 1000 + 1792)
-    assert trtllm_bench_limits(ROW) == (1792, 3328)
+    # KV per token 2 × 48 × max(1, 4) × 128 × 1 B = 49,152 B; free 180 GiB (NVML) − 30.5e9 × 0.5 B
+    # = 165.80 GiB × 0.95 / (49,152 B × 2000 in GiB) = 1,720 requests → 256 × ⌈1720/256⌉ = 1792;
+    # tokens 1720 × (1 + 1) = 3441 → 256 × ⌈3441/256⌉ = 3584 (≥ 1000 + 1792)
+    assert trtllm_bench_limits(ROW) == (1792, 3584)
     # 20000/2000 on H200 TP8 (KV heads padded to 8): 224 sequences; chunking off → ISL + batch tokens
     q = dict(ROW, model_name="qwen3-235b-a22b", gpu_name="H200-SXM-141GB", tp=8, ep=8, weight_precision="fp8",
              input_tokens=20000, output_tokens=2000)
     assert trtllm_bench_limits(q) == (224, 20224)
     # the perf-overview MoE rows run with them; dense rows keep the fixed 2048 / 8192
     comp, _ = row_component(ROW)
-    assert (comp.max_batch, comp.chunked_prefill_tokens) == (1792, 3328)
+    assert (comp.max_batch, comp.chunked_prefill_tokens) == (1792, 3584)
     dense, _ = row_component(dict(ROW, model_name="llama-3.1-8b", gpu_name="H100-SXM-80GB", weight_precision="fp8",
                                   arch="dense"))
     assert (dense.max_batch, dense.chunked_prefill_tokens) == (2048, 8192)

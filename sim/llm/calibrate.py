@@ -93,7 +93,7 @@ def trtllm_bench_limits(row: dict, kv_fraction: float = 0.95) -> tuple[int, int]
     >>> trtllm_bench_limits({"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1,
     ...     "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_tokens": 1000,
     ...     "output_tokens": 1000})
-    (1792, 3328)
+    (1792, 3584)
     """
     from components.hardware import get_gpu, get_model
 
@@ -104,7 +104,9 @@ def trtllm_bench_limits(row: dict, kv_fraction: float = 0.95) -> tuple[int, int]
     w_bytes = {"fp8": 1.0, "fp4": 0.5}.get(row["weight_precision"], 2.0)  # its BYTES_PER_ELEM
     kv_bytes = 1.0 if (row.get("kv_cache_precision") or "fp8") == "fp8" else 2.0
     per_token = 2 * m.layers * max(tp, m.kv_heads) * m.head_dim * kv_bytes / gib
-    free = g.hbm_gb * 1e9 / gib * tp * pp - m.params_total_b * 1e9 * w_bytes / gib
+    # NVML's total memory in GiB (bench/build/utils.py get_device_memory): the datasheet "80 GB"
+    # of an H100 is 81,559 MiB = 79.6 GiB, i.e. hbm_gb read as GiB (within 1 % for H100-B200).
+    free = g.hbm_gb * tp * pp - m.params_total_b * 1e9 * w_bytes / gib
     requests = free * kv_fraction / (per_token * (isl + osl))
     raw_bs = min(requests, 4096) / pp
     raw_tok = min(raw_bs * (1 + isl / osl), 32768)

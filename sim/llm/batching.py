@@ -74,8 +74,8 @@ def fast_step_times(spec: ServingSpec):
     """
     m = spec.model
     slow_path = (spec.iteration_s, spec.prefill_flops_s)
-    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window:
-        return slow_path
+    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window or getattr(spec, "graph_batch_sizes", ()):
+        return slow_path  # (CUDA-graph padding, issue 11: not folded here)
     try:
         w = spec.weights_read_bytes(1.0)
         kvb = spec.kv_bytes_per_token

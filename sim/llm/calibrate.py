@@ -70,13 +70,23 @@ ENGINE_SETTINGS: dict[str, dict] = {
     "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
                "kv_memory_basis": "free", "gpu_memory_utilization": 0.9, "kv_policy": "reserve_max"},
     "trtllm-bench": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
-                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max"},
+                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max",
+                     "bench_tuning": True, "bench_chunk": True},
     "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
              "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "kv_policy": "paged"},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
                  "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "host_ms_per_seq": "vllm05_host_ms_per_seq",
                  "host_ms_per_step": "vllm05_host_ms_per_step", "kv_policy": "paged"},
 }
+# trtllm-bench perf overview (same document): every run passes cuda_graph_config
+# {enable_padding: true, batch_sizes: [1, 2, 4, ..., 8192]} (its llm_options.yml); the PyTorch
+# model engine keeps the sizes <= max_batch_size and <= max_num_tokens and pads a decode-only
+# batch up to the next of them ("batches are rounded up to the nearest cuda_graph_batch_size",
+# llm_args.py CudaGraphConfig.enable_padding); a batch above the largest runs eagerly.
+PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
+# trtllm-bench's tuning (tensorrt_llm/bench/build/tuning.py calc_engine_setting): bytes per
+# weight and per KV element by quantisation (BYTES_PER_ELEM there; NVFP4 counts 0.5 B).
+_BENCH_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
 
@@ -92,6 +102,38 @@ def _engine_of(row: dict) -> str:
     return "vllm"
 
 
+def trtllm_bench_settings(model, gpu, tp: int, pp: int, isl: int, osl: int, weight_prec: str,
+                          kv_prec: str, fraction: float) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) trtllm-bench derives for a dataset of ISL/OSL requests
+    (tensorrt_llm/bench/build/tuning.py calc_engine_setting + finetune_setting, dense models):
+    KV requests = fraction × (GPUs × device memory − params × bytes) / (bytes per token × (ISL +
+    OSL)) in GiB, KV heads at least tp; max_batch_size rounds that up (min 64; to 32 below 256,
+    128 below 1024, else 256), max_num_tokens = requests × (1 + ISL/OSL) rounded up (min 2048).
+    Device memory is NVML's total in GiB; assumption: the GPU's catalogue GB (80, 141, 180, 186)
+    is that figure (NVML reports 79.6 GiB on an H100 SXM 80GB, 140.4 GiB on an H200)."""
+    gib = 1024 ** 3
+    kv_heads = max(tp, model.kv_heads)
+    per_token = 2 * model.layers * kv_heads * model.head_dim * _BENCH_BYTES.get(kv_prec, 2.0) / gib
+    engine = model.params_total_b * 1e9 * _BENCH_BYTES.get(weight_prec, 2.0) / gib
+    available = gpu.hbm_gb * tp * pp - engine
+    requests = available * fraction / (per_token * (isl + osl))
+    raw_bs = min(requests, 4096) / pp
+    raw_tok = min(raw_bs * (1 + isl / osl), 32768)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_tok < 4096:
+        tok = max(2048, 256 * math.ceil(raw_tok / 256))
+    elif raw_tok < 8192:
+        tok = 512 * math.ceil(raw_tok / 512)
+    else:
+        tok = 1024 * math.ceil(raw_tok / 1024)
+    return bs, tok
+
+
 def row_component(row: dict) -> tuple[LLMServer, dict]:
     """The `llm_server` a row describes, and the spec overrides its engine implies."""
     from components.hardware import factor
@@ -103,15 +145,28 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         kv = row["kv_cache_precision"]
     tp, pp = row["tp"] or 1, row.get("pp") or 1
     ep = row.get("ep") or 1
+    max_batch, chunk, graphs = eng["max_batch"], eng["chunked_prefill_tokens"], ()
+    if eng.get("bench_tuning") and row.get("arch") != "moe" and str(row.get("input_len", "")).strip().isdigit():
+        # Dense rows of the perf overview: the batch limit, the token budget per iteration and
+        # the CUDA graphs trtllm-bench sets up for this ISL/OSL (MoE rows run attention data
+        # parallelism, whose per-rank tuning is not modelled here).
+        from components.hardware import get_gpu, get_model
+
+        max_batch, tok = trtllm_bench_settings(
+            get_model(row["model_name"]), get_gpu(row["gpu_name"]), tp, pp, int(row["input_tokens"]),
+            int(row["output_tokens"]), prec, kv, eng["gpu_memory_utilization"])
+        if eng.get("bench_chunk"):
+            chunk = tok
+        graphs = tuple(b for b in PERF_OVERVIEW_GRAPH_SIZES if b <= max_batch and b <= tok)
     comp = LLMServer(
         id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
         gpus_per_replica=tp * pp, pipeline_stages=pp, expert_parallel=ep if ep > 1 else None,
         precision=prec, kv_cache_precision=kv,
-        max_batch=eng["max_batch"], chunked_prefill_tokens=eng["chunked_prefill_tokens"],
+        max_batch=max_batch, chunked_prefill_tokens=chunk,
         kv_memory_basis=eng["kv_memory_basis"], gpu_memory_utilization=eng["gpu_memory_utilization"],
         kv_policy=eng["kv_policy"],
     )
-    overrides = {}
+    overrides = {"graph_batch_sizes": graphs} if graphs else {}
     if "host_ms_per_seq" in eng:
         overrides["host_overhead_s_per_seq"] = factor(eng["host_ms_per_seq"]) / 1e3
         overrides["iteration_overhead_s"] = factor(eng["host_ms_per_step"]) / 1e3

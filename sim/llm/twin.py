@@ -152,8 +152,10 @@ class _Parts:
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
         self.ov = spec.host_s(b + 1) + (spec.comm_s(bt, b + 1) + ser1) * self.s + draft
-        self.tau0 = (max(mem0, spec.decode_flops_s(bt) * spec.compute_scale(b) * spec.moe_scale(bt)) * self.s
-                     + spec.host_s(b) + (spec.comm_s(bt, b) + ser0) * self.s + draft)
+        # A decode-only iteration computes (and all-reduces) its CUDA-graph-padded batch, if any.
+        g0 = spec.graph_batch(bt) if sp is None else bt
+        self.tau0 = (max(mem0, spec.decode_flops_s(g0) * spec.compute_scale(b) * spec.moe_scale(g0)) * self.s
+                     + spec.host_s(b) + (spec.comm_s(g0, b) + ser0) * self.s + draft)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -691,10 +693,11 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     if spec.gpus > 1:
         par += f" (tensor parallel {spec.tp}" + (f" × {spec.pp} pipeline stages" if spec.pp > 1 else "") + \
                (f", experts over {spec.ep}" if spec.ep > 1 else "") + ")"
-    comm = spec.comm_s(S, S)
+    g_S = spec.graph_batch(S)  # rows a decode-only step computes (CUDA-graph padding, if any)
+    comm = spec.comm_s(g_S, S)
     ser_S = spec.serial_kv_s(kv_s, S)  # attention's KV reads outside the GEMMs' max
     mem_S = spec.memory_s(S, kv_s, S) - ser_S
-    comp_S = spec.decode_flops_s(S) * spec.compute_scale(S)
+    comp_S = spec.decode_flops_s(g_S) * spec.compute_scale(S)
     sig = spec.attention_serial_share
     ex = [
         f"weights: {m.params_total_b:g} B params × {spec.bytes_per_param:g} B "
@@ -713,9 +716,11 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         + f"{kv_s * spec.kv_bytes_per_token / gb / spec.microbatches(S):.2f} GB KV"
         + (f" per micro-batch" if spec.pp > 1 else "") + f") / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
-        f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {S} / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(S):.3g}"
-        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {S}/({S} + "
+        f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {g_S:g}"
+        + (f" ({S} sequences padded to the {g_S:g}-row CUDA graph)" if g_S != S else "")
+        + f" / ({spec.gpus} × "
+        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(g_S):.3g}"
+        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {g_S:g}/({g_S:g} + "
            f"{spec.decode_mfu_half_tokens:g})" if spec.decode_mfu_half_tokens else "") + "))"
         + (f" + attention KV reads {ser_S * 1e3:.2f} ms ({sig:g} of them run between the GEMMs, "
            f"not under them)" if ser_S else "")

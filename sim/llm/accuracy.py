@@ -130,7 +130,11 @@ def twin_figures(row: dict) -> dict:
 
         lo, hi = 0.0, max_rps * (1 - 1e-6)
         e_hi, r_hi = at(hi)
-        if hi * r_hi <= n:  # saturated: the clients queue for slots
+        # Saturated: the clients queue for slots. With at least as many clients as sequence
+        # slots (S) and no think time, N − S clients always wait, so every slot is always busy
+        # and the replica runs at λ* — the open-model slot wait the bisection would use instead
+        # (finite only below λ*) puts the throughput of such a loop below λ*.
+        if hi * r_hi <= n or n >= _slots(comp, wl, overrides):
             tpot = e_hi.tpot_ms_estimate
             resp = n / max_rps
             return {"throughput": max_rps * n_out, "tpot": tpot,
@@ -144,6 +148,13 @@ def twin_figures(row: dict) -> dict:
         e, _ = at(0.5 * (lo + hi))
         return {"throughput": 0.5 * (lo + hi) * n_out, "tpot": e.tpot_ms_estimate, "ttft": e.ttft_ms_estimate}
     raise ValueError(f"row {row['id']}: unknown mode {mode!r}")
+
+
+def _slots(comp, wl, overrides) -> int:
+    """Max concurrent sequences S of one replica for this workload (the twin's `_shape`)."""
+    from .twin import _shape
+
+    return _shape(comp, wl, overrides).seqs
 
 
 def _family(row: dict) -> str:

@@ -128,11 +128,13 @@ def _pois_head(mu: float, j_max: int) -> list[float]:
 class _Parts:
     """The iteration-time function τ(k) of one replica at decode batch ``b``."""
 
-    __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full")
+    __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full",
+                 "sh", "b")
     # τ(0) = max(mem(b), dec(b))·s + host + comm(b); τ(k ≥ 1) = max(mem(b + P), dec + k·pf)·s + ov
 
     def __init__(self, sh: _Shape, b: float):
         spec = sh.spec
+        self.sh, self.b = sh, b
         self.s = spec._slowdown
         self.pf = sh.pf_s
         # Speculative decoding (sim.llm.speculative): verify k + 1 tokens per sequence, + drafts.
@@ -171,7 +173,16 @@ class _Parts:
             self.chunk_k = None
             self.k_lin = k0
             self.tau_full = 0.0
-            self.A, self.C = self.dec * self.s + self.ov, self.pf * self.s
+            # k prompts of P tokens: k·raw·(kP + b + T½)/(kP + b) = k·raw + raw·T½·k/(kP + b), i.e.
+            # (for kP ≫ b) a per-prompt slope raw and a per-iteration intercept raw·T½/P: several
+            # prompts in one step share its small-GEMM penalty (pf_k), as the simulation's do.
+            h = spec.prefill_mfu_half_tokens
+            pf_lin, knee = self.pf, 0.0
+            if h > 0:
+                w = sh.pf_raw_s * spec.moe_scale(sh.prefill_tokens)
+                pf_lin = self.pf - w * (spec.mfu_scale(sh.prefill_tokens) - 1)
+                knee = w * h / sh.prefill_tokens
+            self.A, self.C = (self.dec + knee) * self.s + self.ov, pf_lin * self.s
             self.na, self.nc = 1.0, 0.0
 
     def time(self, k: int) -> tuple[float, float]:
@@ -181,7 +192,18 @@ class _Parts:
         if self.chunk_k is not None and k > self.chunk_k:
             n = k / self.chunk_k
             return n * self.tau_full, n
-        return max(self.mem1, self.dec + k * self.pf) * self.s + self.ov, 1.0
+        return max(self.mem1, self.dec + k * self.pf_k(k)) * self.s + self.ov, 1.0
+
+    def pf_k(self, k: int) -> float:
+        """A prompt's prefill time in an iteration that admits k of them: `_Shape.pf_s` takes the
+        prefill MFU at a full step (the chunk), but k prompts below the chunk make a step of only
+        k·P + b tokens, whose GEMMs run at MFU_pre(k·P + b) (``prefill_mfu_half_tokens``)."""
+        sh, spec = self.sh, self.sh.spec
+        if spec.prefill_mfu_half_tokens <= 0:
+            return self.pf
+        full = max(sh.prefill_tokens, spec.chunked_prefill_tokens or 0)
+        step = k * sh.prefill_tokens + self.b
+        return self.pf + sh.pf_raw_s * spec.moe_scale(full) * (spec.mfu_scale(step) - spec.mfu_scale(full))
 
     def moments(self, mu: float, shift: int = 0) -> tuple[float, float, float, float]:
         """(E[time], E[time²], E[n], E[time²/n]) over k = shift + Poisson(mu)."""

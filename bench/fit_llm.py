@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.hardware import calibration_rows, factor  # noqa: E402
 from sim.llm.accuracy import _MEASURED, twin_figures  # noqa: E402
-from sim.llm.calibrate import row_component, run_row  # noqa: E402
+from sim.llm.calibrate import run_row  # noqa: E402
 
 # GPUs without a decode_bw_efficiency@GPU row (Hopper and Ampere share one HBM efficiency).
 _SHARED_BW = ("H100-SXM-80GB", "H200-SXM-141GB", "A100-SXM-80GB")
@@ -136,12 +136,16 @@ def loss(rows: list[dict], vals: dict) -> float:
     return sum(e) / max(1, len(e))
 
 
-def fit(passes: int = 2, only: str | None = None) -> dict:
+def fit(passes: int = 2, only: str | None = None, fixed: dict | None = None) -> dict:
+    """Coordinate descent stage by stage; ``fixed`` coefficients are held at the given values
+    (e.g. ``{"prefill_mfu_half_tokens": 0}`` to compare the fit loss without a term)."""
     rows = calibration_rows("fit")
     vals = {k: factor(k) for k in KEYS}
+    vals.update(fixed or {})
     for name, pick, keys in STAGES:
         if only and only not in name:
             continue
+        keys = [k for k in keys if k not in (fixed or {})]
         sub = [r for r in rows if pick(r)]
         best = loss(sub, vals)
         print(f"\n{name}: {len(sub)} rows, start loss {best:.4f}")
@@ -170,13 +174,21 @@ def main(argv=None) -> int:
     ap.add_argument("--show", action="store_true")
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--stage", default=None, help="fit only the stage whose name contains this")
+    ap.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
+                    help="hold a coefficient at VALUE (repeatable), e.g. prefill_mfu_half_tokens=0")
     a = ap.parse_args(argv)
+    fixed = {}
+    for f in a.fix:
+        k, _, v = f.partition("=")
+        if k not in KEYS:
+            ap.error(f"--fix {f}: unknown coefficient {k!r} (one of {', '.join(KEYS)})")
+        fixed[k] = float(v)
     if a.show:
-        vals = {k: factor(k) for k in KEYS}
+        vals = {**{k: factor(k) for k in KEYS}, **fixed}
         for r in calibration_rows("fit"):
             print(f"{r['id']:26}", " ".join(f"{math.exp(e) - 1:+.1%}" for e in row_errors(r, vals)))
         return 0
-    vals = fit(a.passes, a.stage)
+    vals = fit(a.passes, a.stage, fixed)
     print("\nfitted:")
     for k, v in vals.items():
         print(f"  {k},{v:.4g}")

@@ -72,3 +72,49 @@ def test_unrepresentable_rows_are_counted_not_dropped():
     assert s.not_modelled and "no-such-model" in s.not_modelled
     (g,) = summarise([s], by=("mode",))
     assert g.rows == 1 and g.not_modelled == 1 and g.mape_twin is None
+
+
+def test_trtllm_bench_settings_follow_its_tuning_rules():
+    """trtllm-bench's own batch limit and token budget (bench/build/tuning.py), worked by hand:
+    405B FP8 on 8 × H100 at 128/4096: KV bytes per token 2·126·8·128·1 B = 2.403e-4 GiB, engine
+    405.85e9 B = 377.98 GiB, requests 0.95·(8·80 − 377.98)/(2.403e-4 · 4224) = 245.2 → max batch
+    32·⌈245.2/32⌉ = 256; tokens 245.2·(1 + 128/4096) = 253 → the 2048 floor. 70B FP8 on one H200
+    at 1000/2000: 0.95·(141 − 65.70)/(1.526e-4 · 3000) = 156.3 → 160."""
+    from components.hardware import get_gpu, get_model
+    from sim.llm.calibrate import trtllm_bench_settings
+
+    m405, m70 = get_model("llama-3.1-405b"), get_model("llama-3.1-70b")
+    h100, h200 = get_gpu("H100-SXM-80GB"), get_gpu("H200-SXM-141GB")
+    assert trtllm_bench_settings(m405, h100, 8, 1, 128, 4096, "fp8", "fp8", 0.95) == (256, 2048)
+    assert trtllm_bench_settings(m70, h200, 1, 1, 1000, 2000, "fp8", "fp8", 0.95) == (160, 2048)
+    # 128/128 on 405B H200: 0.95·(8·141 − 377.98)/(2.403e-4·256) = 11,585 requests, capped at
+    # 4096 → max batch 4096; tokens 4096·2 = 8192 → 1024·⌈8192/1024⌉ = 8192.
+    assert trtllm_bench_settings(m405, get_gpu("H200-SXM-141GB"), 8, 1, 128, 128, "fp8", "fp8", 0.95) == (4096, 8192)
+    # 20000/2000 on 405B H100: 0.95·262.02/(2.403e-4·22000) = 47.1 → 64 sequences, tokens 518 →
+    # 2048, then ISL + batch = 20,064 because chunked prefill is off (bench get_settings)
+    assert trtllm_bench_settings(m405, h100, 8, 1, 20000, 2000, "fp8", "fp8", 0.95) == (64, 20064)
+
+
+def test_perf_overview_rows_pad_decode_steps_to_their_cuda_graphs():
+    """A decode-only step of 190 sequences replays the 256 graph: its GEMMs and all-reduces run
+    256 rows, its KV reads stay 190 sequences'; a step with prefill runs eagerly, unpadded; a
+    batch above the largest captured size (here max_batch 256) is not padded either."""
+    from dataclasses import replace
+
+    from sim.llm.calibrate import row_component
+    from sim.llm.roofline import ServingSpec
+
+    comp, ov = row_component(BY_ID["T-L405-H100-128-4096"])
+    assert comp.max_batch == 256 and ov["graph_batch_sizes"] == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    spec = ServingSpec.from_component(comp, **ov)
+    bare = replace(spec, graph_batch_sizes=())
+    kv = 190 * 2176
+    padded = spec.iteration_s(190, kv)
+    serial = spec.serial_kv_s(kv, 190)
+    mem = spec.memory_s(190, kv, 190) - serial
+    comp256 = spec.decode_flops_s(256)
+    assert comp256 > mem  # compute-bound at 256 rows, so the padding costs time
+    assert padded == pytest.approx(comp256 + serial + spec.comm_s(256, 190) + spec.host_s(190), rel=1e-12)
+    assert padded > bare.iteration_s(190, kv) * 1.1
+    assert spec.iteration_s(190, kv, 128, spec.prefill_flops_s(128)) == bare.iteration_s(190, kv, 128, spec.prefill_flops_s(128))
+    assert spec.graph_batch(300) == 300 and spec.graph_batch(129) == 256 and spec.graph_batch(64) == 64

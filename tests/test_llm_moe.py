@@ -60,8 +60,8 @@ def test_expert_bandwidth_efficiency_only_for_quantised_experts():
 
 
 ROW = {"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1, "pp": 1, "ep": 1,
-       "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_tokens": 1000, "output_tokens": 1000,
-       "engine": "TRT-LLM (pytorch backend)", "mode": "max_throughput", "arch": "moe", "id": "x",
+       "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_len": "1000", "input_tokens": 1000,
+       "output_tokens": 1000, "engine": "TRT-LLM (pytorch backend)", "mode": "max_throughput", "arch": "moe", "id": "x",
        "source": "github NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md"}
 
 
@@ -74,12 +74,19 @@ def test_trtllm_bench_limits_by_hand():
     q = dict(ROW, model_name="qwen3-235b-a22b", gpu_name="H200-SXM-141GB", tp=8, ep=8, weight_precision="fp8",
              input_tokens=20000, output_tokens=2000)
     assert trtllm_bench_limits(q) == (224, 20224)
-    # the perf-overview MoE rows run with them; dense rows keep the fixed 2048 / 8192
-    comp, _ = row_component(ROW)
-    assert (comp.max_batch, comp.chunked_prefill_tokens) == (1792, 3584)
-    dense, _ = row_component(dict(ROW, model_name="llama-3.1-8b", gpu_name="H100-SXM-80GB", weight_precision="fp8",
-                                  arch="dense"))
-    assert (dense.max_batch, dense.chunked_prefill_tokens) == (2048, 8192)
+    # every perf-overview row runs with them (one implementation for dense and MoE rows); the
+    # MoE rows (attention data parallelism: each rank pads its own share) get no padded CUDA
+    # graphs, dense rows the perf overview's sizes up to the batch limit
+    comp, ov = row_component(ROW)
+    assert (comp.max_batch, comp.chunked_prefill_tokens) == (1792, 3584) and "graph_batch_sizes" not in ov
+    # 8B FP8 on one H100: 0.95 × (80 − 7.48) / (2 × 32 × 8 × 128 B × 2000 in GiB) = 564 → 640; tokens 1128 → 2048
+    dense, ov = row_component(dict(ROW, model_name="llama-3.1-8b", gpu_name="H100-SXM-80GB", weight_precision="fp8",
+                                   arch="dense"))
+    assert (dense.max_batch, dense.chunked_prefill_tokens) == (640, 2048)
+    assert ov["graph_batch_sizes"][-3:] == (256, 384, 512)
+    # rows not run by trtllm-bench's perf overview keep the LLM API defaults 2048 / 8192
+    nim, _ = row_component(dict(ROW, source="NVIDIA NIM benchmarking", engine="NIM (TRT-LLM)"))
+    assert (nim.max_batch, nim.chunked_prefill_tokens) == (2048, 8192)
 
 
 def test_estimate_explains_the_expert_kernels():

@@ -120,29 +120,39 @@ def twin_figures(row: dict) -> dict:
                 "throughput": row["rate_rps"] * row["output_tokens"]}
     if mode == "closed_loop":
         # Little's law over the twin: N = λ · (TTFT(λ) + (O − 1) · TPOT(λ)); bisection on λ.
+        # The twin's load point assumes open (Poisson) arrivals; a closed loop of N clients with
+        # no think time differs in two ways (arrival theorem: a request sees the N − 1 others):
+        # with N ≤ S slots no request ever waits for a slot, and a lone client (N = 1) finds the
+        # engine idle, so its TTFT is its own prefill iteration without the rest of a running one.
+        from .twin import _capacity, _load_point
+
         n = row["concurrency"]
         wl = _workload(row)
-        max_rps, _ = llm_capacity(comp, wl, overrides)
+        cap = _capacity(comp, wl, overrides)
+        max_rps = cap.max_rps
 
-        def at(lam):  # one workload object: the capacity is memoised on it
-            e = llm_estimate(comp, wl, lam, overrides)
-            return e, e.ttft_ms_estimate / 1e3 + (n_out - 1) * e.tpot_ms_estimate / 1e3
+        def at(lam):
+            ld = _load_point(cap, 1, lam)
+            ttft = ld.it.own_s if n == 1 else ld.ttft_s - ld.wait_s
+            return ld, ttft, ttft + (n_out - 1) * ld.tpot_s
 
         lo, hi = 0.0, max_rps * (1 - 1e-6)
-        e_hi, r_hi = at(hi)
-        if hi * r_hi <= n:  # saturated: the clients queue for slots
-            tpot = e_hi.tpot_ms_estimate
-            resp = n / max_rps
-            return {"throughput": max_rps * n_out, "tpot": tpot,
-                    "ttft": max(0.0, resp - (n_out - 1) * tpot / 1e3) * 1e3}
+        ld_hi, _, r_hi = at(hi)
+        # Saturated: the clients queue for slots. With at least as many clients as sequence
+        # slots (S), N − S clients always wait, so every slot is always busy and the replica
+        # runs at λ*: TTFT = N/λ* − (O − 1)·TPOT (the slot wait included).
+        if hi * r_hi <= n or n >= cap.sh.seqs:
+            tpot = ld_hi.tpot_s
+            return {"throughput": max_rps * n_out, "tpot": tpot * 1e3,
+                    "ttft": max(0.0, n / max_rps - (n_out - 1) * tpot) * 1e3}
         for _ in range(40):
             mid = 0.5 * (lo + hi)
-            if mid * at(mid)[1] < n:
+            if mid * at(mid)[2] < n:
                 lo = mid
             else:
                 hi = mid
-        e, _ = at(0.5 * (lo + hi))
-        return {"throughput": 0.5 * (lo + hi) * n_out, "tpot": e.tpot_ms_estimate, "ttft": e.ttft_ms_estimate}
+        ld, ttft, _ = at(0.5 * (lo + hi))
+        return {"throughput": 0.5 * (lo + hi) * n_out, "tpot": ld.tpot_s * 1e3, "ttft": ttft * 1e3}
     raise ValueError(f"row {row['id']}: unknown mode {mode!r}")
 
 

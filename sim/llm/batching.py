@@ -74,8 +74,8 @@ def fast_step_times(spec: ServingSpec):
     """
     m = spec.model
     slow_path = (spec.iteration_s, spec.prefill_flops_s)
-    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window:
-        return slow_path
+    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window or getattr(spec, "graph_batch_sizes", ()):
+        return slow_path  # (CUDA-graph padding, issue 11: not folded here)
     try:
         w = spec.weights_read_bytes(1.0)
         kvb = spec.kv_bytes_per_token
@@ -86,6 +86,7 @@ def fast_step_times(spec: ServingSpec):
         pk, d_mfu, p_mfu, h_d = spec._peak_flops, spec.decode_mfu, spec.prefill_mfu, spec.decode_mfu_half_tokens
         sig = spec.attention_serial_share  # KV reads outside the GEMMs' max (issue 11)
         c_pre = spec._peak_flops * spec.prefill_mfu
+        h_p = spec.prefill_mfu_half_tokens  # prefill MFU × T/(T + T½) at the step's T tokens (issue 11)
         a2 = 4 * m.layers * m.q_heads * m.head_dim
         slow, ovh = spec._slowdown, spec.iteration_overhead_s
         # issue 11: tensor-parallel all-reduces (one pipeline stage, no expert parallelism)
@@ -120,6 +121,9 @@ def fast_step_times(spec: ServingSpec):
             comp = c1 * decode_batch / (pk * mfu)
         else:
             comp = c1 * decode_batch / c_dec
+        if h_p > 0 and prefill_tokens:
+            t = decode_batch + prefill_tokens
+            prefill_flops_s = prefill_flops_s * ((t + h_p) / t)
         x = comp + prefill_flops_s
         return ((mem if mem >= x else x) + serial + comm(decode_batch + prefill_tokens)) * slow + ovh
 
@@ -130,6 +134,9 @@ def fast_step_times(spec: ServingSpec):
             mem = (w + kv_tokens_read * kvb) / bw
             serial = sig * (kv_tokens_read * kvb) / bw if sig > 0 and kv_tokens_read > 0 else 0.0
             mem = mem - serial
+            if h_p > 0 and prefill_tokens:
+                tp_ = decode_batch + prefill_tokens
+                prefill_flops_s = prefill_flops_s * ((tp_ + h_p) / tp_)
             if h_d > 0:
                 t = decode_batch + prefill_tokens
                 mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu

@@ -40,7 +40,8 @@ from .batching import ReplicaEngine
 from .kv import KvConfig
 from .roofline import ServingSpec
 
-__all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component", "ENGINE_SETTINGS", "trtllm_bench_limits"]
+__all__ = ["CalibrationResult", "run_row", "calibration_report", "row_component", "ENGINE_SETTINGS", "trtllm_bench_settings",
+           "trtllm_bench_limits", "PERF_OVERVIEW_GRAPH_SIZES"]
 
 
 # What each row's serving stack does by default, with the source of each setting.
@@ -70,44 +71,64 @@ ENGINE_SETTINGS: dict[str, dict] = {
     "trtllm": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
                "kv_memory_basis": "free", "gpu_memory_utilization": 0.9, "kv_policy": "reserve_max"},
     "trtllm-bench": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
-                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max"},
+                     "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max",
+                     "bench_tuning": True},
     "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
              "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "kv_policy": "paged"},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
                  "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "host_ms_per_seq": "vllm05_host_ms_per_seq",
                  "host_ms_per_step": "vllm05_host_ms_per_step", "kv_policy": "paged"},
 }
+# trtllm-bench perf overview (same document): every run passes cuda_graph_config
+# {enable_padding: true, batch_sizes: [1, 2, 4, ..., 8192]} (its llm_options.yml); the PyTorch
+# model engine keeps the sizes <= max_batch_size and <= max_num_tokens and pads a decode-only
+# batch up to the next of them ("batches are rounded up to the nearest cuda_graph_batch_size",
+# llm_args.py CudaGraphConfig.enable_padding); a batch above the largest runs eagerly.
+PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
+# trtllm-bench's tuning (tensorrt_llm/bench/build/tuning.py calc_engine_setting): bytes per
+# weight and per KV element by quantisation (BYTES_PER_ELEM there; NVFP4 counts 0.5 B).
+_BENCH_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
 
 
-def trtllm_bench_limits(row: dict, kv_fraction: float = 0.95) -> tuple[int, int]:
-    """(max_batch_size, max_num_tokens) trtllm-bench picks when the command line sets neither,
-    as the perf-overview runs do (github NVIDIA/TensorRT-LLM tensorrt_llm/bench/build/tuning.py
-    calc_engine_setting + finetune_setting, called from bench/benchmark/utils/general.py
-    get_settings for the PyTorch backend): requests that fit its KV estimate (total HBM − params
-    × bytes, × the KV fraction, over 2·layers·max(tp, kv_heads)·head_dim bytes per token for
-    ISL + OSL tokens; no sliding-window saving), capped at 4096 and rounded up; tokens
-    min(batch·(1 + ISL/OSL), 32768) rounded up, and at least ISL + batch (chunking off).
+def _engine_of(row: dict) -> str:
+    e = (row.get("engine") or "").lower()
+    if "nim" in e:
+        return "trtllm"
+    if "trt" in e:
+        return "trtllm-bench" if "perf-overview" in (row.get("source") or "") else "trtllm"
+    if "vllm 0.5" in e or "vllm 0.4" in e:
+        return "vllm-0.5"
+    return "vllm"
 
-    >>> trtllm_bench_limits({"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1,
-    ...     "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_tokens": 1000,
-    ...     "output_tokens": 1000})
-    (1792, 3584)
+
+def trtllm_bench_settings(model, gpu, tp: int, pp: int, isl: int, osl: int, weight_prec: str,
+                          kv_prec: str, fraction: float = 0.95) -> tuple[int, int]:
+    """(max_batch_size, max_num_tokens) trtllm-bench picks for a dataset of ISL/OSL requests when
+    the command line sets neither, as the perf-overview runs do (github NVIDIA/TensorRT-LLM
+    tensorrt_llm/bench/build/tuning.py calc_engine_setting + finetune_setting, called from
+    bench/benchmark/utils/general.py get_settings for the PyTorch backend): KV requests =
+    fraction × (GPUs × device memory − params × bytes) / (bytes per token × (ISL + OSL)) in GiB,
+    KV heads at least tp, no sliding-window saving; max_batch_size rounds min(requests, 4096)/pp
+    up (min 64; to 32 below 256, 128 below 1024, else 256), max_num_tokens =
+    min(batch × (1 + ISL/OSL), 32768) rounded up (min 2048), then at least ISL + batch because
+    chunked prefill is off (get_settings: "Forcing max_num_tokens to max_isl + max_batch_size").
+    Device memory is NVML's total in GiB; assumption: the GPU's catalogue GB (80, 141, 180, 186)
+    is that figure (NVML reports 79.6 GiB = 81,559 MiB on an H100 SXM 80GB, 140.4 GiB on an H200).
+    Used for every perf-overview row, dense and MoE (`row_component`); `trtllm_bench_limits` is
+    the same for a calibration row.
+
+    >>> from components.hardware import get_gpu, get_model
+    >>> trtllm_bench_settings(get_model("llama-3.1-405b"), get_gpu("H200-SXM-141GB"), 8, 1, 128, 128, "fp8", "fp8")
+    (4096, 8192)
     """
-    from components.hardware import get_gpu, get_model
-
-    m, g = get_model(row["model_name"]), get_gpu(row["gpu_name"])
-    tp, pp = row.get("tp") or 1, row.get("pp") or 1
-    isl, osl = row["input_tokens"], row["output_tokens"]
     gib = 1024 ** 3
-    w_bytes = {"fp8": 1.0, "fp4": 0.5}.get(row["weight_precision"], 2.0)  # its BYTES_PER_ELEM
-    kv_bytes = 1.0 if (row.get("kv_cache_precision") or "fp8") == "fp8" else 2.0
-    per_token = 2 * m.layers * max(tp, m.kv_heads) * m.head_dim * kv_bytes / gib
-    # NVML's total memory in GiB (bench/build/utils.py get_device_memory): the datasheet "80 GB"
-    # of an H100 is 81,559 MiB = 79.6 GiB, i.e. hbm_gb read as GiB (within 1 % for H100-B200).
-    free = g.hbm_gb * tp * pp - m.params_total_b * 1e9 * w_bytes / gib
-    requests = free * kv_fraction / (per_token * (isl + osl))
+    kv_heads = max(tp, model.kv_heads)
+    per_token = 2 * model.layers * kv_heads * model.head_dim * _BENCH_BYTES.get(kv_prec, 2.0) / gib
+    engine = model.params_total_b * 1e9 * _BENCH_BYTES.get(weight_prec, 2.0) / gib
+    available = gpu.hbm_gb * tp * pp - engine
+    requests = available * fraction / (per_token * (isl + osl))
     raw_bs = min(requests, 4096) / pp
     raw_tok = min(raw_bs * (1 + isl / osl), 32768)
     if raw_bs < 256:
@@ -125,15 +146,23 @@ def trtllm_bench_limits(row: dict, kv_fraction: float = 0.95) -> tuple[int, int]
     return bs, max(tok, isl + bs)
 
 
-def _engine_of(row: dict) -> str:
-    e = (row.get("engine") or "").lower()
-    if "nim" in e:
-        return "trtllm"
-    if "trt" in e:
-        return "trtllm-bench" if "perf-overview" in (row.get("source") or "") else "trtllm"
-    if "vllm 0.5" in e or "vllm 0.4" in e:
-        return "vllm-0.5"
-    return "vllm"
+def trtllm_bench_limits(row: dict, kv_fraction: float = 0.95) -> tuple[int, int]:
+    """`trtllm_bench_settings` for a calibration row (model, GPU, tp, pp, precisions, ISL/OSL
+    from its columns; KV precision FP8 unless the row states it).
+
+    >>> trtllm_bench_limits({"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1,
+    ...     "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_tokens": 1000,
+    ...     "output_tokens": 1000})
+    (1792, 3584)
+    """
+    from components.hardware import get_gpu, get_model
+
+    w = (row["weight_precision"] or "").lower()
+    kv = (row.get("kv_cache_precision") or "fp8").lower()
+    return trtllm_bench_settings(get_model(row["model_name"]), get_gpu(row["gpu_name"]),
+                                 int(row.get("tp") or 1), int(row.get("pp") or 1),
+                                 int(row["input_tokens"]), int(row["output_tokens"]),
+                                 w if w in ("fp8", "fp4") else "bf16", kv, kv_fraction)
 
 
 def row_component(row: dict) -> tuple[LLMServer, dict]:
@@ -147,12 +176,16 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         kv = row["kv_cache_precision"]
     tp, pp = row["tp"] or 1, row.get("pp") or 1
     ep = row.get("ep") or 1
-    max_batch, chunk = eng["max_batch"], eng["chunked_prefill_tokens"]
-    if row.get("arch") == "moe" and _engine_of(row) == "trtllm-bench" and row.get("mode") == "max_throughput":
-        # The perf-overview runs leave batch and token limits to trtllm-bench's heuristic. Applied
-        # to the MoE rows only so far (issue 11, MoE part): the dense rows' coefficients were fitted
-        # with the fixed 2048 / 8192 limits.
+    max_batch, chunk, graphs = eng["max_batch"], eng["chunked_prefill_tokens"], ()
+    if eng.get("bench_tuning") and row.get("mode") == "max_throughput" and str(row.get("input_len", "")).strip().isdigit():
+        # The perf-overview runs leave the batch limit and the token budget per iteration (no
+        # chunking: the whole budget) to trtllm-bench's heuristic, dense and MoE rows alike.
         max_batch, chunk = trtllm_bench_limits(dict(row, kv_cache_precision=kv), eng["gpu_memory_utilization"])
+        if row.get("arch") != "moe":
+            # Padded CUDA graphs of the perf overview. Not on MoE rows: they run attention data
+            # parallelism (perf overview llm_options.yml, enable_attention_dp), where each rank
+            # pads its own share of the batch — per-rank batches the replica model does not carry.
+            graphs = tuple(b for b in PERF_OVERVIEW_GRAPH_SIZES if b <= max_batch and b <= chunk)
     comp = LLMServer(
         id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
         gpus_per_replica=tp * pp, pipeline_stages=pp, expert_parallel=ep if ep > 1 else None,
@@ -161,7 +194,7 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         kv_memory_basis=eng["kv_memory_basis"], gpu_memory_utilization=eng["gpu_memory_utilization"],
         kv_policy=eng["kv_policy"],
     )
-    overrides = {}
+    overrides = {"graph_batch_sizes": graphs} if graphs else {}
     if "host_ms_per_seq" in eng:
         overrides["host_overhead_s_per_seq"] = factor(eng["host_ms_per_seq"]) / 1e3
         overrides["iteration_overhead_s"] = factor(eng["host_ms_per_step"]) / 1e3

@@ -59,6 +59,7 @@ generation (Hopper; Blackwell ``@B200-180GB`` / ``@GB200-186GB`` rows): a comput
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 
@@ -151,6 +152,10 @@ class ServingSpec:
     # Share of wall time the GPU computes, kept for what-if studies (1 = host work overlapped).
     gpu_busy_fraction: float = 1.0
     reserve_bytes_per_gpu: float = RESERVE_BYTES_PER_GPU
+    # CUDA-graph batch sizes a decode-only step is padded up to (TensorRT-LLM PyTorch backend
+    # with cuda_graph_config.enable_padding); () = no padding (a step computes its own batch).
+    # A decode batch above the largest size runs eagerly, unpadded.
+    graph_batch_sizes: tuple = ()
 
     # --- construction ------------------------------------------------------------------
 
@@ -514,9 +519,24 @@ class ServingSpec:
         serial = self.serial_kv_s(kv_tokens_read, seqs)
         mem = self.memory_s(tokens, kv_tokens_read, seqs) - serial
         pf = prefill_flops_s * self.mfu_scale(tokens) if prefill_tokens else 0.0
-        comp = (self.decode_flops_s(decode_batch, tokens) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
-        return ((max(mem, comp) + serial + self.comm_s(tokens, seqs)) * self._slowdown
+        if prefill_tokens or not self.graph_batch_sizes:
+            comp = (self.decode_flops_s(decode_batch, tokens) + pf) * self.compute_scale(seqs) * self.moe_scale(tokens)
+            comm = self.comm_s(tokens, seqs)
+        else:  # a decode-only step replays a CUDA graph padded to the next captured batch size
+            g = self.graph_batch(decode_batch)
+            comp = self.decode_flops_s(g) * self.compute_scale(seqs) * self.moe_scale(g)
+            comm = self.comm_s(g, seqs)
+        return ((max(mem, comp) + serial + comm) * self._slowdown
                 + self.host_s(seqs))
+
+    def graph_batch(self, batch: float) -> float:
+        """Rows a decode-only step of ``batch`` sequences computes: the smallest captured CUDA
+        graph size ≥ batch when `graph_batch_sizes` is set (padding rows run through every GEMM
+        and all-reduce but read no KV), else the batch itself."""
+        sizes = self.graph_batch_sizes
+        if not sizes or batch <= 0 or batch > sizes[-1]:
+            return batch
+        return float(sizes[bisect.bisect_left(sizes, batch)])
 
     def decode_mfu_at(self, step_tokens: float) -> float:
         """MFU of the decode rows of a step of ``step_tokens`` tokens (they share its GEMMs):
@@ -538,7 +558,8 @@ class ServingSpec:
 
     def decode_bound(self, batch: int, kv_tokens_total: float) -> str:
         mem = self.memory_s(batch, kv_tokens_total, batch) - self.serial_kv_s(kv_tokens_total, batch)
-        comp = self.decode_flops_s(batch) * self.compute_scale(batch) * self.moe_scale(batch)
+        g = self.graph_batch(batch)
+        comp = self.decode_flops_s(g) * self.compute_scale(batch) * self.moe_scale(g)
         return "memory" if mem >= comp else "compute"
 
 

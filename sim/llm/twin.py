@@ -128,11 +128,13 @@ def _pois_head(mu: float, j_max: int) -> list[float]:
 class _Parts:
     """The iteration-time function τ(k) of one replica at decode batch ``b``."""
 
-    __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full")
+    __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full",
+                 "sh", "b")
     # τ(0) = max(mem(b), dec(b))·s + host + comm(b); τ(k ≥ 1) = max(mem(b + P), dec + k·pf)·s + ov
 
     def __init__(self, sh: _Shape, b: float):
         spec = sh.spec
+        self.sh, self.b = sh, b
         self.s = spec._slowdown
         self.pf = sh.pf_s
         # Speculative decoding (sim.llm.speculative): verify k + 1 tokens per sequence, + drafts.
@@ -152,8 +154,10 @@ class _Parts:
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
         self.ov = spec.host_s(b + 1) + (spec.comm_s(bt, b + 1) + ser1) * self.s + draft
-        self.tau0 = (max(mem0, spec.decode_flops_s(bt) * spec.compute_scale(b) * spec.moe_scale(bt)) * self.s
-                     + spec.host_s(b) + (spec.comm_s(bt, b) + ser0) * self.s + draft)
+        # A decode-only iteration computes (and all-reduces) its CUDA-graph-padded batch, if any.
+        g0 = spec.graph_batch(bt) if sp is None else bt
+        self.tau0 = (max(mem0, spec.decode_flops_s(g0) * spec.compute_scale(b) * spec.moe_scale(g0)) * self.s
+                     + spec.host_s(b) + (spec.comm_s(g0, b) + ser0) * self.s + draft)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -169,7 +173,16 @@ class _Parts:
             self.chunk_k = None
             self.k_lin = k0
             self.tau_full = 0.0
-            self.A, self.C = self.dec * self.s + self.ov, self.pf * self.s
+            # k prompts of P tokens: k·raw·(kP + b + T½)/(kP + b) = k·raw + raw·T½·k/(kP + b), i.e.
+            # (for kP ≫ b) a per-prompt slope raw and a per-iteration intercept raw·T½/P: several
+            # prompts in one step share its small-GEMM penalty (pf_k), as the simulation's do.
+            h = spec.prefill_mfu_half_tokens
+            pf_lin, knee = self.pf, 0.0
+            if h > 0:
+                w = sh.pf_raw_s * spec.moe_scale(sh.prefill_tokens)
+                pf_lin = self.pf - w * (spec.mfu_scale(sh.prefill_tokens) - 1)
+                knee = w * h / sh.prefill_tokens
+            self.A, self.C = (self.dec + knee) * self.s + self.ov, pf_lin * self.s
             self.na, self.nc = 1.0, 0.0
 
     def time(self, k: int) -> tuple[float, float]:
@@ -179,7 +192,18 @@ class _Parts:
         if self.chunk_k is not None and k > self.chunk_k:
             n = k / self.chunk_k
             return n * self.tau_full, n
-        return max(self.mem1, self.dec + k * self.pf) * self.s + self.ov, 1.0
+        return max(self.mem1, self.dec + k * self.pf_k(k)) * self.s + self.ov, 1.0
+
+    def pf_k(self, k: int) -> float:
+        """A prompt's prefill time in an iteration that admits k of them: `_Shape.pf_s` takes the
+        prefill MFU at a full step (the chunk), but k prompts below the chunk make a step of only
+        k·P + b tokens, whose GEMMs run at MFU_pre(k·P + b) (``prefill_mfu_half_tokens``)."""
+        sh, spec = self.sh, self.sh.spec
+        if spec.prefill_mfu_half_tokens <= 0:
+            return self.pf
+        full = max(sh.prefill_tokens, spec.chunked_prefill_tokens or 0)
+        step = k * sh.prefill_tokens + self.b
+        return self.pf + sh.pf_raw_s * spec.moe_scale(full) * (spec.mfu_scale(step) - spec.mfu_scale(full))
 
     def moments(self, mu: float, shift: int = 0) -> tuple[float, float, float, float]:
         """(E[time], E[time²], E[n], E[time²/n]) over k = shift + Poisson(mu)."""
@@ -691,10 +715,11 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     if spec.gpus > 1:
         par += f" (tensor parallel {spec.tp}" + (f" × {spec.pp} pipeline stages" if spec.pp > 1 else "") + \
                (f", experts over {spec.ep}" if spec.ep > 1 else "") + ")"
-    comm = spec.comm_s(S, S)
+    g_S = spec.graph_batch(S)  # rows a decode-only step computes (CUDA-graph padding, if any)
+    comm = spec.comm_s(g_S, S)
     ser_S = spec.serial_kv_s(kv_s, S)  # attention's KV reads outside the GEMMs' max
     mem_S = spec.memory_s(S, kv_s, S) - ser_S
-    comp_S = spec.decode_flops_s(S) * spec.compute_scale(S) * spec.moe_scale(S)
+    comp_S = spec.decode_flops_s(g_S) * spec.compute_scale(S) * spec.moe_scale(g_S)
     sig = spec.attention_serial_share
     ex = [
         f"weights: {m.params_total_b:g} B params × {spec.bytes_per_param:g} B "
@@ -713,9 +738,11 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         + f"{kv_s * spec.kv_bytes_per_token / gb / spec.microbatches(S):.2f} GB KV"
         + (f" per micro-batch" if spec.pp > 1 else "") + f") / "
         f"({spec.gpus} × {spec.gpu.hbm_bandwidth_tbps:g} TB/s × {spec.decode_bw_efficiency:g}), "
-        f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {S} / ({spec.gpus} × "
-        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(S):.3g}"
-        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {S}/({S} + "
+        f"compute {comp_S * 1e3:.2f} ms = 2 × {m.params_active_b:g} B × {g_S:g}"
+        + (f" ({S} sequences padded to the {g_S:g}-row CUDA graph)" if g_S != S else "")
+        + f" / ({spec.gpus} × "
+        f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(g_S):.3g}"
+        + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {g_S:g}/({g_S:g} + "
            f"{spec.decode_mfu_half_tokens:g})" if spec.decode_mfu_half_tokens else "") + "))"
         + (f" × MoE expert kernels {spec.moe_scale(S):.2f}" if spec.moe_scale(S) != 1 else "")
         + (f" + attention KV reads {ser_S * 1e3:.2f} ms ({sig:g} of them run between the GEMMs, "

@@ -32,6 +32,10 @@ def _moe(r: dict) -> bool:
     return r.get("arch") == "moe"
 
 
+def _bench(r: dict) -> bool:
+    return "perf-overview" in (r.get("source") or "")
+
+
 def _bw(r: dict) -> bool:
     return r["gpu_name"] in _BLACKWELL
 
@@ -58,6 +62,8 @@ KEYS = {
     "moe_expert_max_penalty@B200-180GB": ("moe_expert_max_penalty", 1.0, lambda r: _moe(r) and _bw(r)),
     "moe_expert_bw_efficiency@B200-180GB": ("moe_expert_bw_efficiency", 1.0, lambda r: _moe(r) and _bw(r)),
     "moe_expert_base_penalty@B200-180GB": ("moe_expert_base_penalty", 1.0, lambda r: _moe(r) and _bw(r)),
+    "trtllm_host_us_per_seq": ("host_floor_s_per_seq", 1e-6, lambda r: _bench(r) and r["gpu_name"] != "GB200-186GB"),
+    "trtllm_host_us_per_seq@GB200-186GB": ("host_floor_s_per_seq", 1e-6, lambda r: _bench(r) and r["gpu_name"] == "GB200-186GB"),
     "vllm05_host_ms_per_seq": ("host_overhead_s_per_seq", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
     "vllm05_host_ms_per_step": ("iteration_overhead_s", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
 }
@@ -66,11 +72,14 @@ STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "atte
         "moe_expert_half_tokens@B200-180GB": 64.0, "moe_expert_max_penalty@B200-180GB": 1.0,
         "moe_expert_base_penalty": 0.25, "moe_expert_base_penalty@B200-180GB": 0.25, "vllm05_host_ms_per_seq": 0.01,
         "vllm05_host_ms_per_step": 1.0,
+        "trtllm_host_us_per_seq": 5.0, "trtllm_host_us_per_seq@GB200-186GB": 5.0,
         "allreduce_latency_us": 3.0, "mfu_ratio@fp4": 0.1}
 # Upper bounds: the routed experts' weight streams cannot beat ~85 % of paper HBM bandwidth
 # (the best streaming kernels reach about that; the dense fits give 0.44-0.67).
 UPPER = {"moe_expert_bw_efficiency": 0.85, "moe_expert_bw_efficiency@B200-180GB": 0.85}
 STAGES = [
+    ("trtllm-bench host floor (dense and MoE rows)", _bench,
+     ["trtllm_host_us_per_seq", "trtllm_host_us_per_seq@GB200-186GB"]),
     ("dense rows on Hopper (FP8/BF16)", lambda r: r.get("arch") == "dense" and r["weight_precision"] != "fp4"
      and "0.5" not in (r.get("engine") or ""),
      ["decode_bw_efficiency", "prefill_mfu", "decode_mfu",

@@ -35,6 +35,8 @@ EFFICIENCY_KEYS = [
     "moe_expert_base_penalty", "moe_expert_bw_efficiency",
     *(f"{k}@{g}" for g in ("B200-180GB", "GB200-186GB") for k in
       ("moe_expert_half_tokens", "moe_expert_max_penalty", "moe_expert_base_penalty", "moe_expert_bw_efficiency")),
+    # issue 11, joint pass: the TensorRT-LLM PyTorch backend's host time per sequence per step
+    "trtllm_host_us_per_seq", "trtllm_host_us_per_seq@GB200-186GB",
 ]
 # Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
 MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens"}

@@ -102,3 +102,30 @@ def test_estimate_explains_the_expert_kernels():
     assert "16.0 tokens per expert at batch 256" in line
     assert f"compute × {s.moe_scale(256):.2f}" in line
     assert f"stream at {factor('moe_expert_bw_efficiency'):g} of paper bandwidth" in line
+
+
+def test_trtllm_bench_host_floor_per_sequence():
+    """Perf-overview rows carry the PyTorch backend's host time per sequence per step, per host
+    CPU (GB200's Grace its own value); a step lasts max(GPU time, floor × sequences) + host."""
+    from dataclasses import replace
+
+    from sim.llm.batching import fast_step_times
+
+    gb = dict(ROW, gpu_name="GB200-186GB", id="y")
+    comp, ov = row_component(gb)
+    assert ov["host_floor_s_per_seq"] == pytest.approx(factor("trtllm_host_us_per_seq@GB200-186GB") / 1e6)
+    _, ov_b = row_component(ROW)
+    assert ov_b["host_floor_s_per_seq"] == pytest.approx(factor("trtllm_host_us_per_seq") / 1e6)
+    _, ov_nim = row_component(dict(ROW, source="NVIDIA NIM benchmarking", engine="NIM (TRT-LLM)"))
+    assert "host_floor_s_per_seq" not in ov_nim
+    spec = ServingSpec.from_component(comp, **ov)
+    bare = replace(spec, host_floor_s_per_seq=0.0)
+    fl, host = spec.host_floor_s_per_seq, spec.host_s(4096)
+    kv = 4096 * 192
+    # 4,096 short sequences: the floor binds (GPU step < floor × 4096) …
+    assert bare.iteration_s(4096, kv) - host < fl * 4096
+    assert spec.iteration_s(4096, kv) == pytest.approx(fl * 4096 + host, rel=1e-12)
+    # … 8 sequences: the GPU time does, the floor changes nothing
+    assert spec.iteration_s(8, 8 * 192) == pytest.approx(bare.iteration_s(8, 8 * 192), rel=1e-12)
+    # the replica's fast step table does not fold the floor: it takes the spec's own methods
+    assert fast_step_times(spec)[0] == spec.iteration_s

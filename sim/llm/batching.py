@@ -74,7 +74,8 @@ def fast_step_times(spec: ServingSpec):
     """
     m = spec.model
     slow_path = (spec.iteration_s, spec.prefill_flops_s)
-    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window or getattr(spec, "graph_batch_sizes", ()):
+    if type(spec) is not ServingSpec or m.is_moe or m.sliding_window or getattr(spec, "graph_batch_sizes", ()) \
+            or getattr(spec, "host_floor_s_per_seq", 0.0):
         return slow_path  # (CUDA-graph padding, issue 11: not folded here)
     try:
         w = spec.weights_read_bytes(1.0)

@@ -72,7 +72,7 @@ ENGINE_SETTINGS: dict[str, dict] = {
                "kv_memory_basis": "free", "gpu_memory_utilization": 0.9, "kv_policy": "reserve_max"},
     "trtllm-bench": {"max_batch": 2048, "chunked_prefill_tokens": 8192, "fp8_kv_with_fp8_weights": True,
                      "kv_memory_basis": "free", "gpu_memory_utilization": 0.95, "kv_policy": "reserve_max",
-                     "bench_tuning": True},
+                     "bench_tuning": True, "host_floor_us_per_seq": "trtllm_host_us_per_seq"},
     "vllm": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
              "kv_memory_basis": "total", "gpu_memory_utilization": 0.9, "kv_policy": "paged"},
     "vllm-0.5": {"max_batch": 256, "chunked_prefill_tokens": None, "fp8_kv_with_fp8_weights": False,
@@ -195,6 +195,16 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
         kv_policy=eng["kv_policy"],
     )
     overrides = {"graph_batch_sizes": graphs} if graphs else {}
+    if "host_floor_us_per_seq" in eng:
+        # Per-sequence host work of the PyTorch backend (Python scheduling and sampling per
+        # request), per host CPU: GB200's Grace cores have their own value (efficiency.csv).
+        key = eng["host_floor_us_per_seq"]
+        try:
+            us = factor(f"{key}@{row['gpu_name']}")
+        except ValueError:
+            us = factor(key)
+        if us:
+            overrides["host_floor_s_per_seq"] = us / 1e6
     if "host_ms_per_seq" in eng:
         overrides["host_overhead_s_per_seq"] = factor(eng["host_ms_per_seq"]) / 1e3
         overrides["iteration_overhead_s"] = factor(eng["host_ms_per_step"]) / 1e3

@@ -156,6 +156,10 @@ class ServingSpec:
     # with cuda_graph_config.enable_padding); () = no padding (a step computes its own batch).
     # A decode batch above the largest size runs eagerly, unpadded.
     graph_batch_sizes: tuple = ()
+    # Host time per sequence per step of an engine whose scheduler overlaps the GPU (TensorRT-LLM
+    # PyTorch backend): a step lasts at least this × its sequences (0 = off). Calibration rows
+    # only (`calibrate.row_component`); designs do not set it.
+    host_floor_s_per_seq: float = 0.0
 
     # --- construction ------------------------------------------------------------------
 
@@ -526,8 +530,10 @@ class ServingSpec:
             g = self.graph_batch(decode_batch)
             comp = self.decode_flops_s(g) * self.compute_scale(seqs) * self.moe_scale(g)
             comm = self.comm_s(g, seqs)
-        return ((max(mem, comp) + serial + comm) * self._slowdown
-                + self.host_s(seqs))
+        gpu = (max(mem, comp) + serial + comm) * self._slowdown
+        if self.host_floor_s_per_seq:
+            gpu = max(gpu, self.host_floor_s_per_seq * seqs)
+        return gpu + self.host_s(seqs)
 
     def graph_batch(self, batch: float) -> float:
         """Rows a decode-only step of ``batch`` sequences computes: the smallest captured CUDA

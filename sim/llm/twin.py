@@ -128,7 +128,7 @@ def _pois_head(mu: float, j_max: int) -> list[float]:
 class _Parts:
     """The iteration-time function τ(k) of one replica at decode batch ``b``."""
 
-    __slots__ = ("s", "ov", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full",
+    __slots__ = ("s", "ov", "fl", "host1", "pf", "tau0", "mem1", "dec", "chunk_k", "k_lin", "A", "C", "na", "nc", "tau_full",
                  "sh", "b")
     # τ(0) = max(mem(b), dec(b))·s + host + comm(b); τ(k ≥ 1) = max(mem(b + P), dec + k·pf)·s + ov
 
@@ -154,10 +154,13 @@ class _Parts:
         # Communication of the decode tokens and host time are outside the max (they do not
         # overlap the GPU's work); a prompt's own all-reduces are folded into pf (`_shape`).
         self.ov = spec.host_s(b + 1) + (spec.comm_s(bt, b + 1) + ser1) * self.s + draft
+        # Host floor per sequence (spec.host_floor_s_per_seq): a step lasts at least fl × seqs.
+        self.fl, self.host1 = spec.host_floor_s_per_seq * (b + 1), spec.host_s(b + 1)
         # A decode-only iteration computes (and all-reduces) its CUDA-graph-padded batch, if any.
         g0 = spec.graph_batch(bt) if sp is None else bt
-        self.tau0 = (max(mem0, spec.decode_flops_s(g0) * spec.compute_scale(b) * spec.moe_scale(g0)) * self.s
-                     + spec.host_s(b) + (spec.comm_s(g0, b) + ser0) * self.s + draft)
+        gpu0 = (max(mem0, spec.decode_flops_s(g0) * spec.compute_scale(b) * spec.moe_scale(g0)) * self.s
+                + (spec.comm_s(g0, b) + ser0) * self.s + draft)
+        self.tau0 = max(gpu0, spec.host_floor_s_per_seq * b) + spec.host_s(b)
         gap = self.mem1 - self.dec
         k0 = 1 if gap <= self.pf else min(400, math.ceil(gap / self.pf))
         chunk = spec.chunked_prefill_tokens
@@ -166,7 +169,7 @@ class _Parts:
             # runs k·P/chunk full iterations: time linear in k with no intercept.
             self.chunk_k = chunk / sh.prefill_tokens
             self.k_lin = min(400, math.floor(self.chunk_k) + 1)
-            self.tau_full = max(self.mem1, self.dec + self.chunk_k * self.pf) * self.s + self.ov
+            self.tau_full = self._floor(max(self.mem1, self.dec + self.chunk_k * self.pf) * self.s + self.ov)
             self.A, self.C = 0.0, self.tau_full / self.chunk_k
             self.na, self.nc = 0.0, 1 / self.chunk_k
         else:
@@ -192,7 +195,11 @@ class _Parts:
         if self.chunk_k is not None and k > self.chunk_k:
             n = k / self.chunk_k
             return n * self.tau_full, n
-        return max(self.mem1, self.dec + k * self.pf_k(k)) * self.s + self.ov, 1.0
+        return self._floor(max(self.mem1, self.dec + k * self.pf_k(k)) * self.s + self.ov), 1.0
+
+    def _floor(self, t: float) -> float:
+        """Iteration time ``t`` (host time included) with the host floor per sequence applied."""
+        return t if not self.fl else max(t - self.host1, self.fl) + self.host1
 
     def pf_k(self, k: int) -> float:
         """A prompt's prefill time in an iteration that admits k of them: `_Shape.pf_s` takes the

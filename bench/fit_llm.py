@@ -2,6 +2,8 @@
 
     uv run python bench/fit_llm.py            # coordinate descent, prints the fitted values
     uv run python bench/fit_llm.py --show     # errors of the data file's current values
+    uv run python bench/fit_llm.py --fix prefill_mfu_half_tokens=0   # the same fit without a term
+    uv run python bench/fit_llm.py --stage "MoE rows on Blackwell"     # one stage only
 
 Each coefficient is fitted on the rows it governs (stages below), minimising the mean absolute
 log error of the analytic twin (`sim.llm.accuracy.twin_figures`; the simulated replica for the

@@ -193,7 +193,10 @@ def main(argv=None) -> int:
         k, _, v = f.partition("=")
         if k not in KEYS:
             ap.error(f"--fix {f}: unknown coefficient {k!r} (one of {', '.join(KEYS)})")
-        fixed[k] = float(v)
+        try:
+            fixed[k] = float(v)
+        except ValueError:
+            ap.error(f"--fix {f}: the value must be a number")
     if a.show:
         vals = {**{k: factor(k) for k in KEYS}, **fixed}
         for r in calibration_rows("fit"):

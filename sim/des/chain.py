@@ -1,0 +1,581 @@
+"""The feed-forward fast path: a chain of plain FIFO stations simulated by recursion, not events.
+
+For a design whose flow is a chain of plain FIFO stations (one edge each, p = 1, no loops, fan-out,
+queues, timeouts, queue caps, retries or request-dependent service) fed by Poisson arrivals (a
+constant rate, or a whole day's hourly profile), the event loop is not needed: a multi-server
+FIFO station's departures follow from its arrivals in order (Kiefer & Wolfowitz 1955: keep the
+c servers' free times in a heap; a customer starts at max(arrival, earliest free time) and that
+server is next free at start + service). `ChainRun` pushes arrivals through the stations in
+chunks, a few Python operations per customer and station, and forwards to the next station only
+the departures earlier than the chunk's horizon (the next arrival at the entry): a departure
+after it could still be overtaken by one from a customer not yet arrived, so it waits for the
+next chunk. Every event before the horizon is then exactly known, so batch boundaries, the
+stations' statistics and the drain are read off at the same instants as the event loop reads
+them.
+
+It is the same sample path as `sim.des.run.Run` given the same random numbers, and it draws
+them identically: the entry's gaps from the "arrivals" stream, each station's k-th service time
+(its k-th service start = its k-th arrival, FIFO) from that station's stream. Latencies are the
+same floats; stations' areas are the same integrals summed in another order (equal to ~1e-12);
+tests/test_chain.py runs both paths and compares. What is not replayed: the backlog cut is
+checked per chunk (the event loop checks every 2,048 arrivals), and no per-event work budget is
+needed (a chain's work per request is fixed). This is an algorithmic shortcut, not a faster
+event loop: the engine takes it by itself when `chain_stations` accepts the design and says so
+in the result (`engine_path: "fifo_recursion"`); everything else runs on `Run`.
+
+Usage::
+
+    from sim.des.chain import ChainRun, chain_stations
+
+    if chain_stations(design, whole_day=False) is not None:
+        run = ChainRun(design, seed=1, n_warm=2_000, n_meas=10_000, whole_day=False,
+                       deadline=time.perf_counter() + 60, cancel=None)
+        run.advance()      # same protocol as sim.des.run.Run: advance / refresh / finish / segs
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from functools import reduce
+from heapq import heapreplace
+from itertools import accumulate, chain, islice, repeat, takewhile
+from operator import add, mul, neg, sub, truediv
+
+from .events import SimEnv
+from .fifo import RAW_WAITS_MAX, FifoStation
+from .request import SimContext
+from .run import MAX_IN_SYSTEM, Run
+from .station_base import expo_stream
+from .stats import _K as _HK
+from .stats import _OFFSET as _HOFF
+from .stats import LogHistogram, RawSample, log_quantile
+from .summary import Batch
+from .workload import DAY_S, SECONDS_PER_HOUR, OpenLoop, hourly_rates
+
+__all__ = ["ChainRun", "chain_stations", "PATH"]
+
+PATH = "fifo_recursion"
+"""`RunResult.engine_path` of a run that took this path (the event loop's is "events")."""
+
+CHUNK = 4096  # entry arrivals between checks of the deadline, the cancel event and the backlog
+_log = math.log
+_INF = float("inf")
+
+
+def _source_ok(design, whole_day: bool) -> bool:
+    wl = design.workload
+    if wl.closed_loop:
+        return False
+    if whole_day:
+        return True  # `Run` uses OpenLoop.whole_day whatever `arrivals` says
+    from sim.ops.traffic import make_source
+
+    return make_source(wl, None, rate=wl.peak_rps) is None  # plain Poisson at the peak rate
+
+
+def chain_stations(design, whole_day: bool, nodes=None) -> list | None:
+    """The design's stations in flow order when it qualifies for `ChainRun`, else None.
+
+    Qualifies: open-loop Poisson traffic; every component on one path from the entry, each
+    node with exactly one plain edge (p = 1) to the next or none (the last); each station a
+    plain `FifoStation` (no subclass, no ops wrapper) with no timeout and no queue cap; no
+    retry or fallback on any edge. `nodes` are `sim.des.routing.build_nodes`' (built here on a
+    throwaway context when not given).
+    """
+    from sim.ops.retry import needs_call
+
+    if not _source_ok(design, whole_day) or needs_call(design) or design.workload.batch is not None:
+        return None
+    if any(e.is_loop or getattr(e, "parallel", False) for e in design.flow):
+        return None
+    if nodes is None:
+        from .routing import build_nodes
+
+        env = SimEnv()
+        ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=0)  # type: ignore[arg-type]
+        nodes = build_nodes(design, ctx)
+    node = nodes.get(design.entry)
+    out: list = []
+    seen: set = set()
+    while node is not None:
+        st = node.station
+        if id(node) in seen or type(st) is not FifoStation or st.timeout_s is not None or st.qcap is not None:
+            return None
+        if not st._direct or not st._plain or node.loops or node.is_queue or node.fan or node.cum:
+            return None
+        seen.add(id(node))
+        out.append(st)
+        if node.is_last:
+            break
+        node = node.single
+        if node is None:
+            return None
+    if len(out) != len(nodes):
+        return None  # components off the path (they would report their own idle stats)
+    return out
+
+
+def _day_times(rng, rates: list[float]):
+    """Arrival times of a whole day, exactly as `OpenLoop.gap` + the event loop produce them
+    (an iterator; one list per hour is made at a time).
+
+    The event loop schedules an arrival at ``now + (t + g − now)`` (t: the clock, restarted
+    at an hour boundary); within an hour after its first arrival, when now ≥ 3,600 s > g, that
+    is ``now + g`` exactly (Sterbenz), so those run as one C pipeline; hour 0 and each hour's
+    first arrival use the formula itself. One discarded draw per boundary crossed, as there.
+    """
+    return chain.from_iterable(_day_hours(rng, rates))
+
+
+def _day_hours(rng, rates: list[float]):
+    us = iter(rng.random, 2.0)
+    now = 0.0
+    for h, r in enumerate(rates):
+        if r <= 0.0:
+            continue  # no draw: the clock moves to the next hour
+        end = (h + 1) * SECONDS_PER_HOUR
+        # −log(1 − u) / r: rng.expovariate(r)'s floats, lazily (nothing drawn ahead).
+        gaps = map(truediv, map(neg, map(_log, map(sub, repeat(1.0), us))), repeat(r))
+        x = h * SECONDS_PER_HOUR + next(gaps)
+        if not x < end:
+            continue  # the hour's first gap crosses it: drawn and discarded
+        now = now + (x - now)
+        if h == 0:
+            hour = [now]
+            for g in gaps:
+                x = now + g
+                if not x < end:
+                    break
+                now = now + (x - now)
+                hour.append(now)
+        else:
+            hour = list(takewhile(end.__gt__, accumulate(gaps, initial=now)))
+            now = hour[-1]
+        yield hour
+
+
+class _Station:
+    """One FIFO station's state on the fast path: server free times and the window's sums."""
+
+    __slots__ = ("st", "c", "free", "draw", "sample", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
+                 "wraw", "wsum", "zeros", "hist", "done", "arr", "t0", "edge0")
+
+    def __init__(self, st: FifoStation):
+        self.st = st
+        self.c = st.servers
+        self.free = [0.0] * st.servers if st.servers > 1 else [0.0]
+        # Exponential service: the station's own stream as one lazy C pipeline (the k-th draw
+        # is the k-th service start, as in `FifoStation`); else its sampler, call by call.
+        self.draw = expo_stream(st.rng, st._rate) if st._rate else None
+        self.sample = st.sample
+        self.hold_d: list[float] = []  # departures at or after the horizon (not yet forwarded)
+        self.hold_k: list[float] = []  # their requests (entry arrival times)
+        self.p_st: list[float] = []  # customers whose service starts at or after the horizon
+        self.p_s: list[float] = []
+        self.p_a: list[float] = []
+        self.p_d: list[float] = []
+        self.reset(0.0, (0.0, 0.0))
+
+    def reset(self, now: float, edge: tuple[float, float]) -> None:
+        self.busy_sum = 0.0
+        self.wraw: list[float] = []
+        self.wsum = 0.0
+        self.zeros = 0
+        self.hist = LogHistogram()
+        self.done = 0
+        self.arr = 0
+        self.t0 = now
+        self.edge0 = edge
+
+    def push(self, A: list[float], K: list[float], T: float) -> tuple[list[float], list[float]]:
+        """Serve arrivals `A` (sorted; requests `K`); return the departures before `T`, sorted."""
+        n = len(A)
+        S = list(islice(self.draw, n)) if self.draw is not None else [self.sample() for _ in repeat(None, n)]
+        ST: list[float] = []
+        D: list[float] = []
+        sapp, dapp = ST.append, D.append
+        free = self.free
+        if self.c == 1:
+            d = free[0]
+            for a, s in zip(A, S):
+                st = d if a < d else a
+                d = st + s
+                sapp(st)
+                dapp(d)
+            free[0] = d
+        else:
+            rep = heapreplace
+            for a, s in zip(A, S):
+                f = free[0]
+                st = f if a < f else a
+                d = st + s
+                rep(free, d)
+                sapp(st)
+                dapp(d)
+        self.arr += n
+        # Service starts before T belong to this window (starts are non-decreasing: FIFO).
+        if self.p_st:
+            ST, S, A2, D2 = self.p_st + ST, self.p_s + S, self.p_a + A, self.p_d + D
+        else:
+            A2, D2 = A, D
+        k = bisect_left(ST, T)
+        if k:
+            self.busy_sum = reduce(add, S[:k] if k < len(S) else S, self.busy_sum)
+            ws = list(filter((0.0).__lt__, map(sub, ST[:k], A2[:k])))
+            self.zeros += k - len(ws)
+            if ws:
+                self.wsum = reduce(add, ws, self.wsum)
+                self.wraw += ws
+                if len(self.wraw) > RAW_WAITS_MAX:
+                    self._bin()
+        if k < len(ST):
+            self.p_st, self.p_s, self.p_a, self.p_d = ST[k:], S[k:], A2[k:], D2[k:]
+        elif self.p_st:
+            self.p_st, self.p_s, self.p_a, self.p_d = [], [], [], []
+        # Departures: with one server they leave in arrival order; else sort by time.
+        hd, hk = self.hold_d, self.hold_k
+        if self.c == 1 and (not hd or not D or hd[-1] <= D[0]):
+            Ds, Ks = (hd + D, hk + K) if hd else (D, K)
+        else:
+            Dall, Kall = (hd + D, hk + K) if hd else (D, K)
+            order = sorted(range(len(Dall)), key=Dall.__getitem__)
+            Ds = list(map(Dall.__getitem__, order))
+            Ks = list(map(Kall.__getitem__, order))
+        r = bisect_left(Ds, T)
+        if r == len(Ds):
+            self.hold_d, self.hold_k = [], []
+        else:
+            self.hold_d, self.hold_k = Ds[r:], Ks[r:]
+            Ds, Ks = Ds[:r], Ks[:r]
+        self.done += len(Ds)
+        return Ds, Ks
+
+    def _bin(self) -> None:
+        xs = self.wraw
+        h = self.hist
+        h.n += len(xs)
+        h.total = reduce(add, xs, h.total)
+        h.max = max(h.max, max(xs))
+        b = h.bins
+        for key, c in Counter([int(_log(x) * _HK + _HOFF) for x in xs]).items():
+            b[key] = b.get(key, 0) + c
+        self.wraw = []
+
+    def edge(self, T: float) -> tuple[float, float]:
+        """(remaining service of those in service at T, time already waited by those queued)."""
+        in_service = sum(self.hold_d) - len(self.hold_d) * T - (sum(self.p_d) - len(self.p_d) * T)
+        waited = len(self.p_a) * T - sum(self.p_a)
+        return in_service, waited
+
+    def stats(self, now: float, edge: tuple[float, float]):
+        """This station's `ComponentStats` of the window [t0, now) (`FifoStation.stats`' figures)."""
+        from sim.results import ComponentStats
+
+        span = max(now - self.t0, 1e-12)
+        busy_area = self.busy_sum + self.edge0[0] - edge[0]
+        q_area = self.wsum - self.edge0[1] + edge[1]
+        n = self.hist.n + len(self.wraw) + self.zeros
+        if not n:
+            wq = 0.0
+        elif self.hist.n == 0:
+            wq = log_quantile(self.wraw, self.zeros, 0.95)
+        else:
+            self._bin()
+            h = self.hist
+            h.zeros += self.zeros
+            h.n += self.zeros
+            wq = h.quantile(0.95)
+            h.zeros -= self.zeros
+            h.n -= self.zeros
+        return ComponentStats(kind=self.st.comp.kind, utilization=busy_area / (span * self.c),
+                              mean_queue_len=q_area / span, wait_ms_p95=wq * 1000.0, throughput_rps=self.done / span,
+                              dropped=0, arrivals=self.arr, backlog_end=len(self.p_a))
+
+
+def _hist_extend(h: LogHistogram, xs: list[float], counts: Counter | None = None) -> Counter:
+    """``for x in xs: h.add(x)`` in bulk (the same bins, count, total and max); returns the bin
+    counts, which another histogram of the same values can take as `counts`."""
+    pos = list(filter((0.0).__lt__, xs))
+    h.n += len(xs)
+    h.zeros += len(xs) - len(pos)
+    if not pos:
+        return Counter()
+    h.total = reduce(add, pos, h.total)
+    m = max(pos)
+    if m > h.max:
+        h.max = m
+    if counts is None:
+        counts = Counter(map(int, map(add, map(mul, map(_log, pos), repeat(_HK)), repeat(_HOFF))))
+    b = h.bins
+    for key, c in counts.items():
+        b[key] = b.get(key, 0) + c
+    return counts
+
+
+class ChainRun:
+    """`sim.des.run.Run`'s protocol (advance, refresh, finish, segs, …) on the fast path."""
+
+    path = PATH
+    refresh = Run.refresh
+    _drained = Run._drained
+
+    def __init__(self, design, seed: int, n_warm: int, n_meas: int, *, whole_day: bool, deadline: float, cancel,
+                 keep_series: int = 0, n_time_batches: int = 20, max_in_system: int = MAX_IN_SYSTEM, **_ignored):
+        from .routing import build_nodes
+
+        self.design = design
+        env = SimEnv()
+        self.ctx = ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
+        ctx.rng = ctx.stream("general")
+        chain = chain_stations(design, whole_day, build_nodes(design, ctx))
+        if chain is None:
+            raise ValueError("design does not qualify for the FIFO-recursion path (see chain_stations)")
+        self.chain = [_Station(s) for s in chain]
+        wl = design.workload
+        rng = ctx.stream("arrivals")
+        if whole_day:
+            self.times = _day_times(rng, OpenLoop.whole_day(wl, rng).rates or hourly_rates(wl))
+        else:
+            self.times = accumulate(expo_stream(rng, wl.peak_rps))  # 0 + g1, then t + g: the loop's floats
+        self.peek = next(self.times, None)  # the next entry arrival (the horizon of a chunk)
+        self.whole_day = whole_day
+        self.n_warm, self.n_meas = n_warm, (1 << 62) if whole_day else n_meas
+        self.deadline, self.cancel = deadline, cancel
+        self.max_in_system = max_in_system
+        self.events = 0
+        self.segs: list[Batch] = []
+        self.seg_t: list[float] = []  # each batch's first arrival time (requests are keyed by t0)
+        self.t_meas_end = _INF  # arrival time of the last measured request (set by finish())
+        self.series = [math.nan] * keep_series if keep_series else None
+        self.t2id: dict[float, int] | None = {} if keep_series else None
+        self.next_id = 0  # arrivals as the engine counts them (the boundary request included)
+        self.arrived = 0  # arrivals pushed into the first station
+        self.fin = 0  # requests finished
+        self.fin_soj = 0.0
+        self.fin_t0 = 0.0
+        self.arr_t0 = 0.0
+        self.meas_end = 1 << 62
+        self.cut: str | None = None
+        self.stopped = False
+        self.draining = False
+        self.drain_upto = 0
+        self.drain_cap = 1 << 62
+        self.drain_capped = False
+        self.batch_s = DAY_S / n_time_batches
+        self.n_time_batches = n_time_batches
+        self.now = 0.0
+        self.marked = -1  # the last arrival id whose mark was handled
+        if whole_day:
+            self._open_seg(0.0, 0)
+
+    # -- the engine's protocol --
+    def advance(self) -> str:
+        """Run to the next batch boundary ("boundary"), the end ("done") or a cut ("cut")."""
+        try:
+            reason = self._advance()
+        except KeyboardInterrupt:
+            self.cut, self.stopped = "cancel", True
+            reason = "cut"
+        if reason != "boundary":
+            self.stopped = True
+            self._close_seg(self.now)
+        return reason
+
+    def _advance(self) -> str:
+        while True:
+            if self.peek is None:  # a whole day: every arrival went in and the drain is over
+                return "done"
+            i = self.arrived
+            if i != self.marked:
+                self.marked = i
+                reason = self._mark(i, self.peek)
+                if reason is not None:
+                    return reason
+            # Push arrivals up to the next id where something happens (a boundary, the drain cap).
+            stop = (i // CHUNK + 1) * CHUNK
+            if self.draining:
+                stop = min(stop, self.drain_cap)
+            elif not self.whole_day and i < self.meas_end:
+                nxt = self.n_warm if i < self.n_warm else self.n_warm + ((i - self.n_warm) // self.n_meas + 1) * self.n_meas
+                stop = min(stop, nxt)
+            if self._chunk(stop - i):
+                return "done"
+            if not self.arrived % CHUNK and self._checks():
+                return "cut"
+
+    def _mark(self, i: int, now: float) -> str | None:
+        """Arrival `i` at `now`, before it goes in: what `Run._on_mark` does there."""
+        if self.draining and i >= self.drain_cap:
+            self.drain_capped = True  # the slowest measured requests are left unfinished
+            self.next_id, self.now = i + 1, now
+            return "done"
+        if not self.whole_day and i >= self.n_warm and (i - self.n_warm) % self.n_meas == 0 and i < self.meas_end:
+            self.now = now
+            if self.segs:
+                self._close_seg(now)
+            self._open_seg(now, i)
+            if len(self.segs) > 1:
+                # The loop pauses once request i is in; it goes into the first station with
+                # the next chunk (its service there starts in the new window either way).
+                self.next_id = i + 1
+                return "boundary"
+        return None
+
+    def _chunk(self, m: int) -> bool:
+        """Push the next `m` entry arrivals through the chain, up to the arrival after them.
+        True when the drain ended inside the chunk."""
+        A = [self.peek]
+        A.extend(islice(self.times, m - 1))
+        self.peek = next(self.times, None)
+        if self.peek is not None:
+            return self._flow(A, self.peek)
+        # The day's last arrival: `Run` closes the day's batch at it, just before it goes in.
+        last = A.pop()
+        if A:
+            self._flow(A, last)
+        self.now = last
+        self.meas_end = min(self.meas_end, self.arrived + 1)
+        self.t_meas_end = last
+        self.next_id = self.arrived + 1
+        if self.segs and not self.segs[-1].closed:
+            self._close_seg(last, entering=1)
+        self.draining = True
+        self.drain_upto = len(self.segs)
+        return self._flow([last], _INF)
+
+    def _flow(self, A: list[float], T: float) -> bool:
+        """Arrivals `A` (ids from `self.arrived`) in; every event before `T` is then known."""
+        first = self.arrived
+        self.arrived = first + len(A)
+        self.next_id = self.arrived
+        self.arr_t0 = reduce(add, A, self.arr_t0)
+        series = self.series
+        if series is not None and first < len(series):
+            self.t2id.update(zip(A, range(first, len(series))))
+        Ds, Ks = A, A
+        for s in self.chain:
+            Ds, Ks = s.push(Ds, Ks, T)
+        self.now = T if T != _INF else (Ds[-1] if Ds else self.now)
+        return self._record(Ds, Ks, A, first) if Ds else False
+
+    def _record(self, Ds: list[float], Ks: list[float], A: list[float], first: int) -> bool:
+        """Account the requests that finished: departures `Ds` (sorted) of requests `Ks` (their
+        entry arrival times, which key them). True when that ended the drain."""
+        lats = list(map(sub, Ds, Ks))
+        self.fin += len(lats)
+        self.fin_soj = reduce(add, lats, self.fin_soj)
+        self.fin_t0 = reduce(add, Ks, self.fin_t0)
+        if self.series is not None:
+            pop, series = self.t2id.pop, self.series
+            for lat, t in zip(lats, Ks):
+                i = pop(t, None)
+                if i is not None:
+                    series[i] = lat
+        if not self.segs:
+            return False
+        if self.whole_day:
+            seg = self.segs[0]
+            counts = _hist_extend(seg.lat, lats)
+            bs, last = self.batch_s, self.n_time_batches - 1
+            lo = min(last, int(min(Ks) / bs))
+            if lo == min(last, int(max(Ks) / bs)):
+                _hist_extend(seg.batches[lo], lats, counts)
+            else:
+                for lat, t in zip(lats, Ks):
+                    seg.batches[min(last, int(t / bs))].add(lat)
+        else:
+            cur, tend = self.seg_t[-1], self.t_meas_end
+            if min(Ks) >= cur and max(Ks) <= tend:  # all of the open batch (the usual chunk)
+                self.segs[-1].values.extend(lats)
+            else:
+                segs, seg_t = self.segs, self.seg_t
+                for lat, t in zip(lats, Ks):
+                    if t <= tend:
+                        b = bisect_right(seg_t, t) - 1
+                        if b >= 0:
+                            segs[b].values.append(lat)
+        if self.draining and self._drained():
+            # `Run` stops at the end of the last measured request: the arrivals before it were sent.
+            lo = self.seg_t[0]
+            hi = self.seg_t[self.drain_upto] if self.drain_upto < len(self.seg_t) else _INF
+            tend = self.t_meas_end
+            t_star = max([d for d, t in zip(Ds, Ks) if lo <= t < hi and t <= tend], default=Ds[-1])
+            self.now = t_star
+            self.next_id = first + bisect_left(A, t_star)
+            self.stopped = True
+            return True
+        return False
+
+    def _checks(self) -> bool:
+        """Backlog, deadline and cancel, every `CHUNK` arrivals (True: cut). Every sum is added
+        one value at a time in the order the event loop adds them, so the figures do not
+        depend on where chunks end; the backlog is checked at fixed arrival counts."""
+        t = time.perf_counter()
+        if self.arrived - self.fin > self.max_in_system:
+            self.cut = "backlog"
+        elif t > self.deadline:
+            self.cut = "max_seconds"
+        elif self.cancel is not None and self.cancel.is_set():
+            self.cut = "cancel"
+        else:
+            return False
+        self.stopped = True
+        return True
+
+    def finish(self, drain: bool = True) -> None:
+        """Measure no more arrivals; run until the measured batches have drained (bounded)."""
+        if self.stopped:
+            return
+        self.meas_end = self.next_id
+        self.t_meas_end = self.now  # the boundary request's arrival time (the last measured)
+        self.drain_upto = len(self.segs) - 1 if (self.segs and not self.segs[-1].closed) else len(self.segs)
+        if not drain or self._drained():
+            self.stopped = True
+            return
+        self.draining = True
+        self.drain_cap = self.next_id + max(2 * self.n_meas, self.n_warm) + 10
+        self.advance()
+        self.stopped = True
+
+    def stop_series(self) -> None:
+        """MSER-5 is done: drop the series."""
+        self.series = None
+        self.t2id = None
+
+    # -- batches --
+    def _area(self, now: float) -> float:
+        # ∫ requests in system dt from 0 to now: finished sojourns + the in-flight ages.
+        return self.fin_soj + (self.arrived - self.fin) * now - (self.arr_t0 - self.fin_t0)
+
+    def _open_seg(self, now: float, first_id: int) -> None:
+        edges = [s.edge(now) for s in self.chain]
+        for s, e in zip(self.chain, edges):
+            s.reset(now, e)
+        area = self._area(now)
+        if self.segs and not self.whole_day:
+            prev = self.segs[-1]
+            prev.arrivals_ctl = (first_id - prev.first_id, now - prev.t_start, 0, 0, ())
+        seg = Batch(first_id=first_id, t_start=now, area_start=area, in_system_start=self.arrived - self.fin)
+        if not self.whole_day:
+            seg.end_id = first_id + self.n_meas
+            seg.ttft, seg.tpot = RawSample(), RawSample()
+        else:
+            seg.batches = [LogHistogram() for _ in range(self.n_time_batches)]
+            seg.values = None
+        self.segs.append(seg)
+        self.seg_t.append(now)
+
+    def _close_seg(self, now: float, entering: int = 0) -> None:
+        if not self.segs or self.segs[-1].closed:
+            return
+        seg = self.segs[-1]
+        seg.closed = True
+        self.refresh()
+        seg.window_s = max(now - seg.t_start, 1e-12)
+        seg.mean_in_system = (self._area(now) - seg.area_start) / seg.window_s
+        seg.components = {s.st.id: s.stats(now, s.edge(now)) for s in self.chain}
+        seg.in_system_end = self.arrived + entering - self.fin
+        seg.t_end = now

@@ -71,9 +71,8 @@ def _source_ok(design, whole_day: bool) -> bool:
         return False
     if whole_day:
         return True  # `Run` uses OpenLoop.whole_day whatever `arrivals` says
-    from sim.ops.traffic import make_source
-
-    return make_source(wl, None, rate=wl.peak_rps) is None  # plain Poisson at the peak rate
+    spec = getattr(wl, "arrivals", None)  # `sim.ops.traffic.make_source`'s test: Poisson or not
+    return spec is None or spec.process == "poisson"
 
 
 def chain_stations(design, whole_day: bool, nodes=None) -> list | None:

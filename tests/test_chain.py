@@ -1,0 +1,134 @@
+"""The FIFO recursion (sim.des.chain) against the event loop: the same sample path, figure for figure.
+
+A chain of plain FIFO stations fed by Poisson arrivals is run both ways from the same seed; the
+recursion must give the event loop's latencies (the same floats), its batch plan, drain and
+request counts, and its stations' figures (the same integrals, to ~1e-12)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from designs.model import Design
+from sim.des import chain as chain_mod
+from sim.des.chain import _day_times, chain_stations
+from sim.des.engine import simulate
+from sim.des.workload import OpenLoop
+
+
+def _design(stations: list[dict], **workload) -> Design:
+    return Design.model_validate({
+        "name": "chain", "workload": workload, "components": stations, "entry": stations[0]["id"],
+        "flow": [{"from": a["id"], "to": b["id"]} for a, b in zip(stations, stations[1:])],
+    })
+
+
+def _svc(cid: str, c: int, dist: dict, **kw) -> dict:
+    return {"id": cid, "kind": "service", "concurrency": c, "service_time": dist, **kw}
+
+
+def _expo(ms: float) -> dict:
+    return {"dist": "exponential", "mean_ms": ms}
+
+
+# Multi- and single-server stations, exponential and non-exponential service (the lb's fixed
+# 1 ms, a lognormal); at 80/s ρ = 0.8, 0.56 and 0.53.
+CHAIN = [{"id": "lb", "kind": "load_balancer", "replicas": 2}, _svc("a", 4, _expo(40)), _svc("b", 1, _expo(7)),
+         _svc("c", 3, {"dist": "lognormal", "mean_ms": 20, "p95_ms": 60})]
+
+
+def _same(a, b, path: str = "") -> None:
+    """JSON values equal: exactly, floats to 1e-9 relative (sums taken in another order)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        # Little's law's relative error is a difference of two nearly equal figures: absolute.
+        tol = dict(abs=1e-8) if path.endswith("rel_error") else dict(rel=1e-9, abs=1e-12)
+        assert a == pytest.approx(b, **tol), path
+    else:
+        assert a == b, path
+
+
+def _both(d: Design, **kw):
+    fast, slow = simulate(d, **kw), simulate(d, path="events", **kw)
+    assert fast.engine_path == "fifo_recursion" and slow.engine_path == "events"
+    a, b = fast.to_json(), slow.to_json()
+    for j in (a, b):
+        j.pop("wall_s"), j.pop("engine_path")
+    return fast, slow, a, b
+
+
+def test_batch_means_run_is_the_event_loops_run():
+    # Warm-up, MSER-5, the precision rule, the drain of the last batches: all as the loop does.
+    fast, slow, a, b = _both(_design(CHAIN, arrival_rps=80), seed=3, precision=0.03)
+    assert fast.stopped_by == "precision" and fast.replications >= 10
+    assert fast.simulated_requests == slow.simulated_requests
+    assert fast.latency_ms == slow.latency_ms and fast.latency_ms_ci95 == slow.latency_ms_ci95  # same floats
+    assert fast.latency_sample_ms == slow.latency_sample_ms
+    _same(a, b)
+
+
+def test_whole_day_is_the_event_loops_day():
+    # Hour 0 empty (no draw), a quiet night, a peak: the day's arrivals, drain and histograms.
+    profile = [0.0, 0.3, 0.2] + [1.0] * 15 + [2.5] * 4 + [0.6, 0.4]
+    d = _design(CHAIN, requests_per_day=150_000, profile_24h=profile)
+    fast, slow, a, b = _both(d, seed=2, whole_day=True)
+    assert fast.simulated_requests == slow.simulated_requests == fast.completed_requests
+    assert fast.latency_ms == slow.latency_ms
+    _same(a, b)
+
+
+def test_day_arrivals_are_the_open_loops_own():
+    rates = [0.0, 0.02, 3.0, 0.0, 40.0, 1e-4] + [5.0] * 18
+    a, b = random.Random(8), random.Random(8)
+    src = OpenLoop(0.0, a, rates, 86_400.0)
+    loop, now = [], 0.0
+    while (g := src.gap(now)) is not None:
+        now = now + g  # as the event loop schedules it
+        loop.append(now)
+    assert list(_day_times(b, rates)) == loop and len(loop) > 100_000
+    assert a.random() == b.random()  # the same draws, the discarded ones included
+
+
+def test_results_do_not_depend_on_where_chunks_end(monkeypatch):
+    d = _design(CHAIN, arrival_rps=70)
+    one = simulate(d, seed=4, replications=4, max_requests=80_000).to_json()
+    monkeypatch.setattr(chain_mod, "CHUNK", 37)
+    two = simulate(d, seed=4, replications=4, max_requests=80_000).to_json()
+    one.pop("wall_s"), two.pop("wall_s")
+    assert one == two and one["engine_path"] == "fifo_recursion"
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda c: c[1].update(timeout_ms=100), "a timeout"),
+    (lambda c: c.insert(1, {"id": "cache", "kind": "cache", "hit_ratio": 0.3}), "a cache (it ends requests)"),
+    (lambda c: c.append({"id": "llm", "kind": "llm_api"}), "an external API"),
+])
+def test_only_chains_of_plain_fifo_stations_qualify(change, why):
+    comps = [dict(c) for c in CHAIN]
+    assert chain_stations(_design(comps, arrival_rps=50), whole_day=False) is not None
+    change(comps)
+    d = _design(comps, arrival_rps=50)
+    assert chain_stations(d, whole_day=False) is None, why
+    assert simulate(d, seed=1, replications=2, max_requests=20_000).engine_path == "events"
+
+
+def test_branches_loops_closed_loops_and_bursts_take_the_event_loop():
+    comps = [_svc("a", 2, _expo(10)), _svc("b", 2, _expo(10)), _svc("c", 2, _expo(10))]
+    branch = Design.model_validate({"name": "b", "workload": {"arrival_rps": 50}, "components": comps, "entry": "a",
+                                    "flow": [{"from": "a", "to": "b", "p": 0.5}, {"from": "a", "to": "c", "p": 0.5}]})
+    loop = Design.model_validate({"name": "l", "workload": {"arrival_rps": 50}, "components": comps[:2], "entry": "a",
+                                  "flow": [{"from": "a", "to": "b"}, {"from": "b", "to": "a", "p": 0.2, "max_repeats": 2}]})
+    closed = _design(comps[:1], concurrent_users=5)
+    bursty = _design(comps[:1], arrival_rps=50, arrivals={"process": "mmpp"})
+    for d in (branch, loop, closed, bursty):
+        assert chain_stations(d, whole_day=False) is None, d.name
+    assert not math.isnan(simulate(bursty, seed=1, replications=2, max_requests=20_000).latency_ms.mean)

@@ -38,9 +38,15 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left, bisect_right
-from collections import Counter
+try:  # counts an iterable into a plain dict in C (what Counter.update uses); else the same in Python
+    from collections import _count_elements
+except ImportError:  # pragma: no cover
+    def _count_elements(mapping, iterable):
+        get = mapping.get
+        for k in iterable:
+            mapping[k] = get(k, 0) + 1
 from functools import reduce
-from heapq import heapreplace
+from heapq import heappop, heappush, heapreplace
 from itertools import accumulate, chain, islice, repeat, takewhile
 from operator import add, mul, neg, sub, truediv
 
@@ -60,6 +66,7 @@ __all__ = ["ChainRun", "chain_stations", "PATH"]
 PATH = "fifo_recursion"
 """`RunResult.engine_path` of a run that took this path (the event loop's is "events")."""
 
+WIDE = 64  # servers above which a station keeps a heap of its busy servers instead (cheaper)
 CHUNK = 4096  # entry arrivals between checks of the deadline, the cancel event and the backlog
 _log = math.log
 _INF = float("inf")
@@ -159,17 +166,21 @@ def _day_hours(rng, rates: list[float]):
 class _Station:
     """One FIFO station's state on the fast path: server free times and the window's sums."""
 
-    __slots__ = ("st", "c", "free", "draw", "sample", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
+    __slots__ = ("st", "c", "free", "draw", "sample", "fixed", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
                  "wraw", "wsum", "zeros", "hist", "done", "arr", "t0", "edge0")
 
     def __init__(self, st: FifoStation):
         self.st = st
         self.c = st.servers
-        self.free = [0.0] * st.servers if st.servers > 1 else [0.0]
+        # Server free times (a heap); for a wide station the departures of those in service.
+        self.free = [0.0] * st.servers if 1 < st.servers <= WIDE else ([_INF] if st.servers > WIDE else [0.0])
         # Exponential service: the station's own stream as one lazy C pipeline (the k-th draw
         # is the k-th service start, as in `FifoStation`); else its sampler, call by call.
         self.draw = expo_stream(st.rng, st._rate) if st._rate else None
         self.sample = st.sample
+        # Fixed service (a load balancer's 1 ms): `make_sampler`'s constant, no call per customer.
+        dist = st.dist
+        self.fixed = dist.expected() * 0.001 if getattr(dist, "dist", None) == "fixed" else (0.0 if dist is None else None)
         self.hold_d: list[float] = []  # departures at or after the horizon (not yet forwarded)
         self.hold_k: list[float] = []  # their requests (entry arrival times)
         self.p_st: list[float] = []  # customers whose service starts at or after the horizon
@@ -192,7 +203,12 @@ class _Station:
     def push(self, A: list[float], K: list[float], T: float) -> tuple[list[float], list[float]]:
         """Serve arrivals `A` (sorted; requests `K`); return the departures before `T`, sorted."""
         n = len(A)
-        S = list(islice(self.draw, n)) if self.draw is not None else [self.sample() for _ in repeat(None, n)]
+        if self.draw is not None:
+            S = list(islice(self.draw, n))
+        elif self.fixed is not None:
+            S = [self.fixed] * n
+        else:
+            S = [self.sample() for _ in repeat(None, n)]
         ST: list[float] = []
         D: list[float] = []
         sapp, dapp = ST.append, D.append
@@ -205,13 +221,30 @@ class _Station:
                 sapp(st)
                 dapp(d)
             free[0] = d
-        else:
+        elif self.c <= WIDE:
             rep = heapreplace
             for a, s in zip(A, S):
                 f = free[0]
                 st = f if a < f else a
                 d = st + s
                 rep(free, d)
+                sapp(st)
+                dapp(d)
+        else:
+            # Many servers (a load balancer's thousands of slots): a heap of the departures of
+            # those in service (with an inf sentinel), not of c free times. Those gone by `a`
+            # are dropped; a free server means a start at once, else the earliest departure.
+            # The same starts as the free-time heap, with a small heap.
+            busy, c, pop, push = free, self.c + 1, heappop, heappush
+            for a, s in zip(A, S):
+                while busy[0] <= a:
+                    pop(busy)
+                if len(busy) < c:
+                    st = a
+                else:
+                    st = pop(busy)
+                d = st + s
+                push(busy, d)
                 sapp(st)
                 dapp(d)
         self.arr += n
@@ -258,9 +291,7 @@ class _Station:
         h.n += len(xs)
         h.total = reduce(add, xs, h.total)
         h.max = max(h.max, max(xs))
-        b = h.bins
-        for key, c in Counter([int(_log(x) * _HK + _HOFF) for x in xs]).items():
-            b[key] = b.get(key, 0) + c
+        _count_elements(h.bins, _keys(xs))
         self.wraw = []
 
     def edge(self, T: float) -> tuple[float, float]:
@@ -294,24 +325,27 @@ class _Station:
                               dropped=0, arrivals=self.arr, backlog_end=len(self.p_a))
 
 
-def _hist_extend(h: LogHistogram, xs: list[float], counts: Counter | None = None) -> Counter:
+def _keys(xs):
+    """`LogHistogram` bin keys of positive values, as a C pipeline: int(log(x)·K + OFFSET)."""
+    return map(int, map(add, map(mul, map(_log, xs), repeat(_HK)), repeat(_HOFF)))
+
+
+def _hist_extend(h: LogHistogram, xs: list[float], keys: list[int] | None = None) -> list[int]:
     """``for x in xs: h.add(x)`` in bulk (the same bins, count, total and max); returns the bin
-    counts, which another histogram of the same values can take as `counts`."""
+    keys, which another histogram of the same values can take as `keys`."""
     pos = list(filter((0.0).__lt__, xs))
     h.n += len(xs)
     h.zeros += len(xs) - len(pos)
     if not pos:
-        return Counter()
+        return []
     h.total = reduce(add, pos, h.total)
     m = max(pos)
     if m > h.max:
         h.max = m
-    if counts is None:
-        counts = Counter(map(int, map(add, map(mul, map(_log, pos), repeat(_HK)), repeat(_HOFF))))
-    b = h.bins
-    for key, c in counts.items():
-        b[key] = b.get(key, 0) + c
-    return counts
+    if keys is None:
+        keys = list(_keys(pos))
+    _count_elements(h.bins, keys)
+    return keys
 
 
 class ChainRun:
@@ -477,11 +511,11 @@ class ChainRun:
             return False
         if self.whole_day:
             seg = self.segs[0]
-            counts = _hist_extend(seg.lat, lats)
+            keys = _hist_extend(seg.lat, lats)
             bs, last = self.batch_s, self.n_time_batches - 1
             lo = min(last, int(min(Ks) / bs))
             if lo == min(last, int(max(Ks) / bs)):
-                _hist_extend(seg.batches[lo], lats, counts)
+                _hist_extend(seg.batches[lo], lats, keys)
             else:
                 for lat, t in zip(lats, Ks):
                     seg.batches[min(last, int(t / bs))].add(lat)

@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover
         for k in iterable:
             mapping[k] = get(k, 0) + 1
 from functools import reduce
-from heapq import heappop, heappush, heapreplace
+from heapq import heapify, heappop, heappush, heapreplace
 from itertools import accumulate, chain, islice, repeat, takewhile
 from operator import add, mul, neg, sub, truediv
 
@@ -166,7 +166,7 @@ def _day_hours(rng, rates: list[float]):
 class _Station:
     """One FIFO station's state on the fast path: server free times and the window's sums."""
 
-    __slots__ = ("st", "c", "free", "draw", "sample", "fixed", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
+    __slots__ = ("st", "c", "free", "draw", "sample", "fixed", "ordered", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
                  "wraw", "wsum", "zeros", "hist", "done", "arr", "t0", "edge0")
 
     def __init__(self, st: FifoStation):
@@ -181,6 +181,7 @@ class _Station:
         # Fixed service (a load balancer's 1 ms): `make_sampler`'s constant, no call per customer.
         dist = st.dist
         self.fixed = dist.expected() * 0.001 if getattr(dist, "dist", None) == "fixed" else (0.0 if dist is None else None)
+        self.ordered = self.c == 1 or self.fixed is not None
         self.hold_d: list[float] = []  # departures at or after the horizon (not yet forwarded)
         self.hold_k: list[float] = []  # their requests (entry arrival times)
         self.p_st: list[float] = []  # customers whose service starts at or after the horizon
@@ -230,6 +231,17 @@ class _Station:
                 rep(free, d)
                 sapp(st)
                 dapp(d)
+        elif n and len(free) + n <= self.c:
+            # More servers than those in service plus every arrival of the chunk (a load
+            # balancer's thousands of slots): nobody can wait, each starts on arrival. Keep the
+            # departures that may still be in service when the next chunk arrives.
+            ST = A
+            D = list(map(add, A, S))
+            later = A[-1].__lt__  # later arrivals come after the last one: earlier departures are gone
+            keep = list(filter(later, free))  # the inf sentinel stays
+            keep.extend(filter(later, D))
+            heapify(keep)
+            free[:] = keep
         else:
             # Many servers (a load balancer's thousands of slots): a heap of the departures of
             # those in service (with an inf sentinel), not of c free times. Those gone by `a`
@@ -267,9 +279,10 @@ class _Station:
             self.p_st, self.p_s, self.p_a, self.p_d = ST[k:], S[k:], A2[k:], D2[k:]
         elif self.p_st:
             self.p_st, self.p_s, self.p_a, self.p_d = [], [], [], []
-        # Departures: with one server they leave in arrival order; else sort by time.
+        # Departures: with one server or a fixed service time they leave in the order they
+        # started (starts never decrease: FIFO); else sort them by time.
         hd, hk = self.hold_d, self.hold_k
-        if self.c == 1 and (not hd or not D or hd[-1] <= D[0]):
+        if self.ordered and (not hd or not D or hd[-1] <= D[0]):
             Ds, Ks = (hd + D, hk + K) if hd else (D, K)
         else:
             Dall, Kall = (hd + D, hk + K) if hd else (D, K)

@@ -26,6 +26,10 @@ How a run goes:
    requests then drain while arrivals continue. `replications=k` runs exactly k batches.
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
+5. A chain of plain FIFO stations fed by Poisson arrivals (`sim.des.chain.chain_stations`)
+   runs steps 2–4 without events, by the Kiefer–Wolfowitz recursion (`sim.des.chain.ChainRun`,
+   the event loop's sample path); `result.engine_path` says so ("fifo_recursion"), and
+   ``path="events"`` keeps it on the event loop.
 
 Randomness: streams named by (seed, purpose): arrivals, tokens, and per component one for
 service times and one for routing, so variants that share components see the same numbers
@@ -42,7 +46,7 @@ handles cancel/progress; `sim.des.run` is one simulation (event loop, arrivals, 
 batches); `sim.des.routing` moves requests through the flow (branches, fan-out/join, loops, async
 queues — `designs.model`'s semantics); `sim.des.summary` turns batches into the `RunResult`
 (percentiles, CIs, per-component stats, Little's law, SLO and cost); `sim.des.stations` holds
-what each component kind does to a request.
+what each component kind does to a request; `sim.des.chain` is the event-free path of step 5.
 """
 
 from __future__ import annotations

@@ -132,3 +132,24 @@ def test_branches_loops_closed_loops_and_bursts_take_the_event_loop():
     for d in (branch, loop, closed, bursty):
         assert chain_stations(d, whole_day=False) is None, d.name
     assert not math.isnan(simulate(bursty, seed=1, replications=2, max_requests=20_000).latency_ms.mean)
+
+
+def test_budget_cuts_on_the_fast_path():
+    import threading
+    import time
+
+    from sim.des.chain import ChainRun
+
+    d = _design([_svc("s", 1, _expo(10))], arrival_rps=95)  # ρ = 0.95: long queues build up
+    run = ChainRun(d, 1, 0, 10_000, whole_day=False, deadline=time.perf_counter() + 60, cancel=None,
+                   max_in_system=40)
+    while (reason := run.advance()) == "boundary":
+        pass
+    assert reason == "cut" and run.cut == "backlog" and run.arrived - run.fin > 40
+    assert run.segs and run.segs[-1].closed  # the batch so far is closed at the cut, as on the loop
+    gone = ChainRun(d, 1, 100, 10_000, whole_day=False, deadline=time.perf_counter() - 1, cancel=None)
+    assert gone.advance() == "cut" and gone.cut == "max_seconds"
+    stop = threading.Event()
+    r = simulate(_design(CHAIN, arrival_rps=60), seed=1, precision=0.001, cancel=stop,
+                 progress=lambda f, m: stop.set())  # cancelled at the first report (the warm-up's)
+    assert r.engine_path == "fifo_recursion" and r.stopped_by == "interrupted" and r.partial

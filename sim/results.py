@@ -266,7 +266,7 @@ class RunResult(_Rec):
     ops: "OpsResult | None" = None
     """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
     engine_path: str = "events"
-    """How it was simulated: "events" (the event loop) or "fifo_recursion" (a feed-forward chain of plain
+    """How it was simulated: "events" (the event loop) or "fifo_recursion" (a feed-forward flow of plain
     FIFO stations run by the Kiefer–Wolfowitz recursion, the same sample path without events; `sim.des.chain`)."""
 
 

@@ -1,6 +1,7 @@
 """The FIFO recursion (sim.des.chain) against the event loop: the same sample path, figure for figure.
 
-A chain of plain FIFO stations fed by Poisson arrivals is run both ways from the same seed; the
+A feed-forward flow of plain FIFO stations (a chain; caches, guardrails, branches and merges)
+fed by Poisson arrivals is run both ways from the same seed; the
 recursion must give the event loop's latencies (the same floats), its batch plan, drain and
 request counts, and its stations' figures (the same integrals, to ~1e-12)."""
 
@@ -109,10 +110,9 @@ def test_results_do_not_depend_on_where_chunks_end(monkeypatch):
 
 @pytest.mark.parametrize("change, why", [
     (lambda c: c[1].update(timeout_ms=100), "a timeout"),
-    (lambda c: c.insert(1, {"id": "cache", "kind": "cache", "hit_ratio": 0.3}), "a cache (it ends requests)"),
     (lambda c: c.append({"id": "llm", "kind": "llm_api"}), "an external API"),
 ])
-def test_only_chains_of_plain_fifo_stations_qualify(change, why):
+def test_only_plain_fifo_stations_caches_and_guardrails_qualify(change, why):
     comps = [dict(c) for c in CHAIN]
     assert chain_stations(_design(comps, arrival_rps=50), whole_day=False) is not None
     change(comps)
@@ -121,15 +121,43 @@ def test_only_chains_of_plain_fifo_stations_qualify(change, why):
     assert simulate(d, seed=1, replications=2, max_requests=20_000).engine_path == "events"
 
 
-def test_branches_loops_closed_loops_and_bursts_take_the_event_loop():
+# A feed-forward graph: a cache whose hits end the request, a guardrail that blocks 10 %, a
+# branch by p (60 % / 30 %, the other 10 % end there) and the two branches merging at the db.
+GRAPH = [{"id": "lb", "kind": "load_balancer", "replicas": 2},
+         {"id": "cache", "kind": "cache", "replicas": 1, "concurrency": 3, "hit_ratio": 0.3,
+          "hit_latency": {"dist": "exponential", "mean_ms": 2}, "miss_latency": {"dist": "fixed", "value_ms": 4}},
+         {"id": "guard", "kind": "guardrail", "replicas": 1, "concurrency": 2, "block_ratio": 0.1,
+          "service_time": _expo(5)},
+         _svc("app", 3, _expo(30)), _svc("api", 1, _expo(20)), _svc("db", 2, _expo(12))]
+GRAPH_FLOW = [{"from": "lb", "to": "cache"}, {"from": "cache", "to": "guard"}, {"from": "guard", "to": "app", "p": 0.6},
+              {"from": "guard", "to": "api", "p": 0.3}, {"from": "app", "to": "db"}, {"from": "api", "to": "db"}]
+
+
+def _graph(**workload) -> Design:
+    return Design.model_validate({"name": "graph", "workload": workload, "components": GRAPH, "entry": "lb",
+                                  "flow": GRAPH_FLOW})
+
+
+def test_a_feed_forward_graph_is_the_event_loops_run():
+    fast, slow, a, b = _both(_graph(arrival_rps=100), seed=6, precision=0.04)
+    assert fast.stopped_by == "precision" and fast.components["db"].throughput_rps < 100
+    assert fast.latency_ms == slow.latency_ms and fast.simulated_requests == slow.simulated_requests
+    _same(a, b)
+    profile = [0.5] * 8 + [1.5] * 16
+    fast, slow, a, b = _both(_graph(requests_per_day=100_000, profile_24h=profile), seed=1, whole_day=True)
+    _same(a, b)
+
+
+def test_loops_fan_out_closed_loops_and_bursts_take_the_event_loop():
     comps = [_svc("a", 2, _expo(10)), _svc("b", 2, _expo(10)), _svc("c", 2, _expo(10))]
-    branch = Design.model_validate({"name": "b", "workload": {"arrival_rps": 50}, "components": comps, "entry": "a",
-                                    "flow": [{"from": "a", "to": "b", "p": 0.5}, {"from": "a", "to": "c", "p": 0.5}]})
+    fan = Design.model_validate({"name": "f", "workload": {"arrival_rps": 50}, "components": comps, "entry": "a",
+                                 "flow": [{"from": "a", "to": "b", "parallel": True},
+                                          {"from": "a", "to": "c", "parallel": True}]})
     loop = Design.model_validate({"name": "l", "workload": {"arrival_rps": 50}, "components": comps[:2], "entry": "a",
                                   "flow": [{"from": "a", "to": "b"}, {"from": "b", "to": "a", "p": 0.2, "max_repeats": 2}]})
     closed = _design(comps[:1], concurrent_users=5)
     bursty = _design(comps[:1], arrival_rps=50, arrivals={"process": "mmpp"})
-    for d in (branch, loop, closed, bursty):
+    for d in (fan, loop, closed, bursty):
         assert chain_stations(d, whole_day=False) is None, d.name
     assert not math.isnan(simulate(bursty, seed=1, replications=2, max_requests=20_000).latency_ms.mean)
 

@@ -1,27 +1,29 @@
-"""The feed-forward fast path: a chain of plain FIFO stations simulated by recursion, not events.
+"""The feed-forward fast path: FIFO stations simulated by recursion, not events.
 
-For a design whose flow is a chain of plain FIFO stations (one edge each, p = 1, no loops, fan-out,
-queues, timeouts, queue caps, retries or request-dependent service) fed by Poisson arrivals (a
-constant rate, or a whole day's hourly profile), the event loop is not needed: a multi-server
-FIFO station's departures follow from its arrivals in order (Kiefer & Wolfowitz 1955: keep the
-c servers' free times in a heap; a customer starts at max(arrival, earliest free time) and that
-server is next free at start + service). `ChainRun` pushes arrivals through the stations in
-chunks, a few Python operations per customer and station, and forwards to the next station only
-the departures earlier than the chunk's horizon (the next arrival at the entry): a departure
-after it could still be overtaken by one from a customer not yet arrived, so it waits for the
-next chunk. Every event before the horizon is then exactly known, so batch boundaries, the
-stations' statistics and the drain are read off at the same instants as the event loop reads
-them.
+For a design whose flow is feed-forward through plain FIFO stations, caches and guardrails
+(edges with p = 1 or branches by p, merges; no back edges, fan-out, queues, timeouts, queue
+caps, retries or request-dependent service) fed by Poisson arrivals (a constant rate, or a whole
+day's hourly profile), the event loop is not needed: a multi-server FIFO station's departures
+follow from its arrivals in order (Kiefer & Wolfowitz 1955: keep the c servers' free times in a
+heap; a customer starts at max(arrival, earliest free time) and that server is next free at
+start + service). `ChainRun` pushes arrivals through the stations in topological order, in
+chunks, a few Python operations per customer and station, and hands on only the departures
+earlier than the chunk's horizon (the next arrival at the entry): a departure after it could
+still be overtaken by one from a customer not yet arrived, so it waits for the next chunk.
+Every event before the horizon is then exactly known, so batch boundaries, the stations'
+statistics and the drain are read off at the same instants as the event loop reads them.
 
 It is the same sample path as `sim.des.run.Run` given the same random numbers, and it draws
-them identically: the entry's gaps from the "arrivals" stream, each station's k-th service time
-(its k-th service start = its k-th arrival, FIFO) from that station's stream. Latencies are the
-same floats; stations' areas are the same integrals summed in another order (equal to ~1e-12);
-tests/test_chain.py runs both paths and compares. What is not replayed: the backlog cut is
-checked per chunk (the event loop checks every 2,048 arrivals), and no per-event work budget is
-needed (a chain's work per request is fixed). This is an algorithmic shortcut, not a faster
-event loop: the engine takes it by itself when `chain_stations` accepts the design and says so
-in the result (`engine_path: "fifo_recursion"`); everything else runs on `Run`.
+them identically: the entry's gaps from the "arrivals" stream; each station's k-th service time
+(its k-th service start = its k-th arrival, FIFO) from that station's stream; a cache's hit at
+service start, a guardrail's block and a branch's choice at departure, in departure order, from
+their own streams. Latencies are the same floats; stations' areas are the same integrals summed
+in another order (equal to ~1e-12); tests/test_chain.py runs both paths and compares. What is
+not replayed: the backlog cut is checked every `CHUNK` arrivals (the event loop: every 2,048),
+and no per-event work budget is needed (the work per request is bounded: no loops). This is an
+algorithmic shortcut, not a faster event loop: the engine takes it by itself when
+`chain_stations` accepts the design and says so in the result (`engine_path:
+"fifo_recursion"`); everything else runs on `Run`.
 
 Usage::
 
@@ -47,8 +49,8 @@ except ImportError:  # pragma: no cover
             mapping[k] = get(k, 0) + 1
 from functools import reduce
 from heapq import heapify, heappop, heappush, heapreplace
-from itertools import accumulate, chain, islice, repeat, takewhile
-from operator import add, mul, neg, sub, truediv
+from itertools import accumulate, chain, compress, islice, repeat, takewhile
+from operator import add, eq, mul, neg, not_, sub, truediv
 
 from .events import SimEnv
 from .fifo import RAW_WAITS_MAX, FifoStation
@@ -83,15 +85,23 @@ def _source_ok(design, whole_day: bool) -> bool:
 
 
 def chain_stations(design, whole_day: bool, nodes=None) -> list | None:
-    """The design's stations in flow order when it qualifies for `ChainRun`, else None.
+    """The design's stations in flow order (topological) when it qualifies for `ChainRun`, else None.
 
-    Qualifies: open-loop Poisson traffic; every component on one path from the entry, each
-    node with exactly one plain edge (p = 1) to the next or none (the last); each station a
-    plain `FifoStation` (no subclass, no ops wrapper) with no timeout and no queue cap; no
-    retry or fallback on any edge. `nodes` are `sim.des.routing.build_nodes`' (built here on a
-    throwaway context when not given).
+    Qualifies: open-loop Poisson traffic; a feed-forward flow whose every component is reached
+    from the entry, each node with plain edges (one with p = 1, or branches by p) and no back
+    edges, fan-out or queues; each station a plain `FifoStation` (no subclass, no ops wrapper),
+    a cache or a guardrail, with no timeout and no queue cap; no retry or fallback on any edge.
+    `nodes` are `sim.des.routing.build_nodes`' (built here on a throwaway context when not given).
     """
+    plan = _plan(design, whole_day, nodes)
+    return None if plan is None else [n.station for n in plan]
+
+
+def _plan(design, whole_day: bool, nodes=None) -> list | None:
+    """The qualifying design's `Node`s in topological order (the entry first), else None."""
     from sim.ops.retry import needs_call
+
+    from .stations import CacheStation, GuardrailStation
 
     if not _source_ok(design, whole_day) or needs_call(design) or design.workload.batch is not None:
         return None
@@ -103,25 +113,41 @@ def chain_stations(design, whole_day: bool, nodes=None) -> list | None:
         env = SimEnv()
         ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=0)  # type: ignore[arg-type]
         nodes = build_nodes(design, ctx)
-    node = nodes.get(design.entry)
-    out: list = []
-    seen: set = set()
-    while node is not None:
+    kinds = (FifoStation, CacheStation, GuardrailStation)
+    for node in nodes.values():
         st = node.station
-        if id(node) in seen or type(st) is not FifoStation or st.timeout_s is not None or st.qcap is not None:
+        if type(st) not in kinds or st.timeout_s is not None or st.qcap is not None or not st._direct:
             return None
-        if not st._direct or not st._plain or node.loops or node.is_queue or node.fan or node.cum:
+        if type(st) is FifoStation and not st._plain:
             return None
-        seen.add(id(node))
-        out.append(st)
-        if node.is_last:
-            break
-        node = node.single
-        if node is None:
+        if node.loops or node.is_queue or node.fan or node.join is not None:
             return None
-    if len(out) != len(nodes):
-        return None  # components off the path (they would report their own idle stats)
-    return out
+    succ = {id(n): ([n.single] if n.single is not None else list(n.targets)) for n in nodes.values()}
+    entry = nodes.get(design.entry)
+    if entry is None:
+        return None
+    # Kahn's order over what the entry reaches; every component must be reached.
+    reach, todo = {id(entry): entry}, [entry]
+    while todo:
+        for m in succ[id(todo.pop())]:
+            if id(m) not in reach:
+                reach[id(m)] = m
+                todo.append(m)
+    if len(reach) != len(nodes):
+        return None  # components off the flow (they would report their own idle stats)
+    indeg = {k: 0 for k in reach}
+    for k in reach:
+        for m in succ[k]:
+            indeg[id(m)] += 1
+    order, ready = [], [entry] if indeg[id(entry)] == 0 else []
+    while ready:
+        n = ready.pop()
+        order.append(n)
+        for m in succ[id(n)]:
+            indeg[id(m)] -= 1
+            if indeg[id(m)] == 0:
+                ready.append(m)
+    return order if len(order) == len(nodes) else None
 
 
 def _day_times(rng, rates: list[float]):
@@ -166,12 +192,24 @@ def _day_hours(rng, rates: list[float]):
 class _Station:
     """One FIFO station's state on the fast path: server free times and the window's sums."""
 
-    __slots__ = ("st", "c", "free", "draw", "sample", "fixed", "ordered", "hold_d", "hold_k", "p_st", "p_s", "p_a", "p_d", "busy_sum",
-                 "wraw", "wsum", "zeros", "hist", "done", "arr", "t0", "edge0")
+    __slots__ = ("st", "c", "free", "draw", "sample", "fixed", "ordered", "hold_d", "hold_k", "p_st", "p_s", "p_a",
+                 "p_d", "busy_sum", "wraw", "wsum", "zeros", "hist", "done", "arr", "t0", "edge0", "hits", "inbox",
+                 "to", "cum", "us", "blocks", "block_ratio")
 
     def __init__(self, st: FifoStation):
+        from .stations import CacheStation, GuardrailStation
+
         self.st = st
         self.c = st.servers
+        self.inbox: list[tuple[list, list]] = []  # this chunk's arrivals, one sorted list per sender
+        self.to = None  # routing (set by ChainRun): next station, or branch targets with `cum`, `us`
+        self.cum: list[float] = []
+        self.us = None
+        # A cache decides hit or miss at service start (its own stream, then the hit or miss
+        # latency from the station's): the hits end at departure. A guardrail blocks at departure.
+        self.hits: set | None = set() if type(st) is CacheStation else None
+        self.blocks = iter(st.route_rng.random, 2.0) if type(st) is GuardrailStation and st.block_ratio else None
+        self.block_ratio = getattr(st, "block_ratio", 0.0)
         # Server free times (a heap); for a wide station the departures of those in service.
         self.free = [0.0] * st.servers if 1 < st.servers <= WIDE else ([_INF] if st.servers > WIDE else [0.0])
         # Exponential service: the station's own stream as one lazy C pipeline (the k-th draw
@@ -181,6 +219,8 @@ class _Station:
         # Fixed service (a load balancer's 1 ms): `make_sampler`'s constant, no call per customer.
         dist = st.dist
         self.fixed = dist.expected() * 0.001 if getattr(dist, "dist", None) == "fixed" else (0.0 if dist is None else None)
+        if self.hits is not None:
+            self.draw, self.fixed = None, None
         self.ordered = self.c == 1 or self.fixed is not None
         self.hold_d: list[float] = []  # departures at or after the horizon (not yet forwarded)
         self.hold_k: list[float] = []  # their requests (entry arrival times)
@@ -206,6 +246,12 @@ class _Station:
         n = len(A)
         if self.draw is not None:
             S = list(islice(self.draw, n))
+        elif self.hits is not None:
+            st = self.st
+            u, ratio, hit, miss = st.route_rng.random, st.hit_ratio, st.hit, st.miss
+            flags = [u() < ratio for _ in repeat(None, n)]
+            S = [hit() if h else miss() for h in flags]
+            self.hits.update(compress(K, flags))
         elif self.fixed is not None:
             S = [self.fixed] * n
         else:
@@ -298,6 +344,36 @@ class _Station:
         self.done += len(Ds)
         return Ds, Ks
 
+    def route(self, Ds: list[float], Ks: list[float], stations: list, ends: list) -> None:
+        """Hand the departures on as the flow's node does: a cache hit or a guardrail block
+        ends the request; else the one edge, or a branch drawn by p (the node's own stream, in
+        departure order), or the end of the path."""
+        stop = None
+        if self.hits is not None:
+            stop = list(map(self.hits.__contains__, Ks))
+            self.hits.difference_update(compress(Ks, stop))
+        elif self.blocks is not None:
+            stop = list(map(self.block_ratio.__gt__, islice(self.blocks, len(Ds))))
+        if stop is not None and any(stop):
+            ends.append((list(compress(Ds, stop)), list(compress(Ks, stop))))
+            keep = list(map(not_, stop))
+            Ds, Ks = list(compress(Ds, keep)), list(compress(Ks, keep))
+        if not Ds:
+            return
+        to = self.to
+        if to is None:
+            ends.append((Ds, Ks))
+        elif type(to) is int:
+            stations[to].inbox.append((Ds, Ks))
+        else:
+            # `Node.after`: the first cumulative p above u; none (p short of 1): the request ends.
+            idx = list(map(bisect_right, repeat(self.cum), islice(self.us, len(Ds))))
+            for j, target in enumerate((*to, None)):
+                sel = list(map(eq, idx, repeat(j)))
+                if any(sel):
+                    pair = (list(compress(Ds, sel)), list(compress(Ks, sel)))
+                    (ends if target is None else stations[target].inbox).append(pair)
+
     def _bin(self) -> None:
         xs = self.wraw
         h = self.hist
@@ -338,6 +414,18 @@ class _Station:
                               dropped=0, arrivals=self.arr, backlog_end=len(self.p_a))
 
 
+def _merge(parts: list[tuple[list, list]]) -> tuple[list, list]:
+    """Several sorted (times, keys) lists as one, sorted by time."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return [], []
+    D = list(chain.from_iterable(p[0] for p in parts))
+    K = list(chain.from_iterable(p[1] for p in parts))
+    order = sorted(range(len(D)), key=D.__getitem__)
+    return list(map(D.__getitem__, order)), list(map(K.__getitem__, order))
+
+
 def _keys(xs):
     """`LogHistogram` bin keys of positive values, as a C pipeline: int(log(x)·K + OFFSET)."""
     return map(int, map(add, map(mul, map(_log, xs), repeat(_HK)), repeat(_HOFF)))
@@ -376,10 +464,18 @@ class ChainRun:
         env = SimEnv()
         self.ctx = ctx = SimContext(env=env, rng=None, design=design, workload=design.workload, seed=seed)  # type: ignore[arg-type]
         ctx.rng = ctx.stream("general")
-        chain = chain_stations(design, whole_day, build_nodes(design, ctx))
-        if chain is None:
+        plan = _plan(design, whole_day, build_nodes(design, ctx))
+        if plan is None:
             raise ValueError("design does not qualify for the FIFO-recursion path (see chain_stations)")
-        self.chain = [_Station(s) for s in chain]
+        self.chain = [_Station(n.station) for n in plan]
+        at = {id(n): j for j, n in enumerate(plan)}
+        for n, s in zip(plan, self.chain):
+            if n.is_last:
+                continue
+            if n.single is not None:
+                s.to = at[id(n.single)]
+            elif n.cum:
+                s.to, s.cum, s.us = tuple(at[id(m)] for m in n.targets), n.cum, iter(n.rng.random, 2.0)
         wl = design.workload
         rng = ctx.stream("arrivals")
         if whole_day:
@@ -501,9 +597,15 @@ class ChainRun:
         series = self.series
         if series is not None and first < len(series):
             self.t2id.update(zip(A, range(first, len(series))))
-        Ds, Ks = A, A
-        for s in self.chain:
+        stations = self.chain
+        stations[0].inbox.append((A, A))  # a request is keyed by its entry arrival time
+        ends: list = []
+        for s in stations:  # in topological order: each one's arrivals before T are all known
+            Ds, Ks = _merge(s.inbox)
+            s.inbox = []
             Ds, Ks = s.push(Ds, Ks, T)
+            s.route(Ds, Ks, stations, ends)
+        Ds, Ks = _merge(ends)
         self.now = T if T != _INF else (Ds[-1] if Ds else self.now)
         return self._record(Ds, Ks, A, first) if Ds else False
 

@@ -27,10 +27,9 @@ How a run goes:
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
 5. A feed-forward flow of plain FIFO stations, caches and guardrails fed by Poisson arrivals
-   (`sim.des.chain.chain_stations`)
-   runs steps 2–4 without events, by the Kiefer–Wolfowitz recursion (`sim.des.chain.ChainRun`,
-   the event loop's sample path); `result.engine_path` says so ("fifo_recursion"), and
-   ``path="events"`` keeps it on the event loop.
+   (`sim.des.chain.chain_stations`) runs steps 2–4 without events, by the Kiefer–Wolfowitz
+   recursion (`sim.des.chain.ChainRun`, the event loop's sample path); `result.engine_path`
+   says so ("fifo_recursion"), and ``path="events"`` keeps it on the event loop.
 
 Randomness: streams named by (seed, purpose): arrivals, tokens, and per component one for
 service times and one for routing, so variants that share components see the same numbers

@@ -181,3 +181,58 @@ def test_budget_cuts_on_the_fast_path():
     r = simulate(_design(CHAIN, arrival_rps=60), seed=1, precision=0.001, cancel=stop,
                  progress=lambda f, m: stop.set())  # cancelled at the first report (the warm-up's)
     assert r.engine_path == "fifo_recursion" and r.stopped_by == "interrupted" and r.partial
+
+
+def _random_design(R: random.Random) -> Design:
+    """A random feed-forward design: 2–6 services, databases, caches, guardrails and load
+    balancers with 1–200 servers, four service distributions, some branches by p."""
+    def dist() -> dict:
+        k, m = R.choice(["exponential", "fixed", "lognormal", "uniform"]), R.uniform(2, 30)
+        return {"exponential": {"dist": k, "mean_ms": m}, "fixed": {"dist": k, "value_ms": m},
+                "lognormal": {"dist": k, "mean_ms": m, "p95_ms": m * R.uniform(1.5, 3.5)},
+                "uniform": {"dist": k, "low_ms": m / 2, "high_ms": m * 1.5}}[k]
+
+    n = R.randint(2, 6)
+    comps = []
+    for i in range(n):
+        kind = R.choice(["service", "database", "cache", "guardrail", "load_balancer"])
+        c = {"id": f"c{i}", "kind": kind, "replicas": 1, "concurrency": R.choice([1, 2, 3, 8, 200])}
+        if kind == "cache":
+            c.update(hit_ratio=R.uniform(0.1, 0.8), hit_latency=dist(), miss_latency=dist())
+        elif kind == "guardrail":
+            c.update(block_ratio=R.choice([0.0, 0.05, 0.3]), service_time=dist())
+        elif kind == "load_balancer":
+            del c["concurrency"]
+        else:
+            c["query_time" if kind == "database" else "service_time"] = dist()
+        comps.append(c)
+    flow = []
+    for i in range(n - 1):  # to the next one, or (when two are left) a branch to two later ones
+        later = list(range(i + 1, n))
+        if R.random() < 0.3 and len(later) > 2:
+            a, b = R.sample(later[1:], 2)
+            flow += [{"from": f"c{i}", "to": f"c{i + 1}", "p": 0.5}, {"from": f"c{i}", "to": f"c{a}", "p": 0.3},
+                     {"from": f"c{i}", "to": f"c{b}", "p": 0.1}]
+        else:
+            flow.append({"from": f"c{i}", "to": f"c{i + 1}"})
+    return Design.model_validate({"name": "random", "workload": {"arrival_rps": R.uniform(5, 40)},
+                                  "components": comps, "entry": "c0", "flow": flow})
+
+
+def test_random_feed_forward_designs_run_as_on_the_event_loop():
+    R = random.Random(20261202)
+    ran = 0
+    for _ in range(8):
+        d = _random_design(R)
+        if chain_stations(d, whole_day=False) is None:
+            continue
+        kw = dict(seed=R.randint(0, 99), replications=3, max_requests=20_000)
+        fast, slow = simulate(d, **kw), simulate(d, path="events", **kw)
+        if not fast.stable:
+            continue  # a saturated design: one window on the event loop either way
+        a, b = fast.to_json(), slow.to_json()
+        assert a.pop("engine_path") == "fifo_recursion" and b.pop("engine_path") == "events"
+        a.pop("wall_s"), b.pop("wall_s")
+        _same(a, b)
+        ran += 1
+    assert ran >= 5

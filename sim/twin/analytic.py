@@ -59,7 +59,7 @@ import time
 
 from designs.model import Design
 from sim.twin import queueing as qt
-from sim.twin.flow import Profile, arrival_moments, latency_moments, visits_per_request, visits_with
+from sim.twin.flow import Profile, arrival_moments, latency_mixture, latency_moments, latency_quantile, visits_per_request, visits_with
 from sim.twin.visits import needs_visit_equations, visit_equations
 from sim.results import Estimate, Percentiles, StationEstimate
 from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station
@@ -69,6 +69,8 @@ __all__ = [
     "visits_per_request",
     "analyse_station",
     "latency_moments",
+    "latency_mixture",
+    "latency_quantile",
     "StationCalc",
     "EstimateError",
     "TARGET_UTILIZATION",
@@ -103,8 +105,8 @@ def _profiles(calcs: dict[str, StationCalc]) -> dict[str, Profile]:
     return {cid: c.profile(c.kind == "queue") for cid, c in calcs.items()}
 
 
-def _latency_at(design: Design, calcs: dict[str, StationCalc]) -> tuple[float, float, list[str]]:
-    return latency_moments(design, _profiles(calcs))
+def _latency_at(design: Design, calcs: dict[str, StationCalc]) -> tuple[float, float, list, list[str]]:
+    return latency_mixture(design, _profiles(calcs))
 
 
 def _closed_loop(design: Design, visits: dict[str, float]) -> tuple[float, dict[str, float], str]:
@@ -313,7 +315,7 @@ def estimate(design: Design) -> Estimate:
         rate = wl.peak_rps
         calcs = _analyse_all(design, rate, visits)
 
-    mean_s, var_s, walk_warn = _latency_at(design, calcs) if queueing_view else (0.0, 0.0, [])
+    mean_s, var_s, mix, walk_warn = _latency_at(design, calcs) if queueing_view else (0.0, 0.0, [], [])
     if multi and queueing_view and math.isfinite(mean_s) and not any(e.parallel for e in design.flow) \
             and not any(c.kind == "queue" for c in design.components):
         # Without fan-outs or queues the mean is Σ visits × time per visit (exact): with the
@@ -322,7 +324,9 @@ def estimate(design: Design) -> Estimate:
         exact = sum(v * (prof[cid].wait1 + sum(p * s1 for p, s1, _, _ in prof[cid].outcomes))
                     for cid, v in visits.items() if v > 0 and cid in prof)
         if mean_s > 0:
-            var_s *= (exact / mean_s) ** 2
+            f = exact / mean_s
+            var_s *= f * f
+            mix = [(w, m * f, v * f * f) for w, m, v in mix]  # every part stretched alike
         mean_s = exact
         walk_warn = [w.replace("the estimate follows only", "the latency spread follows only") for w in walk_warn]
     warnings += walk_warn
@@ -372,7 +376,8 @@ def estimate(design: Design) -> Estimate:
     if math.isinf(mean_s):
         pct = Percentiles(mean=math.inf, p50=math.inf, p90=math.inf, p95=math.inf, p99=math.inf)
     else:
-        q = lambda x: qt.gamma_quantile(x, mean_s, var_s) * 1000  # noqa: E731
+        # A gamma per part of the mixture (one part, so one gamma, without loops or branches).
+        q = lambda x: qt.mixture_quantile(x, mix) * 1000 if mix else qt.gamma_quantile(x, mean_s, var_s) * 1000  # noqa: E731
         pct = Percentiles(mean=mean_s * 1000, p50=q(0.5), p90=q(0.9), p95=q(0.95), p99=q(0.99))
     ttft, tpot, llm_notes = _llm_latency(design, calcs, visits)
     slo = slo_checks(

@@ -30,6 +30,10 @@ Usage::
   (1961) normal moment matching, except two exponential branches (exact max; two identical
   M/M/1 branches of one fork by Nelson–Tantawi's (12 − ρ)/8 · 1/(μ − λ)); loops add N passes.
   Mean and variance are exact except at joins (branches taken as independent).
+* **Shape.** `latency_mixture` keeps the ways through the flow apart — a part per loop pass
+  count, branch and outcome, merged to MIX_CAP parts — and, where a request calls `llm_api`s
+  more than once, a walk per bin of its output-token count (the calls share it); the
+  percentiles are those of a gamma per part (``sim.twin.queueing.mixture_quantile``).
 """
 
 from __future__ import annotations

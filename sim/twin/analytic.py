@@ -65,7 +65,8 @@ import time
 
 from designs.model import Design
 from sim.twin import queueing as qt
-from sim.twin.flow import Profile, arrival_moments, latency_mixture, latency_moments, latency_quantile, visits_per_request, visits_with
+from sim.twin.flow import (Profile, arrival_moments, latency_mixture, latency_moments, latency_quantile,
+                           visits_per_request, visits_with)
 from sim.twin.visits import needs_visit_equations, visit_equations
 from sim.results import Estimate, Percentiles, StationEstimate
 from sim.twin.stations import TARGET_UTILIZATION, EstimateError, StationCalc, analyse_station

@@ -46,7 +46,8 @@ from typing import Any
 from designs.model import Design, Edge
 from sim.twin import queueing as qt
 
-__all__ = ["visits_per_request", "latency_moments", "latency_mixture", "latency_quantile", "arrival_moments", "visits_with", "Profile"]
+__all__ = ["visits_per_request", "latency_moments", "latency_mixture", "latency_quantile", "arrival_moments",
+           "visits_with", "Profile"]
 
 
 # --- moment triples and mixtures of them --------------------------------------------------------

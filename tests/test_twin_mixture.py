@@ -152,9 +152,10 @@ def test_calls_sharing_the_output_tokens_are_correlated_through_the_token_bins()
     assert mean == pytest.approx(m0, rel=1e-9)
     assert var == pytest.approx(v0 + 2 * u[0] * u[1] * between, rel=1e-9)
     assert var > 1.2 * v0
-    # one call per request: nothing shared, the figures as before
+    # one call per request: nothing shared, one walk whose outcomes are the bins (same moments)
     one = d.model_copy(update={"components": d.components[:1], "flow": []})
-    assert estimate(one).latency_ms_p95_approx == _one_gamma(one, 0.95)
+    m1, v1, mix1, _ = flow.latency_mixture(one, _profiles_of(one))
+    assert len(mix1) == len(bins) and (m1, v1) == pytest.approx(flow.latency_moments(one, _profiles_of(one))[:2], rel=1e-9)
 
 
 # --- against the simulation -------------------------------------------------------------------

@@ -35,10 +35,12 @@ How each figure is made (and where it is only approximate):
   a gamma on its own mean and variance (up to 16 parts, the closest merged keeping the
   moments); a fan-out's join is one part, so a flow without loops or branches has one gamma
   on the end-to-end mean and variance, as before — exact for one M/M/1 station, within 0.4 %
-  for one M/M/c. Where a request calls ``llm_api``s more than once, the parts are taken per
-  bin of its output-token count, which all its calls share in the simulation. Against
-  ``sim.des.engine`` (2026-12-02): agent_workflow p95 14.0 s vs 14.1 s (one gamma: 13.0 s),
-  p99 22.4 vs 22.2 s (18.2 s); a lognormal loop 2,504 vs 2,510 ms (2,447 ms); earlier (seed 1,
+  for one M/M/c. Where a request calls an LLM (``llm_server``, ``llm_api``), the parts are
+  taken per bin of its output-token count, which drives an LLM's time and all its calls share
+  in the simulation. Against ``sim.des.engine`` (2026-12-02, seed 0):
+  agent_workflow p95 14.1 s vs 14.1 s (one gamma: 13.1 s), p99 22.7 vs 22.4 s (18.3 s), mean
+  +0.2 %; llm_serving p50/p95/p99 +1.0/+0.1/−3.2 % (one gamma −10.3/+3.5/−5.1 %); rag_qa
+  +6.0/+3.2/+2.0 % (its mean +5.7 %; one gamma −3.6/+7.7/+1.6 %); a lognormal loop 2,504 vs 2,510 ms (2,447 ms); earlier (seed 1,
   2 % precision): tandem M/M/c mean/p95 within 1 %; cache + fan-out +4 %/−1 %; rag_qa
   +4 %/+4 %; llm_serving −10 %/−6 % (the LLM model's TTFT/TPOT).
   An ``llm_server``'s TTFT already holds its slot wait; the walk adds the station's wait once

@@ -32,8 +32,9 @@ Usage::
   Mean and variance are exact except at joins (branches taken as independent).
 * **Shape.** `latency_mixture` keeps the ways through the flow apart — a part per loop pass
   count, branch and outcome, merged to MIX_CAP parts — and, where a request calls `llm_api`s
-  more than once, a walk per bin of its output-token count (the calls share it); the
-  percentiles are those of a gamma per part (``sim.twin.queueing.mixture_quantile``).
+  or `llm_server`s, a part per bin of its output-token count (the calls share it; an LLM's
+  time is driven by it); the percentiles are those of a gamma per part
+  (``sim.twin.queueing.mixture_quantile``).
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ class Profile:
     wait2: float = 0.0
     outcomes: list[tuple[float, float, float, bool]] = field(default_factory=lambda: [(1.0, 0.0, 0.0, True)])
     is_async: bool = False  # a queue: consumers run off the caller's path
+    tokens: tuple[float, float, float, float] | None = None
+    """An LLM call's one outcome as t + (n − 1)·u, n the request's output tokens, t and u
+    independent of n: (E[t], E[t²], E[u], E[u²]). The walk then conditions it on n's bins."""
 
     def outcome_times(self) -> list[tuple[float, T3, bool]]:
         w1, w2 = self.wait1, self.wait2
@@ -533,36 +537,56 @@ def _walk_mixture(design: Design, profiles: dict[str, Profile], cap: int) -> tup
 
 
 # --- the request's output tokens, shared by its LLM calls ---------------------------------------
-# The simulation draws a request's output tokens once and every `llm_api` call on its path
+# The simulation draws a request's output tokens once and every LLM call on its path
 # generates that many (sim.providers.api_station: `req.output_tokens`): an agent's steps are long
 # or short together, which the walk's independent calls miss (agent_workflow p95 −7 %, p99 −22 %).
-# Where a request makes more than one such call, the latency is a mixture over the token count:
-# one walk per bin of it, each call's generation time conditioned on the bin.
+# An LLM call's time also has the lognormal shape of n (TTFT + (n − 1)·TPOT), which one gamma
+# misses (rag_qa's cache-miss part: p50 +10 %, p99 −7.5 %). So where a request reaches an LLM
+# call, the latency is a mixture over the token count: a walk per bin of it (one walk when a
+# single call is made outside fan-outs and loops), each call conditioned on the bin.
 
-TOKEN_BINS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97, 1.0)
-"""Probability bins of the output-token count, finer in the upper tail that sets the p95–p99.
-agent_workflow's p95/p99 with these 6 bins: 14,026/22,441 ms; with each bin halved (12) or
-quartered (24): 13,960/22,493 and 13,930/22,461 ms, at 2× and 4× the time (5 ms here)."""
+TOKEN_BINS = (0.0, 0.35, 0.7, 0.9, 0.97, 0.995, 1.0)
+"""Probability bins of the output-token count, finer in the upper tail that sets the p95–p99
+(a gamma per bin; the last bin's lognormal tail is the one a gamma fits worst, so it starts at
+0.995, above the p99). Twin vs simulation (seed 0), p50/p90/p95/p99: llm_serving +1.0/−4.6/+0.1/
+−3.2 %, rag_qa +6.0/+1.9/+3.2/+2.0 % (its mean +5.7 %), agent_workflow +0.2/+0.7/−0.1/+1.4 %;
+with 0.25/0.5/0.75/0.9/0.97: llm_serving p99 +4.1 %, rag_qa +6.4 %; 8 bins: no better."""
 _SUB = 16  # quantile points per bin for its conditional moments (midpoint rule in probability)
 
 
 def _token_bins(design: Design) -> list[tuple[float, float, float]] | None:
+    """`_bins_of` the design's request classes, memoised (the sizing search asks per point)."""
+    key = tuple((c.share, c.output_tokens) for c in design.workload.request_classes())
+    try:
+        if key in _BINS_MEMO:
+            return _BINS_MEMO[key]
+    except TypeError:  # an empirical count (a list) is not hashable: computed each time
+        return _bins_of(key)
+    if len(_BINS_MEMO) > 256:
+        _BINS_MEMO.clear()
+    hit = _BINS_MEMO[key] = _bins_of(key)
+    return hit
+
+
+_BINS_MEMO: dict[tuple, list[tuple[float, float, float]] | None] = {}
+
+
+def _bins_of(classes: tuple) -> list[tuple[float, float, float]] | None:
     """(weight, E[n | bin], E[n² | bin]) of the request's output tokens over its classes and
     TOKEN_BINS; the weighted sums are E[n] and E[n²] exactly (the tail beyond the last midpoint
     is put into the last bin). None when the count does not vary."""
     out: list[tuple[float, float, float]] = []
     o1 = o2 = 0.0
-    for c in design.workload.request_classes():
-        dist = c.output_tokens
+    for share, dist in classes:
         e, v = dist.expected(), dist.var()
-        o1 += c.share * e
-        o2 += c.share * (v + e * e)
+        o1 += share * e
+        o2 += share * (v + e * e)
         if v <= 0:
-            out.append((c.share, e, e * e))
+            out.append((share, e, e * e))
             continue
         for lo, hi in zip(TOKEN_BINS, TOKEN_BINS[1:]):
             xs = [dist.quantile(lo + (i + 0.5) / _SUB * (hi - lo)) for i in range(_SUB)]
-            out.append((c.share * (hi - lo), sum(xs) / _SUB, sum(x * x for x in xs) / _SUB))
+            out.append((share * (hi - lo), sum(xs) / _SUB, sum(x * x for x in xs) / _SUB))
     if o2 - o1 * o1 <= 1e-12 * max(1.0, o2):
         return None
     w, m1, m2 = out[-1]
@@ -574,41 +598,46 @@ def _token_bins(design: Design) -> list[tuple[float, float, float]] | None:
 
 
 def _shared_token_profiles(design: Design, profiles: dict[str, Profile]) -> list[tuple[float, dict[str, Profile]]] | None:
-    """[(weight, profiles given a token bin)] when a request may call `llm_api`s more than once
-    (Σ visits > 1), else None. A call's time is TTFT + n·u: from its profile's single outcome
-    (s₁, s₂) and the TTFT moments (t₁, t₂), u₁ = (s₁ − t₁)/E[n] and E[(n·u)²] = E[n²]·u₂, so each
-    call keeps its own mean and variance over the bins; only the calls' correlation is added."""
-    api = [c for c in design.components if c.kind == "llm_api" and c.id in profiles]
-    if not api:
+    """[(weight, profiles given a token bin)] when the request's output tokens drive its
+    latency, else None: it reaches an LLM call (`llm_server` TTFT + (n − 1)·TPOT, `llm_api`
+    TTFT + (n − 1)/S: the lognormal n gives the time its shape even for one call — one
+    llm_api, tokens mean 150 / p95 400: one gamma p90 +10 %, p99 −11.5 % against the
+    simulation, the bins within 1.2 %), and the calls share n. Every station with a `Profile.tokens` split t + (n − 1)·u is
+    conditioned on the bin: mean t₁ + E[n − 1 | bin]·u₁, second moment t₂ + 2·t₁·u₁·E[n − 1 | bin]
+    + E[(n − 1)² | bin]·u₂, so each call keeps its own mean and variance over the bins."""
+    split = [c for c in design.components if c.id in profiles and profiles[c.id].tokens is not None
+             and len(profiles[c.id].outcomes) == 1]
+    if not split:
         return None
     visits = visits_with(design, profiles)
-    if sum(visits.get(c.id, 0.0) for c in api) <= 1 + 1e-9:
+    if not any(visits.get(c.id, 0.0) > 0 for c in split):
         return None
     bins = _token_bins(design)
     if bins is None:
         return None
-    o1 = sum(w * a for w, a, _ in bins)
-    o2 = sum(w * b for w, _, b in bins)
-    per_call = []
-    for c in api:
-        pr = profiles[c.id]
-        if len(pr.outcomes) != 1:
-            continue  # a station the twin splits into outcomes: left as it is
-        _, s1, s2, cont = pr.outcomes[0]
-        t1 = c.ttft.expected() * 1e-3
-        t2 = c.ttft.var() * 1e-6 + t1 * t1
-        u1 = (s1 - t1) / o1
-        u2 = (s2 - t2 - 2 * t1 * o1 * u1) / o2
-        if u1 <= 0 or u2 < 0:
-            continue
-        per_call.append((c.id, pr, t1, t2, u1, u2, cont))
-    if not per_call:
-        return None
-    out = []
-    for w, n1, n2 in bins:
+    cond = [(w, max(0.0, n1 - 1), max(0.0, n2 - 2 * n1 + 1)) for w, n1, n2 in bins]  # E[n − 1 | bin], E[(n − 1)² | bin]
+    active = [c for c in split if visits.get(c.id, 0.0) > 0]
+    if len(active) == 1 and visits[active[0].id] <= 1 + 1e-9 and not any(
+            e.is_loop or e.parallel for e in design.flow if not e.fallback):
+        # One call at most: nothing to correlate, so the bins are the station's outcomes and
+        # one walk carries them (the same parts as a walk per bin, at a twelfth of the time).
+        # Not under a fan-out: its join keeps one part (the bins would be lost), nor in a loop.
+        pr = profiles[active[0].id]
+        t1, t2, u1, u2 = pr.tokens
+        cont = pr.outcomes[0][3]
         prof = dict(profiles)
-        for cid, pr, t1, t2, u1, u2, cont in per_call:
-            prof[cid] = Profile(pr.wait1, pr.wait2, [(1.0, t1 + n1 * u1, t2 + 2 * t1 * n1 * u1 + n2 * u2, cont)], pr.is_async)
+        prof[active[0].id] = Profile(pr.wait1, pr.wait2, [(w, t1 + k1 * u1, t2 + 2 * t1 * k1 * u1 + k2 * u2, cont)
+                                                          for w, k1, k2 in cond], pr.is_async)
+        return [(1.0, prof)]
+    out = []
+    for w, k1, k2 in cond:
+        prof = dict(profiles)
+        for c in split:
+            pr = profiles[c.id]
+            t1, t2, u1, u2 = pr.tokens
+            cont = pr.outcomes[0][3]
+            prof[c.id] = Profile(pr.wait1, pr.wait2, [(1.0, t1 + k1 * u1, t2 + 2 * t1 * k1 * u1 + k2 * u2, cont)],
+                                 pr.is_async)
         out.append((w, prof))
     return out
 
@@ -619,8 +648,8 @@ def latency_mixture(design: Design, profiles: dict[str, Profile],
 
     The mixture is a list of (weight, mean s, variance s²), weights summing to 1 — one part per
     loop pass count, branch and outcome (caches, guardrails, timeouts) until `cap` forces the
-    closest to merge; a fan-out join is one part; where a request calls `llm_api`s more than
-    once, that for each bin of its output-token count (TOKEN_BINS). The mean and variance are
+    closest to merge; a fan-out join is one part; where a request calls an LLM (`llm_api`,
+    `llm_server`), that for each bin of its output-token count (TOKEN_BINS). The mean and variance are
     `latency_moments`' (the same figures: one part exactly them on a flow without branches or
     loops). ``sim.twin.queueing.mixture_quantile`` gives its percentiles, a gamma per part::
 
@@ -630,6 +659,9 @@ def latency_mixture(design: Design, profiles: dict[str, Profile],
     if shared is None:
         parts, warnings = _walk_mixture(design, profiles, cap)
         parts = _reduce(parts, cap)  # the walk lets a mixture grow to 2·cap between merges
+    elif len(shared) == 1:  # one LLM call: the token bins are its outcomes, one walk
+        parts, warnings = _walk_mixture(design, shared[0][1], cap)
+        parts = _reduce(parts, cap)
     else:  # a walk per token bin, each with half the parts (same p95 within 0.4 %, half the time)
         parts, warnings = [], set()
         for wj, prof in shared:
@@ -637,7 +669,7 @@ def latency_mixture(design: Design, profiles: dict[str, Profile],
             parts += _mscale(pj, wj)
             warnings |= wn
         parts = _reduce(parts, cap)
-    mean, var = latency_moments(design, profiles)[:2] if shared is not None else _mean_var(_total(parts) if parts else _ZERO)
+    mean, var = latency_moments(design, profiles)[:2] if shared is not None and len(shared) > 1 else _mean_var(_total(parts) if parts else _ZERO)
     total = _total(parts)[0] if parts else 0.0
     mix = []
     if total > 0:

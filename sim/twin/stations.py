@@ -73,13 +73,15 @@ class StationCalc:
     llm: LLMEstimate | None = None
     notes: list[str] = field(default_factory=list)
     path_wait: tuple[float, float] | None = None  # (m1, m2) of the wait as the flow walk should see it
+    tokens: tuple[float, float, float, float] | None = None
+    """The one outcome as t + (n − 1)·u, n the request's output tokens: (E[t], E[t²], E[u], E[u²])."""
 
     def profile(self, is_async: bool) -> Profile:
         if not self.stable:
             nan = math.nan  # unbounded wait: NaN propagates to the end-to-end figures
             return Profile(nan, nan, [(p, nan, nan, c) for p, _, _, c in self.outcomes], is_async)
         w1, w2 = self.path_wait or (self.wait_mean_s, self.wait_m2)
-        return Profile(w1, w2, self.outcomes, is_async)
+        return Profile(w1, w2, self.outcomes, is_async, self.tokens)
 
 
 def _moments(dist: Any, scale: float = 1e-3) -> tuple[float, float]:
@@ -165,23 +167,57 @@ def _from_pool(comp: Any, lam: float, c: int, m1: float, m2: float, exponential:
         outcomes or [(1.0, m1, m2, True)], remedy)
 
 
+def _inverse_moments(dist: Any) -> tuple[float, float]:
+    """(E[1/S], E[1/S²]) of a speed S (tokens/s), exact for the distributions that have them.
+
+    Fixed v: 1/v, 1/v². Lognormal (mean m, SCV c): E[S⁻ᵏ] = exp(−kμ + k²σ²/2), so
+    E[1/S] = (1 + c)/m and E[1/S²] = (1 + c)³/m². Uniform on [a, b], a > 0: ln(b/a)/(b − a)
+    and 1/(ab). Empirical: the average over its values. Otherwise (an exponential, a uniform
+    from 0, where E[1/S] diverges and only the simulation's 10⁻⁶ floor bounds it) the
+    second-order delta method, 1/m and (1 + 3c)/m², as before.
+    """
+    m, c = dist.expected(), dist.scv()
+    kind = getattr(dist, "dist", "")  # durations (Fixed, …) and counts (FixedCount, …) alike
+    if c <= 0:
+        return 1 / m, 1 / (m * m)
+    if kind == "lognormal":
+        return (1 + c) / m, (1 + c) ** 3 / (m * m)
+    if kind == "uniform":
+        a, b = sorted((getattr(dist, "low_ms", None) or getattr(dist, "low", 0.0),
+                       getattr(dist, "high_ms", None) or getattr(dist, "high", 0.0)))
+        if a > 0:
+            return math.log(b / a) / (b - a), 1 / (a * b)
+    if kind == "empirical":
+        xs = getattr(dist, "values_ms", None) or getattr(dist, "values", None) or []
+        if xs and min(xs) > 0:
+            return sum(1 / x for x in xs) / len(xs), sum(1 / (x * x) for x in xs) / len(xs)
+    return 1 / m, (1 + 3 * c) / (m * m)
+
+
 def _api(comp: Any, lam: float, design: Design) -> StationCalc:
-    """llm_api / judge: TTFT + output / speed, bounded by max_concurrency and rate limits."""
+    """llm_api / judge: TTFT + (output − 1) / speed, bounded by max_concurrency and rate limits.
+
+    As ``sim.providers.api_station`` draws it: a TTFT, then the output tokens after the first
+    at a speed S drawn per call, independent of the token count n, so E[(n − 1)/S] =
+    E[n − 1]·E[1/S] and E[((n − 1)/S)²] = E[(n − 1)²]·E[1/S²] (`_inverse_moments`; E[1/S] is
+    (1 + SCV)/E[S] for a lognormal speed, not 1/E[S]). The station's `tokens` split (TTFT and
+    1/S moments) lets the flow walk condition an llm_api's time on the request's output tokens.
+    """
     if comp.kind == "judge":
         o1, o2 = comp.output_tokens.expected(), comp.output_tokens.var() + comp.output_tokens.expected() ** 2
     else:
         o1, o2 = _class_moments(design, "output_tokens")
-    v = comp.output_tokens_per_s
-    v1 = v.expected()
-    # E[n/v] ≈ E[n]/E[v] (as sim.providers.ratelimit.mean_service_s), E[(n/v)²] ≈ E[n²]·(1 + 3·scv_v)/E[v]²
-    # (second-order delta method; exact for a fixed speed, the default).
-    g1, g2 = o1 / v1, o2 * (1 + 3 * v.scv()) / (v1 * v1)
+    k1, k2 = max(0.0, o1 - 1), max(0.0, o2 - 2 * o1 + 1)  # E[n − 1], E[(n − 1)²]
+    r1, r2 = _inverse_moments(comp.output_tokens_per_s)
+    g1, g2 = k1 * r1, k2 * r2
     t1, t2 = _moments(comp.ttft)
     m1, m2 = t1 + g1, t2 + 2 * t1 * g1 + g2
     if comp.max_concurrency:
         calc = _from_pool(comp, lam, comp.max_concurrency, m1, m2, False)
     else:
         calc = _delay(comp, lam, m1, m2)
+    if comp.kind == "llm_api":  # a judge draws its own tokens: not the request's
+        calc.tokens = (t1, t2, r1, r2)
     try:
         from sim.providers.ratelimit import api_limits
     except ImportError:  # pragma: no cover - sim.providers.ratelimit ships with the engine
@@ -320,9 +356,13 @@ def _llm_server(comp: Any, lam: float, design: Design) -> StationCalc:
     o1, o2 = _class_moments(design, "output_tokens")
     tpot_s, ttft_s = est.tpot_ms_estimate / 1000, est.ttft_ms_estimate / 1000
     slot_wait_s = calc.wait_mean_s if calc.stable else 0.0
-    lat1 = max(0.0, ttft_s - slot_wait_s) + max(0.0, o1 - 1) * tpot_s
+    head_s = max(0.0, ttft_s - slot_wait_s)
+    lat1 = head_s + max(0.0, o1 - 1) * tpot_s
     lat2 = lat1 * lat1 + max(0.0, o2 - o1 * o1) * tpot_s * tpot_s
     calc.outcomes = [(1.0, lat1, lat2, True)]
+    # The time is driven by the request's output tokens (drawn once at arrival, shared by its
+    # LLM calls): the flow walk conditions it on them (sim.twin.flow, TOKEN_BINS).
+    calc.tokens = (head_s, head_s * head_s, tpot_s, tpot_s * tpot_s)
     calc.formula += (f"; slot held {mean_s * 1000:,.0f} ms at saturation; a request takes TTFT "
                      f"{est.ttft_ms_estimate:.3g} ms + {max(0.0, o1 - 1):.0f} × TPOT {est.tpot_ms_estimate:.3g} ms "
                      f"at this load (TTFT includes the slot wait, counted once)")

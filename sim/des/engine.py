@@ -71,6 +71,7 @@ MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & 
 # and its interval uses them all (10 batches instead of 13 on the library serving design).
 MIN_COMPLETE = 8
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
+CV_WARM_SOJOURNS = 10.0  # warm-up in requests-in-system with control variates (LLM designs, see _rep_plan)
 
 
 class Progress(str):
@@ -148,7 +149,7 @@ def _analytic_cancellable(design, cancel, deadline: float | None = None):
         CANCEL.reset(token)
 
 
-def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
+def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
@@ -162,6 +163,10 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     default runs covered the long-run p95 in 18 of 20 seeds (`bench/bench_variance.py`,
     2026-12-02). Not 3·L: its intervals looked as good on re-batched records (95 % of 126
     windows) but whole runs covered only 16 of 20 seeds (too narrow, and biased low by 0.6 %).
+    Those runs (LLM designs) warm up for `warm_sojourns` = 10·L: started empty, the serving
+    design's control-adjusted p95 was back within noise of its long-run value after 4–6·L
+    arrivals (12 seeds × 20 batches of 2·L; the first 2·L 10 % low, the next 3 %), so 10·L leaves
+    a margin of two and MSER-5 still extends a longer transient (issue 9, 2026-12-02).
     """
     rho = 0.8
     in_system = 0.0
@@ -184,7 +189,7 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
         # 716,932 warm-up requests and measured nothing in the time budget).
         relax = min(relax, max(1.0, float(workload.concurrent_users)))
     n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
-    n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
+    n_warm = int(max(n_meas // 5, 20 * relax, warm_sojourns * in_system, 200))
     return n_meas, n_warm
 
 
@@ -336,7 +341,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
 
     plan = control_plan(design)
-    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0)
+    n_meas, n_warm = _rep_plan(est, wl, *((CV_SOJOURNS, CV_WARM_SOJOURNS) if plan is not None else (10.0, 15.0)))
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.

@@ -20,6 +20,17 @@ machine): 18/20 = 90 % covered (binomial: P(≤ 18 | 95 %) = 0.26, consistent wi
 mean half-width 1.04 % with control variates (1.93 % without), variance ratio 4.4× (mean),
 94,815 requests per run. The same with batches of 3·L: 16/20 = 80 % (P(≤ 16 | 95 %) =
 0.016: too narrow), so the engine keeps 5·L.
+
+Later that day (issue 9b), against a 200-batch reference (10,410.6 ms ± 0.19 %; the 60-batch one
+is ± 0.37 %, as wide as the runs' own errors, and shared by every seed): the code as it stood
+covered 16/20, mean error −0.23 %, 102,800 requests per run (10.8 batches). A warm-up of 10·L
+instead of 15·L: 19/20, −0.19 %, 95,106 requests. With it, stopping at 8 closed batches once 6
+complete ones meet ±2 % (three controls, 2 df for that look; the result's interval has ≥ 4):
+18/20 (19/20 allowing for the reference's error), mean error −0.16 % (± 0.25 % over seeds),
+half-width 1.04 % (2.26 % without the controls), 87,008 requests (9.4 batches), 2.1 s CPU per
+run in-process — the engine's default since. Rejected: the same 8-batch stop with the rule
+limited to 4 df (fewer controls at 6 batches): 16/20 against the 60-batch reference and no
+saving (10.0 batches, 97,854 requests: the one-control look rarely met ±2 %).
 """
 
 from __future__ import annotations

@@ -272,18 +272,20 @@ class CVFit:
         return (self.plain_half_width / self.half_width) ** 2
 
 
-def cv_fit(ys: list[float], xs: list[list[float]] | None, names: tuple[str, ...] = ()) -> CVFit:
+def cv_fit(ys: list[float], xs: list[list[float]] | None, names: tuple[str, ...] = (),
+           min_df: int = MIN_DF) -> CVFit:
     """Intercept of the least-squares fit ys ≈ b0 + xs·β, with its 95 % t half-width.
 
     Controls are dropped (last first) while the residual degrees of freedom k − 1 − q would be
-    below `MIN_DF` or the fit is singular (a control that did not vary); with none left the
-    plain batch mean and its t-interval are returned.
+    below `min_df` (`MIN_DF` for a result; a stopping rule may look earlier with fewer, its
+    wider t quantile making it cautious) or the fit is singular (a control that did not vary);
+    with none left the plain batch mean and its t-interval are returned.
     """
     k = len(ys)
     plain = sum(ys) / k if k else float("nan")
     plain_hw = half_width(ys)
     q = len(xs[0]) if xs else 0
-    q = min(q, max(0, k - 1 - MIN_DF))
+    q = min(q, max(0, k - 1 - min_df))
     while q > 0:
         fit = _ols_intercept(ys, [row[:q] for row in xs])  # type: ignore[index]
         if fit is not None:

@@ -124,13 +124,27 @@ def fast_step_times(spec: ServingSpec):
         return ((mem if mem >= x else x) + serial + comm(decode_batch + prefill_tokens)) * slow + ovh
 
     if tp <= 1:  # no all-reduce: the same floats without the call (t + 0.0 is t for t ≥ 0)
+        pure_decode: dict = {}  # decode batch -> its compute term, for steps without prefill
+
         def iteration_s(decode_batch, kv_tokens_read, prefill_tokens=0.0, prefill_flops_s=None):  # noqa: F811
             if prefill_flops_s is None:
                 return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
-            mem = (w + kv_tokens_read * kvb) / bw
-            serial = sig * (kv_tokens_read * kvb) / bw if sig > 0 and kv_tokens_read > 0 else 0.0
+            kv_bytes = kv_tokens_read * kvb
+            mem = (w + kv_bytes) / bw
+            serial = sig * kv_bytes / bw if sig > 0 and kv_tokens_read > 0 else 0.0
             mem = mem - serial
-            if h_d > 0:
+            if not prefill_tokens and not prefill_flops_s:  # a pure decode step: its FLOPs term by batch
+                x = pure_decode.get(decode_batch)
+                if x is None:
+                    if h_d > 0:
+                        t = decode_batch + prefill_tokens
+                        mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
+                        x = c1 * decode_batch / (pk * mfu) + prefill_flops_s
+                    else:
+                        x = c1 * decode_batch / c_dec + prefill_flops_s
+                    if len(pure_decode) < 4096:
+                        pure_decode[decode_batch] = x
+            elif h_d > 0:
                 t = decode_batch + prefill_tokens
                 mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
                 x = c1 * decode_batch / (pk * mfu) + prefill_flops_s

@@ -1,10 +1,11 @@
 """Control variates on the serving design: honest intervals, fewer requests (issue 9).
 
 Run with ``uv run python bench/bench_variance.py`` (``--seeds 20`` by default; ``--quick``
-for 4). For designs/library/llm_serving.yaml it prints
+for 4; ``--design`` another LLM design; ``--reference-cache FILE`` keeps the reference between
+runs of unchanged simulator results). For designs/library/llm_serving.yaml it prints
 
-(a) a reference p95: one long run (``--reference-batches`` batches, seed 10,000), its
-    control-variate estimate and 95 % interval;
+(a) a reference p95: one long run (``--reference-batches`` batches, 200 by default, seed
+    10,000), its control-variate estimate and 95 % interval;
 (b) for each seed the default run (precision 0.02): the p95, its interval with the control
     variates and the relative half-width plain batch means of the same batches would have
     had, the requests simulated and the requests needed for ±2 % with and without them;
@@ -53,6 +54,7 @@ DESIGN = Path(__file__).resolve().parents[1] / "designs" / "library" / "llm_serv
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--design", type=Path, default=DESIGN, help="an LLM design (default: the library's llm_serving)")
     ap.add_argument("--reference-batches", type=int, default=200)
     ap.add_argument("--reference-cache", type=Path, default=None,
                     help="JSON file keeping the reference (reused when its batches match; delete it when the "
@@ -61,12 +63,12 @@ def main() -> int:
     args = ap.parse_args()
     seeds = 4 if args.quick else args.seeds
     ref_k = 20 if args.quick else args.reference_batches
-    d = load_design(DESIGN)
+    d = load_design(args.design)
     t0 = time.process_time()
     cached = json.loads(args.reference_cache.read_text()) if args.reference_cache and args.reference_cache.exists() else None
-    if cached is None or cached["batches"] != ref_k:
+    if cached is None or cached["batches"] != ref_k or cached.get("design", d.name) != d.name:
         r = simulate(d, seed=10_000, replications=ref_k, max_requests=50_000_000, max_seconds=36_000)
-        cached = {"batches": ref_k, "p95": r.latency_ms.p95, "ci": list(r.latency_ms_ci95.p95),
+        cached = {"design": d.name, "batches": ref_k, "p95": r.latency_ms.p95, "ci": list(r.latency_ms_ci95.p95),
                   "requests": r.simulated_requests, "cpu_s": time.process_time() - t0}
         if args.reference_cache:
             args.reference_cache.write_text(json.dumps(cached))

@@ -211,6 +211,8 @@ for check in result.slo:
 st.caption(W.plain(
     f"{result.completed_requests:,} requests completed, {result.dropped_requests:,} dropped, "
     f"{result.ci_method or f'{result.replications} batches'}; stopped by {result.stopped_by.replace('_', ' ')}, seed {result.seed}, {result.wall_s:,.1f} s wall."
+    + (" Simulated by the FIFO recursion (feed-forward FIFO stations: the event loop's sample path without its events)."
+       if result.engine_path == "fifo_recursion" else "")
 ))
 for w in result.warnings:
     st.warning(W.plain(w))

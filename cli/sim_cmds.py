@@ -144,6 +144,8 @@ def format_run(r) -> str:
         lines.append(head)
         if r.ci_method:
             lines.append(f"Intervals: {r.ci_method}")
+        if r.engine_path == "fifo_recursion":
+            lines.append("Engine: FIFO recursion (feed-forward FIFO stations, no event loop; the event loop's sample path)")
         if r.partial:
             lines.append("PARTIAL: interrupted; the figures below are what was measured so far")
         lines.append(f"Stable: {'yes' if r.stable else 'NO — the backlog grows; see warnings'}")

@@ -265,6 +265,9 @@ class RunResult(_Rec):
     """LLM designs: the control variates behind `latency_ms` and its interval (None: plain batch means)."""
     ops: "OpsResult | None" = None
     """A timeline run (faults, failures, autoscaling, traces): time series, availability, replica-hours."""
+    engine_path: str = "events"
+    """How it was simulated: "events" (the event loop) or "fifo_recursion" (a feed-forward flow of plain
+    FIFO stations run by the Kiefer–Wolfowitz recursion, the same sample path without events; `sim.des.chain`)."""
 
 
 class StationEstimate(_Rec):

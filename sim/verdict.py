@@ -174,7 +174,7 @@ def format_estimate(est: Estimate) -> str:
         lines.append("End to end: unbounded — the queue at an unstable component grows without limit")
     elif est.arrival_rps:
         lines.append(f"End to end: mean {_num(est.latency_ms_mean, 4)} ms, p95 ≈ {_num(est.latency_ms_p95_approx, 4)} ms "
-                     "(gamma fit to the flow's mean and variance)")
+                     "(a gamma per loop count and branch, on each one's mean and variance)")
     if est.arrival_rps:
         mt = est.max_throughput_rps
         lines.append(f"Max sustainable throughput: {_num(mt, 4) + ' requests/s' if mt else 'unbounded (no queueing station)'}"

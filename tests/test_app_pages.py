@@ -179,6 +179,9 @@ def test_capacity_runs_a_simulation_and_shows_the_verdict():
     expected = "FAIL" if any(c.met is False for c in result.slo) else "PASS"
     assert expected in verdicts[0]
     assert at.session_state["verdicts"][W.design_token(at.session_state["design"])] == verdicts[0]
+    # The run's caption names the engine only when the event-free FIFO recursion ran.
+    named = any("FIFO recursion" in _text(c.value) for c in at.caption)
+    assert named == (result.engine_path == "fifo_recursion")
     # The annotated diagram names the bottleneck's component.
     assert result.bottleneck and any(result.bottleneck in c.proto.spec for c in at.get("graphviz_chart"))
     # Coming back to the page shows the same run without pressing the button again.

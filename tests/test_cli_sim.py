@@ -57,6 +57,23 @@ def test_run_text_report(files, capsys):
     assert main(["run", files[0], "--precision", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "Simulated two_step" in out and "p95" in out and "Bottleneck:" in out and "Little's law" in out
+    # two FIFO stations in a chain: the event-free path, and the report says which engine ran
+    assert "Engine: FIFO recursion" in out
+
+
+def test_run_names_the_engine_path_in_text_and_json(files, capsys):
+    assert main(["run", files[0], "--precision", "0.05", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine_path"] == "fifo_recursion"
+
+
+
+def test_a_design_with_a_loop_runs_on_the_event_loop_and_says_nothing_of_the_recursion(tmp_path, capsys):
+    looped = tmp_path / "loop.yaml"
+    looped.write_text(DESIGN.replace("REPLICAS", "2") + "  - {from: db, to: api, p: 0.2, max_repeats: 2}\n")
+    assert main(["run", str(looped), "--precision", "0.05", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engine_path"] == "events"
+    assert main(["run", str(looped), "--precision", "0.05"]) == 0
+    assert "FIFO recursion" not in capsys.readouterr().out
 
 
 def test_estimate_prints_the_analytic_twin(files, capsys):

@@ -40,6 +40,7 @@ def test_mmc_mean_and_p95_within_2_percent_of_erlang_c(c, rho):
     d, lam, mu = _mmc(c, rho)
     # A wall budget far beyond the run's CPU time: the precision rule, not machine load, stops it.
     r = simulate(d, seed=11, precision=0.015, max_seconds=900)
+    assert r.engine_path == "fifo_recursion"  # a lone M/M/c qualifies (tests/test_chain.py: = the event loop)
     exact_mean = mmc_mean_response(lam, mu, c) * 1000
     exact_p95 = mmc_response_quantile(0.95, lam, mu, c) * 1000
     assert r.stopped_by == "precision" and r.stable
@@ -79,11 +80,13 @@ def test_single_server_mean_matches_pollaczek_khinchine(dist, mean_s, scv):
     assert r.latency_ms.mean == pytest.approx(exact_ms, rel=0.02)
 
 
-def test_tandem_of_three_matches_sum_of_mmc_responses():
+@pytest.mark.parametrize("path", ["auto", "events"])  # the FIFO recursion (sim.des.chain) and the event loop
+def test_tandem_of_three_matches_sum_of_mmc_responses(path):
     stations = [(4, 30.0), (2, 60.0), (8, 20.0)]  # (servers, rate): ρ = 0.75, 0.75, 0.56 at λ = 90/s
     comps = [_service(f"s{i}", c, _expo(1000.0 / mu)) for i, (c, mu) in enumerate(stations)]
     flow = [{"from": "s0", "to": "s1"}, {"from": "s1", "to": "s2"}]
-    r = simulate(_design(comps, flow, arrival_rps=90.0), seed=5, precision=0.015)
+    r = simulate(_design(comps, flow, arrival_rps=90.0), seed=5, precision=0.015, path=path)
+    assert r.engine_path == ("events" if path == "events" else "fifo_recursion")
     exact_ms = sum(mmc_mean_response(90.0, mu, c) for c, mu in stations) * 1000  # Jackson network
     assert r.latency_ms.mean == pytest.approx(exact_ms, rel=0.02)
     assert r.littles_law.ok and r.littles_law.rel_error < 0.01

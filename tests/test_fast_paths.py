@@ -98,8 +98,10 @@ def test_plain_stations_that_forward_give_the_same_run(monkeypatch):
               "service_time": {"dist": "exponential", "mean_ms": ms}} for i, (c, ms) in enumerate([(4, 33), (2, 16), (8, 50)])]
     d = Design.model_validate({"name": "tandem", "workload": {"arrival_rps": 90}, "components": comps, "entry": "s0",
                                "flow": [{"from": "s0", "to": "s1"}, {"from": "s1", "to": "s2"}]})
-    a = simulate(d, seed=5, replications=3, max_requests=60_000).to_json()
+    # On the event loop (a tandem like this one otherwise takes the FIFO recursion, sim.des.chain).
+    a = simulate(d, seed=5, replications=3, max_requests=60_000, path="events").to_json()
     monkeypatch.setattr(FifoStation, "forward_to", lambda self, arrive, done=None: False)
-    b = simulate(d, seed=5, replications=3, max_requests=60_000).to_json()
+    b = simulate(d, seed=5, replications=3, max_requests=60_000, path="events").to_json()
+    assert a["engine_path"] == b["engine_path"] == "events"
     a.pop("wall_s"), b.pop("wall_s")
     assert a == b

@@ -31,6 +31,10 @@ EFFICIENCY_KEYS = [
     "vllm05_host_ms_per_seq", "moe_expert_half_tokens", "mfu_ratio@fp4",
     "decode_bw_efficiency@B200-180GB",
     "decode_bw_efficiency@GB200-186GB", "vllm05_host_ms_per_step", "decode_mfu_half_tokens", "attention_serial_share", "moe_expert_max_penalty",
+    # issue 11, MoE part: per-architecture expert kernels (Hopper default, Blackwell @GPU rows)
+    "moe_expert_base_penalty", "moe_expert_bw_efficiency",
+    *(f"{k}@{g}" for g in ("B200-180GB", "GB200-186GB") for k in
+      ("moe_expert_half_tokens", "moe_expert_max_penalty", "moe_expert_base_penalty", "moe_expert_bw_efficiency")),
 ]
 # Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
 MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens"}

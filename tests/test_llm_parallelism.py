@@ -16,7 +16,7 @@ from sim.llm.roofline import ServingConfigError, ServingSpec
 
 PIN = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40, iteration_overhead_s=0.0005,
            allreduce_latency_s=8e-6, allreduce_bus_efficiency=0.8, prefill_mfu_half_tokens=0.0,
-           host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0, p2p_latency_s=10e-6,
+           host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0, moe_expert_base_penalty=0.0, p2p_latency_s=10e-6,
            attention_serial_share=0.0, decode_mfu_half_tokens=0.0)
 
 

@@ -3,6 +3,8 @@
 * `sim.des.engine` — `simulate(design, seed=…)` and `compare(...)`: planning (warm-up, batches,
   the stopping rule), refusals, the result record.
 * `sim.des.run` — one run: arrivals (open, closed loop, 24-hour profile), request routing, batches.
+* `sim.des.chain`, `chain_station` — the same run without events for a feed-forward flow of
+  FIFO stations (the Kiefer–Wolfowitz recursion; chosen by the engine, `RunResult.engine_path`).
 * `sim.des.routing` — the flow compiled into nodes (branches, fan-out/join, loops, queues).
 * `sim.des.stations`, `fifo`, `station_base` — the stations per kind and the fast FIFO path.
 * `sim.des.events`, `request` — the event helper on SimPy's heap; requests and seeded streams.

@@ -26,6 +26,10 @@ How a run goes:
    requests then drain while arrivals continue. `replications=k` runs exactly k batches.
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
+5. A feed-forward flow of plain FIFO stations, caches and guardrails fed by Poisson arrivals
+   (`sim.des.chain.chain_stations`) runs steps 2–4 without events, by the Kiefer–Wolfowitz
+   recursion (`sim.des.chain.ChainRun`, the event loop's sample path); `result.engine_path`
+   says so ("fifo_recursion"), and ``path="events"`` keeps it on the event loop.
 
 Randomness: streams named by (seed, purpose): arrivals, tokens, and per component one for
 service times and one for routing, so variants that share components see the same numbers
@@ -42,7 +46,7 @@ handles cancel/progress; `sim.des.run` is one simulation (event loop, arrivals, 
 batches); `sim.des.routing` moves requests through the flow (branches, fan-out/join, loops, async
 queues — `designs.model`'s semantics); `sim.des.summary` turns batches into the `RunResult`
 (percentiles, CIs, per-component stats, Little's law, SLO and cost); `sim.des.stations` holds
-what each component kind does to a request.
+what each component kind does to a request; `sim.des.chain` is the event-free path of step 5.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from typing import Callable
 
 from .limits import (MAX_PEAK_RPS, WORK_FACTOR, events_per_request, horizon_requests, in_flight_cap,  # noqa: F401
                      run_problems, short_run_warning)
+from .chain import ChainRun, chain_stations
 from .run import Run
 from .stats import mser5
 from .control import control_plan
@@ -234,16 +239,18 @@ def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
 def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: int = 2_000_000,
              max_seconds: float = 60.0, replications: int | None = None,
              progress: Callable[[float, str], None] | None = None, cancel=None,
-             keep_sample: int = 2000, whole_day: bool = False):
+             keep_sample: int = 2000, whole_day: bool = False, path: str = "auto"):
     """Simulate `design` and return a `sim.results.RunResult` (see the module docstring).
 
     `replications` fixes the number of replications (no stopping rule); `cancel` is a
     `threading.Event`; `progress(fraction, message)` is called between replications.
+    `path="events"` keeps a design that qualifies for the FIFO recursion (`sim.des.chain`) on
+    the event loop (the same sample path; `result.engine_path` says which ran).
     Raises `SimulationRefused` for absurd workloads or budgets, before any work.
     """
     return _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds,
                      replications=replications, progress=progress, cancel=cancel, keep_sample=keep_sample,
-                     whole_day=whole_day)[0]
+                     whole_day=whole_day, path=path)[0]
 
 
 def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
@@ -267,8 +274,18 @@ def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | 
     return out
 
 
+def _run_class(design, whole_day: bool, path: str, plan=None):
+    """`ChainRun` (the FIFO recursion, `sim.des.chain`) when the design qualifies and `path` is
+    "auto"; `Run` (the event loop) otherwise or when `path` is "events"."""
+    if path not in ("auto", "events"):
+        raise ValueError(f"path must be 'auto' or 'events', not {path!r}")
+    if path == "auto" and plan is None and chain_stations(design, whole_day) is not None:
+        return ChainRun
+    return Run
+
+
 def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_seconds=60.0, replications=None,
-              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None):
+              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, path="auto"):
     t_start = time.perf_counter()
     if not (0 < precision < 1):
         raise SimulationRefused(f"precision must be between 0 and 1 (a relative half-width); got {precision}")
@@ -334,7 +351,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              ci_method="one bounded window (unstable: no confidence interval)", **kw), n
 
     if whole_day:
-        run = Run(design, seed, 0, 1, whole_day=True, **common)
+        run = _run_class(design, True, path)(design, seed, 0, 1, whole_day=True, **common)
         run.advance()
         _check_work(run, epr)
         run.refresh()
@@ -345,9 +362,11 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             _, _, rel = percentiles(outs, "lat", True)
             if rel is None or rel > precision:
                 stop = "max_requests"
-        return build_result(outs=outs, simulated=run.next_id, stopped_by=stop, stable=run.cut != "backlog", est=est,
-                             sample=sample, warnings=warnings, warmup=0, whole_day=True,
-                             ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
+        res = build_result(outs=outs, simulated=run.next_id, stopped_by=stop, stable=run.cut != "backlog", est=est,
+                           sample=sample, warnings=warnings, warmup=0, whole_day=True,
+                           ci_method="one day; intervals from 20 time batches of 72 minutes", **kw)
+        res.engine_path = getattr(run, "path", "events")
+        return res, 0
 
     plan = control_plan(design)
     n_meas, n_warm = _rep_plan(est, wl, *((CV_SOJOURNS, CV_WARM_SOJOURNS) if plan is not None else (10.0, 15.0)))
@@ -363,7 +382,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         warnings.append(short)
     mser_pending = replications is None
     keep = min(n_warm + 2 * n_meas, 400_000) if mser_pending else 0
-    run = Run(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
+    run = _run_class(design, False, path, plan)(design, seed, n_warm, n_meas, whole_day=False, keep_series=keep,
               tail_tokens=plan.tail_tokens if plan is not None else None, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
@@ -458,6 +477,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
     res = build_result(outs=outs, simulated=run.next_id, stopped_by=stopped_by or "max_requests", stable=not unstable,
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
                         plan=plan if not unstable else None, **kw)
+    res.engine_path = getattr(run, "path", "events")
     vr = variance_reduction(outs, plan, precision, n_meas, n_warm + first * n_meas, MIN_CV_BATCHES) \
         if plan is not None and not unstable else None
     if vr is not None:

@@ -73,6 +73,7 @@ class FifoStation(StationBase):
     def __init__(self, comp, ctx, servers: int, dist: Any = None, qcap: int | None = None):
         super().__init__(comp, ctx)
         self.servers = servers
+        self.dist = dist  # the service-time distribution (None: zero service)
         self.sample = make_sampler(dist, self.rng) if dist is not None else (lambda: 0.0)
         self.queue: deque = deque()
         self.qcap = qcap

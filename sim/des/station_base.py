@@ -27,7 +27,7 @@ from .events import later
 from .request import Done, Request, SimContext
 from .stats import LogHistogram
 
-__all__ = ["StationBase", "make_sampler", "expo_draw"]
+__all__ = ["StationBase", "make_sampler", "expo_draw", "expo_stream"]
 
 
 def make_sampler(dist: Any, rng, scale: float = 0.001) -> Callable[[], float]:
@@ -169,5 +169,11 @@ def expo_draw(rng: random.Random, rate: float) -> Callable[[], float]:
     computes it, one ``rng.random()`` per call, nothing drawn ahead), without a Python frame:
     the engine draws one per service start and per arrival.
     """
+    return expo_stream(rng, rate).__next__
+
+
+def expo_stream(rng: random.Random, rate: float):
+    """``rng.expovariate(rate)``, ``rng.expovariate(rate)``, … as an endless C iterator (lazy:
+    ``islice(expo_stream(rng, r), n)`` draws exactly n, the same numbers as n calls)."""
     us = iter(rng.random, 2.0)  # random() is in [0, 1): the sentinel never stops it
-    return map(truediv, map(neg, map(math.log, map(sub, repeat(1.0), us))), repeat(rate)).__next__
+    return map(truediv, map(neg, map(math.log, map(sub, repeat(1.0), us))), repeat(rate))

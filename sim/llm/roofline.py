@@ -51,7 +51,10 @@ The load-dependent analytic twin built on these numbers (`llm_estimate`, `llm_se
 Mixture-of-experts: compute uses active parameters; the weights read per step are the shared
 weights plus the experts the step's tokens actually route to (all of them at large batch,
 ``k/E`` of them for a single token), so memory never uses less than the active parameters
-nor more than the total.
+nor more than the total. The routed experts' grouped GEMMs get their own fitted terms per GPU
+generation (Hopper; Blackwell ``@B200-180GB`` / ``@GB200-186GB`` rows): a compute penalty
+(`moe_scale`) and, for quantised experts, the HBM efficiency of their weight reads
+(``moe_expert_bw_efficiency``).
 """
 
 from __future__ import annotations
@@ -136,6 +139,10 @@ class ServingSpec:
     kv_replication: float = 1.0
     moe_expert_half_tokens: float = 0.0
     moe_expert_max_penalty: float = 1.0  # cap on the routed experts' extra compute (× their share)
+    # Extra routed-expert compute that remains at any tokens per expert (× their share; MoE only).
+    moe_expert_base_penalty: float = 0.0
+    # HBM efficiency of the routed experts' weight reads (quantised grouped GEMMs; 0 = decode_bw_efficiency).
+    moe_expert_bw_efficiency: float = 0.0
     # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
     # (0 = decode always at decode_mfu).
     decode_mfu_half_tokens: float = 0.0
@@ -195,8 +202,13 @@ class ServingSpec:
             prefix_cache_hit_ratio=comp.prefix_cache_hit_ratio,
             decode_bw_efficiency=_gpu_factor("decode_bw_efficiency", gpu),
             prefill_mfu=factor("prefill_mfu") * mfu_ratio, decode_mfu=factor("decode_mfu") * mfu_ratio,
-            moe_expert_half_tokens=factor("moe_expert_half_tokens") if model.is_moe else 0.0,
-            moe_expert_max_penalty=factor("moe_expert_max_penalty"),
+            moe_expert_half_tokens=_gpu_factor("moe_expert_half_tokens", gpu) if model.is_moe else 0.0,
+            moe_expert_max_penalty=_gpu_factor("moe_expert_max_penalty", gpu),
+            moe_expert_base_penalty=_gpu_factor("moe_expert_base_penalty", gpu) if model.is_moe else 0.0,
+            # Fitted on quantised (FP8/NVFP4) MoE rows only; 16-bit experts (Mixtral BF16 on vLLM,
+            # held out) read at the dense efficiency.
+            moe_expert_bw_efficiency=(_gpu_factor("moe_expert_bw_efficiency", gpu)
+                                      if model.is_moe and comp.precision not in ("bf16", "fp16") else 0.0),
             iteration_overhead_s=factor("iteration_overhead_ms") / 1e3,
             compute_precision=compute, tp=tp, pp=pp, ep=ep,
             link_bytes_per_s=gpu.intra_node_gb_s * 1e9,
@@ -344,8 +356,13 @@ class ServingSpec:
         """Multiplier on GPU time for host work that does not overlap it (what-if only)."""
         return 1.0 / self.gpu_busy_fraction
 
-    def weights_read_bytes(self, tokens: float) -> float:
-        """Weight bytes one forward pass over ``tokens`` tokens reads (MoE: experts routed to)."""
+    def weights_read_bytes(self, tokens: float, effective: bool = False) -> float:
+        """Weight bytes one forward pass over ``tokens`` tokens reads (MoE: experts routed to).
+
+        ``effective``: the routed experts' bytes scaled by decode_bw_efficiency /
+        moe_expert_bw_efficiency (grouped-GEMM weight streams reach another share of HBM bandwidth
+        than dense GEMMs), i.e. the bytes at ``decode_bw_efficiency`` that take as long (what
+        `memory_s` charges)."""
         m = self.model
         if not m.is_moe or tokens <= 0:
             return self.weights_bytes
@@ -353,20 +370,25 @@ class ServingSpec:
         shared = self._non_expert_params * max(1, self.ep)
         # Expected share of experts hit when `tokens` tokens each pick k of E (uniform routing).
         hit = 1 - (1 - m.experts_per_token / m.experts) ** tokens
-        return (shared + expert_params * hit) * self.bytes_per_param
+        slow = (self.decode_bw_efficiency / self.moe_expert_bw_efficiency
+                if effective and self.moe_expert_bw_efficiency > 0 else 1.0)
+        return (shared + expert_params * hit * slow) * self.bytes_per_param
 
     def moe_scale(self, step_tokens: float) -> float:
         """Compute multiplier of an MoE step: the routed experts' grouped GEMMs see only
         t = T·k/E tokens each and lose 1 − t/(t + t½) of their rate, the extra bounded at
         ``moe_expert_max_penalty`` × (a small step is memory-bound anyway: its expert weights are
-        read for a few tokens, which the memory term charges): routed compute × (1 + min(P, t½/t))."""
-        m, h = self.model, self.moe_expert_half_tokens
-        if not m.is_moe or h <= 0 or step_tokens <= 0:
+        read for a few tokens, which the memory term charges), plus ``moe_expert_base_penalty`` ×
+        at any t (routing, token permutation, load imbalance: published MoE prefill stays far
+        below dense MFU at thousands of tokens per expert):
+        routed compute × (1 + base + min(P, t½/t))."""
+        m, h, c = self.model, self.moe_expert_half_tokens, self.moe_expert_base_penalty
+        if not m.is_moe or (h <= 0 and c <= 0) or step_tokens <= 0:
             return 1.0
         routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
         share = routed / (m.params_active_b * 1e9)
         per_expert = step_tokens * m.experts_per_token / m.experts
-        return 1 + share * min(self.moe_expert_max_penalty, h / per_expert)
+        return 1 + share * (c + min(self.moe_expert_max_penalty, h / per_expert))
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""
@@ -462,7 +484,7 @@ class ServingSpec:
         """Memory time of a round: pp × (stage weights + a micro-batch's KV) per stage, i.e.
         pp · (W_read(T/m) + KV/m) / (g·BW·η) — each micro-batch re-reads its stage's weights."""
         m_b = self.microbatches(seqs)
-        return (self.pp * (self.weights_read_bytes(weight_tokens / m_b)
+        return (self.pp * (self.weights_read_bytes(weight_tokens / m_b, effective=True)
                            + kv_tokens_read * self.kv_bytes_per_token / m_b) / self._bandwidth)
 
     def serial_kv_s(self, kv_tokens_read: float, seqs: float) -> float:

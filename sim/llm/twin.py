@@ -694,7 +694,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
     comm = spec.comm_s(S, S)
     ser_S = spec.serial_kv_s(kv_s, S)  # attention's KV reads outside the GEMMs' max
     mem_S = spec.memory_s(S, kv_s, S) - ser_S
-    comp_S = spec.decode_flops_s(S) * spec.compute_scale(S)
+    comp_S = spec.decode_flops_s(S) * spec.compute_scale(S) * spec.moe_scale(S)
     sig = spec.attention_serial_share
     ex = [
         f"weights: {m.params_total_b:g} B params × {spec.bytes_per_param:g} B "
@@ -717,6 +717,7 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         f"{spec.peak_flops_per_gpu / 1e12:g} TFLOPS × {spec.decode_mfu_at(S):.3g}"
         + (f" = {spec.decode_mfu:g} + ({spec.prefill_mfu:g} − {spec.decode_mfu:g}) × {S}/({S} + "
            f"{spec.decode_mfu_half_tokens:g})" if spec.decode_mfu_half_tokens else "") + "))"
+        + (f" × MoE expert kernels {spec.moe_scale(S):.2f}" if spec.moe_scale(S) != 1 else "")
         + (f" + attention KV reads {ser_S * 1e3:.2f} ms ({sig:g} of them run between the GEMMs, "
            f"not under them)" if ser_S else "")
         + (f" + communication {comm * 1e3:.2f} ms" if comm else "")
@@ -734,6 +735,16 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
             f"({spec.comm_s(1, 1) / max(1e-12, spec.decode_step_s(1, sh.kv_read)):.0%} of a batch-1 step): "
             f"the latency term is paid in every layer whatever the batch, so doubling the tensor-parallel "
             f"degree does not halve the step")
+    if m.is_moe:
+        t_e = S * m.experts_per_token / m.experts
+        eff = spec.moe_expert_bw_efficiency
+        ex.append(
+            f"mixture of experts: {m.experts_per_token} of {m.experts} experts per token → {t_e:.1f} tokens per "
+            f"expert at batch {S}; the routed experts' grouped GEMMs compute at (1 + {spec.moe_expert_base_penalty:g} "
+            f"+ min({spec.moe_expert_max_penalty:g}, {spec.moe_expert_half_tokens:g} / {t_e:.1f})) × their dense time "
+            f"(compute × {spec.moe_scale(S):.2f} at this batch)"
+            + (f"; their weights stream at {eff:g} of paper bandwidth (dense weights and KV at "
+               f"{spec.decode_bw_efficiency:g})" if eff > 0 else ""))
     if spec.ep > 1:
         a2a = spec.alltoall_s(S / spec.microbatches(S))
         ex.append(

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from designs.model import Design
 from sim.cost import COST_RULES, CostContext
 from sim.twin import queueing as qt
-from sim.twin.flow import latency_moments, visits_per_request
+from sim.twin.flow import latency_mixture, visits_per_request
 from sim.twin.stations import StationCalc, analyse_station
 
 from .space import Candidate
@@ -167,13 +167,13 @@ class TwinEvaluator:
         unstable = [cid for cid, x in calcs.items() if not x.stable]
         if {"latency_p95_ms", "latency_p99_ms"} & set(self.targets):
             if stable:
-                m, v, _ = latency_moments(self.design, {cid: x.profile(x.kind == "queue") for cid, x in calcs.items()})
+                m, v, mix, _ = latency_mixture(self.design, {cid: x.profile(x.kind == "queue") for cid, x in calcs.items()})
             else:
                 m = v = math.inf
             for metric, q in (("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
                 if metric in self.targets:
                     ok = math.isfinite(m) and not math.isnan(m)
-                    values[metric] = qt.gamma_quantile(q, m, v) * 1000 if ok else math.inf
+                    values[metric] = (qt.mixture_quantile(q, mix) if mix else qt.gamma_quantile(q, m, v)) * 1000 if ok else math.inf
         if {"ttft_p95_ms", "tpot_p95_ms"} & set(self.targets):
             ttft, tpot, _ = _llm_latency(variant, calcs, self.visits)
             for metric, x in (("ttft_p95_ms", ttft), ("tpot_p95_ms", tpot)):

@@ -1,0 +1,97 @@
+"""Mixture-of-experts terms of the roofline (issue 11, MoE part), worked by hand.
+
+The routed experts' grouped GEMMs: compute × (1 + share × (base + min(P, t½/t))), weight reads
+at their own HBM efficiency (quantised experts only), and trtllm-bench's batch/token limits
+that the perf-overview MoE rows ran with."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.catalogue import LLMServer
+from components.hardware import factor, get_model
+from sim.llm.calibrate import row_component, trtllm_bench_limits
+from sim.llm.roofline import ServingSpec
+
+
+def qwen(**ov) -> ServingSpec:
+    comp = LLMServer(id="llm", model="qwen3-235b-a22b", gpu="H200-SXM-141GB", gpus_per_replica=8,
+                     precision="fp8", expert_parallel=8)
+    return ServingSpec.from_component(comp, **ov)
+
+
+def test_routed_expert_compute_penalty_by_hand():
+    s = qwen(moe_expert_half_tokens=400.0, moe_expert_max_penalty=10.0, moe_expert_base_penalty=2.0)
+    # routed share of the active compute: 3 × 4096 × 1536 × 8 experts × 94 layers / 22e9
+    share = 3 * 4096 * 1536 * 8 * 94 / 22e9
+    assert share == pytest.approx(0.64516, rel=1e-4)
+    # 2048 tokens → 2048 × 8 / 128 = 128 tokens per expert: 400/128 = 3.125 below the cap
+    assert s.moe_scale(2048) == pytest.approx(1 + share * (2 + 3.125), rel=1e-12)
+    # 16 tokens → 1 per expert: 400 capped at 10
+    assert s.moe_scale(16) == pytest.approx(1 + share * (2 + 10), rel=1e-12)
+    # the base penalty alone stays at any size (prefill of 32k tokens: 2048 per expert)
+    assert s.moe_scale(32768) == pytest.approx(1 + share * (2 + 400 / 2048), rel=1e-12)
+    # dense models are untouched
+    dense = ServingSpec.from_component(LLMServer(id="d", model="llama-3.1-8b"), moe_expert_base_penalty=2.0)
+    assert dense.moe_scale(2048) == 1.0
+
+
+def test_expert_weight_reads_at_their_own_bandwidth_efficiency():
+    m = get_model("qwen3-235b-a22b")
+    s = qwen(decode_bw_efficiency=0.6, moe_expert_bw_efficiency=0.3)
+    shared = (235e9 - m.routed_expert_params) * 8  # a copy per attention-data-parallel rank
+    # a large batch hits every expert; their bytes take 0.6/0.3 = 2× as long as dense bytes
+    assert s.weights_read_bytes(4096) == pytest.approx((shared + m.routed_expert_params) * 1.0, rel=1e-9)
+    assert s.weights_read_bytes(4096, effective=True) == pytest.approx(
+        (shared + 2 * m.routed_expert_params) * 1.0, rel=1e-9)
+    bw = 8 * 4.8e12 * 0.6
+    assert s.memory_s(4096, 0, 4096) == pytest.approx((shared + 2 * m.routed_expert_params) / bw, rel=1e-9)
+
+
+def test_expert_bandwidth_efficiency_only_for_quantised_experts():
+    assert qwen().moe_expert_bw_efficiency == factor("moe_expert_bw_efficiency")
+    b200 = ServingSpec.from_component(LLMServer(id="q", model="qwen3-30b-a3b", gpu="B200-180GB", precision="fp4"))
+    assert b200.moe_expert_bw_efficiency == factor("moe_expert_bw_efficiency@B200-180GB")
+    assert b200.moe_expert_base_penalty == factor("moe_expert_base_penalty@B200-180GB")
+    # Mixtral BF16 (vLLM, held-out rows) reads its experts at the dense efficiency
+    mix = ServingSpec.from_component(LLMServer(id="m", model="mixtral-8x7b", gpus_per_replica=2))
+    assert mix.moe_expert_bw_efficiency == 0.0
+    assert mix.weights_read_bytes(256, effective=True) == mix.weights_read_bytes(256)
+
+
+ROW = {"model_name": "qwen3-30b-a3b", "gpu_name": "B200-180GB", "tp": 1, "pp": 1, "ep": 1,
+       "weight_precision": "fp4", "kv_cache_precision": "fp8", "input_tokens": 1000, "output_tokens": 1000,
+       "engine": "TRT-LLM (pytorch backend)", "mode": "max_throughput", "arch": "moe", "id": "x",
+       "source": "github NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md"}
+
+
+def test_trtllm_bench_limits_by_hand():
+    # KV per token 2 × 48 × max(1, 4) × 128 × 1 B = 49,152 B; free 180 GiB (NVML) − 30.5e9 × 0.5 B
+    # = 165.80 GiB × 0.95 / (49,152 B × 2000 in GiB) = 1,720 requests → 256 × ⌈1720/256⌉ = 1792;
+    # tokens 1720 × (1 + 1) = 3441 → 256 × ⌈3441/256⌉ = 3584 (≥ 1000 + 1792)
+    assert trtllm_bench_limits(ROW) == (1792, 3584)
+    # 20000/2000 on H200 TP8 (KV heads padded to 8): 224 sequences; chunking off → ISL + batch tokens
+    q = dict(ROW, model_name="qwen3-235b-a22b", gpu_name="H200-SXM-141GB", tp=8, ep=8, weight_precision="fp8",
+             input_tokens=20000, output_tokens=2000)
+    assert trtllm_bench_limits(q) == (224, 20224)
+    # the perf-overview MoE rows run with them; dense rows keep the fixed 2048 / 8192
+    comp, _ = row_component(ROW)
+    assert (comp.max_batch, comp.chunked_prefill_tokens) == (1792, 3584)
+    dense, _ = row_component(dict(ROW, model_name="llama-3.1-8b", gpu_name="H100-SXM-80GB", weight_precision="fp8",
+                                  arch="dense"))
+    assert (dense.max_batch, dense.chunked_prefill_tokens) == (2048, 8192)
+
+
+def test_estimate_explains_the_expert_kernels():
+    from designs.model import Workload
+    from sim.llm.twin import llm_estimate
+
+    comp = LLMServer(id="llm", model="qwen3-235b-a22b", gpu="H200-SXM-141GB", gpus_per_replica=8,
+                     precision="fp8", expert_parallel=8, max_batch=256)
+    e = llm_estimate(comp, Workload(arrival_rps=1.0), 1.0)
+    line = next(x for x in e.explanation if x.startswith("mixture of experts"))
+    s = ServingSpec.from_component(comp)
+    # 256 sequences × 8 / 128 experts = 16 tokens per expert
+    assert "16.0 tokens per expert at batch 256" in line
+    assert f"compute × {s.moe_scale(256):.2f}" in line
+    assert f"stream at {factor('moe_expert_bw_efficiency'):g} of paper bandwidth" in line

@@ -178,9 +178,11 @@ def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0
     2026-12-02). Not 3·L: its intervals looked as good on re-batched records (95 % of 126
     windows) but whole runs covered only 16 of 20 seeds (too narrow, and biased low by 0.6 %).
     Those runs (LLM designs) warm up for `warm_sojourns` = 10·L: started empty, the serving
-    design's control-adjusted p95 was back within noise of its long-run value after 4–6·L
-    arrivals (12 seeds × 20 batches of 2·L; the first 2·L 10 % low, the next 3 %), so 10·L leaves
-    a margin of two and MSER-5 still extends a longer transient (issue 9, 2026-12-02).
+    design's control-adjusted p95 is 10.5 % low over the first 2·L arrivals, 3.7 % over the
+    next, ~1 % from 4 to 8·L and within noise after 8·L (`bench_variance.py --transient 20`,
+    12 seeds × 20 batches of 2·L); whole default runs with 10·L covered 18–19 of 20 seeds with
+    a mean error of −0.16 to −0.19 % (−0.23 % with 15·L), and MSER-5 still extends a longer
+    transient (issue 9, 2026-12-02).
     """
     rho = 0.8
     in_system = 0.0

@@ -44,8 +44,23 @@ def test_cv_fit_drops_controls_it_cannot_use():
     # Too few batches for three controls and MIN_DF residual degrees of freedom: fewer controls.
     rng = random.Random(1)
     xs = [[rng.random(), rng.random(), rng.random()] for _ in range(MIN_DF + 3)]
-    fit = cv_fit([rng.random() for _ in xs], xs, ("a", "b", "c"))
+    ys = [rng.random() for _ in xs]
+    fit = cv_fit(ys, xs, ("a", "b", "c"))
     assert fit.used == ("a", "b") and fit.df == MIN_DF
+    # A stopping rule's early look (min_df=2, `engine.RULE_MIN_DF`) keeps all three controls.
+    early = cv_fit(ys, xs, ("a", "b", "c"), min_df=2)
+    assert early.used == ("a", "b", "c") and early.df == MIN_DF + 3 - 1 - 3
+
+
+def test_lognormal_drawn_count_mean_is_the_cdf_sum():
+    # The written-out lognormal sum in drawn_count_mean is the generic CDF sum, float for float.
+    from sim.des.control import _cdf
+
+    d = LogNormalCount(mean=300, p95=800)
+    cdf, total = _cdf(d), 1.0
+    for k in range(1, int(d.quantile(1 - 1e-12)) + 2):
+        total += 1.0 - cdf(k + 0.5)
+    assert drawn_count_mean(d) == total
 
 
 def test_drawn_count_means_are_exact():

@@ -239,9 +239,10 @@ class Run:
             return
         self.draining = True
         # Long-tail guard: never wait forever. At least a warm-up's worth (15 × the requests in
-        # flight, `engine._rep_plan`) so that an LLM answer from the far tail of the output
-        # lengths still finishes when batches are short.
-        self.drain_cap = self.next_id + max(2 * self.n_meas, self.n_warm) + 10
+        # flight, `engine._rep_plan`; 10 × with control variates, whose batches are 5 × — hence
+        # 3 batches) so that an LLM answer from the far tail of the output lengths still finishes
+        # when batches are short.
+        self.drain_cap = self.next_id + max(3 * self.n_meas, self.n_warm) + 10
         self.advance()
         self.stopped = True
 

@@ -129,16 +129,30 @@ def fast_step_times(spec: ServingSpec):
         return ((mem if mem >= x else x) + serial + comm(decode_batch + prefill_tokens)) * slow + ovh
 
     if tp <= 1:  # no all-reduce: the same floats without the call (t + 0.0 is t for t ≥ 0)
+        pure_decode: dict = {}  # decode batch -> its compute term, for steps without prefill
+
         def iteration_s(decode_batch, kv_tokens_read, prefill_tokens=0.0, prefill_flops_s=None):  # noqa: F811
             if prefill_flops_s is None:
                 return spec.iteration_s(decode_batch, kv_tokens_read, prefill_tokens, None)
-            mem = (w + kv_tokens_read * kvb) / bw
-            serial = sig * (kv_tokens_read * kvb) / bw if sig > 0 and kv_tokens_read > 0 else 0.0
+            kv_bytes = kv_tokens_read * kvb
+            mem = (w + kv_bytes) / bw
+            serial = sig * kv_bytes / bw if sig > 0 and kv_tokens_read > 0 else 0.0
             mem = mem - serial
             if h_p > 0 and prefill_tokens:
                 tp_ = decode_batch + prefill_tokens
                 prefill_flops_s = prefill_flops_s * ((tp_ + h_p) / tp_)
-            if h_d > 0:
+            if not prefill_tokens and not prefill_flops_s:  # a pure decode step: its FLOPs term by batch
+                x = pure_decode.get(decode_batch)
+                if x is None:
+                    if h_d > 0:
+                        t = decode_batch + prefill_tokens
+                        mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
+                        x = c1 * decode_batch / (pk * mfu) + prefill_flops_s
+                    else:
+                        x = c1 * decode_batch / c_dec + prefill_flops_s
+                    if len(pure_decode) < 4096:
+                        pure_decode[decode_batch] = x
+            elif h_d > 0:
                 t = decode_batch + prefill_tokens
                 mfu = d_mfu + (p_mfu - d_mfu) * (t / (t + h_d)) if t > 0 else d_mfu
                 x = c1 * decode_batch / (pk * mfu) + prefill_flops_s
@@ -260,6 +274,11 @@ class ReplicaEngine:
         self._eid = env._eid
         # The quiet path of `_end` (plain decoding, no sliding window, no iteration records).
         self._quiet = quiet_path and not record_iterations and speculation is None and not self.sw
+        # The plain case of `_admit`, `_grow` and retirement (paged or reserved KV, no sliding
+        # window, no speculation, no LoRA, no flat prefix hit ratio): written out where they are
+        # called, the same operations in the same order (tests/test_llm_quiet.py checks the
+        # results against the general path).
+        self._plain = quiet_path and speculation is None and not self.sw and lora is None and not self.hit
         # statistics (reset_stats starts a window)
         self.record = [] if record_iterations else None  # (t_end, dt, batch, kv_reserved)
         self.reset_stats(env.now)
@@ -294,7 +313,11 @@ class ReplicaEngine:
         if prefill_only:
             output = cap = 1
         if self.paged:
-            need = self._blocks(spec.kv_tokens_of(prompt, output))
+            if self.sw:
+                need = self._blocks(spec.kv_tokens_of(prompt, output))
+            else:  # `kv_tokens_of` is the sum without a sliding window; `_blocks` inlined
+                B = self.B
+                need = -(-(prompt + output) // B) * B if B > 1 else prompt + output
         else:
             need = spec.kv_tokens_of(prompt, cap)
         if reason is None and need > self.capacity:
@@ -319,7 +342,10 @@ class ReplicaEngine:
             ptok = (min(int(prefix[1]), prompt - 1) // self.B) * self.B
             if ptok > 0:
                 seq.pkey, seq.ptok = prefix[0], ptok
-        self._advance(now)
+        if now > self._t_last:  # `_advance`, inlined
+            self._kv_area += self.kv_reserved * (now - self._t_last)
+            self._wait_area += self.n_waiting * (now - self._t_last)
+            self._t_last = now
         self.waiting.append(seq)
         self.n_waiting += 1
         self.outstanding_tokens += prompt + output
@@ -566,16 +592,51 @@ class ReplicaEngine:
         now = env._now
         if now > self._t_last:  # called from `_end` at the same instant: nothing to add
             self._advance(now)
-        if self.paged and self.running and (self.residue[self.step % self.B] or self.sw_heap or self.rate != 1):
-            self._grow()  # 0. blocks for this step's tokens (may preempt)
+        if self.paged and self.n_running:  # 0. blocks for this step's tokens (may preempt)
+            res = self.residue[self.step % self.B]
+            if not self._plain or res and self.kv_reserved + res * self.B > self.capacity:
+                self._grow()
+            elif res:  # `_grow`'s first case: the blocks fit
+                self.kv_reserved += res * self.B
         # 1. admission: FIFO, bounded by max_batch and the KV left (head-of-line blocking).
         waiting, prefilling = self.waiting, self.prefilling
         on_admit = self.on_admit
         skipped = []
+        plain, paged, B = self._plain, self.paged, self.B
         while waiting and len(prefilling) + self.n_running < self.max_batch:
             s = waiting[0]
             if s.dead:
                 waiting.popleft()
+                continue
+            if plain and s.pkey is None and not s.prefilled:
+                # `_admit` without prefix cache, LoRA or disaggregation (its plain case)
+                prompt_eff = s.prompt + s.produced
+                if paged:
+                    own = -(-(prompt_eff + 1) // B) * B if B > 1 else prompt_eff + 1
+                    need = own + (self.watermark if (self.n_running or prefilling) else 0)
+                else:
+                    own = need = s.need
+                if self.kv_reserved + need > self.capacity and not self._room(need):
+                    break
+                self.kv_reserved += own
+                s.need = own
+                s.shared = 0
+                s.owner = False
+                s.done_tok = 0
+                s.left = prompt_eff
+                if s.first_adm:
+                    self.prompt_in += s.prompt
+                    self.admissions += 1
+                else:
+                    self.recomputed += prompt_eff
+                waiting.popleft()
+                self.n_waiting -= 1
+                prefilling.append(s)
+                if s.first_adm:
+                    s.first_adm = False
+                    if on_admit is not None:
+                        on_admit(s.req, now - s.t_in)
+                s.t_in = -1.0
                 continue
             ok = self._admit(s)
             if ok is None:
@@ -638,6 +699,94 @@ class ReplicaEngine:
             heappush(self._heap, (now + dt, 1, next(self._eid), self._end, None))
         else:
             later(env, dt, self._end)
+
+    def _start_plain(self, now: float) -> None:
+        """`_start` for a `_plain` engine called from `_end` (same instant, clock advanced):
+        the same steps and floats with the branches it cannot take removed."""
+        if self.paged and self.n_running:  # 0. blocks for this step's tokens (may preempt)
+            res = self.residue[self.step % self.B]
+            if res:
+                if self.kv_reserved + res * self.B > self.capacity:
+                    self._grow()
+                else:
+                    self.kv_reserved += res * self.B
+        # 1. admission (see `_start`)
+        waiting, prefilling = self.waiting, self.prefilling
+        if waiting:
+            on_admit, paged, B, max_batch = self.on_admit, self.paged, self.B, self.max_batch
+            while waiting and len(prefilling) + self.n_running < max_batch:
+                s = waiting[0]
+                if s.dead:
+                    waiting.popleft()
+                    continue
+                if s.pkey is None and not s.prefilled:  # `_admit`'s plain case, as in `_start`
+                    prompt_eff = s.prompt + s.produced
+                    if paged:
+                        own = -(-(prompt_eff + 1) // B) * B if B > 1 else prompt_eff + 1
+                        need = own + (self.watermark if (self.n_running or prefilling) else 0)
+                    else:
+                        own = need = s.need
+                    if self.kv_reserved + need > self.capacity and not self._room(need):
+                        break
+                    self.kv_reserved += own
+                    s.need = own
+                    s.shared = 0
+                    s.owner = False
+                    s.done_tok = 0
+                    s.left = prompt_eff
+                    if s.first_adm:
+                        self.prompt_in += s.prompt
+                        self.admissions += 1
+                    else:
+                        self.recomputed += prompt_eff
+                elif not self._admit(s):  # no LoRA here: never None
+                    break
+                waiting.popleft()
+                self.n_waiting -= 1
+                if s.prefilled:
+                    s.prefilled = False
+                    self._enter_decode(s, self.step)  # decodes in this very iteration
+                else:
+                    prefilling.append(s)
+                if s.first_adm:
+                    s.first_adm = False
+                    if on_admit is not None:
+                        on_admit(s.req, now - s.t_in)
+                s.t_in = -1.0  # admitted: can no longer be abandoned
+        # 2. prefill, oldest first, within the chunk budget.
+        p_tokens = 0
+        p_flops_s = 0.0
+        n_prefill = 0
+        if prefilling:
+            budget = self.chunk if self.chunk is not None else 1 << 62
+            done = self._just_prefilled
+            pf = self._prefill_flops_s
+            for s in prefilling:
+                if budget <= 0:
+                    break
+                take = s.left if s.left <= budget else budget
+                p_flops_s += pf(take, s.done_tok)
+                p_tokens += take
+                budget -= take
+                s.left -= take
+                s.done_tok += take
+                n_prefill += 1
+                if s.left == 0:
+                    done.append(s)
+            for _ in range(len(done)):
+                prefilling.popleft()  # finished prompts are always the oldest ones
+        n = self.n_running
+        batch = n + n_prefill
+        if batch == 0:
+            self.busy = False
+            return
+        dt = self._iteration_s(n, self.kv_ctx, p_tokens, p_flops_s)
+        self._it_batch = batch
+        self._it_start = now
+        if self._heap is not None:
+            heappush(self._heap, (now + dt, 1, next(self._eid), self._end, None))
+        else:
+            later(self.env, dt, self._end)
 
     def _enter_decode(self, s: _Seq, step: int) -> None:
         """Put ``s`` in the decode set at step ``step`` with the tokens it has produced."""
@@ -723,21 +872,82 @@ class ReplicaEngine:
         due = self.fin.pop(step, None)  # every finish step is > the step of entry: none is skipped
         finished = [s for s, g in due if g == s.gen] if due is not None else []
         # 4. first tokens of the prompts this iteration finished.
-        for s in self._just_prefilled:
-            if s.owner:
-                self.pcache.ready(s.pkey)
-            s.produced += 1
-            self.tokens_out += 1
-            if s.produced == 1:
-                s.req.first_token_at = now
-            if s.produced >= s.output:
-                finished.append(s)
-                s.finish = -1  # never entered the decode set
-                continue
-            self._enter_decode(s, step)
-        self._just_prefilled = []
+        plain = self._plain
+        if plain and self._just_prefilled:
+            # `_enter_decode` written out for one token a step and no sliding window
+            fin, running, paged, B = self.fin, self.running, self.paged, self.B
+            residue = self.residue
+            for s in self._just_prefilled:
+                if s.owner:
+                    self.pcache.ready(s.pkey)
+                s.produced += 1
+                self.tokens_out += 1
+                if s.produced == 1:
+                    s.req.first_token_at = now
+                if s.produced >= s.output:
+                    finished.append(s)
+                    s.finish = -1  # never entered the decode set
+                    continue
+                s.base = base = s.prompt + s.produced
+                s.s0 = step
+                s.finish = f = step + (s.output - s.produced)
+                self._tie += 1
+                due = fin.get(f)
+                if due is None:
+                    fin[f] = [(s, s.gen)]
+                else:
+                    due.append((s, s.gen))
+                running[s] = None
+                self.n_running += 1
+                self.kv_ctx += base
+                if paged:
+                    residue[(step - base) % B] += 1
+                    s.growing = True
+            self._just_prefilled = []
+        elif self._just_prefilled:
+            for s in self._just_prefilled:
+                if s.owner:
+                    self.pcache.ready(s.pkey)
+                s.produced += 1
+                self.tokens_out += 1
+                if s.produced == 1:
+                    s.req.first_token_at = now
+                if s.produced >= s.output:
+                    finished.append(s)
+                    s.finish = -1  # never entered the decode set
+                    continue
+                self._enter_decode(s, step)
+            self._just_prefilled = []
         if self.record is not None:
             self.record.append((now, dt, batch, self.kv_reserved))
+        if plain:
+            B = self.B
+            on_done = self.on_done
+            for s in finished:
+                # `_stop_growing`, `_release` and `_own_alloc` written out (one token a step)
+                if s.finish >= 0:
+                    self.n_running -= 1
+                    self.kv_ctx -= s.prompt + s.output
+                    del self.running[s]
+                    if s.growing:
+                        self.residue[(s.s0 - s.base) % B] -= 1
+                        s.growing = False
+                    if s.shared:
+                        self._release(s, True)
+                    elif self.paged:
+                        n = s.base + (step - s.s0)
+                        self.kv_reserved -= -(-n // B) * B if B > 1 else n
+                        s.owner = False
+                    else:
+                        self.kv_reserved -= s.need
+                        s.owner = False
+                else:
+                    self._release(s, False)
+                self.outstanding_tokens -= s.prompt + s.output
+                self.completed += 1
+                s.req.last_token_at = now
+                on_done(s.req, True, None)
+            finished = ()
         for s in finished:
             decoding = s.finish >= 0
             if decoding:
@@ -756,6 +966,9 @@ class ReplicaEngine:
             s.req.last_token_at = now
             self.on_done(s.req, True, None)
         if self.n_waiting or self.prefilling or self.n_running:
-            self._start()
+            if plain:
+                self._start_plain(now)
+            else:
+                self._start()
         else:
             self.busy = False

@@ -199,7 +199,12 @@ class LLMServerStation(StationBase):
         engines = self.engines
         best = engines[0]
         n = len(engines)
-        cap, prefix = self._request_terms(req)
+        cls = self._cls  # `_request_terms`, inlined (once per request)
+        if cls and 0 <= req.cls < len(cls):
+            cap, L, m = cls[req.cls]
+            prefix = ((req.cls, _mix(req.id, self._salt) % m), L) if L > 0 else None
+        else:
+            cap = prefix = None
         if n > 1 and self.routing == "round_robin":
             best = engines[self._rr % n]
             self._rr += 1
@@ -207,11 +212,13 @@ class LLMServerStation(StationBase):
             best = engines[self._affine(prefix[0])]
         elif n > 1:
             # Power of two choices on outstanding tokens (see the module docstring).
-            i = int(self.rng.random() * n)
-            j = int(self.rng.random() * (n - 1))
+            rnd = self.rng.random
+            i = int(rnd() * n)
+            j = int(rnd() * (n - 1))
             j += j >= i
             a, b = engines[i], engines[j]
-            best = a if (a.outstanding_tokens, i) <= (b.outstanding_tokens, j) else b
+            ta, tb = a.outstanding_tokens, b.outstanding_tokens  # (tokens, index) compared, no tuples
+            best = a if ta < tb or ta == tb and i <= j else b
         key = id(req)
         self._pending[key] = (done, None)
         seq = best.submit(req, max_output=cap, prefix=prefix, prefill_only=self.pd,
@@ -265,11 +272,15 @@ class LLMServerStation(StationBase):
         done = entry[0]
         if ok:
             self.completions += 1
-            req.answer_output_tokens = max(1, int(req.output_tokens))
+            n = int(req.output_tokens)
+            if n < 1:
+                n = 1
             cls = self._cls  # the class's output cap (`_request_terms`'s first term)
-            cap = cls[req.cls][0] if cls and 0 <= req.cls < len(cls) else None
-            if cap is not None and cap < req.answer_output_tokens:
-                req.answer_output_tokens = int(cap)  # the engine stopped at max_tokens
+            if cls and 0 <= req.cls < len(cls):
+                cap = cls[req.cls][0]
+                if cap is not None and cap < n:
+                    n = int(cap)  # the engine stopped at max_tokens
+            req.answer_output_tokens = n
             done(req, True)
             return
         self.rejected += 1

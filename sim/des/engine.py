@@ -148,7 +148,7 @@ def _analytic_cancellable(design, cancel, deadline: float | None = None):
         CANCEL.reset(token)
 
 
-def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
+def _rep_plan(est, workload, sojourns: float = 10.0, relaxations: float = 100.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
@@ -162,6 +162,9 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
     default runs covered the long-run p95 in 18 of 20 seeds (`bench/bench_variance.py`,
     2026-12-02). Not 3·L: its intervals looked as good on re-batched records (95 % of 126
     windows) but whole runs covered only 16 of 20 seeds (too narrow, and biased low by 0.6 %).
+    `relaxations` (default 100) is the batch length in relaxation times; the sizing search's
+    verification runs pass a smaller one backed by their own coverage study
+    (`sim.search.verify.VERIFY_RELAXATIONS`).
     """
     rho = 0.8
     in_system = 0.0
@@ -183,7 +186,7 @@ def _rep_plan(est, workload, sojourns: float = 10.0) -> tuple[int, int]:
         # 20 × 159,000 arrivals from ρ = 0.995 (issue 11: 300 users on one LLM replica planned
         # 716,932 warm-up requests and measured nothing in the time budget).
         relax = min(relax, max(1.0, float(workload.concurrent_users)))
-    n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
+    n_meas = int(min(200_000, max(5_000, relaxations * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, 15 * in_system, 200))
     return n_meas, n_warm
 
@@ -220,16 +223,17 @@ def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
 def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: int = 2_000_000,
              max_seconds: float = 60.0, replications: int | None = None,
              progress: Callable[[float, str], None] | None = None, cancel=None,
-             keep_sample: int = 2000, whole_day: bool = False):
+             keep_sample: int = 2000, whole_day: bool = False, relaxations: float = 100.0):
     """Simulate `design` and return a `sim.results.RunResult` (see the module docstring).
 
     `replications` fixes the number of replications (no stopping rule); `cancel` is a
-    `threading.Event`; `progress(fraction, message)` is called between replications.
+    `threading.Event`; `progress(fraction, message)` is called between replications;
+    `relaxations` is the batch length in relaxation times of the busiest station (`_rep_plan`).
     Raises `SimulationRefused` for absurd workloads or budgets, before any work.
     """
     return _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds,
                      replications=replications, progress=progress, cancel=cancel, keep_sample=keep_sample,
-                     whole_day=whole_day)[0]
+                     whole_day=whole_day, relaxations=relaxations)[0]
 
 
 def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
@@ -254,10 +258,12 @@ def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | 
 
 
 def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_seconds=60.0, replications=None,
-              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None):
+              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, relaxations=100.0):
     t_start = time.perf_counter()
     if not (0 < precision < 1):
         raise SimulationRefused(f"precision must be between 0 and 1 (a relative half-width); got {precision}")
+    if not relaxations > 0:
+        raise SimulationRefused(f"relaxations must be positive; got {relaxations}")
     if max_requests < 1 or max_seconds <= 0:
         raise SimulationRefused("max_requests and max_seconds must be positive")
     if replications is not None and replications < 1:
@@ -336,7 +342,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
 
     plan = control_plan(design)
-    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0)
+    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0, relaxations)
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.

@@ -38,7 +38,7 @@ from designs.space import SearchSpace  # noqa: E402
 from sim import estimate, simulate, size  # noqa: E402
 from sim.search.sizing import TwinEvaluator, size_candidate  # noqa: E402
 from sim.search.space import resolve  # noqa: E402
-from sim.search.verify import SIM_PRECISION, VERIFY_RELAXATIONS, sim_checks  # noqa: E402
+from sim.search.verify import SIM_PRECISION, VERIFY_RELAXATIONS, VERIFY_SOJOURNS, sim_checks  # noqa: E402
 
 LIB = Path(__file__).resolve().parents[1] / "designs" / "library"
 SERVING = LIB / "llm_serving.yaml"
@@ -223,8 +223,8 @@ def verify_serving() -> None:
 
 def _coverage_design(which: str):
     """The serving design at the verification's hardest point: the search's cheapest candidate
-    (`top`: MI300X FP8 TP1 batch 256, 5 replicas, slot occupancy ρ ≈ 0.97) or 13 H100s BF16
-    (`h100`: ρ ≈ 0.91, the answer before issue 11's model)."""
+    (`top`: MI300X FP8 TP1 batch 256, 5 replicas, slot occupancy ρ ≈ 0.97) or the twin's
+    answer on H100 BF16 batch 256 (`h100`)."""
     d = load_design(SERVING)
     if which == "h100":
         space = SearchSpace.model_validate({"components": {"llm": {"gpu": ["H100-SXM-80GB"], "precision": ["bf16"],
@@ -232,16 +232,17 @@ def _coverage_design(which: str):
                                                                    "chunked_prefill_tokens": [None]}}})
         r = size(d, space=space, verify=0, workers=1)
         sp = resolve(d, space)
-        counts = dict(r.frontier[0].replicas, llm=13)
+        counts = r.frontier[0].replicas
     else:
         r = size(d, verify=0, workers=1)
         sp = resolve(d)
         counts = r.frontier[0].replicas
     cand = next(c for c in sp.candidates if c.label() == r.frontier[0].candidate)
-    return d, cand.apply(d, counts), f"{cand.label()} × {counts['llm']}"
+    v = cand.apply(d, counts)
+    return d, v, f"{cand.label()} × {counts['llm']}, ρ = {estimate(v).stations['llm'].utilization:.3f}"
 
 
-def coverage(seeds: int, relaxations: float, which: str, ref_batches: int) -> None:
+def coverage(seeds: int, relaxations: float, sojourns: float, which: str, ref_batches: int) -> None:
     """Do the verification runs' 95 % intervals (batches of `relaxations` relaxation times)
     hold the long-run p95s? Reference: one run of the engine's default plan (100 relaxation
     times per batch) with `ref_batches` batches, seed 10,000."""
@@ -253,6 +254,7 @@ def coverage(seeds: int, relaxations: float, which: str, ref_batches: int) -> No
     refci = {m: getattr(ref, a).p95 for m, a in (("latency_p95_ms", "latency_ms_ci95"), ("ttft_p95_ms", "ttft_ms_ci95"),
                                                   ("tpot_p95_ms", "tpot_ms_ci95")) if m in mets}
     print(f"7. coverage of verification intervals ({label}; batches of {relaxations:g} relaxation times, "
+          f"at least {sojourns:g} × the requests in system, "
           f"precision {SIM_PRECISION:g})")
     print(f"   reference (default plan, {ref_batches} batches, seed 10,000, {ref.simulated_requests:,} requests, "
           f"{time.process_time() - c0:.0f} CPU-s): " + ", ".join(
@@ -263,7 +265,8 @@ def coverage(seeds: int, relaxations: float, which: str, ref_batches: int) -> No
     reqs, cpu = [], []
     for seed in range(seeds):
         c0 = time.process_time()
-        r = simulate(d, seed=seed, precision=SIM_PRECISION, max_seconds=3600, relaxations=relaxations)
+        r = simulate(d, seed=seed, precision=SIM_PRECISION, max_seconds=3600, relaxations=relaxations,
+                     sojourns=sojourns)
         cpu.append(time.process_time() - c0)
         reqs.append(r.simulated_requests)
         row = []
@@ -291,13 +294,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20, help="--only coverage: seeds (default 20)")
     ap.add_argument("--relaxations", type=float, default=None,
                     help="--only coverage: batch length in relaxation times (default: the verification's)")
+    ap.add_argument("--sojourns", type=float, default=None,
+                    help="--only coverage: least batch length in requests in system (default: the verification's)")
     ap.add_argument("--design", choices=("top", "h100"), default="top", help="--only coverage: which operating point")
     ap.add_argument("--ref-batches", type=int, default=20, help="--only coverage: reference batches (default 20)")
     ap.add_argument("--keys", help="comma-separated prompt ids for --only keys (default: all 15)")
     a = ap.parse_args()
     steps = {"throughput": throughput, "answer": lambda: time_to_answer(a.quick), "regret": regret,
              "speedup": lambda: speedup(a.quick), "keys": lambda: answer_keys(a.keys), "verify": verify_serving,
-             "coverage": lambda: coverage(a.seeds, a.relaxations or VERIFY_RELAXATIONS, a.design, a.ref_batches)}
+             "coverage": lambda: coverage(a.seeds, a.relaxations or VERIFY_RELAXATIONS, a.sojourns or VERIFY_SOJOURNS,
+                                          a.design, a.ref_batches)}
     for name, fn in steps.items():
         if a.only == name or (a.only is None and name != "coverage"):
             fn()

@@ -163,8 +163,8 @@ def _rep_plan(est, workload, sojourns: float = 10.0, relaxations: float = 100.0)
     2026-12-02). Not 3·L: its intervals looked as good on re-batched records (95 % of 126
     windows) but whole runs covered only 16 of 20 seeds (too narrow, and biased low by 0.6 %).
     `relaxations` (default 100) is the batch length in relaxation times; the sizing search's
-    verification runs pass a smaller one backed by their own coverage study
-    (`sim.search.verify.VERIFY_RELAXATIONS`).
+    verification runs pass a smaller one and a larger `sojourns`, backed by their own coverage
+    study (`sim.search.verify.VERIFY_RELAXATIONS`).
     """
     rho = 0.8
     in_system = 0.0
@@ -223,17 +223,19 @@ def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
 def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: int = 2_000_000,
              max_seconds: float = 60.0, replications: int | None = None,
              progress: Callable[[float, str], None] | None = None, cancel=None,
-             keep_sample: int = 2000, whole_day: bool = False, relaxations: float = 100.0):
+             keep_sample: int = 2000, whole_day: bool = False, relaxations: float = 100.0,
+             sojourns: float | None = None):
     """Simulate `design` and return a `sim.results.RunResult` (see the module docstring).
 
     `replications` fixes the number of replications (no stopping rule); `cancel` is a
     `threading.Event`; `progress(fraction, message)` is called between replications;
-    `relaxations` is the batch length in relaxation times of the busiest station (`_rep_plan`).
+    `relaxations` is the batch length in relaxation times of the busiest station and `sojourns`
+    its minimum in requests in system (None: the engine's own, `_rep_plan`).
     Raises `SimulationRefused` for absurd workloads or budgets, before any work.
     """
     return _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds,
                      replications=replications, progress=progress, cancel=cancel, keep_sample=keep_sample,
-                     whole_day=whole_day, relaxations=relaxations)[0]
+                     whole_day=whole_day, relaxations=relaxations, sojourns=sojourns)[0]
 
 
 def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
@@ -258,12 +260,13 @@ def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | 
 
 
 def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_seconds=60.0, replications=None,
-              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, relaxations=100.0):
+              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, relaxations=100.0,
+              sojourns=None):
     t_start = time.perf_counter()
     if not (0 < precision < 1):
         raise SimulationRefused(f"precision must be between 0 and 1 (a relative half-width); got {precision}")
-    if not relaxations > 0:
-        raise SimulationRefused(f"relaxations must be positive; got {relaxations}")
+    if not relaxations > 0 or (sojourns is not None and not sojourns > 0):
+        raise SimulationRefused(f"relaxations and sojourns must be positive; got {relaxations}, {sojourns}")
     if max_requests < 1 or max_seconds <= 0:
         raise SimulationRefused("max_requests and max_seconds must be positive")
     if replications is not None and replications < 1:
@@ -342,7 +345,9 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                              ci_method="one day; intervals from 20 time batches of 72 minutes", **kw), 0
 
     plan = control_plan(design)
-    n_meas, n_warm = _rep_plan(est, wl, CV_SOJOURNS if plan is not None else 10.0, relaxations)
+    if sojourns is None:
+        sojourns = CV_SOJOURNS if plan is not None else 10.0
+    n_meas, n_warm = _rep_plan(est, wl, sojourns, relaxations)
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.

@@ -23,7 +23,8 @@ from designs.model import Design
 from .records import SimCheck
 from .space import Candidate
 
-__all__ = ["sim_checks", "verify_candidate", "expected_requests", "SIM_PRECISION", "VERIFY_RELAXATIONS"]
+__all__ = ["sim_checks", "verify_candidate", "expected_requests", "SIM_PRECISION", "VERIFY_RELAXATIONS",
+           "VERIFY_SOJOURNS"]
 
 SIM_PRECISION = 0.05
 """The stopping rule's target for verification runs: the p95's 95 % half-width within 5 %
@@ -35,13 +36,25 @@ VERIFY_RELAXATIONS = 10.0
 default is 100, `sim.des.engine._rep_plan`; the warm-up stays at 20). At the high slot
 occupancy where the search's cheapest LLM candidates sit, 100 relaxation times made every
 run ~2 million requests whatever the precision asked. Coverage study
-(``bench/bench_size.py --only coverage --seeds 20 --relaxations 10``, 2026-12-02, load 3–5):
-the serving design's cheapest candidate (MI300X FP8 batch 256 × 5, ρ = 0.97), 20 seeds of
-~410,000 requests (11 CPU-s) against a 4.1-million-request reference of the default plan:
-TTFT p95 intervals held the reference in 19/20 seeds, TPOT p95 in 18/20 (both misses just
-below it: upper ends 16.62 and 16.70 ms vs 16.79 ms, inside the reference's own ±1.3 %);
-P(≤ 18 | 95 %) = 0.26. Successive batch p95s at 6 relaxation times were already
-uncorrelated (lag-1 autocorrelation −0.02 TTFT, 0.04 TPOT, 60 batches of 20,000)."""
+(``bench/bench_size.py --only coverage``, 2026-12-02, load 3–5, 20 seeds each against a
+2–4-million-request reference run of the default plan, seed 10,000), p95 intervals holding
+the reference:
+
+* serving design's cheapest candidate, MI300X FP8 batch 256 × 5 (ρ = 0.97; batches of
+  10 relaxation times = 33,000 requests, 36 × the requests in system): TTFT 19/20, TPOT 18/20
+  (both misses just below: upper ends 16.62 and 16.70 ms vs 16.79 ms, inside the reference's
+  own ±1.3 %); ~410,000 requests, 11 CPU-s a run instead of 2.07 million, 50 CPU-s.
+* H100 BF16 batch 256 × 14 (ρ = 0.94), where 10 relaxation times are shorter than 5 × the
+  requests in system: with batches of 5 × (`sdw run`'s rule) TPOT covered only 15/20, every
+  miss below (a short batch's p95 of a slowly drifting TPOT is biased low, ~1.5 %); hence
+  `VERIFY_SOJOURNS`. With 20 ×: TTFT 20/20, TPOT 18/20; ~495,000 requests, 16.5 CPU-s a run
+  (the default plan: ~1.1 million).
+
+P(≤ 18 of 20 | 95 %) = 0.26. Successive batch p95s at 6 relaxation times were already
+uncorrelated on the first point (lag-1 autocorrelation −0.02 TTFT, 0.04 TPOT, 60 batches)."""
+
+VERIFY_SOJOURNS = 20.0
+"""Least batch length of verification runs in requests in system (λW): see `VERIFY_RELAXATIONS`."""
 
 _PCT = (("latency_p95_ms", "latency_ms", "latency_ms_ci95", "p95"),
         ("latency_p99_ms", "latency_ms", "latency_ms_ci95", "p99"),
@@ -86,14 +99,11 @@ def expected_requests(design: Design) -> int:
     """Requests a verification run of `design` simulates at least: the warm-up and
     `MIN_REPLICATIONS` + 1 batches of the engine's plan (`sim.des.engine._rep_plan`), from the
     analytic twin's estimate (0 when the twin cannot estimate it)."""
-    from sim.des.control import control_plan
-    from sim.des.engine import CV_SOJOURNS, MIN_REPLICATIONS, _rep_plan
+    from sim.des.engine import MIN_REPLICATIONS, _rep_plan
     from sim.twin.analytic import estimate
 
     try:
-        est = estimate(design)
-        sojourns = CV_SOJOURNS if control_plan(design) is not None else 10.0
-        n_meas, n_warm = _rep_plan(est, design.workload, sojourns, VERIFY_RELAXATIONS)
+        n_meas, n_warm = _rep_plan(estimate(design), design.workload, VERIFY_SOJOURNS, VERIFY_RELAXATIONS)
     except Exception:  # a guess for scheduling only: never stop a search over it
         return 0
     return n_warm + (MIN_REPLICATIONS + 1) * n_meas
@@ -103,7 +113,7 @@ def _run(design: Design, seed: int, precision: float, max_seconds: float, cancel
     from sim.des.engine import simulate
 
     return simulate(design, seed=seed, precision=precision, max_seconds=max(1.0, max_seconds), cancel=cancel,
-                    relaxations=VERIFY_RELAXATIONS)
+                    relaxations=VERIFY_RELAXATIONS, sojourns=VERIFY_SOJOURNS)
 
 
 def verify_candidate(design: Design, cand: Candidate, counts: dict[str, int], adjust: str | None, *, seed: int,

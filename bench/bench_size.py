@@ -22,6 +22,12 @@ run, because the machine is shared and absolute times move:
    tests/test_search.py's slowest test (~270 CPU-s a run): the search on H100 BF16 with
    K = 1 is verified by simulation below the 17 replicas as given and cheaper, every SLO met
    at its 95 % interval's upper end; PASS/FAIL.
+7. **coverage of verification intervals** (`--only coverage [--design top|h100] [--seeds N]
+   [--relaxations R] [--sojourns S] [--ref-batches B]`; not in the default set, ~5–10 CPU-min):
+   the share of seeds whose TTFT/TPOT p95 interval from a verification run (batches of
+   `VERIFY_RELAXATIONS` relaxation times, ≥ `VERIFY_SOJOURNS` × in system) holds a long run of
+   the engine's default plan, and how often the upper end (the pass test) is below it. Target
+   ≥ 90 % of 20 seeds (≈ 95 %). The figures behind `sim.search.verify.VERIFY_RELAXATIONS`.
 """
 
 from __future__ import annotations

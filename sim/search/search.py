@@ -8,10 +8,12 @@
    candidate whose lower bound already exceeds the budget, or the K-th cheapest passing cost
    found so far, cannot be among the K cheapest and is skipped ("pruned").
 3. **Verify** (``sim.search.verify``): the K cheapest passing candidates, simulated on the
-   same seed; each one's largest-cost component is adjusted until the CI's upper ends meet
-   every SLO. The winner is the cheapest verified candidate; candidates whose count or rank the
-   simulation changed are reported as overturned. With `n_minus_1` the winner is simulated
-   once more with one replica of that component down.
+   same seed, longest runs first; each one's largest-cost component is adjusted up until the
+   CI's upper ends meet every SLO, then down only where one fewer could beat the cheapest
+   verified cost (`_verify_top`). The winner is the cheapest verified candidate; candidates
+   whose count or rank the simulation changed are reported as overturned. With `n_minus_1`
+   the winner is simulated once more with one replica of that component down, and gets one
+   more replica if that misses (`_n_minus_1`).
 
 Usage::
 

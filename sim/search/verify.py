@@ -5,7 +5,9 @@ purpose and component, so the candidates see the same arrivals and token lengths
 random numbers), and an SLO counts as met only when the **upper end of its 95 % interval** is
 within the target. One component is adjusted — the sized one with the largest share of the
 cost, the LLM in a serving design: while the simulation misses, one replica more; while it
-passes with room (and ``allow_down``), one fewer, never below the stable count.
+passes with room (and ``allow_down``), one fewer, never below the stable count. Runs use
+shorter batch-means batches than `sdw run` (`VERIFY_RELAXATIONS`, `VERIFY_SOJOURNS`: checked
+for coverage at the high occupancy where the cheapest candidates sit).
 
 Usage::
 

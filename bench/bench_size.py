@@ -22,6 +22,12 @@ run, because the machine is shared and absolute times move:
    tests/test_search.py's slowest test (~270 CPU-s a run): the search on H100 BF16 with
    K = 1 is verified by simulation below the 17 replicas as given and cheaper, every SLO met
    at its 95 % interval's upper end; PASS/FAIL.
+7. **coverage of verification intervals** (`--only coverage [--design top|h100] [--seeds N]
+   [--relaxations R] [--sojourns S] [--ref-batches B]`; not in the default set, ~5–10 CPU-min):
+   the share of seeds whose TTFT/TPOT p95 interval from a verification run (batches of
+   `VERIFY_RELAXATIONS` relaxation times, ≥ `VERIFY_SOJOURNS` × in system) holds a long run of
+   the engine's default plan, and how often the upper end (the pass test) is below it. Target
+   ≥ 90 % of 20 seeds (≈ 95 %). The figures behind `sim.search.verify.VERIFY_RELAXATIONS`.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from designs.space import SearchSpace  # noqa: E402
 from sim import estimate, simulate, size  # noqa: E402
 from sim.search.sizing import TwinEvaluator, size_candidate  # noqa: E402
 from sim.search.space import resolve  # noqa: E402
-from sim.search.verify import SIM_PRECISION, sim_checks  # noqa: E402
+from sim.search.verify import SIM_PRECISION, VERIFY_RELAXATIONS, VERIFY_SOJOURNS, sim_checks  # noqa: E402
 
 LIB = Path(__file__).resolve().parents[1] / "designs" / "library"
 SERVING = LIB / "llm_serving.yaml"
@@ -221,16 +227,91 @@ def verify_serving() -> None:
           + ("PASS" if ok else "FAIL"))
 
 
+def _coverage_design(which: str):
+    """The serving design at the verification's hardest point: the search's cheapest candidate
+    (`top`: MI300X FP8 TP1 batch 256, 5 replicas, slot occupancy ρ ≈ 0.97) or the twin's
+    answer on H100 BF16 batch 256 (`h100`)."""
+    d = load_design(SERVING)
+    if which == "h100":
+        space = SearchSpace.model_validate({"components": {"llm": {"gpu": ["H100-SXM-80GB"], "precision": ["bf16"],
+                                                                   "gpus_per_replica": [1], "max_batch": [256],
+                                                                   "chunked_prefill_tokens": [None]}}})
+        r = size(d, space=space, verify=0, workers=1)
+        sp = resolve(d, space)
+        counts = r.frontier[0].replicas
+    else:
+        r = size(d, verify=0, workers=1)
+        sp = resolve(d)
+        counts = r.frontier[0].replicas
+    cand = next(c for c in sp.candidates if c.label() == r.frontier[0].candidate)
+    v = cand.apply(d, counts)
+    return d, v, f"{cand.label()} × {counts['llm']}, ρ = {estimate(v).stations['llm'].utilization:.3f}"
+
+
+def coverage(seeds: int, relaxations: float, sojourns: float, which: str, ref_batches: int) -> None:
+    """Do the verification runs' 95 % intervals (batches of `relaxations` relaxation times)
+    hold the long-run p95s? Reference: one run of the engine's default plan (100 relaxation
+    times per batch) with `ref_batches` batches, seed 10,000."""
+    base, d, label = _coverage_design(which)
+    mets = [m for m in ("latency_p95_ms", "ttft_p95_ms", "tpot_p95_ms") if getattr(base.slo, m) is not None]
+    c0 = time.process_time()
+    ref = simulate(d, seed=10_000, replications=ref_batches, max_requests=50_000_000, max_seconds=36_000)
+    refv = {x.metric: x.value for x in sim_checks(base, ref) if x.metric in mets}
+    refci = {m: getattr(ref, a).p95 for m, a in (("latency_p95_ms", "latency_ms_ci95"), ("ttft_p95_ms", "ttft_ms_ci95"),
+                                                  ("tpot_p95_ms", "tpot_ms_ci95")) if m in mets}
+    print(f"7. coverage of verification intervals ({label}; batches of {relaxations:g} relaxation times, "
+          f"at least {sojourns:g} × the requests in system, "
+          f"precision {SIM_PRECISION:g})")
+    print(f"   reference (default plan, {ref_batches} batches, seed 10,000, {ref.simulated_requests:,} requests, "
+          f"{time.process_time() - c0:.0f} CPU-s): " + ", ".join(
+              f"{m} {refv[m]:,.2f} ({refci[m][0]:,.2f}–{refci[m][1]:,.2f})" for m in mets), flush=True)
+    hit = {m: 0 for m in mets}
+    upper_ok = {m: 0 for m in mets}
+    widths = {m: [] for m in mets}
+    reqs, cpu = [], []
+    for seed in range(seeds):
+        c0 = time.process_time()
+        r = simulate(d, seed=seed, precision=SIM_PRECISION, max_seconds=3600, relaxations=relaxations,
+                     sojourns=sojourns)
+        cpu.append(time.process_time() - c0)
+        reqs.append(r.simulated_requests)
+        row = []
+        for m, a in (("latency_p95_ms", "latency_ms_ci95"), ("ttft_p95_ms", "ttft_ms_ci95"), ("tpot_p95_ms", "tpot_ms_ci95")):
+            if m not in mets:
+                continue
+            lo, hi = getattr(r, a).p95
+            v = refv[m]
+            hit[m] += lo <= v <= hi
+            upper_ok[m] += v <= hi
+            widths[m].append((hi - lo) / 2 / max(1e-12, (hi + lo) / 2))
+            row.append(f"{m} {lo:,.2f}–{hi:,.2f}{'' if lo <= v <= hi else ' MISS'}")
+        print(f"   seed {seed:>2}: {r.simulated_requests:,} requests, {r.replications} batches, {cpu[-1]:.1f} CPU-s; "
+              + "; ".join(row), flush=True)
+    print(f"   coverage over {seeds} seeds: " + ", ".join(
+        f"{m} {hit[m]}/{seeds} (upper end ≥ reference {upper_ok[m]}/{seeds}, mean half-width "
+        f"{sum(widths[m]) / seeds:.2%})" for m in mets)
+          + f"; mean {sum(reqs) / seeds:,.0f} requests, {sum(cpu) / seeds:.1f} CPU-s a run   target ≥ 90 %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=("throughput", "answer", "regret", "speedup", "keys", "verify"))
+    ap.add_argument("--only", choices=("throughput", "answer", "regret", "speedup", "keys", "verify", "coverage"))
+    ap.add_argument("--seeds", type=int, default=20, help="--only coverage: seeds (default 20)")
+    ap.add_argument("--relaxations", type=float, default=None,
+                    help="--only coverage: batch length in relaxation times (default: the verification's)")
+    ap.add_argument("--sojourns", type=float, default=None,
+                    help="--only coverage: least batch length in requests in system (default: the verification's)")
+    ap.add_argument("--design", choices=("top", "h100"), default="top", help="--only coverage: which operating point")
+    ap.add_argument("--ref-batches", type=int, default=20, help="--only coverage: reference batches (default 20)")
     ap.add_argument("--keys", help="comma-separated prompt ids for --only keys (default: all 15)")
     a = ap.parse_args()
     steps = {"throughput": throughput, "answer": lambda: time_to_answer(a.quick), "regret": regret,
-             "speedup": lambda: speedup(a.quick), "keys": lambda: answer_keys(a.keys), "verify": verify_serving}
+             "speedup": lambda: speedup(a.quick), "keys": lambda: answer_keys(a.keys), "verify": verify_serving,
+             "coverage": lambda: coverage(a.seeds, a.relaxations or VERIFY_RELAXATIONS, a.sojourns or VERIFY_SOJOURNS,
+                                          a.design, a.ref_batches)}
     for name, fn in steps.items():
-        if a.only in (None, name):
+        if a.only == name or (a.only is None and name != "coverage"):
             fn()
 
 

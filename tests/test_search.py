@@ -264,3 +264,54 @@ def test_pipeline_designs_size_their_counts_and_verify():
     assert r.status == "ok" and r.winner.verified is True
     assert {c.metric for c in r.winner.sim} >= {"pipeline_hours", "cost_per_day_usd"}  # no request count to judge availability on
     assert r.candidates_total == 1  # the pipeline keeps its LLM settings: only counts vary
+
+
+def test_n_minus_1_is_verified_by_simulation_for_the_winner():
+    # M/M/c (the twin is exact there: Erlang C). At 400 ms the twin needs 10 servers (9: 466 ms),
+    # 11 for N−1; simulated with one down (10: exact p95 292 ms) it holds: 11 stands.
+    r = size(_mmc(400), verify=1, n_minus_1=True, seed=0)
+    w = r.winner
+    assert w.replicas == {"svc": 11} and w.verified and w.sim_replicas == {"svc": 11}
+    assert w.n_minus_1_sim and all(c.met for c in w.n_minus_1_sim) and w.sim_runs == 2
+    assert next(c for c in w.n_minus_1_sim if c.metric == "latency_p95_ms").value == pytest.approx(
+        _mmc_p95_exact(10), rel=0.1)
+    # A target just above the twin's p95 at 10 servers (293.0 ms; exact 291.9): the twin passes
+    # 10, so N−1 sizes 11; the simulation's interval at 10 reaches above the target, so N−1
+    # misses in simulation and the winner gets a 12th server (its N−1 is the run at 11, which
+    # met every SLO).
+    r = size(_mmc(293.5), verify=1, n_minus_1=True, seed=0)
+    w = r.winner
+    assert w.replicas == {"svc": 11} and w.verified and w.sim_replicas == {"svc": 12} and w.sim_runs == 3
+    assert all(c.met for c in w.sim) and all(c.met for c in w.n_minus_1_sim)
+    assert any(o.twin_replicas == 11 and o.sim_replicas == 12 and "N−1" in o.detail for o in r.overturned)
+    assert any("replica down" in m for m in r.warnings) and "12 svc" in r.message
+
+
+def test_verification_runs_longest_first_with_results_in_rank_order():
+    from sim.search.verify import expected_requests
+
+    # Fewer servers, higher ρ, longer batches and warm-up: the work estimate that orders the runs.
+    def at(n: int) -> Design:
+        return _mmc().model_copy(update={"components": [_mmc().component("svc").model_copy(update={"replicas": n})]})
+
+    assert expected_requests(at(9)) > expected_requests(at(10)) > expected_requests(at(12)) > 0
+    a = size(_mmc(300), verify=2, workers=1, seed=2)
+    b = size(_mmc(300), verify=2, workers=2, seed=2)
+    assert a.to_json() | {"wall_s": 0} == b.to_json() | {"wall_s": 0}
+    verified = [c for c in a.frontier if c.verified is not None]
+    assert verified and [c.rank for c in verified] == list(range(1, len(verified) + 1))
+
+
+def test_a_step_down_that_cannot_beat_the_cheapest_verified_is_not_simulated():
+    # Alone, the twin's 10 servers pass at 400 ms and the simulation tries 9 (exact p95 466 ms:
+    # misses), so 10 stands after 2 runs.
+    alone = size(_mmc(400), verify=1, seed=0).winner
+    assert alone.sim_replicas == {"svc": 10} and alone.sim_runs == 2
+    # Beside 5 replicas of concurrency 2 ($24/day, verified; 4 × 2 servers cannot keep up, so no
+    # step down), 9 replicas of concurrency 1 ($44/day) could not win: not simulated.
+    r = size(_mmc(400), space=SearchSpace.model_validate({"components": {"svc": {"concurrency": [1, 2]}}}),
+             verify=2, seed=0)
+    a, b = r.frontier[:2]
+    assert a.settings == {"svc": {"concurrency": 2}} and a.sim_replicas == {"svc": 5} and a.sim_runs == 1
+    assert b.settings == {"svc": {"concurrency": 1}} and b.verified and b.sim_replicas == {"svc": 10}
+    assert b.sim_runs == 1 and r.simulations == 2 and r.winner is a

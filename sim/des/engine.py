@@ -163,7 +163,8 @@ def _analytic_cancellable(design, cancel, deadline: float | None = None):
         CANCEL.reset(token)
 
 
-def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0) -> tuple[int, int]:
+def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0,
+              relaxations: float = 100.0) -> tuple[int, int]:
     """(requests per batch, warm-up requests) for a batch-means run.
 
     Two clocks matter. Queueing: an M/M/c queue relaxes in about 1/(μ(√c − √(cρ))²), i.e.
@@ -183,6 +184,9 @@ def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0
     12 seeds × 20 batches of 2·L); whole default runs with 10·L covered 18–19 of 20 seeds with
     a mean error of −0.16 to −0.19 % (−0.23 % with 15·L), and MSER-5 still extends a longer
     transient (issue 9, 2026-12-02).
+    `relaxations` (default 100) is the batch length in relaxation times; the sizing search's
+    verification runs pass a smaller one and a larger `sojourns`, backed by their own coverage
+    study (`sim.search.verify.VERIFY_RELAXATIONS`).
     """
     rho = 0.8
     in_system = 0.0
@@ -204,7 +208,7 @@ def _rep_plan(est, workload, sojourns: float = 10.0, warm_sojourns: float = 15.0
         # 20 × 159,000 arrivals from ρ = 0.995 (issue 11: 300 users on one LLM replica planned
         # 716,932 warm-up requests and measured nothing in the time budget).
         relax = min(relax, max(1.0, float(workload.concurrent_users)))
-    n_meas = int(min(200_000, max(5_000, 100 * relax, sojourns * in_system)))
+    n_meas = int(min(200_000, max(5_000, relaxations * relax, sojourns * in_system)))
     n_warm = int(max(n_meas // 5, 20 * relax, warm_sojourns * in_system, 200))
     return n_meas, n_warm
 
@@ -241,18 +245,21 @@ def refuse(design, *, whole_day: bool, max_requests: int, est=None) -> None:
 def simulate(design, *, seed: int = 0, precision: float = 0.02, max_requests: int = 2_000_000,
              max_seconds: float = 60.0, replications: int | None = None,
              progress: Callable[[float, str], None] | None = None, cancel=None,
-             keep_sample: int = 2000, whole_day: bool = False, path: str = "auto"):
+             keep_sample: int = 2000, whole_day: bool = False, path: str = "auto", relaxations: float = 100.0,
+             sojourns: float | None = None):
     """Simulate `design` and return a `sim.results.RunResult` (see the module docstring).
 
     `replications` fixes the number of replications (no stopping rule); `cancel` is a
     `threading.Event`; `progress(fraction, message)` is called between replications.
     `path="events"` keeps a design that qualifies for the FIFO recursion (`sim.des.chain`) on
     the event loop (the same sample path; `result.engine_path` says which ran).
+    `relaxations` is the batch length in relaxation times of the busiest station and `sojourns`
+    its minimum in requests in system (None: the engine's own, `_rep_plan`).
     Raises `SimulationRefused` for absurd workloads or budgets, before any work.
     """
     return _simulate(design, seed=seed, precision=precision, max_requests=max_requests, max_seconds=max_seconds,
                      replications=replications, progress=progress, cancel=cancel, keep_sample=keep_sample,
-                     whole_day=whole_day, path=path)[0]
+                     whole_day=whole_day, path=path, relaxations=relaxations, sojourns=sojourns)[0]
 
 
 def compare(designs: list, *, seed: int = 0, on_design: Callable[[int], None] | None = None, **kw) -> list:
@@ -287,10 +294,13 @@ def _run_class(design, whole_day: bool, path: str, plan=None):
 
 
 def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_seconds=60.0, replications=None,
-              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, path="auto"):
+              progress=None, cancel=None, keep_sample=2000, whole_day=False, rep_n=None, path="auto",
+              relaxations=100.0, sojourns=None):
     t_start = time.perf_counter()
     if not (0 < precision < 1):
         raise SimulationRefused(f"precision must be between 0 and 1 (a relative half-width); got {precision}")
+    if not relaxations > 0 or (sojourns is not None and not sojourns > 0):
+        raise SimulationRefused(f"relaxations and sojourns must be positive; got {relaxations}, {sojourns}")
     if max_requests < 1 or max_seconds <= 0:
         raise SimulationRefused("max_requests and max_seconds must be positive")
     if replications is not None and replications < 1:
@@ -371,7 +381,10 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
         return res, 0
 
     plan = control_plan(design)
-    n_meas, n_warm = _rep_plan(est, wl, *((CV_SOJOURNS, CV_WARM_SOJOURNS) if plan is not None else (10.0, 15.0)))
+    if sojourns is None:
+        sojourns = CV_SOJOURNS if plan is not None else 10.0
+    warm = CV_WARM_SOJOURNS if plan is not None else 15.0
+    n_meas, n_warm = _rep_plan(est, wl, sojourns, warm, relaxations)
     if rep_n:
         n_meas = rep_n
     # A budget too small for MIN_REPLICATIONS full batches shortens them instead.

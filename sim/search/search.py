@@ -8,10 +8,12 @@
    candidate whose lower bound already exceeds the budget, or the K-th cheapest passing cost
    found so far, cannot be among the K cheapest and is skipped ("pruned").
 3. **Verify** (``sim.search.verify``): the K cheapest passing candidates, simulated on the
-   same seed; each one's largest-cost component is adjusted until the CI's upper ends meet
-   every SLO. The winner is the cheapest verified candidate; candidates whose count or rank the
-   simulation changed are reported as overturned. With `n_minus_1` the winner is simulated
-   once more with one replica of that component down.
+   same seed, longest runs first; each one's largest-cost component is adjusted up until the
+   CI's upper ends meet every SLO, then down only where one fewer could beat the cheapest
+   verified cost (`_verify_top`). The winner is the cheapest verified candidate; candidates
+   whose count or rank the simulation changed are reported as overturned. With `n_minus_1`
+   the winner is simulated once more with one replica of that component down, and gets one
+   more replica if that misses (`_n_minus_1`).
 
 Usage::
 
@@ -79,6 +81,14 @@ def _verify_task(payload: tuple) -> dict:
     kw = dict(kw)
     d = _with_headroom(Design.model_validate_json(design_json), kw.pop("headroom", 1.0))
     return verify_candidate(d, cand, counts, adjust, **kw)
+
+
+def _expected_work(design: Design, s: Sized, counts: dict[str, int], headroom: float) -> int:
+    """Requests the first verification run of `s` at `counts` will simulate (warm-up and the
+    minimum batches of `sim.des.engine`'s plan): the order in which runs are handed to workers."""
+    from .verify import expected_requests
+
+    return expected_requests(_with_headroom(s.candidate.apply(design, counts), headroom))
 
 
 def _with_headroom(design: Design, headroom: float) -> Design:
@@ -281,29 +291,17 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
     top = res.frontier[:K]
     by_label = {s.candidate.label(): s for s in ok}
     if top and not _stop_reason(cancel, deadline):
-        tasks = []
-        for ch in top:
-            s = by_label[ch.candidate]
-            adj = _adjust_component(design, ch)
-            fld_lo = s.stable_counts.get(adj, 1) if adj else 1
-            left = max(5.0, deadline - time.perf_counter())
-            kw = dict(seed=seed, floor=max(fld_lo, sp.sized[adj][1] if adj else 1), ceiling=sp.sized[adj][2] if adj else 1,
-                      allow_down=not n1, precision=sim_precision, headroom=sp.options.headroom,
-                      max_seconds=left, cancel=cancel if ex.workers == 1 else None)
-            tasks.append((design_json, s.candidate, ch.replicas, adj, kw))
-        say(0.5, f"verifying the {len(top)} cheapest by simulation")
-        for k, (ch, out) in enumerate(zip(top, ex.submit_all(_verify_task, tasks, cancel=cancel))):
-            _apply_verification(design, res, ch, out, tasks[k][3])
-            say(0.5 + 0.5 * (k + 1) / len(top), f"verified {k + 1}/{len(top)}")
-            if _stop_reason(cancel, deadline) and k + 1 < len(top):
-                break
-        if _stop_reason(cancel, deadline) and any(c.verified is None for c in top):
-            res.stopped_by, res.partial = _stop_reason(cancel, deadline), True
-            ex.cancel()
+        _verify_top(design, design_json, sp, ev, ex, res, top, by_label, n1=n1, seed=seed, deadline=deadline,
+                    sim_precision=sim_precision, say=say, cancel=cancel)
     verified = [c for c in top if c.verified]
-    if verified:
-        win = min(verified, key=lambda c: (c.sim_cost_per_day_usd, c.rank))
-    else:
+    win = None
+    if n1 and verified and not _stop_reason(cancel, deadline):
+        # --- N−1 by simulation: the cheapest verified candidate whose N−1 holds ---------------
+        win = _n_minus_1(design, sp, res, verified, by_label, seed=seed, sim_precision=sim_precision,
+                         deadline=deadline, cancel=cancel)
+    elif verified:
+        win = _cheapest(verified)
+    if win is None:
         win = res.frontier[0]
         if K:
             res.warnings.append("no candidate met every SLO in simulation within the time allowed; "
@@ -314,22 +312,6 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
                             f"${twin_first.cost_per_day_usd:,.0f}/day) is not the verified cheapest ({win.candidate}, "
                             f"twin rank {win.rank})")
     counts = win.sim_replicas or win.replicas
-    # --- N-1 by simulation for the winner -----------------------------------------------------
-    if n1 and win.verified and not _stop_reason(cancel, deadline):
-        adj = _adjust_component(design, win)
-        if adj and counts[adj] >= 2:
-            s = by_label[win.candidate]
-            from .verify import _run, sim_checks
-
-            down = {**counts, adj: counts[adj] - 1}
-            r = _run(_with_headroom(s.candidate.apply(design, down), sp.options.headroom), seed, sim_precision,
-                     max(5.0, deadline - time.perf_counter()), cancel)
-            res.simulations += 1
-            win.n_minus_1_sim = [c for c in sim_checks(design, r) if c.metric != "cost_per_day_usd"]
-            if not all(c.met for c in win.n_minus_1_sim):
-                res.warnings.append(f"with one {adj} replica down the simulation misses: " + ", ".join(
-                    f"{c.metric} upper {'n/a' if c.upper is None else f'{c.upper:,.4g}'} vs {c.target:,.4g}"
-                    for c in win.n_minus_1_sim if not c.met))
 
     res.winner = win
     cost = win.sim_cost_per_day_usd if win.verified else win.cost_per_day_usd
@@ -346,6 +328,146 @@ def _search(design, design_json, sp, ev, ex, res: SizeResult, *, K, n1, budget, 
                    + (" — partial: stopped early" if res.partial else ""))
     res.wall_s = time.perf_counter() - t0
     return res
+
+
+def _verify_top(design, design_json, sp, ev, ex, res: SizeResult, top: list[Choice], by_label: dict, *, n1, seed,
+                deadline, sim_precision, say, cancel) -> None:
+    """Verify `top` by simulation, in two deterministic rounds (each on every worker).
+
+    1. Each candidate at the twin's counts, one replica more while it misses.
+    2. One fewer (and on while it passes) only where the cheaper count could beat the cheapest
+       cost round 1 verified: a step down that cannot change the answer is not simulated (at
+       a count the twin already fails it is the costliest run of all — ρ near 1 — and on
+       rag_qa it was most of the search's time). Without ``--n-minus-1`` only.
+    """
+    kws, adjs = [], []
+    for ch in top:
+        s = by_label[ch.candidate]
+        adj = _adjust_component(design, ch)
+        fld_lo = s.stable_counts.get(adj, 1) if adj else 1
+        kws.append(dict(seed=seed, floor=max(fld_lo, sp.sized[adj][1] if adj else 1),
+                        ceiling=sp.sized[adj][2] if adj else 1, precision=sim_precision,
+                        headroom=sp.options.headroom, cancel=cancel if ex.workers == 1 else None))
+        adjs.append(adj)
+
+    def run_round(items: list[tuple[int, dict, dict]], label: str, lo: float, hi: float) -> dict[int, dict]:
+        # Longest first (by the requests each first run will simulate), so that two workers
+        # are not left with one long run at the end; the caller applies results in rank order,
+        # so the order of submission changes nothing but the wall time.
+        items = sorted(items, key=lambda t: (-_expected_work(design, by_label[top[t[0]].candidate], t[1],
+                                                             sp.options.headroom), t[0]))
+        left = max(5.0, deadline - time.perf_counter())
+        tasks = [(design_json, by_label[top[k].candidate].candidate, counts, adjs[k], {**kw, "max_seconds": left})
+                 for k, counts, kw in items]
+        outs: dict[int, dict] = {}
+        for n, out in enumerate(ex.submit_all(_verify_task, tasks, cancel=cancel)):
+            outs[items[n][0]] = out
+            say(lo + (hi - lo) * (n + 1) / len(items), f"{label} {n + 1}/{len(items)}")
+            if _stop_reason(cancel, deadline) and n + 1 < len(items):
+                break
+        return outs
+
+    say(0.5, f"verifying the {len(top)} cheapest by simulation")
+    outs = run_round([(k, ch.replicas, {**kws[k], "allow_down": False}) for k, ch in enumerate(top)], "verified",
+                     0.5, 0.85)
+    passed = [o["cost_per_day_usd"] for o in outs.values() if o["met"]]
+    down = []
+    if not n1 and passed and not _stop_reason(cancel, deadline):
+        best = min(passed)
+        for k, o in sorted(outs.items()):
+            adj = adjs[k]
+            if not o["met"] or adj is None or o["counts"][adj] - 1 < kws[k]["floor"]:
+                continue
+            if o["counts"][adj] != top[k].replicas.get(adj):
+                continue  # round 1 went up: one fewer is a count it simulated and saw miss
+            fewer = {**o["counts"], adj: o["counts"][adj] - 1}
+            if ev.evaluate(by_label[top[k].candidate].candidate, fewer).cost_per_day_usd < best * (1 - COST_TIE):
+                down.append((k, fewer, {**kws[k], "allow_down": True, "allow_up": False,
+                                        "max_steps": max(1, 6 - o["runs"])}))
+        if down:
+            say(0.85, f"simulating {len(down)} candidate{'s' if len(down) != 1 else ''} one replica down")
+    for k, o in run_round(down, "one fewer", 0.85, 1.0).items() if down else ():
+        first = outs[k]
+        outs[k] = {**(o if o["met"] else first), "runs": first["runs"] + o["runs"], "log": first["log"] + o["log"],
+                   "cut": first["cut"] + o["cut"], "stopped": o["stopped"] or first["stopped"]}
+    for k in sorted(outs):
+        _apply_verification(design, res, top[k], outs[k], adjs[k])
+    if _stop_reason(cancel, deadline) and any(c.verified is None for c in top):
+        res.stopped_by, res.partial = _stop_reason(cancel, deadline), True
+        ex.cancel()
+
+
+COST_TIE = 1e-4
+"""Verified costs within this share of each other are a tie, broken by the twin's rank: a
+simulated cost differs from the twin's only by the measured per-request charges (a few
+cents a day), which must not reorder candidates the twin found equally cheap."""
+
+
+def _cheapest(chs: list[Choice]) -> Choice:
+    low = min(c.sim_cost_per_day_usd for c in chs)
+    return min((c for c in chs if c.sim_cost_per_day_usd <= low * (1 + COST_TIE)), key=lambda c: c.rank)
+
+
+def _n_minus_1(design: Design, sp: Space, res: SizeResult, verified: list[Choice], by_label: dict, *, seed: int,
+               sim_precision: float, deadline: float, cancel) -> Choice | None:
+    """The cheapest verified candidate that still meets every SLO in simulation with one
+    replica of its adjusted component down (``--n-minus-1``: the twin sized for it, the
+    simulation verifies it). A candidate whose N−1 run misses gets one replica more — its
+    N−1 is then the run already verified at the old count — and is simulated at the new count
+    (costlier, so the next cheapest may win). None when every candidate failed."""
+    from .verify import _run, sim_checks
+
+    pool = list(verified)
+    held: set[str] = set()  # candidates whose N−1 is known to hold
+    headroom = sp.options.headroom
+    while pool:
+        ch = _cheapest(pool)
+        adj = _adjust_component(design, ch)
+        counts = ch.sim_replicas or ch.replicas
+        if ch.candidate in held or not adj or counts[adj] < 2:
+            return ch
+        if _stop_reason(cancel, deadline):
+            res.warnings.append(f"{ch.candidate}: N−1 not simulated (stopped early)")
+            return ch
+        cand = by_label[ch.candidate].candidate
+
+        def run(c: dict[str, int]):
+            r = _run(_with_headroom(cand.apply(design, c), headroom), seed, sim_precision,
+                     max(5.0, deadline - time.perf_counter()), cancel)
+            res.simulations += 1
+            ch.sim_runs += 1
+            return r, sim_checks(design, r)
+
+        _, down = run({**counts, adj: counts[adj] - 1})
+        ch.n_minus_1_sim = [c for c in down if c.metric != "cost_per_day_usd"]
+        if all(c.met for c in ch.n_minus_1_sim):
+            return ch
+        miss = ", ".join(f"{c.metric} upper {'n/a' if c.upper is None else f'{c.upper:,.4g}'} vs {c.target:,.4g}"
+                         for c in ch.n_minus_1_sim if not c.met)
+        up = {**counts, adj: counts[adj] + 1}
+        r, chk = run(up)
+        was = ch.sim_cost_per_day_usd
+        # The new count's N−1 is the count verified before: every SLO met there.
+        ch.n_minus_1_sim = [c for c in ch.sim if c.metric != "cost_per_day_usd"]
+        ch.sim, ch.sim_replicas, ch.sim_cost_per_day_usd = chk, up, r.cost_per_day_usd
+        ok = all(c.met for c in chk)
+        res.warnings.append(f"{ch.candidate}: with one {adj} replica down ({counts[adj] - 1}) the simulation misses: "
+                            f"{miss}; " + (f"{up[adj]} replicas instead (+${r.cost_per_day_usd - was:,.0f}/day)" if ok
+                                           else f"and {up[adj]} replicas miss too: out"))
+        tr = ch.replicas.get(adj)
+        res.overturned = [o for o in res.overturned if o.candidate != ch.candidate]
+        res.overturned.append(Overturned(
+            candidate=ch.candidate, component=adj, twin_replicas=tr, sim_replicas=up[adj],
+            twin_cost_per_day_usd=ch.cost_per_day_usd, sim_cost_per_day_usd=r.cost_per_day_usd,
+            delta_usd_per_day=r.cost_per_day_usd - ch.cost_per_day_usd,
+            detail=f"{adj}: twin {tr} → simulation {up[adj]} for N−1 (with {counts[adj] - 1} up it misses {miss})"
+                   + ("" if ok else f"; {up[adj]} misses too")))
+        if ok:
+            held.add(ch.candidate)
+        else:
+            ch.verified = False
+            pool.remove(ch)
+    return None
 
 
 def _apply_verification(design: Design, res: SizeResult, ch: Choice, out: dict, adj: str | None) -> None:

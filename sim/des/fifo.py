@@ -83,7 +83,9 @@ class FifoStation(StationBase):
         if self._plain and getattr(dist, "dist", None) == "exponential" and hasattr(dist, "mean_ms"):
             self._rate = 1.0 / (dist.mean_ms * 0.001)
         self._rand = self.rng.random
-        # The expo paths draw a service time with one C call (same numbers as the line above).
+        # The expo paths draw a service time as `-_log(1.0 - self._rand()) / self._rate`, written
+        # out: random.expovariate's expression, cheaper as bytecode in the running frame than a
+        # call of the C pipeline `_svc` (~170 vs ~250 ns here); `_svc` gives the same numbers.
         self._svc = expo_draw(self.rng, self._rate) if self._rate else None
         self._fin = self._finish
         self._fin_ev = lambda ev: self._finish(ev._value)  # `later`'s protocol, plain environments
@@ -119,7 +121,7 @@ class FifoStation(StationBase):
             now = self.env._now
             if req.lag_from is not None:
                 req.lag_from.record_lag(req, now)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -138,7 +140,7 @@ class FifoStation(StationBase):
                 self._wadd(wait)  # binned later, in bulk (`flush_waits`)
             if nreq.lag_from is not None:
                 nreq.lag_from.record_lag(nreq, now)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -158,7 +160,7 @@ class FifoStation(StationBase):
         req.nx = done
         if self.free:
             self.free -= 1
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -175,7 +177,7 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -210,7 +212,7 @@ class FifoStation(StationBase):
         """`_arrive_expo_nolag` when `done` is known (see `forward_to`): nothing kept on `req`."""
         if self.free:
             self.free -= 1
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -227,7 +229,7 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -244,7 +246,7 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -252,7 +254,7 @@ class FifoStation(StationBase):
         nst = self._nst
         if nst.free:
             nst.free -= 1
-            s = nst._svc()
+            s = -_log(1.0 - nst._rand()) / nst._rate
             nst._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), nst._fin, req))
         else:
@@ -269,7 +271,7 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -279,7 +281,7 @@ class FifoStation(StationBase):
         nst = self._nst
         if nst.free:
             nst.free -= 1
-            s = nst._svc()
+            s = -_log(1.0 - nst._rand()) / nst._rate
             nst._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), nst._fin, req))
         else:

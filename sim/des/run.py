@@ -313,8 +313,8 @@ class Run:
         self.t_area = now
         self.n_in = n_in + 1
         rate = self.rate
-        # Constant rate: the gap drawn in C, exactly as random.expovariate does it.
-        g = self.gap() if rate else self.source.gap(now)
+        # Constant rate: the gap drawn exactly as random.expovariate does it.
+        g = -_log(1.0 - self.rand()) / rate if rate else self.source.gap(now)
         if g is not None:
             heappush(self.heap, (now + g, 1, next(self.eid), self.arr_cb, None))
         else:
@@ -342,9 +342,13 @@ class Run:
         if not keep and fn is not FifoStation._arrive_expo_fwd:
             return None
         cls, pt, ot = self.fixed
-        heap, eid, gap = self.heap, self.eid, self.gap
+        heap, eid, rand, rate = self.heap, self.eid, self.rand, self.rate
 
-        def arrival(_arg, self=self, st=st, heap=heap, eid=eid, gap=gap, new=Request, push=heappush):
+        # The draws are written out too: `-log(1 - u) / rate` is what `expo_draw` computes
+        # (and `random.expovariate`), and cheaper as bytecode inside a running frame than the
+        # C pipeline's call (~170 vs ~250 ns here).
+        def arrival(_arg, self=self, st=st, heap=heap, eid=eid, rand=rand, rate=rate, new=Request, push=heappush,
+                    log=_log):
             # `_arrival` and the entry's `arrive`, written out: the same draws, entries and order.
             now = self.env._now
             i = self.next_id
@@ -357,12 +361,12 @@ class Run:
             self.area += n_in * (now - self.t_area)
             self.t_area = now
             self.n_in = n_in + 1
-            push(heap, (now + gap(), 1, next(eid), arrival, None))
+            push(heap, (now + -log(1.0 - rand()) / rate, 1, next(eid), arrival, None))
             if keep:
                 req.nx = self.entry_done
             if st.free:
                 st.free -= 1
-                s = st._svc()
+                s = -log(1.0 - st._rand()) / st._rate
                 st._busy_area += s
                 push(heap, (now + s, 1, next(eid), st._fin, req))
             else:

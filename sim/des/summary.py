@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -108,11 +109,13 @@ def _order_stats(values: list[float]) -> dict:
     total = math.fsum(values)  # correctly rounded: the same float in any order
     ps = (0.5, 0.9, 0.95, 0.99, *_CDF_QS)
     # Only the order statistics at these ranks are read: numpy sorts a copy ~3× faster than
-    # list.sort (a batch of 300k latencies: ~30 ms instead of ~90 ms), the same floats.
+    # list.sort (a batch of 300k latencies: ~45 ms instead of ~175 ms here), the same floats.
+    # Only when numpy is loaded already, or the batch pays for importing it (~0.4 s here).
     ranks = sorted({n - 1, *(min(int(p * (n - 1)) + d, n - 1) for p in ps for d in (0, 1))})
-    if n > 2048:
+    np = sys.modules.get("numpy") if n > 2048 else None
+    if np is None and n >= 2_000_000:
         import numpy as np
-
+    if np is not None:
         arr = np.array(values, dtype=float)
         arr.sort()
         at = dict(zip(ranks, arr[ranks].tolist()))

@@ -83,7 +83,9 @@ class FifoStation(StationBase):
         if self._plain and getattr(dist, "dist", None) == "exponential" and hasattr(dist, "mean_ms"):
             self._rate = 1.0 / (dist.mean_ms * 0.001)
         self._rand = self.rng.random
-        # The expo paths draw a service time with one C call (same numbers as the line above).
+        # The expo paths draw a service time as `-_log(1.0 - self._rand()) / self._rate`, written
+        # out: random.expovariate's expression, cheaper as bytecode in the running frame than a
+        # call of the C pipeline `_svc` (~170 vs ~250 ns here); `_svc` gives the same numbers.
         self._svc = expo_draw(self.rng, self._rate) if self._rate else None
         self._fin = self._finish
         self._fin_ev = lambda ev: self._finish(ev._value)  # `later`'s protocol, plain environments
@@ -119,7 +121,7 @@ class FifoStation(StationBase):
             now = self.env._now
             if req.lag_from is not None:
                 req.lag_from.record_lag(req, now)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -138,7 +140,7 @@ class FifoStation(StationBase):
                 self._wadd(wait)  # binned later, in bulk (`flush_waits`)
             if nreq.lag_from is not None:
                 nreq.lag_from.record_lag(nreq, now)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -158,7 +160,7 @@ class FifoStation(StationBase):
         req.nx = done
         if self.free:
             self.free -= 1
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -175,7 +177,7 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
@@ -193,13 +195,24 @@ class FifoStation(StationBase):
         self._fwd, self._fwd_done = arrive, done
         self.arrive = self._arrive_expo_fwd
         self._fin = self._finish_expo_fwd
+        # The next station is a plain exponential one too: its `arrive` is written out in
+        # this finish (one Python call per hop fewer; the same draws and heap entries).
+        nxt = getattr(arrive, "__self__", None)
+        if isinstance(nxt, FifoStation) and nxt.env is self.env:
+            fn = getattr(arrive, "__func__", None)
+            if fn is FifoStation._arrive_expo_fwd:
+                self._nst = nxt
+                self._fin = self._finish_expo_ff
+            elif fn is FifoStation._arrive_expo_nolag:
+                self._nst = nxt
+                self._fin = self._finish_expo_fn
         return True
 
     def _arrive_expo_fwd(self, req, done):
         """`_arrive_expo_nolag` when `done` is known (see `forward_to`): nothing kept on `req`."""
         if self.free:
             self.free -= 1
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (self.env._now + s, 1, next(self._eid), self._fin, req))
         else:
@@ -216,12 +229,64 @@ class FifoStation(StationBase):
             wait = now - nreq.t_in
             if wait > 0.0:
                 self._wadd(wait)
-            s = self._svc()
+            s = -_log(1.0 - self._rand()) / self._rate
             self._busy_area += s
             heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
         else:
             self.free += 1
         self._fwd(req, self._fwd_done or req.k)
+
+    def _finish_expo_ff(self, req):
+        """`_finish_expo_fwd` with the next station's `_arrive_expo_fwd` written out."""
+        self.completions += 1
+        q = self.queue
+        now = self.env._now
+        if q:
+            nreq = q.popleft()
+            wait = now - nreq.t_in
+            if wait > 0.0:
+                self._wadd(wait)
+            s = -_log(1.0 - self._rand()) / self._rate
+            self._busy_area += s
+            heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
+        else:
+            self.free += 1
+        nst = self._nst
+        if nst.free:
+            nst.free -= 1
+            s = -_log(1.0 - nst._rand()) / nst._rate
+            nst._busy_area += s
+            heappush(self._heap, (now + s, 1, next(self._eid), nst._fin, req))
+        else:
+            req.t_in = now
+            nst.queue.append(req)
+
+    def _finish_expo_fn(self, req):
+        """`_finish_expo_fwd` with the next station's `_arrive_expo_nolag` written out."""
+        self.completions += 1
+        q = self.queue
+        now = self.env._now
+        if q:
+            nreq = q.popleft()
+            wait = now - nreq.t_in
+            if wait > 0.0:
+                self._wadd(wait)
+            s = -_log(1.0 - self._rand()) / self._rate
+            self._busy_area += s
+            heappush(self._heap, (now + s, 1, next(self._eid), self._fin, nreq))
+        else:
+            self.free += 1
+        done = self._fwd_done
+        req.nx = req.k if done is None else done
+        nst = self._nst
+        if nst.free:
+            nst.free -= 1
+            s = -_log(1.0 - nst._rand()) / nst._rate
+            nst._busy_area += s
+            heappush(self._heap, (now + s, 1, next(self._eid), nst._fin, req))
+        else:
+            req.t_in = now
+            nst.queue.append(req)
 
     def _sync_qlen(self) -> None:
         if self._expo:

@@ -166,8 +166,10 @@ def expo_draw(rng: random.Random, rate: float) -> Callable[[], float]:
     """``rng.expovariate(rate)`` as a zero-argument callable that runs entirely in C.
 
     The same numbers in the same order (``-log(1 - u) / rate``, exactly as `random.expovariate`
-    computes it, one ``rng.random()`` per call, nothing drawn ahead), without a Python frame:
-    the engine draws one per service start and per arrival.
+    computes it, one ``rng.random()`` per call, nothing drawn ahead), without a Python frame.
+    Where the engine's hot paths draw inside a running Python frame they write the expression
+    out instead (``-_log(1.0 - rand()) / rate``: ~170 ns against ~250 ns for this call on
+    Python 3.11 here); the numbers are the same either way.
     """
     return expo_stream(rng, rate).__next__
 

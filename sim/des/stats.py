@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from itertools import repeat
+from operator import add as _add
+from operator import mul as _mul
 from statistics import NormalDist
 
 __all__ = [
@@ -186,16 +189,21 @@ def log_quantile(values: list[float], zeros: int, q: float) -> float:
     extra = m // 8 + 16
     while True:
         top = _largest(values, m + extra)
-        keys = [int(_log(x) * _K + _OFFSET) for x in top]
+        keys = _keys(top)
         k = keys[m - 1]
         if len(top) == npos or keys[-1] < k:
             break
         extra *= 4  # the target bin reaches below what we took: take more
     c_k = keys.count(k)
-    c_hi = sum(1 for key in keys if key > k)
+    c_hi = keys.index(k)  # keys of the descending `top` do not increase: those before are above k
     cum = zeros + (npos - c_k - c_hi)
     frac = (target - cum) / c_k
     return min(top[0], _exp((k - _OFFSET + frac) / _K))
+
+
+def _keys(xs: list[float]) -> list[int]:
+    """``[int(_log(x) * _K + _OFFSET) for x in xs]`` (the histogram's bin keys), in C loops."""
+    return list(map(int, map(_add, map(_mul, map(_log, xs), repeat(_K)), repeat(_OFFSET))))
 
 
 def _largest(values: list[float], count: int) -> list[float]:

@@ -37,9 +37,12 @@ EFFICIENCY_KEYS = [
       ("moe_expert_half_tokens", "moe_expert_max_penalty", "moe_expert_base_penalty", "moe_expert_bw_efficiency")),
     # issue 11, joint pass: the TensorRT-LLM PyTorch backend's host time per sequence per step
     "trtllm_host_us_per_seq", "trtllm_host_us_per_seq@GB200-186GB",
+    # issue 11f: MoE routing work per routed copy (Blackwell; Hopper keeps the base penalty)
+    "moe_routing_flops_per_elem", "moe_routing_flops_per_elem@B200-180GB", "moe_routing_flops_per_elem@GB200-186GB",
 ]
 # Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
-MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens"}
+MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens", "moe_routing_flops_per_elem",
+               "moe_expert_base_penalty@B200-180GB", "moe_expert_base_penalty@GB200-186GB"}
 
 
 def test_all_gpus_load_with_positive_numbers_and_sources():

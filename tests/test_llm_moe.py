@@ -36,6 +36,26 @@ def test_routed_expert_compute_penalty_by_hand():
     assert dense.moe_scale(2048) == 1.0
 
 
+def test_routing_work_per_routed_copy_by_hand():
+    # Qwen3-30B-A3B: 8 of 128 experts, hidden 2048, 48 MoE layers, 3.3B active
+    comp = LLMServer(id="q", model="qwen3-30b-a3b", gpu="B200-180GB", precision="fp4")
+    s = ServingSpec.from_component(comp, moe_expert_half_tokens=0.0, moe_expert_base_penalty=0.0,
+                                   moe_routing_flops_per_elem=10000.0)
+    # 10000 × 8 × 2048 × 48 / (2 × 3.3e9) = 1.1916 extra, at any step size
+    assert s.moe_scale(64) == pytest.approx(1 + 10000 * 8 * 2048 * 48 / 6.6e9, rel=1e-12)
+    assert s.moe_scale(64) == pytest.approx(2.19156, rel=1e-5)
+    assert s.moe_scale(65536) == s.moe_scale(64)
+    # Llama 4 Scout: 1 of 16 experts, hidden 5120, 48 MoE layers, 17B active → 0.0723 extra
+    sc = ServingSpec.from_component(LLMServer(id="s", model="llama-4-scout", gpu="B200-180GB", precision="fp4"),
+                                    moe_expert_half_tokens=0.0, moe_expert_base_penalty=0.0,
+                                    moe_routing_flops_per_elem=10000.0)
+    assert sc.moe_scale(4096) == pytest.approx(1 + 10000 * 1 * 5120 * 48 / 34e9, rel=1e-12)
+    # the fitted Blackwell value is read from the data file; Hopper has none
+    b200 = ServingSpec.from_component(comp)
+    assert b200.moe_routing_flops_per_elem == factor("moe_routing_flops_per_elem@B200-180GB") > 0
+    assert qwen().moe_routing_flops_per_elem == factor("moe_routing_flops_per_elem") == 0
+
+
 def test_expert_weight_reads_at_their_own_bandwidth_efficiency():
     m = get_model("qwen3-235b-a22b")
     s = qwen(decode_bw_efficiency=0.6, moe_expert_bw_efficiency=0.3)

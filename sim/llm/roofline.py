@@ -142,6 +142,9 @@ class ServingSpec:
     moe_expert_max_penalty: float = 1.0  # cap on the routed experts' extra compute (× their share)
     # Extra routed-expert compute that remains at any tokens per expert (× their share; MoE only).
     moe_expert_base_penalty: float = 0.0
+    # Routing work per routed copy of a token's hidden vector (top-k, permute, gather/scatter,
+    # combine), in FLOP-equivalents per hidden element at the step's compute rate (MoE only).
+    moe_routing_flops_per_elem: float = 0.0
     # HBM efficiency of the routed experts' weight reads (quantised grouped GEMMs; 0 = decode_bw_efficiency).
     moe_expert_bw_efficiency: float = 0.0
     # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
@@ -214,6 +217,7 @@ class ServingSpec:
             moe_expert_half_tokens=_gpu_factor("moe_expert_half_tokens", gpu) if model.is_moe else 0.0,
             moe_expert_max_penalty=_gpu_factor("moe_expert_max_penalty", gpu),
             moe_expert_base_penalty=_gpu_factor("moe_expert_base_penalty", gpu) if model.is_moe else 0.0,
+            moe_routing_flops_per_elem=_gpu_factor("moe_routing_flops_per_elem", gpu) if model.is_moe else 0.0,
             # Fitted on quantised (FP8/NVFP4) MoE rows only; 16-bit experts (Mixtral BF16 on vLLM,
             # held out) read at the dense efficiency.
             moe_expert_bw_efficiency=(_gpu_factor("moe_expert_bw_efficiency", gpu)
@@ -390,14 +394,19 @@ class ServingSpec:
         read for a few tokens, which the memory term charges), plus ``moe_expert_base_penalty`` ×
         at any t (routing, token permutation, load imbalance: published MoE prefill stays far
         below dense MFU at thousands of tokens per expert):
-        routed compute × (1 + base + min(P, t½/t))."""
+        routed compute × (1 + base + min(P, t½/t)); plus the routing work, a cost per routed copy
+        of a token (``moe_routing_flops_per_elem`` r FLOP-equivalents per hidden element, so it
+        weighs k·hidden·layers against 2·active params: heavy for many small experts, Qwen3-30B,
+        light for one big one, Llama 4 Scout): + r·k·hidden·L_moe / (2·active)."""
         m, h, c = self.model, self.moe_expert_half_tokens, self.moe_expert_base_penalty
-        if not m.is_moe or (h <= 0 and c <= 0) or step_tokens <= 0:
+        if not m.is_moe or (h <= 0 and c <= 0 and self.moe_routing_flops_per_elem <= 0) or step_tokens <= 0:
             return 1.0
         routed = 3 * m.hidden * m.ffn_intermediate * m.experts_per_token * m.n_moe_layers
         share = routed / (m.params_active_b * 1e9)
         per_expert = step_tokens * m.experts_per_token / m.experts
-        return 1 + share * (c + min(self.moe_expert_max_penalty, h / per_expert))
+        route = (self.moe_routing_flops_per_elem * m.experts_per_token * m.hidden * m.n_moe_layers
+                 / (2 * m.params_active_b * 1e9))
+        return 1 + route + share * (c + min(self.moe_expert_max_penalty, h / per_expert))
 
     def attention_flops(self, new_tokens: float, cached_tokens: float = 0.0) -> float:
         """Causal attention FLOPs of ``new_tokens`` appended after ``cached_tokens``."""

@@ -776,7 +776,9 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
             f"mixture of experts: {m.experts_per_token} of {m.experts} experts per token → {t_e:.1f} tokens per "
             f"expert at batch {S}; the routed experts' grouped GEMMs compute at (1 + {spec.moe_expert_base_penalty:g} "
             f"+ min({spec.moe_expert_max_penalty:g}, {spec.moe_expert_half_tokens:g} / {t_e:.1f})) × their dense time "
-            f"(compute × {spec.moe_scale(S):.2f} at this batch)"
+            + (f"; routing (top-k, permute, combine) costs {spec.moe_routing_flops_per_elem:g} FLOP-equivalents "
+               f"per hidden element of each routed copy" if spec.moe_routing_flops_per_elem > 0 else "")
+            + f" (compute × {spec.moe_scale(S):.2f} at this batch)"
             + (f"; their weights stream at {eff:g} of paper bandwidth (dense weights and KV at "
                f"{spec.decode_bw_efficiency:g})" if eff > 0 else ""))
     if spec.ep > 1:

@@ -147,8 +147,7 @@ class Run:
         self.drain_capped = False
         if whole_day:
             self.n_meas = 1 << 62  # one batch: the whole day
-        self._end = self.end  # one bound method, so that `_finish_end` can recognise it by identity
-        self._end_inner = self._end_day if whole_day else (self._end_series if keep_series else self._end)
+        self._end_inner = self._end_day if whole_day else (self._end_series if keep_series else self.end)
         self.end_cb = self._end_user if wl.closed_loop else self._end_inner
         self.entry_done = self.end_cb if self.entry_last else self.entry.cb  # `done` for the entry station
         self.mark = 0
@@ -205,10 +204,6 @@ class Run:
             g = self.gap() if self.rate else self.source.gap(0.0)
             if g is not None:
                 self.arr_cb = self._arrival_fast() or self._arrival
-                for st in self.stations if "ops" not in self.ctx.extra else ():  # before any finish is on the heap
-                    fin = getattr(st, "_fin", None)
-                    if getattr(fin, "__func__", None) is FifoStation._finish_expo_nolag and fin.__self__.env is env:
-                        st._fin = self._finish_end(st)
                 later(env, g, self.arr_cb)
         if self.whole_day:
             self._open_seg(0.0, 0)
@@ -397,45 +392,6 @@ class Run:
 
         return arrival
 
-    def _finish_end(self, st):
-        """`FifoStation._finish_expo_nolag` of `st` with `end` written out for the requests
-        whose path ends there (`req.nx` is `end`): one Python call per request fewer, the same
-        draws, heap entries and order. Other requests call their `nx` as before."""
-        heap, eid, env, end = self.heap, self.eid, self.env, self._end
-
-        def finish(req, self=self, st=st, push=heappush, log=_log):
-            # The station's state is read per event, as its own finish does (a fault may
-            # change `_rate`, a pool swap `queue`).
-            st.completions += 1
-            q = st.queue
-            now = env._now
-            if q:
-                nreq = q.popleft()
-                wait = now - nreq.t_in
-                if wait > 0.0:
-                    st._wadd(wait)
-                s = -log(1.0 - st._rand()) / st._rate
-                st._busy_area += s
-                push(heap, (now + s, 1, next(eid), st._fin, nreq))
-            else:
-                st.free += 1
-            if req.nx is not end:
-                req.nx(req, True)
-                return
-            # `end(req, True)`, written out.
-            self.area += self.n_in * (now - self.t_area)
-            self.t_area = now
-            self.n_in -= 1
-            if req.measured:
-                seg = self.segs[(req.id - self.n_warm) // self.n_meas]
-                seg.values.append(now - req.t0)
-                if req.first_token_at is not None:
-                    _account_tokens(seg, req)
-                if self.draining and self._drained():
-                    self._stop()
-
-        return finish
-
     def _schedule_user(self, u: int) -> None:
         later(self.env, self.think(), self._user_sends, u)
 
@@ -501,9 +457,9 @@ class Run:
     def stop_series(self) -> None:
         """MSER-5 is done: drop the series and the per-request hook that fills it."""
         self.series = None
-        self._end_inner = self._end
+        self._end_inner = self.end
         if not self.closed_loop:
-            self.end_cb = self._end
+            self.end_cb = self.end
         self.entry_done = self.end_cb if self.entry_last else self.entry.cb
 
     # -- batches and control --

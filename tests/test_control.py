@@ -47,7 +47,7 @@ def test_cv_fit_drops_controls_it_cannot_use():
     ys = [rng.random() for _ in xs]
     fit = cv_fit(ys, xs, ("a", "b", "c"))
     assert fit.used == ("a", "b") and fit.df == MIN_DF
-    # A stopping rule's early look (min_df=2, `engine.RULE_MIN_DF`) keeps all three controls.
+    # A smaller min_df (an earlier, more cautious look) keeps all three controls.
     early = cv_fit(ys, xs, ("a", "b", "c"), min_df=2)
     assert early.used == ("a", "b", "c") and early.df == MIN_DF + 3 - 1 - 3
 

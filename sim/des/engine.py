@@ -75,17 +75,11 @@ MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & 
 # with three controls) meet the target: the others finish draining before the result is built
 # and its interval uses them all (10 batches instead of 13 on the library serving design).
 MIN_COMPLETE = 8
-# With control variates the result's t-interval has k − 1 − q degrees of freedom and is exact for
-# normal batch statistics at any k ≥ q + 1 + MIN_DF: 8 batches for three controls. The rule may
-# then stop at MIN_CV_BATCHES closed batches once MIN_CV_COMPLETE complete ones meet the target
-# with RULE_MIN_DF residual df (all three controls at 6 batches: t = 4.30, a cautious look);
-# the result uses all of them, drained. Issue 9 tried 8 closed / 6 complete (8–9 batches
-# instead of 10–11 on the library serving design; its end-to-end p95 covered 18/20 seeds), but
-# its TTFT and TPOT p95 intervals then covered 17/20 and 15/20 seeds against a 120-batch
-# reference (the 10 / 8 stop: 16–18/20 and 17–18/20; 2026-12-02), so the stop stays at 10 / 8.
-MIN_CV_BATCHES = 10
-MIN_CV_COMPLETE = 8
-RULE_MIN_DF = 2
+# Issue 9 tried an earlier stop for control-variate runs (8 closed / 6 complete, a look on 2
+# residual df): 8–9 batches instead of 10–11 on the library serving design and its end-to-end
+# p95 still covered 18/20 seeds, but the TTFT and TPOT p95 intervals covered only 17/20 and
+# 15/20 against a 120-batch reference (10 / 8: 16–18/20 and 17–18/20; bench/bench_llm_coverage.py,
+# 2026-12-02), so the stop stayed at MIN_REPLICATIONS closed / MIN_COMPLETE complete.
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
 CV_WARM_SOJOURNS = 10.0  # warm-up in requests-in-system with control variates (LLM designs, see _rep_plan)
 
@@ -438,7 +432,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                 first = k
                 warnings.append(f"warm-up extended by MSER-5 from {n_warm:,} to {n_warm + k * n_meas:,} requests")
                 continue
-        m, hw = p95_interval(complete, plan, RULE_MIN_DF)  # no plan: no controls, min_df moot
+        m, hw = p95_interval(complete, plan)
         p95s = complete
         met = m > 0 and not math.isinf(hw) and hw <= precision * m
         wall = time.perf_counter() - t_start
@@ -453,7 +447,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                 stopped_by = "precision" if met else "max_requests"
                 break
         elif met and (len(complete) >= MIN_REPLICATIONS
-                      or plan is not None and len(closed) >= MIN_CV_BATCHES and len(complete) >= MIN_CV_COMPLETE):
+                      or plan is not None and len(closed) >= MIN_REPLICATIONS and len(complete) >= MIN_COMPLETE):
             stopped_by = "precision"
             rule_rel = hw / m
             break
@@ -495,7 +489,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
                         est=est, sample=sample, warnings=warnings, warmup=n_warm + first * n_meas, ci_method=method,
                         plan=plan if not unstable else None, **kw)
     res.engine_path = getattr(run, "path", "events")
-    vr = variance_reduction(outs, plan, precision, n_meas, n_warm + first * n_meas, MIN_CV_BATCHES) \
+    vr = variance_reduction(outs, plan, precision, n_meas, n_warm + first * n_meas, MIN_REPLICATIONS) \
         if plan is not None and not unstable else None
     if vr is not None:
         from sim.results import VarianceReduction

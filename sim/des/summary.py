@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from .control import MIN_DF, batch_controls, cv_fit
+from .control import batch_controls, cv_fit
 from .stats import LogHistogram, half_width, mean_ci, summary
 from .workload import OpenLoop
 
@@ -353,15 +353,15 @@ def percentiles(outs: list[Batch], attr: str, whole_day: bool, plan=None):
     return point, ci, rel
 
 
-def p95_interval(outs: list[Batch], plan=None, min_df: int = MIN_DF) -> tuple[float, float]:
+def p95_interval(outs: list[Batch], plan=None) -> tuple[float, float]:
     """(estimate, 95 % half-width) of the end-to-end p95 in seconds over `outs`: the stopping
     rule's statistic (control variates with a plan, else the plain batch mean; inf half-width
-    with fewer than two batches; `min_df` as in `cv_fit`)."""
+    with fewer than two batches)."""
     p95s = [q95(o) for o in outs]
     if not p95s:
         return 0.0, math.inf
     fit = cv_fit(p95s, batch_controls(plan, outs, "p95") if plan is not None else None,
-                 plan.names("p95") if plan else (), min_df)
+                 plan.names("p95") if plan else ())
     return fit.estimate, fit.half_width
 
 

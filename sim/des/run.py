@@ -36,6 +36,7 @@ from .stations import BrokerStation, SimEnv, later
 from .stats import LogHistogram, RawSample
 from .summary import Batch
 from .station_base import expo_draw
+from .delay_chain import DelayChain
 from .workload import DAY_S, OpenLoop, class_sampler, think_sampler
 from sim.ops.traffic import make_source
 
@@ -62,16 +63,6 @@ def _account_tokens(seg, req: Request) -> None:
     seg.answer_tokens += n
     if n > 1:
         seg.tpot.add((req.last_token_at - req.first_token_at) / (n - 1))
-
-def _recording(draw, add_out, add_prompt):
-    """`draw` that also appends each request's output and prompt tokens (control variates)."""
-    def draw_and_record():
-        c, p, o = draw()
-        add_out(o)
-        add_prompt(p)
-        return c, p, o
-
-    return draw_and_record
 
 
 class Run:
@@ -113,7 +104,7 @@ class Run:
         self.whole_day = whole_day
         self.no_drain = no_drain
         self.deadline, self.cancel = deadline, cancel
-        self.draw = class_sampler(wl, self.ctx.stream("tokens"))
+        tokens_rng = self.ctx.stream("tokens")
         self.closed_loop = wl.closed_loop
         if self.closed_loop:
             self.think = think_sampler(wl, self.ctx.stream("think"))
@@ -133,8 +124,8 @@ class Run:
         self.outs: list[int] = []
         self.prompts: list[int] = []
         self.tail_tokens = tail_tokens
-        if tail_tokens is not None:
-            self.draw = _recording(self.draw, self.outs.append, self.prompts.append)
+        # The draw appends to these itself (`class_sampler`'s `record`).
+        self.draw = class_sampler(wl, tokens_rng, (self.outs, self.prompts) if tail_tokens is not None else None)
         self.area = 0.0
         self.t_area = 0.0
         self.cut: str | None = None
@@ -157,6 +148,14 @@ class Run:
         src = self.source
         self.rate = src.rate if (type(src) is OpenLoop and src.rates is None and src.horizon_s is None) else 0.0
         self.rand = src.rng.random if self.rate else None
+        # The entry's fixed-latency FIFO stations by recursion, one event per request for the
+        # whole chain (`sim.des.delay_chain`); only for Poisson arrivals at a constant rate
+        # (no ties between events) and without a timeline (whose faults act on stations).
+        self.delay = None
+        if self.rate and timeline is None and not whole_day and not wl.closed_loop:
+            self.delay = DelayChain.build(self.nodes, design, env)
+            if self.delay is not None:
+                self.entry_arrive = self.delay.push
         self.gap = expo_draw(src.rng, self.rate) if self.rate else None  # = expovariate(rate), in C
         classes = wl.request_classes()
         c0 = classes[0]
@@ -521,6 +520,8 @@ class Run:
         later(self.env, 0.0, _raise_stop)
 
     def _check(self, now: float) -> None:
+        if self.delay is not None:
+            self.delay.apply(now)  # bounds its pending records
         if not (self.next_id & (FLUSH_EVERY - 1)):
             for flush in self.flushers:
                 flush(False)  # bounds the stations' pending-wait lists (memory)

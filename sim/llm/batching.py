@@ -355,6 +355,39 @@ class ReplicaEngine:
             later(self.env, 0.0, self._start)
         return seq
 
+    def submit_plain(self, req):
+        """`submit(req)` with no output cap, prefix, adapter or disaggregation, for a `_plain`
+        paged engine without a sliding window (`plain_submit`): the same steps and values.
+        A request that could be refused takes `submit` itself (which refuses it)."""
+        prompt = req.prompt_tokens
+        output = req.output_tokens
+        if prompt.__class__ is not int or output.__class__ is not int or prompt < 1 or output < 1:
+            prompt = max(1, int(prompt))
+            output = max(1, int(output))
+        n = prompt + output
+        B = self.B
+        need = -(-n // B) * B if B > 1 else n
+        if n > self.ctx_limit or need > self.capacity:
+            return self.submit(req)
+        now = self.env._now
+        seq = _Seq(req, prompt, output, need, now)
+        if now > self._t_last:  # `_advance`, inlined
+            self._kv_area += self.kv_reserved * (now - self._t_last)
+            self._wait_area += self.n_waiting * (now - self._t_last)
+            self._t_last = now
+        self.waiting.append(seq)
+        self.n_waiting += 1
+        self.outstanding_tokens += n
+        if not self.busy:
+            self.busy = True
+            later(self.env, 0.0, self._start)
+        return seq
+
+    @property
+    def plain_submit(self) -> bool:
+        """Whether `submit_plain` may stand in for `submit` (plain, paged, no sliding window)."""
+        return self._plain and self.paged and not self.sw
+
     def abandon(self, seq) -> bool:
         """Withdraw a request that is still waiting (its client timed out); False if admitted."""
         if seq is None or seq.dead or seq.t_in < 0:

@@ -136,6 +136,16 @@ class LLMServerStation(StationBase):
         self._lora_cdf = zipf_cdf(comp.adapters, comp.adapter_zipf_s) if getattr(comp, "adapters", 0) > 0 else None
         self._rings: dict[int, tuple] = {}  # replicas -> consistent-hash ring (prefix_affinity)
         self._kv, self._specu = kv, specu
+        # The commonest server (this class itself, two-choice routing, no caps, prefixes,
+        # timeouts, adapters or disaggregation; plain paged replicas): `arrive` and `_on_done`
+        # without the branches it cannot take. The same draws and values (tests/test_llm_quiet.py).
+        if (type(self) is LLMServerStation and not self.pd and self._lora_cdf is None and self.timeout_s is None
+                and self.routing not in ("round_robin", "prefix_affinity")
+                and all(cap is None and L <= 0 for cap, L, _ in self._cls)
+                and all(e.plain_submit for e in self.engines)):
+            self.arrive = self._arrive_plain
+            for e in self.engines:
+                e.on_done = self._on_done_plain
 
     def _new_engine(self) -> ReplicaEngine:
         """A fresh replica configured like the others (aggregated servers; for `sim.ops`)."""
@@ -228,6 +238,39 @@ class LLMServerStation(StationBase):
         self._pending[key] = (done, seq, best)
         if self.timeout_s is not None:
             later(self.env, self.timeout_s, self._timeout, (req, key))
+
+    def _arrive_plain(self, req, done):
+        """`arrive` for the plain server (see `__init__`)."""
+        self.arrivals += 1
+        engines = self.engines
+        n = len(engines)
+        if n > 1:  # power of two choices on outstanding tokens, as in `arrive`
+            rnd = self.rng.random
+            i = int(rnd() * n)
+            j = int(rnd() * (n - 1))
+            j += j >= i
+            a, b = engines[i], engines[j]
+            ta, tb = a.outstanding_tokens, b.outstanding_tokens
+            best = a if ta < tb or ta == tb and i <= j else b
+        else:
+            best = engines[0]
+        key = id(req)
+        pending = self._pending
+        pending[key] = (done, None)
+        seq = best.submit_plain(req)
+        if seq is not None:
+            pending[key] = (done, seq, best)
+
+    def _on_done_plain(self, req, ok: bool, reason: str | None) -> None:
+        """`_on_done` without output caps (the plain server)."""
+        if ok:
+            done = self._pending.pop(id(req))[0]
+            self.completions += 1
+            n = req.output_tokens
+            req.answer_output_tokens = n if n.__class__ is int and n >= 1 else max(1, int(n))
+            done(req, True)
+            return
+        self._on_done(req, ok, reason)
 
     # --- engine callbacks -------------------------------------------------------------------
 

@@ -30,8 +30,11 @@ Usage (`sim.des.run.Run` does this itself)::
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
+from functools import reduce
 from heapq import heappush
+from itertools import islice, repeat
+from operator import add as _add
 
 from .fifo import FifoStation
 
@@ -39,67 +42,67 @@ __all__ = ["DelayChain"]
 
 
 class _Line:
-    """One fixed-service FIFO station of the chain: its recursion state and pending records."""
+    """One fixed-service FIFO station of the chain: its customers' times and their statistics.
 
-    __slots__ = ("st", "s", "c", "deps", "recs", "started")
+    Customers are kept in three parallel lists (arrival here, service start, departure), in
+    order, from `h` (the first not departed as of the last `apply`); `i` is the first whose
+    start has not been applied. Everyone still here is in ``[h, len)``, so with fewer than c
+    of them a server is free, and otherwise ``dep[-c]`` is customer k − c's departure.
+    """
+
+    __slots__ = ("st", "s", "c", "arr", "sta", "dep", "queued", "h", "i", "q")
 
     def __init__(self, st: FifoStation, s: float):
         self.st = st
         self.s = s  # the fixed service time (seconds)
         self.c = st.servers
-        self.deps: deque[float] = deque()  # departures of the last c customers (the recursion)
-        # Customers not yet departed as of the last `apply`, in order: [arrival, start, departure].
-        self.recs: deque[list] = deque()
-        self.started = 0  # how many of `recs` (from the left) have had their start applied
+        self.arr: list[float] = []
+        self.sta: list[float] = []
+        self.dep: list[float] = []
+        self.queued: list[int] = []  # indices of the customers that waited (start > arrival)
+        self.h = self.i = self.q = 0  # first not departed / not started / queued not applied
 
     def apply(self, now: float) -> None:
         """Apply, in FIFO order, the service starts and departures at or before `now`."""
-        st, recs, s = self.st, self.recs, self.s
-        i = self.started
-        n = len(recs)
-        if i < n:
-            wadd = st._wadd
-            area = st._busy_area
-            while i < n:
-                r = recs[i]
-                start = r[1]
-                if start > now:
-                    break
-                area += s
-                if start > r[0]:
-                    wadd(start - r[0])
-                i += 1
-            st._busy_area = area
-        done = 0
-        while done < i and recs[0][2] <= now:
-            recs.popleft()
-            done += 1
-        self.started = i - done
-        st.completions += done
+        st, sta = self.st, self.sta
+        i = self.i
+        j = bisect_right(sta, now, i)  # starts are in order: [i, j) started since
+        if j > i:
+            queued, q = self.queued, self.q
+            if q < len(queued) and queued[q] < j:
+                arr, wadd = self.arr, st._wadd
+                while q < len(queued) and queued[q] < j:
+                    k = queued[q]
+                    wadd(sta[k] - arr[k])  # positive waits, in start order, as the loop records them
+                    q += 1
+                self.q = q
+            # `_busy_area += s` once per start, in order (reduce adds one by one, like the loop).
+            st._busy_area = reduce(_add, repeat(self.s, j - i), st._busy_area)
+            self.i = i = j
+        h = bisect_right(self.dep, now, self.h, i)  # departures are in order too
+        st.completions += h - self.h
+        self.h = h
         # The event loop's counts at `now`: in service (started, not departed) and waiting
         # (arrived here, not started); customers still upstream are not here yet.
-        busy = self.started
-        waiting = 0
-        for k in range(self.started, len(recs)):
-            if recs[k][0] > now:
-                break
-            waiting += 1
-        st.busy = busy
-        st.qlen = waiting
-        st.free = st.servers - busy
+        st.busy = i - h
+        st.qlen = bisect_right(self.arr, now, i) - i
+        st.free = st.servers - (i - h)
+        if h > 8192 and h * 2 > len(sta):  # drop the departed (bounded memory)
+            del self.arr[:h], sta[:h], self.dep[:h]
+            self.queued = [k - h for k in self.queued[self.q:]]
+            self.q = 0
+            self.i -= h
+            self.h = 0
 
     def edges(self, now: float) -> tuple[float, float]:
         """`FifoStation._edges` for this station: (remaining service of those in service,
         time already waited by those waiting), after `apply(now)`."""
-        recs = self.recs
+        i = self.i
         rem = 0.0
-        for k in range(self.started):
-            rem += recs[k][2] - now
+        for d in islice(self.dep, self.h, i):
+            rem += d - now
         waited = 0.0
-        for k in range(self.started, len(recs)):
-            a = recs[k][0]
-            if a > now:
-                break
+        for a in islice(self.arr, i, i + self.st.qlen):
             waited += now - a
         return rem, waited
 
@@ -160,15 +163,16 @@ class DelayChain:
         """`req` arrives at the chain's first station now: schedule its hand-on."""
         t = self.env._now
         for ln in self.lines:
-            deps = ln.deps
-            if len(deps) == ln.c:
-                first = deps.popleft()  # customer k − c: its server is the one k gets
-                start = first if first > t else t
+            dep = ln.dep
+            if len(dep) - ln.h >= ln.c and dep[-ln.c] > t:
+                start = dep[-ln.c]  # customer k − c leaves: its server is the one k gets
+                ln.queued.append(len(dep))
             else:
                 start = t
+            ln.arr.append(t)
+            ln.sta.append(start)
             d = start + ln.s
-            deps.append(d)
-            ln.recs.append([t, start, d])
+            dep.append(d)
             t = d
         heappush(self.heap, (t, 1, next(self.eid), self._deliver, req))
 

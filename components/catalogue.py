@@ -24,9 +24,11 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import hardware
-
 from .distributions import Count, Duration, LogNormal, LogNormalCount, fixed_count, fixed_ms
 from .operations import Autoscale, Failures
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = [
     "ComponentBase",

@@ -25,6 +25,9 @@ import random
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = [
     "Fixed",

@@ -31,6 +31,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = ["Failures", "Autoscale", "ColdStart", "AUTOSCALE_SIGNALS"]
 

@@ -41,6 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from components.catalogue import Component, ComponentBase
 from components.distributions import Count, Duration, fixed_count
 from designs.space import SearchSpace
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = [
     "Design",

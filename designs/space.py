@@ -44,6 +44,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.catalogue import GpuName, Precision
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = ["SearchSpace", "ComponentSpace", "space_problems", "load_space", "LLM_FIELDS", "REPLICA_FIELD"]
 

@@ -32,6 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from designs.io import load_design
 from designs.model import SLO, BatchWindow, Design, RequestClass, Workload
 from components.distributions import fixed_count
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = [
     "Requirements",

@@ -17,6 +17,9 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = [
     "Percentiles",

@@ -46,6 +46,9 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from components.docstrings import install as _fast_docstrings
+
+_fast_docstrings()  # the models' field descriptions from one parse of this module (start-up speed)
 
 __all__ = ["SampledHour", "SampledDay", "sample_day", "format_sampled_day", "needs_sampling", "transition_s",
            "DEFAULT_WINDOW_S"]

@@ -5,6 +5,8 @@
 * `sim.des.run` — one run: arrivals (open, closed loop, 24-hour profile), request routing, batches.
 * `sim.des.chain`, `chain_station` — the same run without events for a feed-forward flow of
   FIFO stations (the Kiefer–Wolfowitz recursion; chosen by the engine, `RunResult.engine_path`).
+* `sim.des.delay_chain` — inside a run, the entry's fixed-latency FIFO stations (gateway, load
+  balancer) by the same recursion: one event per request for the whole chain.
 * `sim.des.routing` — the flow compiled into nodes (branches, fan-out/join, loops, queues).
 * `sim.des.stations`, `fifo`, `station_base` — the stations per kind and the fast FIFO path.
 * `sim.des.events`, `request` — the event helper on SimPy's heap; requests and seeded streams.

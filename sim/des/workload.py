@@ -196,7 +196,7 @@ def _fused_sampler(classes, cum, rng: random.Random, record):
             fp = round(exp(mp + z * sp))  # = max(1, int(round(x))) for x > 0: round gives an int
             if not fp:
                 fp = 1
-        if fo is None:
+        if fo is None:  # the same loop again, for the output (a shared helper would be a call)
             while True:
                 u1 = rand()
                 u2 = 1.0 - rand()

@@ -371,7 +371,7 @@ class ReplicaEngine:
             return self.submit(req)
         now = self.env._now
         seq = _Seq(req, prompt, output, need, now)
-        if now > self._t_last:  # `_advance`, inlined
+        if now > self._t_last:  # `_advance`, inlined (as in `submit`, whose tail this is)
             self._kv_area += self.kv_reserved * (now - self._t_last)
             self._wait_area += self.n_waiting * (now - self._t_last)
             self._t_last = now

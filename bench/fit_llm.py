@@ -66,6 +66,8 @@ KEYS = {
     "moe_expert_base_penalty@B200-180GB": ("moe_expert_base_penalty", 1.0, lambda r: _moe(r) and _bw(r)),
     "moe_routing_flops_per_elem": ("moe_routing_flops_per_elem", 1.0, lambda r: _moe(r) and not _bw(r)),
     "moe_routing_flops_per_elem@B200-180GB": ("moe_routing_flops_per_elem", 1.0, lambda r: _moe(r) and _bw(r)),
+    "moe_alltoall_latency_us": ("moe_alltoall_latency_s", 1e-6, lambda r: _moe(r) and not _bw(r)),
+    "moe_alltoall_latency_us@B200-180GB": ("moe_alltoall_latency_s", 1e-6, lambda r: _moe(r) and _bw(r)),
     "trtllm_host_us_per_seq": ("host_floor_s_per_seq", 1e-6, lambda r: _bench(r) and r["gpu_name"] != "GB200-186GB"),
     "trtllm_host_us_per_seq@GB200-186GB": ("host_floor_s_per_seq", 1e-6, lambda r: _bench(r) and r["gpu_name"] == "GB200-186GB"),
     "vllm05_host_ms_per_seq": ("host_overhead_s_per_seq", 1e-3, lambda r: "0.5" in (r.get("engine") or "")),
@@ -76,7 +78,8 @@ STEP = {"prefill_mfu_half_tokens": 200.0, "decode_mfu_half_tokens": 128.0, "atte
         "moe_expert_half_tokens@B200-180GB": 64.0, "moe_expert_max_penalty@B200-180GB": 1.0,
         "moe_expert_base_penalty": 0.25, "moe_expert_base_penalty@B200-180GB": 0.25, "vllm05_host_ms_per_seq": 0.01,
         "vllm05_host_ms_per_step": 1.0,
-        "trtllm_host_us_per_seq": 5.0, "moe_routing_flops_per_elem@B200-180GB": 4000.0, "moe_routing_flops_per_elem": 4000.0, "trtllm_host_us_per_seq@GB200-186GB": 5.0,
+        "trtllm_host_us_per_seq": 5.0, "moe_routing_flops_per_elem@B200-180GB": 4000.0, "moe_routing_flops_per_elem": 4000.0, "moe_alltoall_latency_us": 10.0,
+        "moe_alltoall_latency_us@B200-180GB": 10.0, "trtllm_host_us_per_seq@GB200-186GB": 5.0,
         "allreduce_latency_us": 3.0, "mfu_ratio@fp4": 0.1}
 # Upper bounds: the routed experts' weight streams cannot beat ~85 % of paper HBM bandwidth
 # (the best streaming kernels reach about that; the dense fits give 0.44-0.67).
@@ -94,8 +97,8 @@ STAGES = [
      ["moe_expert_bw_efficiency", "moe_expert_base_penalty", "moe_expert_max_penalty", "moe_expert_half_tokens",
       "moe_routing_flops_per_elem"]),
     ("MoE rows on Blackwell", lambda r: _moe(r) and _bw(r),
-     ["moe_expert_bw_efficiency@B200-180GB", "moe_expert_base_penalty@B200-180GB", "moe_expert_max_penalty@B200-180GB",
-      "moe_expert_half_tokens@B200-180GB", "moe_routing_flops_per_elem@B200-180GB"]),
+     ["moe_alltoall_latency_us@B200-180GB", "moe_expert_bw_efficiency@B200-180GB", "moe_expert_base_penalty@B200-180GB",
+      "moe_expert_max_penalty@B200-180GB", "moe_expert_half_tokens@B200-180GB", "moe_routing_flops_per_elem@B200-180GB"]),
     ("vLLM 0.5 row", lambda r: "0.5" in (r.get("engine") or ""), ["vllm05_host_ms_per_step", "vllm05_host_ms_per_seq"]),
 ]
 

@@ -39,9 +39,11 @@ EFFICIENCY_KEYS = [
     "trtllm_host_us_per_seq", "trtllm_host_us_per_seq@GB200-186GB",
     # issue 11f: MoE routing work per routed copy (Blackwell; Hopper keeps the base penalty)
     "moe_routing_flops_per_elem", "moe_routing_flops_per_elem@B200-180GB", "moe_routing_flops_per_elem@GB200-186GB",
+    # issue 11g: expert-parallel all-to-all latency (Blackwell; Hopper 0)
+    "moe_alltoall_latency_us", "moe_alltoall_latency_us@B200-180GB", "moe_alltoall_latency_us@GB200-186GB",
 ]
 # Coefficients that may legitimately be fitted to 0 (a term the fit rows do not support).
-MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens", "moe_routing_flops_per_elem",
+MAY_BE_ZERO = {"prefill_mfu_half_tokens", "decode_mfu_half_tokens", "moe_routing_flops_per_elem", "moe_alltoall_latency_us",
                "moe_expert_base_penalty@B200-180GB", "moe_expert_base_penalty@GB200-186GB"}
 
 

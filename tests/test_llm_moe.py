@@ -149,3 +149,32 @@ def test_trtllm_bench_host_floor_per_sequence():
     assert spec.iteration_s(8, 8 * 192) == pytest.approx(bare.iteration_s(8, 8 * 192), rel=1e-12)
     # the replica's fast step table does not fold the floor: it takes the spec's own methods
     assert fast_step_times(spec)[0] == spec.iteration_s
+
+
+def test_expert_parallel_alltoall_latency_by_hand():
+    # Qwen3-235B-A22B NVFP4 on 8 × B200, experts over 8 (attention data-parallel: no all-reduce)
+    comp = LLMServer(id="q", model="qwen3-235b-a22b", gpu="B200-180GB", gpus_per_replica=8,
+                     precision="fp4", expert_parallel=8)
+    s = ServingSpec.from_component(comp, allreduce_latency_s=15e-6, moe_alltoall_latency_s=50e-6)
+    # dispatch + combine of 4096/8 tokens × min(8, 8) copies × 4096 hidden × 2 B × 7/8 leaving the GPU
+    msg = 4096 / 8 * 8 * 4096 * 2 * 7 / 8
+    assert msg == 29_360_128
+    wire = msg / (900e9 * 0.8)  # NVLink 5 900 GB/s each way × allreduce_bus_efficiency 0.8
+    assert wire == pytest.approx(40.78e-6, rel=1e-3)
+    assert s.alltoall_s(4096) == pytest.approx(2 * (15e-6 + 50e-6 + wire), rel=1e-12)
+    assert s.alltoall_s(4096) == pytest.approx(211.55e-6, rel=1e-4)
+    # 94 MoE layers, each one dispatch + combine: 19.9 ms per step of 4096 tokens
+    assert s.comm_s(4096, 4096) == pytest.approx(94 * 211.55e-6, rel=1e-4)
+    # outside the GPU max: a decode step is 94 × 2 × 50 µs = 9.4 ms longer than without it
+    s0 = ServingSpec.from_component(comp, allreduce_latency_s=15e-6, moe_alltoall_latency_s=0.0)
+    kv = 4096 * 1500
+    assert s.iteration_s(4096, kv) - s0.iteration_s(4096, kv) == pytest.approx(94 * 2 * 50e-6, rel=1e-9)
+    # the fitted value is read per GPU from the data file: Blackwell has one, Hopper none
+    assert ServingSpec.from_component(comp).moe_alltoall_latency_s == pytest.approx(
+        factor("moe_alltoall_latency_us@B200-180GB") / 1e6) and factor("moe_alltoall_latency_us@B200-180GB") > 0
+    assert qwen().moe_alltoall_latency_s == factor("moe_alltoall_latency_us") == 0
+    # without expert parallelism (Qwen3-30B TP1) there is no all-to-all to pay it on
+    q30 = ServingSpec.from_component(LLMServer(id="q30", model="qwen3-30b-a3b", gpu="B200-180GB", precision="fp4"))
+    assert q30.alltoall_s(4096) == 0.0 and q30.comm_s(4096, 4096) == 0.0
+    # dense models never carry it
+    assert ServingSpec.from_component(LLMServer(id="d", model="llama-3.1-8b", gpu="B200-180GB")).moe_alltoall_latency_s == 0.0

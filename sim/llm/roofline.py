@@ -147,6 +147,9 @@ class ServingSpec:
     moe_routing_flops_per_elem: float = 0.0
     # HBM efficiency of the routed experts' weight reads (quantised grouped GEMMs; 0 = decode_bw_efficiency).
     moe_expert_bw_efficiency: float = 0.0
+    # Expert parallelism: latency of each MoE all-to-all (dispatch, combine) beyond an
+    # all-reduce's start-up (MoE only; 0 = the all-reduce latency alone).
+    moe_alltoall_latency_s: float = 0.0
     # Tokens in a step at which decode rows reach half-way from decode_mfu to prefill_mfu
     # (0 = decode always at decode_mfu).
     decode_mfu_half_tokens: float = 0.0
@@ -222,6 +225,7 @@ class ServingSpec:
             # held out) read at the dense efficiency.
             moe_expert_bw_efficiency=(_gpu_factor("moe_expert_bw_efficiency", gpu)
                                       if model.is_moe and comp.precision not in ("bf16", "fp16") else 0.0),
+            moe_alltoall_latency_s=_gpu_factor("moe_alltoall_latency_us", gpu) / 1e6 if model.is_moe else 0.0,
             iteration_overhead_s=factor("iteration_overhead_ms") / 1e3,
             compute_precision=compute, tp=tp, pp=pp, ep=ep,
             link_bytes_per_s=gpu.intra_node_gb_s * 1e9,
@@ -455,13 +459,16 @@ class ServingSpec:
 
     def alltoall_s(self, tokens: float) -> float:
         """Expert-parallel dispatch + combine in one MoE layer: each GPU sends its T/ep tokens to
-        the GPUs of their min(k, ep) experts, (ep − 1)/ep of them elsewhere, and gets them back."""
+        the GPUs of their min(k, ep) experts, (ep − 1)/ep of them elsewhere, and gets them back;
+        each of the two pays an all-reduce's start-up plus ``moe_alltoall_latency_s`` (the
+        collective waits for every rank of the attention-data-parallel group: fitted per GPU
+        generation, 0 on Hopper)."""
         if self.ep <= 1 or tokens <= 0:
             return 0.0
         m = self.model
         msg = tokens / self.ep * min(m.experts_per_token, self.ep) * m.hidden * ACT_BYTES * (self.ep - 1) / self.ep
         bw = self.link_bytes_per_s * self.allreduce_bus_efficiency
-        return 2 * (self.allreduce_latency_s + msg / bw)
+        return 2 * (self.allreduce_latency_s + self.moe_alltoall_latency_s + msg / bw)
 
     def p2p_s(self, tokens: float) -> float:
         """One pipeline hand-over of ``tokens`` activations to the next stage."""

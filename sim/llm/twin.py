@@ -786,7 +786,10 @@ def llm_estimate(comp: LLMServer, workload, arrival_rps: float, overrides: dict 
         ex.append(
             f"expert parallelism: experts spread over {spec.ep} GPUs; each of {m.n_moe_layers} MoE layers "
             f"dispatches and combines {m.experts_per_token} × {S / spec.microbatches(S):.0f} token vectors "
-            f"({(spec.ep - 1) / spec.ep:.0%} leave the GPU) = {a2a * 1e6:.1f} µs → {m.n_moe_layers * a2a * 1e3:.2f} ms per step")
+            f"({(spec.ep - 1) / spec.ep:.0%} leave the GPU) = {a2a * 1e6:.1f} µs"
+            + (f" (of which 2 × {spec.moe_alltoall_latency_s * 1e6:.1f} µs all-to-all latency beyond the "
+               f"all-reduce start-up)" if spec.moe_alltoall_latency_s else "")
+            + f" → {m.n_moe_layers * a2a * 1e3:.2f} ms per step")
     if spec.pp > 1:
         ex.append(
             f"pipeline: {spec.pp} stages of {m.layers / spec.pp:.1f} layers; a step splits the batch into "

@@ -151,12 +151,15 @@ class DelayChain:
         return cls(lines, node, env)
 
     def _make_deliver(self):
-        nxt = self.nxt
-
-        def deliver(req) -> None:
-            # What the last station's `after` does with a plain request: hand it on.
-            nxt.station.arrive(req, req.k if nxt.is_last else nxt.cb)
-
+        # Bound once the nodes are built (`Run` builds the chain after `build_nodes`, whose
+        # closures bind the stations' final `arrive` the same way).
+        arrive, cb = self.nxt.station.arrive, self.nxt.cb
+        if self.nxt.is_last:
+            def deliver(req) -> None:  # what the last station's `after` does: hand it on
+                arrive(req, req.k)
+        else:
+            def deliver(req) -> None:
+                arrive(req, cb)
         return deliver
 
     def push(self, req, _done=None) -> None:

@@ -118,3 +118,31 @@ def test_perf_overview_rows_pad_decode_steps_to_their_cuda_graphs():
     assert padded > bare.iteration_s(190, kv) * 1.1
     assert spec.iteration_s(190, kv, 128, spec.prefill_flops_s(128)) == bare.iteration_s(190, kv, 128, spec.prefill_flops_s(128))
     assert spec.graph_batch(300) == 300 and spec.graph_batch(129) == 256 and spec.graph_batch(64) == 64
+
+
+def test_perf_overview_graphs_pad_up_to_the_engines_cap():
+    """TensorRT-LLM's _filter_cuda_graph_batch_sizes (padding on) keeps the listed sizes up to
+    min(max_batch_size, max_num_tokens) and adds that cap when a listed size exceeds it: 405B
+    NVFP4 on 4 x B200 at 1000/2000 (max_batch 768, max_num_tokens 2048) captures 768, so its
+    592-sequence decode steps compute 768 rows (hand-worked: 2 x 405.85e9 x 768 FLOPs at the
+    decode MFU), where before they ran eagerly at 592."""
+    from dataclasses import replace
+
+    from sim.llm.calibrate import perf_overview_graph_sizes, row_component
+    from sim.llm.roofline import ServingSpec
+
+    assert perf_overview_graph_sizes(768, 2048) == (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768)
+    assert perf_overview_graph_sizes(512, 2048)[-1] == 512  # the cap is already listed
+    assert perf_overview_graph_sizes(4096, 2048)[-1] == 2048  # max_num_tokens caps it
+    assert perf_overview_graph_sizes(192, 5192)[-2:] == (128, 192)
+    comp, ov = row_component(BY_ID["T-L405-B200-1000-2000"])
+    assert (comp.max_batch, comp.chunked_prefill_tokens) == (768, 2048)
+    assert ov["graph_batch_sizes"][-2:] == (512, 768)
+    spec = ServingSpec.from_component(comp, **ov)
+    assert spec.graph_batch(592) == 768 and spec.graph_batch(769) == 769
+    flops = 2 * spec.model.params_active_b * 1e9 * 768
+    assert spec.decode_flops_s(768) == pytest.approx(
+        flops / (spec.gpus * spec.peak_flops_per_gpu * spec.decode_mfu_at(768)), rel=1e-12)
+    kv = 592 * 2000
+    eager = replace(spec, graph_batch_sizes=ov["graph_batch_sizes"][:-1])  # the old list
+    assert spec.iteration_s(592, kv) > eager.iteration_s(592, kv) * 1.1  # compute-bound: padding costs

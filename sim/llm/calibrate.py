@@ -83,13 +83,34 @@ ENGINE_SETTINGS: dict[str, dict] = {
 # {enable_padding: true, batch_sizes: [1, 2, 4, ..., 8192]} (its llm_options.yml); the PyTorch
 # model engine keeps the sizes <= max_batch_size and <= max_num_tokens and pads a decode-only
 # batch up to the next of them ("batches are rounded up to the nearest cuda_graph_batch_size",
-# llm_args.py CudaGraphConfig.enable_padding); a batch above the largest runs eagerly.
+# llm_args.py CudaGraphConfig.enable_padding); since a listed size exceeds that cap, the cap
+# itself is captured too (`perf_overview_graph_sizes`), so no decode batch runs eagerly.
 PERF_OVERVIEW_GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 # trtllm-bench's tuning (tensorrt_llm/bench/build/tuning.py calc_engine_setting): bytes per
 # weight and per KV element by quantisation (BYTES_PER_ELEM there; NVFP4 counts 0.5 B).
 _BENCH_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 # trtllm-bench perf overview: 1000/1000 runs used 3000 requests (same document as row S12).
 _PUBLISHED_PROMPTS = {("max_throughput", 1000, 1000): 3000}
+
+
+def perf_overview_graph_sizes(max_batch: int, max_num_tokens: int) -> tuple:
+    """CUDA-graph batch sizes the PyTorch backend captures from the perf overview's list: those
+    ≤ max_cuda_graph_bs = min(max_batch_size, max_num_tokens), and — padding being enabled and a
+    listed size exceeding it — max_cuda_graph_bs itself (github NVIDIA/TensorRT-LLM
+    tensorrt_llm/_torch/pyexecutor/model_engine.py `_filter_cuda_graph_batch_sizes`: "We will
+    pad batches to {max_cuda_graph_bs}"), so a decode batch above the largest listed size is
+    padded up to the cap instead of running eagerly.
+
+    >>> perf_overview_graph_sizes(768, 2048)[-3:]
+    (384, 512, 768)
+    >>> perf_overview_graph_sizes(512, 2048)[-2:]
+    (384, 512)
+    """
+    cap = min(max_batch, max_num_tokens)
+    sizes = [b for b in PERF_OVERVIEW_GRAPH_SIZES if b <= cap]
+    if any(b > cap for b in PERF_OVERVIEW_GRAPH_SIZES) and (not sizes or sizes[-1] != cap):
+        sizes.append(cap)
+    return tuple(sizes)
 
 
 def _engine_of(row: dict) -> str:
@@ -185,7 +206,7 @@ def row_component(row: dict) -> tuple[LLMServer, dict]:
             # Padded CUDA graphs of the perf overview. Not on MoE rows: they run attention data
             # parallelism (perf overview llm_options.yml, enable_attention_dp), where each rank
             # pads its own share of the batch — per-rank batches the replica model does not carry.
-            graphs = tuple(b for b in PERF_OVERVIEW_GRAPH_SIZES if b <= max_batch and b <= chunk)
+            graphs = perf_overview_graph_sizes(max_batch, chunk)
     comp = LLMServer(
         id=f"cal-{row['id']}", model=row["model_name"], gpu=row["gpu_name"],
         gpus_per_replica=tp * pp, pipeline_stages=pp, expert_parallel=ep if ep > 1 else None,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from functools import partial, reduce
 from itertools import repeat
 from operator import add as _add
 from operator import mul as _mul
@@ -51,6 +52,8 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 _REL = 0.001
 _K = 1.0 / math.log1p(_REL)
 _OFFSET = 1_000_000
+_OFFSET_ADD = partial(_add, _OFFSET)  # OFFSET + y (= y + OFFSET)
+_ZERO = 0.0
 _log = math.log
 _exp = math.exp
 
@@ -150,13 +153,13 @@ class RawSample(list):
         if h is not None and h.n == len(self):
             return h
         self._hist = h = LogHistogram()
-        pos = [x for x in self if x > 0.0]
-        h.bins = dict(Counter([int(_log(x) * _K + _OFFSET) for x in pos]))
+        pos = list(filter(_ZERO.__lt__, self))
+        # The keys as `add` computes them, int(log(x)·K + OFFSET), in C: float products and
+        # sums commute bit for bit, so K·log(x) and OFFSET + that are the same numbers.
+        h.bins = dict(Counter(map(int, map(_OFFSET_ADD, map(_K.__mul__, map(_log, pos))))))
         h.n, h.zeros = len(self), len(self) - len(pos)
-        total = 0.0
-        for x in pos:  # in order, as `add` sums (sum() compensates from Python 3.12 on)
-            total += x
-        h.total, h.max = total, max(pos, default=0.0)
+        # In order, as `add` sums (sum() compensates from Python 3.12 on; reduce does not).
+        h.total, h.max = reduce(_add, pos, 0.0), max(pos, default=0.0)
         return h
 
     def quantile(self, q: float) -> float:

@@ -20,10 +20,12 @@ How a run goes:
    (Independent replications would pay the warm-up again for every interval point; for an
    LLM server holding thousands of requests that is most of the work.)
 3. At every batch boundary: stop when at least 10 batches are complete and the p95's 95 %
-   half-width is ≤ `precision` × p95 (with control variates: 10 closed, of which 8
-   complete meet it; the rest drain and join the interval), or when `max_requests` /
-   `max_seconds` would be exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
-   requests then drain while arrivals continue. `replications=k` runs exactly k batches.
+   half-width is ≤ `precision` × p95, or when `max_requests` / `max_seconds` would be
+   exceeded, or on `cancel` / Ctrl-C (`partial=True`). `stopped_by` says which. Measured
+   requests then drain while arrivals continue. With control variates (LLM designs, whose
+   long answers keep 2–3 batches draining) the rule also looks every 2,048 arrivals once 10
+   batches are closed, and the result is exactly the complete batches it judged (the batches
+   closed since are left out undrained). `replications=k` runs exactly k batches.
 4. Whole day (`whole_day=True`): 24 h of the hourly profile from midnight, every request
    measured; intervals from 20 time batches (indicative: traffic varies by hour).
 5. A feed-forward flow of plain FIFO stations, caches and guardrails fed by Poisson arrivals
@@ -70,16 +72,13 @@ __all__ = ["simulate", "compare", "SimulationRefused", "LLM_KINDS", "Progress"]
 
 MIN_REPLICATIONS = 10  # t-intervals from fewer replications under-cover (Law & Kelton: n0 ≥ 10)
 # The precision rule judges the batches whose requests have all finished. With control
-# variates (LLM designs, whose long answers keep ~3 batches draining at any time) it may stop
-# once MIN_REPLICATIONS batches are closed and MIN_COMPLETE of them complete (≥ 4 residual df
-# with three controls) meet the target: the others finish draining before the result is built
-# and its interval uses them all (10 batches instead of 13 on the library serving design).
-MIN_COMPLETE = 8
-# Issue 9 tried an earlier stop for control-variate runs (8 closed / 6 complete, a look on 2
-# residual df): 8–9 batches instead of 10–11 on the library serving design and its end-to-end
-# p95 still covered 18/20 seeds, but the TTFT and TPOT p95 intervals covered only 17/20 and
-# 15/20 against a 120-batch reference (10 / 8: 16–18/20 and 17–18/20; bench/bench_llm_coverage.py,
-# 2026-12-02), so the stop stayed at MIN_REPLICATIONS closed / MIN_COMPLETE complete.
+# variates (LLM designs, whose long answers keep ~3 batches draining at any time) it looks
+# again every CHECK_EVERY arrivals once MIN_REPLICATIONS batches are closed, and stops as soon
+# as MIN_REPLICATIONS complete ones meet the target; the result is those batches, so nothing
+# is left to drain (issue 9, 2026-12-02: 105,400 requests a run instead of 114,000 on the
+# library serving design, seeds 0–7). Before, it stopped once 10 were closed and 8 of them
+# complete met the target, then drained the rest into the interval (MIN_COMPLETE = 8); 9b's
+# 8 closed / 6 complete was rejected on coverage (bench/bench_llm_coverage.py).
 CV_SOJOURNS = 5.0  # batch size in requests-in-system when control variates are used (see _rep_plan)
 CV_WARM_SOJOURNS = 10.0  # warm-up in requests-in-system with control variates (LLM designs, see _rep_plan)
 
@@ -397,6 +396,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
               tail_tokens=plan.tail_tokens if plan is not None else None, **common)
     first = 0  # batches before this index count as warm-up (MSER-5 may move it)
     rule_rel = None  # the p95's relative half-width the precision rule accepted
+    keep_upto = None  # with control variates: the result is exactly the complete batches judged
     stopped_by = None
     unstable = False
     if progress is not None:  # the warm-up is a phase of its own: nothing is measured yet
@@ -446,11 +446,16 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             if len(closed) >= replications:
                 stopped_by = "precision" if met else "max_requests"
                 break
-        elif met and (len(complete) >= MIN_REPLICATIONS
-                      or plan is not None and len(closed) >= MIN_REPLICATIONS and len(complete) >= MIN_COMPLETE):
+        elif met and len(complete) >= MIN_REPLICATIONS:
             stopped_by = "precision"
             rule_rel = hw / m
+            if plan is not None:
+                keep_upto = first + len(complete)  # the batches the rule judged, no more to drain
             break
+        if plan is not None and replications is None and len(closed) >= MIN_REPLICATIONS:
+            # LLM designs' long answers keep 2–3 batches draining: look again as they complete
+            # (every CHECK_EVERY arrivals), not only when the next batch closes.
+            run.pause_checks = True
         if run.next_id + n_meas > max_requests:
             stopped_by = "max_requests"
             break
@@ -459,7 +464,7 @@ def _simulate(design, *, seed=0, precision=0.02, max_requests=2_000_000, max_sec
             stopped_by = "max_seconds"
             break
     if run.cut is None:
-        run.finish()
+        run.finish() if keep_upto is None else run.finish(upto=keep_upto)  # (ChainRun: never a plan)
         _check_work(run, epr)
         if run.cut == "cancel":
             stopped_by = "interrupted"

@@ -142,6 +142,7 @@ class Run:
         self.end_cb = self._end_user if wl.closed_loop else self._end_inner
         self.entry_done = self.end_cb if self.entry_last else self.entry.cb  # `done` for the entry station
         self.mark = 0
+        self.pause_checks = False  # the engine's stop rule also looks every CHECK_EVERY arrivals
         self.mid = n_meas // 2 if no_drain else -1
         self.heap, self.eid = env._queue, env._eid
         self.arr_cb = self._arrival
@@ -228,13 +229,17 @@ class Run:
             self.cut = "work"
             self._stop()
 
-    def finish(self, drain: bool = True) -> None:
-        """Measure no more arrivals; run until the measured batches have drained (bounded)."""
+    def finish(self, drain: bool = True, upto: int | None = None) -> None:
+        """Measure no more arrivals; run until the measured batches have drained (bounded).
+        ``upto``: only the first `upto` batches count (the others are left out, undrained)."""
         if self.stopped:
             return
         self.meas_end = self.next_id
+        self.pause_checks = False  # the drain runs in one go
         # The batch opened at the boundary just passed holds one request: it is left out.
         self.drain_upto = len(self.segs) - 1 if (self.segs and not self.segs[-1].closed) else len(self.segs)
+        if upto is not None:
+            self.drain_upto = min(self.drain_upto, upto)
         if not drain or self._drained():
             self.stopped = True
             return
@@ -522,6 +527,8 @@ class Run:
     def _check(self, now: float) -> None:
         if self.delay is not None:
             self.delay.apply(now)  # bounds its pending records
+        if self.pause_checks:
+            self._pause()
         if not (self.next_id & (FLUSH_EVERY - 1)):
             for flush in self.flushers:
                 flush(False)  # bounds the stations' pending-wait lists (memory)

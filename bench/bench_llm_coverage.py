@@ -3,7 +3,7 @@
 `bench/bench_variance.py` checks the end-to-end p95's interval; this checks the two LLM
 metrics the serving SLOs are written on. Long reference runs (fixed batches, seeds 10,000,
 10,001, …) give the long-run p95s, pooled over their batches (one reference alone is ±0.3–0.6 %
-off: seed 10,000's TTFT p95 150.5 ms sits 0.4 % above the three-run pool, enough to turn 95 %
+off: seed 10,000's TTFT p95 150.5 ms sits 0.4 % above the five-run pool, enough to turn 95 %
 coverage into 80 % over 20 seeds); each default run (seeds 0…N−1, `sdw run`'s plan and
 stopping rule) counts as covering when its 95 % interval holds the pooled value. Also printed:
 the runs' mean error against it and the misses below / above.

@@ -7,7 +7,8 @@
 
 Each coefficient is fitted on the rows it governs (stages below), minimising the mean absolute
 log error of the analytic twin (`sim.llm.accuracy.twin_figures`; the simulated replica for the
-vLLM 0.5 row, whose all-at-once drain the steady-state twin does not see). The printed values
+vLLM 0.5 row, whose all-at-once drain the steady-state twin does not see; the perf-overview rows'
+finite waves the twin does model, `accuracy.finite_run_factor`). The printed values
 go into components/data/efficiency.csv with the rows they were fitted on; held-out rows are
 never read here.
 """

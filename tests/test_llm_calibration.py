@@ -146,3 +146,29 @@ def test_perf_overview_graphs_pad_up_to_the_engines_cap():
     kv = 592 * 2000
     eager = replace(spec, graph_batch_sizes=ov["graph_batch_sizes"][:-1])  # the old list
     assert spec.iteration_s(592, kv) > eager.iteration_s(592, kv) * 1.1  # compute-bound: padding costs
+
+
+def test_twin_runs_the_benchmarks_finite_waves_like_the_simulation():
+    """trtllm-bench sends N requests at once: with S admitted, a last wave of N mod S runs as
+    long as a full one. Qwen3-235B and Maverick on 8 × H200 at 128/2048 admit 2,304 and 2,743 of
+    3,000; the steady-state twin alone read 21 % and 42 % above the simulated replica, which runs
+    those waves event by event. With the finite-run factor they agree within 5 %; a run whose
+    N is a multiple of S keeps the steady state (factor 1)."""
+    from sim.llm.accuracy import finite_run_factor, twin_figures
+    from sim.llm.calibrate import row_component
+    from sim.llm.accuracy import _workload
+    from sim.llm.twin import _capacity
+
+    for rid in ("T-Q235-H200-128-2048", "T-L4M-H200-128-2048"):
+        row = BY_ID[rid]
+        f = finite_run_factor(row)
+        assert 0.6 < f < 0.9, (rid, f)
+        twin = twin_figures(row)["throughput"]
+        sim = run_row(row).throughput_tok_s
+        assert twin == pytest.approx(sim, rel=0.05), (rid, twin, sim)
+    row = BY_ID["T-Q235-H200-128-2048"]
+    comp, ov = row_component(row)
+    s = _capacity(comp, _workload(row), ov).sh.seqs
+    assert finite_run_factor(dict(row, num_prompts=3 * s)) == 1.0
+    # More full waves dilute the partial one: 3,000 + k·S requests approach the steady state.
+    assert finite_run_factor(row) < finite_run_factor(dict(row, num_prompts=3000 + 4 * s)) < 1.0

@@ -19,6 +19,7 @@ from sim.llm.twin import llm_estimate, llm_service_moments
 FACTORS = dict(decode_bw_efficiency=0.65, prefill_mfu=0.45, decode_mfu=0.40,
                iteration_overhead_s=0.0005, allreduce_latency_s=8e-6, allreduce_bus_efficiency=0.8,
                prefill_mfu_half_tokens=0.0, host_overhead_s_per_seq=0.0, moe_expert_half_tokens=0.0, moe_expert_base_penalty=0.0,
+               moe_routing_flops_per_elem=0.0,
                # the single-max roofline these hand-worked figures use (the session-2 terms are
                # worked in tests/test_llm_parallelism.py::test_attention_serial_share_and_decode_mfu_by_hand)
                attention_serial_share=0.0, decode_mfu_half_tokens=0.0)

@@ -154,9 +154,8 @@ def test_twin_runs_the_benchmarks_finite_waves_like_the_simulation():
     3,000; the steady-state twin alone read 21 % and 42 % above the simulated replica, which runs
     those waves event by event. With the finite-run factor they agree within 5 %; a run whose
     N is a multiple of S keeps the steady state (factor 1)."""
-    from sim.llm.accuracy import finite_run_factor, twin_figures
+    from sim.llm.accuracy import _workload, finite_run_factor, twin_figures
     from sim.llm.calibrate import row_component
-    from sim.llm.accuracy import _workload
     from sim.llm.twin import _capacity
 
     for rid in ("T-Q235-H200-128-2048", "T-L4M-H200-128-2048"):

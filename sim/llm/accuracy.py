@@ -177,7 +177,8 @@ def _wave_s(spec, b: int, n_in: int, n_out: int, chunk: int | None) -> float:
 
 
 def finite_run_factor(row: dict, comp=None, overrides: dict | None = None) -> float:
-    """Throughput of the benchmark's finite run over the twin's steady state (≤ 1).
+    """Throughput of the benchmark's finite run over the twin's steady state (below 1 when the
+    last wave is partial: its smaller batch makes fewer tokens per second).
 
     trtllm-bench's perf overview sends its N requests at once with fixed lengths: they run in
     waves of the S sequences the engine admits, every wave's requests finishing together, and
@@ -195,7 +196,7 @@ def finite_run_factor(row: dict, comp=None, overrides: dict | None = None) -> fl
         comp, overrides = row_component(row)
     overrides = overrides or {}
     s = _capacity(comp, _workload(row), overrides).sh.seqs
-    n = _request_count(row, 600)
+    n = _request_count(row, 600)  # 600: run_row's default when a row states no count
     if n <= 0 or s <= 0 or n % s == 0:
         return 1.0
     spec = ServingSpec.from_component(comp, **overrides)

@@ -32,9 +32,7 @@ def gap_report(ids: str | None = None) -> str:
     from fnmatch import fnmatch
 
     from components.hardware import calibration_rows
-    from sim.llm.accuracy import _workload
-    from sim.llm.calibrate import _request_count, row_component
-    from sim.llm.twin import _capacity
+    from sim.llm.accuracy import run_shape
 
     rows = {r["id"]: r for r in calibration_rows() if r["mode"] == "max_throughput" and (not ids or fnmatch(r["id"], ids))}
     fam, waves = {}, {}
@@ -43,12 +41,13 @@ def gap_report(ids: str | None = None) -> str:
         if not t or not m:
             continue
         r = rows[sc.id]
-        comp, ov = row_component(r)
-        n_over_s = _request_count(r, 600) / _capacity(comp, _workload(r), ov).sh.seqs
+        n, cap = run_shape(r)
+        n_over_s = n / cap.sh.seqs
         g = m / t - 1
-        fam.setdefault("MoE" if r.get("arch") == "moe" else "dense", []).append(g)
+        family = "MoE" if r.get("arch") == "moe" else "dense"
+        fam.setdefault(family, []).append(g)
         key = "< 2 waves" if n_over_s < 2 else "2-5 waves" if n_over_s <= 5 else "> 5 waves"
-        waves.setdefault((("MoE" if r.get("arch") == "moe" else "dense"), key), []).append(g)
+        waves.setdefault((family, key), []).append(g)
     out = ["family | rows | mean abs(sim/twin - 1)", "---|---|---"]
     out += [f"{k} | {len(v)} | {100 * sum(map(abs, v)) / len(v):.1f} %" for k, v in sorted(fam.items())]
     out += ["", "family | requests / admitted sequences | rows | mean sim/twin - 1", "---|---|---|---"]

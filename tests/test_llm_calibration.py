@@ -154,9 +154,7 @@ def test_twin_runs_the_benchmarks_finite_waves_like_the_simulation():
     3,000; the steady-state twin alone read 21 % and 42 % above the simulated replica, which runs
     those waves event by event. With the finite-run factor they agree within 5 %; a run whose
     N is a multiple of S keeps the steady state (factor 1)."""
-    from sim.llm.accuracy import _workload, finite_run_factor, twin_figures
-    from sim.llm.calibrate import row_component
-    from sim.llm.twin import _capacity
+    from sim.llm.accuracy import finite_run_factor, run_shape, twin_figures
 
     for rid in ("T-Q235-H200-128-2048", "T-L4M-H200-128-2048"):
         row = BY_ID[rid]
@@ -166,8 +164,7 @@ def test_twin_runs_the_benchmarks_finite_waves_like_the_simulation():
         sim = run_row(row).throughput_tok_s
         assert twin == pytest.approx(sim, rel=0.05), (rid, twin, sim)
     row = BY_ID["T-Q235-H200-128-2048"]
-    comp, ov = row_component(row)
-    s = _capacity(comp, _workload(row), ov).sh.seqs
+    s = run_shape(row)[1].sh.seqs
     assert finite_run_factor(dict(row, num_prompts=3 * s)) == 1.0
     # More full waves dilute the partial one: 3,000 + k·S requests approach the steady state.
     assert finite_run_factor(row) < finite_run_factor(dict(row, num_prompts=3000 + 4 * s)) < 1.0

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from components.hardware import calibration_rows
 
 __all__ = ["RowScore", "GroupScore", "score_row", "score_rows", "summarise", "source_label",
-           "twin_figures", "format_groups", "accuracy_scoreboard", "format_accuracy", "GROUP_COLUMNS"]
+           "twin_figures", "finite_run_factor", "run_shape", "format_groups", "accuracy_scoreboard", "format_accuracy", "GROUP_COLUMNS"]
 
 # Columns a scoreboard can be grouped by (attributes of `RowScore`).
 GROUP_COLUMNS = ("split", "source", "mode", "gpu", "family", "tp")
@@ -105,10 +105,11 @@ def twin_figures(row: dict) -> dict:
     comp, overrides = row_component(row)
     mode = row["mode"]
     n_out = row["output_tokens"]
+    if mode == "max_throughput" and str(row.get("input_len", "")).strip().isdigit():
+        n, cap = run_shape(row, comp, overrides)
+        return {"throughput": cap.max_rps * cap.sh.output * finite_run_factor(row, comp, overrides, (n, cap))}
     if mode in ("max_throughput", "rate_inf"):
         _, tok_s = llm_capacity(comp, _workload(row), overrides)
-        if mode == "max_throughput" and str(row.get("input_len", "")).strip().isdigit():
-            tok_s *= finite_run_factor(row, comp, overrides)
         return {"throughput": tok_s}
     if mode == "fixed_batch":
         spec = ServingSpec.from_component(comp, **overrides)
@@ -172,11 +173,22 @@ def _wave_s(spec, b: int, n_in: int, n_out: int, chunk: int | None) -> float:
     pts = min(steps, 32)
     ks = [1 + (steps - 1) * i / pts for i in range(pts + 1)]
     ys = [spec.decode_step_s(b, b * (n_in + k)) for k in ks]
-    mean = sum((ys[i] + ys[i + 1]) / 2 for i in range(pts)) / pts if pts else ys[0]
+    mean = sum((ys[i] + ys[i + 1]) / 2 for i in range(pts)) / pts
     return n_it * per_it + steps * mean
 
 
-def finite_run_factor(row: dict, comp=None, overrides: dict | None = None) -> float:
+def run_shape(row: dict, comp=None, overrides: dict | None = None):
+    """(N requests the row's run sends, the twin's `_capacity` at the row's lengths, whose
+    ``sh.seqs`` is the S sequences the engine admits)."""
+    from .calibrate import DEFAULT_MAX_REQUESTS, _request_count, row_component
+    from .twin import _capacity
+
+    if comp is None:
+        comp, overrides = row_component(row)
+    return _request_count(row, DEFAULT_MAX_REQUESTS), _capacity(comp, _workload(row), overrides or {})
+
+
+def finite_run_factor(row: dict, comp=None, overrides: dict | None = None, shape=None) -> float:
     """Throughput of the benchmark's finite run over the twin's steady state (below 1 when the
     last wave is partial: its smaller batch makes fewer tokens per second).
 
@@ -186,17 +198,17 @@ def finite_run_factor(row: dict, comp=None, overrides: dict | None = None) -> fl
     requests weighs in. Qwen3-235B on 8 H200 at 128/2048 admits S = 2,304 of the 3,000 requests:
     the second wave of 696 runs as long as a full one for a third of its tokens. The factor is
     (N / Σ wave times) / (S / full-wave time), 1 when S divides N; the simulated replica
-    (`calibrate.run_row`) runs the same waves event by event.
+    (`calibrate.run_row`) runs the same waves event by event. ``shape``: `run_shape`'s result
+    when the caller has it.
     """
-    from .calibrate import _request_count, row_component
+    from .calibrate import row_component
     from .roofline import ServingSpec
-    from .twin import _capacity
 
     if comp is None:
         comp, overrides = row_component(row)
     overrides = overrides or {}
-    s = _capacity(comp, _workload(row), overrides).sh.seqs
-    n = _request_count(row, 600)  # 600: run_row's default when a row states no count
+    n, cap = shape or run_shape(row, comp, overrides)
+    s = cap.sh.seqs
     if n <= 0 or s <= 0 or n % s == 0:
         return 1.0
     spec = ServingSpec.from_component(comp, **overrides)

@@ -293,7 +293,11 @@ def _sharegpt_lengths(mean_in: float, mean_out: float, n: int, rng: random.Rando
     return out
 
 
-def run_row(row: dict, *, max_requests: int = 600, seed: int = 0) -> CalibrationResult:
+# Requests a simulated row runs when it states no count of its own (`_request_count`).
+DEFAULT_MAX_REQUESTS = 600
+
+
+def run_row(row: dict, *, max_requests: int = DEFAULT_MAX_REQUESTS, seed: int = 0) -> CalibrationResult:
     """Simulate one calibration row (see the module docstring for the modes)."""
     comp, overrides = row_component(row)
     spec = ServingSpec.from_component(comp, **overrides)
